@@ -1,0 +1,325 @@
+//! Cgroup placement. One `Manager` trait, a v2 backend for the unified
+//! hierarchy and a v1 backend for hosts that mount v1 controllers (including
+//! hybrid hosts, where it also places the process in the cgroup2 mount).
+//! The backend is chosen by detecting the host; callers never branch on the
+//! version. What was created is recorded in the container state, so delete
+//! removes exactly those directories and never a cgroup it did not create.
+
+mod hierarchy;
+mod v1;
+mod v2;
+
+use std::os::fd::BorrowedFd;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+pub use hierarchy::Hierarchy;
+
+/// Why a cgroup operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error("reading the host's cgroup mounts: {0}")]
+    Detect(std::io::Error),
+    #[error("no cgroup hierarchy is mounted on this host")]
+    NoHierarchy,
+    #[error("creating cgroup {path}: {source}")]
+    Create {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("moving pid {pid} into cgroup {path}: {source}")]
+    Join {
+        path: PathBuf,
+        pid: libc::pid_t,
+        source: std::io::Error,
+    },
+    #[error("reading {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("writing {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("removing cgroup {path}: {source}")]
+    Remove {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// One directory of the container's cgroup, in one hierarchy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dir {
+    /// The container's cgroup directory.
+    pub path: PathBuf,
+    /// The hierarchy's mount point on the host.
+    pub mount: PathBuf,
+    /// v1 subsystems (`memory`, `name=systemd`); empty for cgroup2.
+    pub subsystems: String,
+    /// Directories skiff created for it, outermost first; only these are
+    /// removed on delete.
+    #[serde(default)]
+    pub created: Vec<PathBuf>,
+}
+
+/// The container's cgroup, as stored in its state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// The cgroup path within each hierarchy (`linux.cgroupsPath`, resolved).
+    pub path: PathBuf,
+    /// True on a pure cgroup v2 host.
+    pub unified: bool,
+    /// One directory per hierarchy.
+    pub dirs: Vec<Dir>,
+}
+
+/// What every cgroup backend does for a container.
+pub trait Manager {
+    /// The record to store in the container state.
+    fn record(&self) -> &Record;
+    /// Creates the directories.
+    fn create(&mut self) -> Result<(), CgroupError>;
+    /// A cgroup2 directory fd for `clone3(CLONE_INTO_CGROUP)`, when the
+    /// backend can start the child directly in its cgroup.
+    fn clone_target(&self) -> Option<BorrowedFd<'_>>;
+    /// Moves `pid` into the cgroup (when it was not cloned into it).
+    fn add(&self, pid: libc::pid_t) -> Result<(), CgroupError>;
+    /// The pids in the cgroup.
+    fn procs(&self) -> Result<Vec<libc::pid_t>, CgroupError>;
+    /// Removes the directories skiff created.
+    fn destroy(&self) -> Result<(), CgroupError>;
+}
+
+/// The default cgroup path: one `skiff` parent, one child per container.
+pub fn default_path(id: &str) -> PathBuf {
+    Path::new("/skiff").join(id)
+}
+
+/// Resolves `linux.cgroupsPath` in a hierarchy: absolute paths are used as
+/// they are, relative ones are relative to this process's own cgroup.
+fn resolve(hierarchy: &Hierarchy, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        hierarchy.own.join(path)
+    }
+}
+
+/// Plans the container's cgroup on this host: detects the hierarchies and
+/// returns the backend that fits them. Nothing is created yet.
+pub fn for_container(
+    cgroups_path: Option<&Path>,
+    id: &str,
+) -> Result<Box<dyn Manager>, CgroupError> {
+    let hierarchies = hierarchy::detect().map_err(CgroupError::Detect)?;
+    plan(&hierarchies, cgroups_path, id)
+}
+
+fn plan(
+    hierarchies: &[Hierarchy],
+    cgroups_path: Option<&Path>,
+    id: &str,
+) -> Result<Box<dyn Manager>, CgroupError> {
+    if hierarchies.is_empty() {
+        return Err(CgroupError::NoHierarchy);
+    }
+    let requested = cgroups_path.map_or_else(|| default_path(id), Path::to_path_buf);
+    let unified = hierarchies.iter().all(Hierarchy::is_v2);
+    let mut dirs = Vec::with_capacity(hierarchies.len());
+    let mut path = requested.clone();
+    for h in hierarchies {
+        let resolved = resolve(h, &requested);
+        if h.is_v2() || dirs.is_empty() {
+            path = resolved.clone();
+        }
+        dirs.push(Dir {
+            path: h.dir_of(&resolved),
+            mount: h.mount.clone(),
+            subsystems: h.subsystems.clone(),
+            created: Vec::new(),
+        });
+    }
+    let record = Record {
+        path,
+        unified,
+        dirs,
+    };
+    Ok(from_record(record))
+}
+
+/// The backend for a stored record.
+pub fn from_record(record: Record) -> Box<dyn Manager> {
+    if record.unified {
+        Box::new(v2::V2::new(record))
+    } else {
+        Box::new(v1::V1::new(record))
+    }
+}
+
+/// Creates `dir` and any missing parents below `mount`, returning the
+/// directories that did not exist before, outermost first.
+fn mkdir_all(mount: &Path, dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
+    let mut missing = Vec::new();
+    let mut cur = dir;
+    while cur != mount && !cur.exists() {
+        missing.push(cur.to_path_buf());
+        match cur.parent() {
+            Some(p) => cur = p,
+            None => break,
+        }
+    }
+    missing.reverse();
+    let mut created = Vec::with_capacity(missing.len());
+    for d in missing {
+        match std::fs::create_dir(&d) {
+            Ok(()) => created.push(d),
+            // Another container created the shared parent first: fine.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(source) => {
+                remove_created(&created);
+                return Err(CgroupError::Create { path: d, source });
+            }
+        }
+    }
+    Ok(created)
+}
+
+/// Removes created directories innermost first. The innermost one is the
+/// container's own and must go; shared parents may still hold other
+/// containers, so their removal is best effort.
+fn remove_created(created: &[PathBuf]) -> Option<CgroupError> {
+    let mut first_error = None;
+    for (i, d) in created.iter().enumerate().rev() {
+        let leaf = i + 1 == created.len();
+        if let Err(source) = remove_dir_retrying(d) {
+            if leaf && source.kind() != std::io::ErrorKind::NotFound && first_error.is_none() {
+                first_error = Some(CgroupError::Remove {
+                    path: d.clone(),
+                    source,
+                });
+            }
+        }
+    }
+    first_error
+}
+
+/// rmdir that waits briefly for tasks that are still exiting to leave.
+fn remove_dir_retrying(dir: &Path) -> std::io::Result<()> {
+    let mut delay = std::time::Duration::from_micros(200);
+    for _ in 0..12 {
+        match std::fs::remove_dir(dir) {
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                std::thread::sleep(delay);
+                delay *= 2;
+            }
+            other => return other,
+        }
+    }
+    std::fs::remove_dir(dir)
+}
+
+/// Writes `pid` into `dir/cgroup.procs`.
+fn write_pid(dir: &Path, pid: libc::pid_t) -> Result<(), CgroupError> {
+    let path = dir.join("cgroup.procs");
+    std::fs::write(&path, pid.to_string()).map_err(|source| CgroupError::Join {
+        path: dir.to_path_buf(),
+        pid,
+        source,
+    })
+}
+
+/// Reads the pids listed in `dir/cgroup.procs`.
+fn read_procs(dir: &Path) -> Result<Vec<libc::pid_t>, CgroupError> {
+    let path = dir.join("cgroup.procs");
+    let text =
+        std::fs::read_to_string(&path).map_err(|source| CgroupError::Read { path, source })?;
+    Ok(text.lines().filter_map(|l| l.trim().parse().ok()).collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hybrid() -> Vec<Hierarchy> {
+        vec![
+            Hierarchy {
+                mount: "/sys/fs/cgroup/memory".into(),
+                mount_root: "/".into(),
+                subsystems: "memory".into(),
+                own: "/process_api/abc".into(),
+            },
+            Hierarchy {
+                mount: "/sys/fs/cgroup/unified".into(),
+                mount_root: "/".into(),
+                subsystems: String::new(),
+                own: "/".into(),
+            },
+        ]
+    }
+
+    #[test]
+    fn default_path_is_absolute_under_skiff() {
+        let m = plan(&hybrid(), None, "c1").unwrap();
+        let r = m.record();
+        assert!(!r.unified);
+        assert_eq!(
+            r.dirs[0].path,
+            PathBuf::from("/sys/fs/cgroup/memory/skiff/c1")
+        );
+        assert_eq!(
+            r.dirs[1].path,
+            PathBuf::from("/sys/fs/cgroup/unified/skiff/c1")
+        );
+        assert_eq!(r.path, PathBuf::from("/skiff/c1"));
+    }
+
+    #[test]
+    fn relative_path_is_relative_to_own_cgroup() {
+        let m = plan(&hybrid(), Some(Path::new("pod/c1")), "c1").unwrap();
+        let r = m.record();
+        assert_eq!(
+            r.dirs[0].path,
+            PathBuf::from("/sys/fs/cgroup/memory/process_api/abc/pod/c1")
+        );
+        assert_eq!(
+            r.dirs[1].path,
+            PathBuf::from("/sys/fs/cgroup/unified/pod/c1")
+        );
+    }
+
+    #[test]
+    fn pure_v2_is_unified() {
+        let h = vec![Hierarchy {
+            mount: "/sys/fs/cgroup".into(),
+            mount_root: "/".into(),
+            subsystems: String::new(),
+            own: "/init.scope".into(),
+        }];
+        let m = plan(&h, Some(Path::new("/a/b")), "x").unwrap();
+        assert!(m.record().unified);
+        assert_eq!(m.record().dirs[0].path, PathBuf::from("/sys/fs/cgroup/a/b"));
+    }
+
+    #[test]
+    fn no_hierarchy_is_an_error() {
+        assert!(matches!(
+            plan(&[], None, "x"),
+            Err(CgroupError::NoHierarchy)
+        ));
+    }
+
+    #[test]
+    fn mkdir_all_reports_only_new_dirs() {
+        let tmp = std::env::temp_dir().join(format!("skiff-cg-test-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("exists")).unwrap();
+        let created = mkdir_all(&tmp, &tmp.join("exists/a/b")).unwrap();
+        assert_eq!(created, vec![tmp.join("exists/a"), tmp.join("exists/a/b")]);
+        assert!(remove_created(&created).is_none());
+        assert!(tmp.join("exists").exists() && !tmp.join("exists/a").exists());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+}

@@ -1,0 +1,69 @@
+//! cgroup v2 backend: one directory in the unified hierarchy, entered at
+//! clone time with `CLONE_INTO_CGROUP`, so the child never runs a single
+//! instruction outside its cgroup.
+
+use std::fs::File;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use super::{mkdir_all, read_procs, remove_created, write_pid, CgroupError, Manager, Record};
+
+/// The unified-hierarchy backend.
+pub struct V2 {
+    record: Record,
+    dir_fd: Option<OwnedFd>,
+}
+
+impl V2 {
+    pub fn new(record: Record) -> V2 {
+        V2 {
+            record,
+            dir_fd: None,
+        }
+    }
+}
+
+impl Manager for V2 {
+    fn record(&self) -> &Record {
+        &self.record
+    }
+
+    fn create(&mut self) -> Result<(), CgroupError> {
+        let dir = &self.record.dirs[0];
+        let created = mkdir_all(&dir.mount, &dir.path)?;
+        self.record.dirs[0].created = created;
+        let path = self.record.dirs[0].path.clone();
+        let fd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECTORY)
+            .open(&path)
+            .map(File::into)
+            .map_err(|source| CgroupError::Create { path, source });
+        match fd {
+            Ok(fd) => {
+                self.dir_fd = Some(fd);
+                Ok(())
+            }
+            Err(e) => {
+                let _ = self.destroy();
+                Err(e)
+            }
+        }
+    }
+
+    fn clone_target(&self) -> Option<BorrowedFd<'_>> {
+        self.dir_fd.as_ref().map(AsFd::as_fd)
+    }
+
+    fn add(&self, pid: libc::pid_t) -> Result<(), CgroupError> {
+        write_pid(&self.record.dirs[0].path, pid)
+    }
+
+    fn procs(&self) -> Result<Vec<libc::pid_t>, CgroupError> {
+        read_procs(&self.record.dirs[0].path)
+    }
+
+    fn destroy(&self) -> Result<(), CgroupError> {
+        remove_created(&self.record.dirs[0].created).map_or(Ok(()), Err)
+    }
+}

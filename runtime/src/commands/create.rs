@@ -1,0 +1,38 @@
+//! `skiff create`: returns once the container is `created`.
+
+use std::path::Path;
+
+use crate::bundle::Bundle;
+use crate::cli::CreateArgs;
+use crate::container::{Container, CreateOptions};
+use crate::error::Error;
+use crate::state::Root;
+
+/// Loads the bundle named by `--bundle` (default: the current directory).
+pub fn load_bundle(args: &CreateArgs) -> Result<Bundle, Error> {
+    Ok(Bundle::load(
+        args.bundle.as_deref().unwrap_or(Path::new(".")),
+    )?)
+}
+
+/// The create options from the command line.
+pub fn options(args: &CreateArgs) -> Result<CreateOptions<'_>, Error> {
+    if args.console_socket.is_some() {
+        return Err(Error::Message(
+            "--console-socket: terminals are not supported yet".into(),
+        ));
+    }
+    Ok(CreateOptions {
+        pid_file: args.pid_file.as_deref(),
+        no_pivot: args.no_pivot,
+        no_new_keyring: args.no_new_keyring,
+        preserve_fds: args.preserve_fds,
+        sigmask: None,
+    })
+}
+
+pub fn run(root: &Root, args: &CreateArgs) -> Result<i32, Error> {
+    let bundle = load_bundle(args)?;
+    Container::create(root, &args.id, &bundle, &options(args)?)?;
+    Ok(0)
+}

@@ -1,0 +1,35 @@
+//! One module per subcommand; each parses nothing and decides little: it
+//! calls the library and prints what runc would print.
+
+mod create;
+mod delete;
+mod kill;
+mod list;
+mod run;
+pub mod spec;
+mod start;
+mod state;
+
+use crate::cli::{Cli, Command};
+use crate::error::Error;
+use crate::state::Root;
+
+/// Runs the parsed command; returns the process exit code.
+pub fn dispatch(cli: &Cli) -> Result<i32, Error> {
+    if cli.systemd_cgroup {
+        return Err(Error::Message(
+            "--systemd-cgroup: systemd cgroup management is not supported yet; use the cgroupfs driver".into(),
+        ));
+    }
+    let root = Root::new(cli.root.clone());
+    match &cli.command {
+        Command::Spec(args) => spec::run(args),
+        Command::Create(args) => create::run(&root, args),
+        Command::Start(args) => start::run(&root, &args.id),
+        Command::State(args) => state::run(&root, &args.id),
+        Command::Kill(args) => kill::run(&root, args),
+        Command::Delete(args) => delete::run(&root, args),
+        Command::Run(args) => run::run(&root, args),
+        Command::List(args) => list::run(&root, args),
+    }
+}

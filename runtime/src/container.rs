@@ -1,0 +1,325 @@
+//! Operations on a container that exists: create (state directory, init,
+//! state file, pid file, with full rollback), start, kill, delete, and the
+//! OCI state. Commands are thin wrappers over these.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+
+use crate::bundle::Bundle;
+use crate::cgroups::{self, CgroupError};
+use crate::hooks;
+use crate::spawn::{self, SpawnError};
+use crate::state::{self, OciState, Root, StateError, Status, Stored};
+use crate::syscalls;
+
+/// Why an operation on a container failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ContainerError {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("cannot start a container that is {0}")]
+    NotStartable(Status),
+    #[error("container not running")]
+    NotRunning,
+    #[error("cannot delete container {id} that is not stopped: {status}")]
+    NotStopped { id: String, status: Status },
+    #[error("{what}: {source}")]
+    Sys { what: String, source: Errno },
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> ContainerError {
+    let what = what.into();
+    move |source| ContainerError::Sys { what, source }
+}
+
+/// Options of `create` and `run`.
+pub struct CreateOptions<'a> {
+    pub pid_file: Option<&'a Path>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub sigmask: Option<nix::sys::signal::SigSet>,
+}
+
+/// A container with a state file.
+#[derive(Debug)]
+pub struct Container {
+    pub dir: PathBuf,
+    pub stored: Stored,
+}
+
+/// Waits until the process behind `pidfd` has exited; false on timeout.
+pub fn wait_exit(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, Errno> {
+    let deadline = timeout.map(|t| Instant::now() + t);
+    loop {
+        let ms = match deadline {
+            None => PollTimeout::NONE,
+            Some(d) => {
+                let left = d.saturating_duration_since(Instant::now()).as_millis();
+                PollTimeout::try_from(left.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
+            }
+        };
+        let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, ms) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+impl Container {
+    /// Creates a container from a bundle: claims the id, spawns the init,
+    /// writes state and pid file. On any failure everything is undone.
+    pub fn create(
+        root: &Root,
+        id: &str,
+        bundle: &Bundle,
+        opts: &CreateOptions<'_>,
+    ) -> Result<(Container, OwnedFd), ContainerError> {
+        let dir = root.claim(id)?;
+        match Self::create_in(&dir, id, bundle, opts) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    fn create_in(
+        dir: &Path,
+        id: &str,
+        bundle: &Bundle,
+        opts: &CreateOptions<'_>,
+    ) -> Result<(Container, OwnedFd), ContainerError> {
+        let request = spawn::Request {
+            id,
+            bundle,
+            dir,
+            no_pivot: opts.no_pivot,
+            no_new_keyring: opts.no_new_keyring,
+            preserve_fds: opts.preserve_fds,
+            sigmask: opts.sigmask,
+        };
+        let spawned = spawn::spawn(&request)?;
+        let spec_hooks = bundle.spec.hooks().as_ref();
+        let kept_hooks = spec_hooks.map(|h| {
+            let mut kept = oci_spec::runtime::Hooks::default();
+            kept.set_poststart(h.poststart().clone());
+            kept.set_poststop(h.poststop().clone());
+            kept
+        });
+        let stored = Stored {
+            id: id.to_string(),
+            pid: spawned.pid,
+            start_time: spawned.start_time,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: crate::timestamp::now_nanos(),
+            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+            cgroup: spawned.cgroup.record().clone(),
+            own_pid_ns: spawned.own_pid_ns,
+            hooks: kept_hooks,
+        };
+        let container = Container {
+            dir: dir.to_path_buf(),
+            stored,
+        };
+        let written = state::save(dir, &container.stored).and_then(|()| match opts.pid_file {
+            Some(p) => state::write_pid_file(p, spawned.pid),
+            None => Ok(()),
+        });
+        if let Err(e) = written {
+            let _ = syscalls::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
+            let _ = wait_exit(spawned.pidfd.as_fd(), Some(Duration::from_secs(5)));
+            let _ = spawned.cgroup.destroy();
+            return Err(e.into());
+        }
+        Ok((container, spawned.pidfd))
+    }
+
+    /// Loads container `id`.
+    pub fn load(root: &Root, id: &str) -> Result<Container, ContainerError> {
+        state::validate_id(id)?;
+        let dir = root.dir(id);
+        let stored = state::load(&dir)?;
+        Ok(Container { dir, stored })
+    }
+
+    /// The derived status.
+    pub fn status(&self) -> Status {
+        state::status(&self.dir, &self.stored)
+    }
+
+    /// The OCI state JSON.
+    pub fn state_json(&self, status: Status, owner: &str, pretty: bool) -> String {
+        let pid = if status == Status::Stopped {
+            0
+        } else {
+            self.stored.pid
+        };
+        let state = OciState {
+            version: state::OCI_VERSION,
+            id: &self.stored.id,
+            pid,
+            status: status.as_str(),
+            bundle: &self.stored.bundle,
+            rootfs: &self.stored.rootfs,
+            created: &self.stored.created,
+            annotations: &self.stored.annotations,
+            owner,
+        };
+        let json = if pretty {
+            serde_json::to_string_pretty(&state)
+        } else {
+            serde_json::to_string(&state)
+        };
+        json.unwrap_or_default()
+    }
+
+    fn hook_state(&self, status: Status) -> Vec<u8> {
+        self.state_json(status, "", false).into_bytes()
+    }
+
+    /// A pidfd for the init, if it is still the process we started.
+    fn init_pidfd(&self) -> Option<OwnedFd> {
+        let fd = syscalls::pidfd_open(self.stored.pid).ok()?;
+        // Checked after opening: the fd pins the process, so a pid recycled
+        // between the two checks is caught.
+        crate::procfs::is_alive(self.stored.pid, self.stored.start_time).then_some(fd)
+    }
+
+    /// Releases the init waiting in `created`, then runs poststart hooks.
+    pub fn start(&self) -> Result<(), ContainerError> {
+        let status = self.status();
+        if status != Status::Created {
+            return Err(ContainerError::NotStartable(status));
+        }
+        let fifo = state::fifo_path(&self.dir);
+        let fd = nix::fcntl::open(
+            &fifo,
+            nix::fcntl::OFlag::O_WRONLY
+                | nix::fcntl::OFlag::O_NONBLOCK
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        );
+        let fd = match fd {
+            Ok(fd) => fd,
+            // No reader: the init is gone.
+            Err(Errno::ENXIO) | Err(Errno::ENOENT) => return Err(ContainerError::NotRunning),
+            Err(e) => return Err(sys(format!("opening {}", fifo.display()))(e)),
+        };
+        nix::unistd::write(&fd, b"0").map_err(sys("signalling the init"))?;
+        drop(fd);
+        std::fs::remove_file(&fifo).map_err(|e| {
+            sys(format!("removing {}", fifo.display()))(Errno::from_raw(
+                e.raw_os_error().unwrap_or(libc::EIO),
+            ))
+        })?;
+        hooks::run_warn(
+            self.stored.hooks.as_ref(),
+            hooks::Kind::Poststart,
+            &self.hook_state(Status::Running),
+        );
+        Ok(())
+    }
+
+    /// Sends `signal` to the init, or with `all` to every process of the
+    /// container.
+    pub fn kill(&self, signal: libc::c_int, all: bool) -> Result<(), ContainerError> {
+        let status = self.status();
+        if status == Status::Stopped {
+            // With --all a stopped init may still have left processes
+            // behind (no pid namespace); runc signals those too.
+            if all && !self.stored.own_pid_ns {
+                return self.signal_cgroup(signal);
+            }
+            return Err(ContainerError::NotRunning);
+        }
+        if all && !self.stored.own_pid_ns {
+            return self.signal_cgroup(signal);
+        }
+        let fd = self.init_pidfd().ok_or(ContainerError::NotRunning)?;
+        syscalls::pidfd_send_signal(fd.as_fd(), signal).map_err(sys("unable to signal init"))
+    }
+
+    /// Signals every process in the container's cgroup.
+    fn signal_cgroup(&self, signal: libc::c_int) -> Result<(), ContainerError> {
+        let cgroup = cgroups::from_record(self.stored.cgroup.clone());
+        for pid in cgroup.procs()? {
+            match nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::try_from(signal).ok(),
+            ) {
+                Ok(()) | Err(Errno::ESRCH) => {}
+                Err(e) => return Err(sys(format!("signalling pid {pid}"))(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Kills whatever is left and waits until it is gone.
+    fn kill_all_and_wait(&self) -> Result<(), ContainerError> {
+        if let Some(fd) = self.init_pidfd() {
+            let _ = syscalls::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+            wait_exit(fd.as_fd(), Some(Duration::from_secs(10)))
+                .map_err(sys("waiting for the init"))?;
+        }
+        if self.stored.own_pid_ns {
+            return Ok(());
+        }
+        // Without a pid namespace, children of the init survive it.
+        let cgroup = cgroups::from_record(self.stored.cgroup.clone());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let pids = cgroup.procs().unwrap_or_default();
+            if pids.is_empty() || Instant::now() > deadline {
+                return Ok(());
+            }
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    /// Deletes the container. A `created` container is deleted without
+    /// `--force` (runc does, and containerd depends on it); a running one
+    /// needs it.
+    pub fn delete(&self, force: bool) -> Result<(), ContainerError> {
+        let status = self.status();
+        if status == Status::Running && !force {
+            return Err(ContainerError::NotStopped {
+                id: self.stored.id.clone(),
+                status,
+            });
+        }
+        self.kill_all_and_wait()?;
+        let cgroup = cgroups::from_record(self.stored.cgroup.clone());
+        cgroup.destroy()?;
+        std::fs::remove_dir_all(&self.dir).map_err(|e| {
+            sys(format!("removing {}", self.dir.display()))(Errno::from_raw(
+                e.raw_os_error().unwrap_or(libc::EIO),
+            ))
+        })?;
+        hooks::run_warn(
+            self.stored.hooks.as_ref(),
+            hooks::Kind::Poststop,
+            &self.hook_state(Status::Stopped),
+        );
+        Ok(())
+    }
+}

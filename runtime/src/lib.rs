@@ -1,0 +1,23 @@
+//! skiff: a low-level OCI container runtime, command-line compatible with
+//! runc. The library holds the whole create pipeline so the binary, the
+//! shim and the tests can all drive it.
+
+pub mod bundle;
+pub mod cgroups;
+pub mod cli;
+pub mod commands;
+pub mod container;
+pub mod error;
+pub mod hooks;
+pub mod logging;
+pub mod namespaces;
+pub mod process;
+pub mod procfs;
+pub mod rootfs;
+pub mod security;
+pub mod signals;
+pub mod spawn;
+pub mod state;
+pub mod syscalls;
+pub mod timestamp;
+pub mod validate;

@@ -1,0 +1,168 @@
+//! The last steps before the container process runs: finding the program
+//! in the container's PATH, handing over exactly the fds it should have,
+//! restoring the signal state, and execve.
+
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal};
+use nix::unistd::AccessFlags;
+
+/// Why the program cannot be run. The wording follows runc's, which
+/// engines match on (Podman maps "not found" to exit code 127 and
+/// "permission denied" to 126).
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("exec: {0:?}: executable file not found in $PATH")]
+    NotFound(String),
+    #[error("exec: {name:?}: stat {path}: {source}")]
+    Stat {
+        name: String,
+        path: String,
+        source: Errno,
+    },
+    #[error("exec: {name:?}: permission denied")]
+    NotExecutable { name: String },
+    #[error("process.args: {0}")]
+    Nul(String),
+    #[error("preparing to exec: {what}: {source}")]
+    Prepare { what: &'static str, source: Errno },
+    #[error("exec {path}: {source}")]
+    Exec { path: String, source: Errno },
+}
+
+/// The default PATH when the process environment has none (execvp's).
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+fn is_executable_file(path: &Path) -> Result<bool, Errno> {
+    let st = nix::sys::stat::stat(path)?;
+    let file = st.st_mode & libc::S_IFMT == libc::S_IFREG;
+    Ok(file && nix::unistd::access(path, AccessFlags::X_OK).is_ok())
+}
+
+/// Resolves `name` like execvp, against the PATH in `env`. Runs in the
+/// container after pivot_root and the user switch, so what it checks is
+/// what the process will be able to run.
+pub fn find_program(name: &str, env: &[String]) -> Result<PathBuf, ExecError> {
+    if name.contains('/') {
+        let path = PathBuf::from(name);
+        return match is_executable_file(&path) {
+            Ok(true) => Ok(path),
+            Ok(false) => Err(ExecError::NotExecutable { name: name.into() }),
+            Err(source) => Err(ExecError::Stat {
+                name: name.into(),
+                path: name.into(),
+                source,
+            }),
+        };
+    }
+    let path_var = env
+        .iter()
+        .rev()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(DEFAULT_PATH);
+    let mut denied = false;
+    for dir in path_var.split(':') {
+        let dir = if dir.is_empty() { "." } else { dir };
+        let candidate = Path::new(dir).join(name);
+        match is_executable_file(&candidate) {
+            Ok(true) => return Ok(candidate),
+            Ok(false) => denied |= candidate.is_file(),
+            Err(_) => {}
+        }
+    }
+    if denied {
+        Err(ExecError::NotExecutable { name: name.into() })
+    } else {
+        Err(ExecError::NotFound(name.into()))
+    }
+}
+
+fn cstrings(list: &[String], what: &str) -> Result<Vec<CString>, ExecError> {
+    list.iter()
+        .map(|s| {
+            CString::new(s.as_bytes())
+                .map_err(|_| ExecError::Nul(format!("{what} {s:?} contains a NUL byte")))
+        })
+        .collect()
+}
+
+/// What the container process inherits from the runtime.
+pub struct Handover<'a> {
+    /// Number of fds after stdio to pass on (`--preserve-fds`).
+    pub preserve_fds: u32,
+    /// The signal mask to restore (the one the runtime was started with).
+    pub sigmask: Option<&'a SigSet>,
+}
+
+/// Sets up fds and signals, then replaces this process with the program.
+pub fn exec(
+    path: &Path,
+    args: &[String],
+    env: &[String],
+    handover: &Handover<'_>,
+) -> Result<std::convert::Infallible, ExecError> {
+    let prepare = |what: &'static str| move |source| ExecError::Prepare { what, source };
+    // Everything above the preserved range closes at exec; the preserved
+    // fds themselves must survive it.
+    let first_closed = 3 + handover.preserve_fds;
+    crate::syscalls::cloexec_from(first_closed).map_err(prepare("close_range"))?;
+    for fd in 3..first_closed {
+        // SAFETY: F_SETFD on an fd number; EBADF for a gap is harmless.
+        unsafe { libc::fcntl(fd as libc::c_int, libc::F_SETFD, 0) };
+    }
+    // Rust ignores SIGPIPE at startup; the container must not inherit that.
+    // SAFETY: resetting a disposition to the default is always sound.
+    unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }
+        .map_err(prepare("reset SIGPIPE"))?;
+    if let Some(mask) = handover.sigmask {
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
+            .map_err(prepare("sigprocmask"))?;
+    }
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| ExecError::Nul("program path".into()))?;
+    let c_args = cstrings(args, "argument")?;
+    let c_env = cstrings(env, "environment entry")?;
+    nix::unistd::execve(&c_path, &c_args, &c_env).map_err(|source| ExecError::Exec {
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_in_path() {
+        let env = vec!["PATH=/nonexistent:/bin:/usr/bin".to_string()];
+        let p = find_program("sh", &env).unwrap();
+        assert!(p.ends_with("sh"));
+    }
+
+    #[test]
+    fn missing_program_uses_runc_wording() {
+        let env = vec!["PATH=/bin".to_string()];
+        assert_eq!(
+            find_program("no-such-program-xyz", &env)
+                .unwrap_err()
+                .to_string(),
+            "exec: \"no-such-program-xyz\": executable file not found in $PATH"
+        );
+        let err = find_program("/no/such", &env).unwrap_err().to_string();
+        assert_eq!(
+            err,
+            "exec: \"/no/such\": stat /no/such: ENOENT: No such file or directory"
+        );
+    }
+
+    #[test]
+    fn directory_is_not_a_program() {
+        assert!(matches!(
+            find_program("/", &[]),
+            Err(ExecError::NotExecutable { .. })
+        ));
+    }
+}

@@ -1,0 +1,330 @@
+//! Performs `mounts[]` entries with the fd-based mount API: filesystems are
+//! built with fsopen/fsconfig/fsmount, binds are cloned with open_tree, both
+//! get their attributes with mount_setattr, and land with move_mount on a
+//! target fd resolved inside the root. No mount ever goes through a path
+//! string inside the container.
+
+use std::ffi::CString;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+use nix::errno::Errno;
+use nix::sys::stat::SFlag;
+use oci_spec::runtime::Mount;
+
+use super::options::MountOptions;
+use super::resolve;
+use crate::cgroups::Record;
+use crate::syscalls::{self, MountAttr};
+
+/// Why a mount entry failed.
+#[derive(Debug, thiserror::Error)]
+#[error("mounts[{index}] ({kind} on {destination}): {step}: {source}{detail}")]
+pub struct MountError {
+    pub index: usize,
+    pub kind: String,
+    pub destination: PathBuf,
+    pub step: String,
+    pub source: Errno,
+    /// Extra words from the kernel's fs_context log, when it had any.
+    pub detail: String,
+}
+
+/// What mounting needs to know beyond the entry itself.
+pub struct MountContext<'a> {
+    /// Bundle directory: relative bind sources are relative to it.
+    pub bundle: &'a Path,
+    /// The container's cgroup, for `cgroup` mounts.
+    pub cgroup: &'a Record,
+    /// True when the container has its own cgroup namespace.
+    pub cgroupns: bool,
+    /// True when the container has its own user namespace.
+    pub userns: bool,
+}
+
+/// One failing step, before the entry's identity is attached.
+struct StepError {
+    step: String,
+    source: Errno,
+    detail: String,
+}
+
+type Step<T> = Result<T, StepError>;
+
+fn step(step: impl Into<String>) -> impl FnOnce(Errno) -> StepError {
+    let step = step.into();
+    move |source| StepError {
+        step,
+        source,
+        detail: String::new(),
+    }
+}
+
+/// Mounts entry `index` inside `root`.
+pub fn mount_entry(
+    root: BorrowedFd<'_>,
+    index: usize,
+    m: &Mount,
+    ctx: &MountContext<'_>,
+) -> Result<(), MountError> {
+    let options = MountOptions::parse(m.options().as_deref().unwrap_or_default());
+    let typ = m.typ().as_deref().unwrap_or("");
+    let kind = if options.bind.is_some() || typ == "bind" {
+        "bind".to_string()
+    } else {
+        typ.to_string()
+    };
+    let result = if options.remount {
+        remount(root, m.destination(), &options)
+    } else if options.idmap.is_some() {
+        Err(StepError {
+            step: "options".into(),
+            source: Errno::EOPNOTSUPP,
+            detail: " (id-mapped mounts are not supported yet)".into(),
+        })
+    } else if kind == "bind" {
+        let source = m.source().as_deref().unwrap_or(Path::new(""));
+        bind(root, &ctx.bundle.join(source), m.destination(), &options)
+    } else if typ.is_empty() {
+        Err(StepError {
+            step: "type".into(),
+            source: Errno::EINVAL,
+            detail: " (a mount that is not a bind needs a type)".into(),
+        })
+    } else if typ == "cgroup" || typ == "cgroup2" {
+        cgroup(root, m.destination(), &options, ctx)
+    } else {
+        let source = m
+            .source()
+            .as_ref()
+            .map(|s| s.to_string_lossy().into_owned());
+        let res = filesystem(root, typ, source.as_deref(), m.destination(), &options);
+        match res {
+            // In a user namespace without its own network (or ipc)
+            // namespace the kernel refuses a new sysfs (mqueue); runc binds
+            // the host's instead, and so do we.
+            Err(e)
+                if e.source == Errno::EPERM
+                    && ctx.userns
+                    && (typ == "sysfs" || typ == "mqueue") =>
+            {
+                let host = if typ == "sysfs" {
+                    "/sys"
+                } else {
+                    "/dev/mqueue"
+                };
+                let mut rbind = options.clone();
+                rbind.bind = Some(true);
+                rbind.recursive_attr.set |= rbind.attr.set;
+                bind(root, Path::new(host), m.destination(), &rbind)
+            }
+            other => other,
+        }
+    };
+    result.map_err(|e| MountError {
+        index,
+        kind,
+        destination: m.destination().clone(),
+        step: e.step,
+        source: e.source,
+        detail: e.detail,
+    })
+}
+
+/// A bind mount of a host path.
+fn bind(root: BorrowedFd<'_>, source: &Path, dest: &Path, options: &MountOptions) -> Step<()> {
+    let recursive = options.bind.unwrap_or(false);
+    let mut flags = libc::OPEN_TREE_CLONE;
+    if recursive {
+        flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    let tree = syscalls::open_tree(None, source, flags)
+        .map_err(step(format!("source {}", source.display())))?;
+    let is_dir = nix::sys::stat::fstat(&tree)
+        .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
+        .map_err(step("stat source"))?;
+    set_attributes(&tree, options)?;
+    let target = if is_dir {
+        resolve::mkdir_all(root, dest)
+    } else {
+        resolve::ensure_file(root, dest)
+    }
+    .map_err(step("target"))?;
+    syscalls::move_mount_to_fd(tree.as_fd(), target.as_fd()).map_err(step("move_mount"))?;
+    set_propagation(&tree, options)
+}
+
+/// A new filesystem instance.
+fn filesystem(
+    root: BorrowedFd<'_>,
+    typ: &str,
+    source: Option<&str>,
+    dest: &Path,
+    options: &MountOptions,
+) -> Step<()> {
+    let mnt = new_fs(typ, source, options)?;
+    attach(root, mnt, dest, options)
+}
+
+/// Builds a detached mount of a new `typ` filesystem.
+fn new_fs(typ: &str, source: Option<&str>, options: &MountOptions) -> Step<OwnedFd> {
+    let c = |s: &str| CString::new(s).map_err(|_| Errno::EINVAL);
+    let fs =
+        syscalls::fsopen(&c(typ).map_err(step("type"))?).map_err(step(format!("fsopen {typ}")))?;
+    let config = |key: &str, value: Option<&str>| -> nix::Result<()> {
+        match value {
+            Some(v) => syscalls::fsconfig_set_string(fs.as_fd(), &c(key)?, &c(v)?),
+            None => syscalls::fsconfig_set_flag(fs.as_fd(), &c(key)?),
+        }
+    };
+    let with_log = |what: String| {
+        let fs = &fs;
+        move |source| StepError {
+            step: what,
+            source,
+            detail: fs_log(fs.as_fd()),
+        }
+    };
+    if let Some(src) = source.filter(|s| !s.is_empty()) {
+        config("source", Some(src)).map_err(with_log("source".into()))?;
+    }
+    for flag in &options.sb_flags {
+        config(flag, None).map_err(with_log(format!("option {flag}")))?;
+    }
+    for (key, value) in &options.data {
+        config(key, value.as_deref()).map_err(with_log(format!("option {key}")))?;
+    }
+    syscalls::fsconfig_create(fs.as_fd()).map_err(with_log("create".into()))?;
+    syscalls::fsmount(fs.as_fd(), options.fsmount_flags()).map_err(with_log("fsmount".into()))
+}
+
+/// Reads the messages the kernel left in an fs context, for the error.
+fn fs_log(fs: BorrowedFd<'_>) -> String {
+    let mut out = String::new();
+    let mut buf = [0u8; 256];
+    while let Ok(n) = nix::unistd::read(fs, &mut buf) {
+        if n == 0 {
+            break;
+        }
+        let line = String::from_utf8_lossy(&buf[..n]);
+        // Lines are "e msg", "w msg" or "i msg".
+        let msg = line.get(2..).unwrap_or("").trim();
+        if !msg.is_empty() {
+            out.push_str(" (");
+            out.push_str(msg);
+            out.push(')');
+        }
+    }
+    out
+}
+
+/// Moves a detached mount onto `dest` (a directory created in the root).
+fn attach(root: BorrowedFd<'_>, mnt: OwnedFd, dest: &Path, options: &MountOptions) -> Step<()> {
+    let target = resolve::mkdir_all(root, dest).map_err(step("target"))?;
+    syscalls::move_mount_to_fd(mnt.as_fd(), target.as_fd()).map_err(step("move_mount"))?;
+    if !options.recursive_attr.is_empty() {
+        syscalls::mount_setattr_fd(mnt.as_fd(), true, options.recursive_attr)
+            .map_err(step("recursive attributes"))?;
+    }
+    set_propagation(&mnt, options)
+}
+
+fn set_attributes(mnt: &OwnedFd, options: &MountOptions) -> Step<()> {
+    if !options.attr.is_empty() {
+        syscalls::mount_setattr_fd(mnt.as_fd(), false, options.attr).map_err(step("attributes"))?;
+    }
+    if !options.recursive_attr.is_empty() {
+        syscalls::mount_setattr_fd(mnt.as_fd(), true, options.recursive_attr)
+            .map_err(step("recursive attributes"))?;
+    }
+    Ok(())
+}
+
+fn set_propagation(mnt: &OwnedFd, options: &MountOptions) -> Step<()> {
+    for p in &options.propagation {
+        let attr = MountAttr {
+            propagation: p.flag,
+            ..MountAttr::default()
+        };
+        syscalls::mount_setattr_fd(mnt.as_fd(), p.recursive, attr).map_err(step("propagation"))?;
+    }
+    Ok(())
+}
+
+/// `remount`: new attributes for a mount that already exists at `dest`.
+fn remount(root: BorrowedFd<'_>, dest: &Path, options: &MountOptions) -> Step<()> {
+    let target = resolve::open(root, dest, nix::fcntl::OFlag::O_PATH).map_err(step("target"))?;
+    set_attributes(&target, options)?;
+    set_propagation(&target, options)
+}
+
+/// `cgroup` mounts: the container's own cgroup, never the host's tree. With
+/// a cgroup namespace a new cgroup filesystem shows exactly that; without
+/// one the container's directories are bind-mounted.
+fn cgroup(
+    root: BorrowedFd<'_>,
+    dest: &Path,
+    options: &MountOptions,
+    ctx: &MountContext<'_>,
+) -> Step<()> {
+    if ctx.cgroup.unified {
+        let dir = &ctx.cgroup.dirs[0];
+        return cgroup_hierarchy(root, dest, &dir.subsystems, &dir.path, options, ctx);
+    }
+    // v1: a tmpfs holding one mount per hierarchy, like the host's layout.
+    let tmpfs_options = MountOptions::parse(&["nosuid", "nodev", "noexec", "mode=755"]);
+    let tmpfs = new_fs("tmpfs", Some("cgroup"), &tmpfs_options)?;
+    attach(root, tmpfs, dest, &MountOptions::default())?;
+    let mut inner = options.clone();
+    inner.propagation.clear();
+    for dir in &ctx.cgroup.dirs {
+        let name = dir
+            .mount
+            .file_name()
+            .map(PathBuf::from)
+            .unwrap_or_else(|| "unified".into());
+        cgroup_hierarchy(
+            root,
+            &dest.join(name),
+            &dir.subsystems,
+            &dir.path,
+            &inner,
+            ctx,
+        )?;
+    }
+    // Attributes on the holding tmpfs come last: it must stay writable
+    // until every hierarchy has its mount point.
+    let holder =
+        resolve::open(root, dest, nix::fcntl::OFlag::O_PATH).map_err(step("cgroup tmpfs"))?;
+    set_attributes(&holder, options)?;
+    set_propagation(&holder, options)
+}
+
+fn cgroup_hierarchy(
+    root: BorrowedFd<'_>,
+    dest: &Path,
+    subsystems: &str,
+    dir: &Path,
+    options: &MountOptions,
+    ctx: &MountContext<'_>,
+) -> Step<()> {
+    if !ctx.cgroupns {
+        let mut bind_options = options.clone();
+        bind_options.bind = Some(false);
+        return bind(root, dir, dest, &bind_options);
+    }
+    let mut fs_options = options.clone();
+    fs_options.data.clear();
+    let typ = if subsystems.is_empty() {
+        "cgroup2"
+    } else {
+        for s in subsystems.split(',') {
+            match s.split_once('=') {
+                Some((k, v)) => fs_options.data.push((k.to_string(), Some(v.to_string()))),
+                None => fs_options.data.push((s.to_string(), None)),
+            }
+        }
+        "cgroup"
+    };
+    filesystem(root, typ, Some("cgroup"), dest, &fs_options)
+}

@@ -1,0 +1,49 @@
+//! Making the prepared rootfs the container's `/`: pivot_root with the old
+//! root detached (never propagated back to the host), or, with
+//! `--no-pivot`, a move of the rootfs mount onto `/` and a chroot.
+
+use std::os::fd::{AsFd, BorrowedFd};
+
+use nix::errno::Errno;
+use nix::mount::{MntFlags, MsFlags};
+
+use crate::syscalls;
+
+/// Why the root could not be switched.
+#[derive(Debug, thiserror::Error)]
+#[error("entering the rootfs: {step}: {source}")]
+pub struct PivotError {
+    pub step: &'static str,
+    pub source: Errno,
+}
+
+fn fail(step: &'static str) -> impl FnOnce(Errno) -> PivotError {
+    move |source| PivotError { step, source }
+}
+
+/// pivot_root(".", ".") trick: the old root ends up stacked on the new one
+/// and is detached right away, so no directory is needed to park it in.
+pub fn pivot_root(root: BorrowedFd<'_>) -> Result<(), PivotError> {
+    nix::unistd::fchdir(root).map_err(fail("fchdir"))?;
+    nix::unistd::pivot_root(".", ".").map_err(fail("pivot_root"))?;
+    // The old root may be shared with the host: make it a slave first so
+    // detaching it cannot unmount anything outside the container.
+    nix::mount::mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(fail("make old root a slave"))?;
+    nix::mount::umount2(".", MntFlags::MNT_DETACH).map_err(fail("detach old root"))?;
+    nix::unistd::chdir("/").map_err(fail("chdir /"))
+}
+
+/// `--no-pivot`: move the rootfs mount over `/` and chroot into it.
+pub fn move_root(root: BorrowedFd<'_>) -> Result<(), PivotError> {
+    syscalls::move_mount_to_path(root.as_fd(), "/").map_err(fail("move rootfs to /"))?;
+    nix::unistd::fchdir(root).map_err(fail("fchdir"))?;
+    nix::unistd::chroot(".").map_err(fail("chroot"))?;
+    nix::unistd::chdir("/").map_err(fail("chdir /"))
+}

@@ -1,0 +1,119 @@
+//! The typed channel between the runtime and the container init: a
+//! SOCK_SEQPACKET socketpair, one JSON-encoded message per datagram, so a
+//! message is never split or merged and a dead peer reads as end-of-file.
+
+use std::os::fd::{AsFd, OwnedFd};
+
+use nix::errno::Errno;
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+/// From the init (or its intermediate parent) to the runtime.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ToParent {
+    /// Namespaces exist; waiting for id maps and cgroup placement.
+    Ready,
+    /// The real init after the extra fork a new pid namespace needs on the
+    /// slow path, as a pid in the runtime's namespace.
+    InitPid(libc::pid_t),
+    /// Mounts are done; run prestart and createRuntime hooks now.
+    RunHooks,
+    /// Setup finished; waiting for `start`.
+    Created,
+    /// Setup failed; the message names the step and the field.
+    Failed(String),
+}
+
+/// From the runtime to the init.
+#[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub enum ToChild {
+    /// Id maps written and cgroup joined; `pid` is the init as the runtime
+    /// sees it (for the state hooks read).
+    Proceed { pid: libc::pid_t },
+    /// Runtime-namespace hooks have run.
+    HooksDone,
+}
+
+/// Why a message could not be exchanged.
+#[derive(Debug, thiserror::Error)]
+pub enum ChannelError {
+    #[error("socketpair: {0}")]
+    Create(Errno),
+    #[error("sending to the container init: {0}")]
+    Send(Errno),
+    #[error("receiving from the container init: {0}")]
+    Recv(Errno),
+    #[error("the container init exited during setup")]
+    Closed,
+    #[error("malformed message on the init channel: {0}")]
+    Decode(serde_json::Error),
+}
+
+/// One end of the channel.
+#[derive(Debug)]
+pub struct Channel {
+    fd: OwnedFd,
+}
+
+/// Creates both ends (close-on-exec).
+pub fn pair() -> Result<(Channel, Channel), ChannelError> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(ChannelError::Create)?;
+    Ok((Channel { fd: a }, Channel { fd: b }))
+}
+
+impl Channel {
+    /// Sends one message.
+    pub fn send<T: Serialize>(&self, msg: &T) -> Result<(), ChannelError> {
+        let bytes = serde_json::to_vec(msg).map_err(ChannelError::Decode)?;
+        loop {
+            match nix::unistd::write(self.fd.as_fd(), &bytes) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(ChannelError::Send(e)),
+                Ok(_) => return Ok(()),
+            }
+        }
+    }
+
+    /// Receives one message; end-of-file means the peer is gone.
+    pub fn recv<T: DeserializeOwned>(&self) -> Result<T, ChannelError> {
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = loop {
+            match nix::unistd::read(self.fd.as_fd(), &mut buf) {
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(ChannelError::Recv(e)),
+                Ok(n) => break n,
+            }
+        };
+        if n == 0 {
+            return Err(ChannelError::Closed);
+        }
+        serde_json::from_slice(&buf[..n]).map_err(ChannelError::Decode)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_eof() {
+        let (a, b) = pair().unwrap();
+        a.send(&ToParent::Failed("mounts[0]: boom".into())).unwrap();
+        a.send(&ToParent::Created).unwrap();
+        assert_eq!(
+            b.recv::<ToParent>().unwrap(),
+            ToParent::Failed("mounts[0]: boom".into())
+        );
+        assert_eq!(b.recv::<ToParent>().unwrap(), ToParent::Created);
+        b.send(&ToChild::Proceed { pid: 42 }).unwrap();
+        assert_eq!(a.recv::<ToChild>().unwrap(), ToChild::Proceed { pid: 42 });
+        drop(a);
+        assert!(matches!(b.recv::<ToParent>(), Err(ChannelError::Closed)));
+    }
+}

@@ -1,0 +1,401 @@
+//! The create pipeline, container side: what the init does between clone
+//! and execve. It runs in a fork of a single-threaded runtime, so ordinary
+//! Rust is safe here, but every failure is sent to the parent as one message
+//! instead of unwinding (and a panic aborts, which the parent sees as the
+//! channel closing).
+
+use std::convert::Infallible;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
+use nix::sched::CloneFlags;
+use nix::sys::signal::SigSet;
+use nix::unistd::{Gid, Uid};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use super::channel::{Channel, ChannelError, ToChild, ToParent};
+use crate::cgroups::Record;
+use crate::hooks::{self, HookError};
+use crate::namespaces::{self, NamespaceError, Plan};
+use crate::process::attributes::{self, AttributeError};
+use crate::process::exec::{self, ExecError, Handover};
+use crate::process::rlimits::{self, RlimitError};
+use crate::procfs::{PrivateProc, ProcError};
+use crate::rootfs::{self, MountContext, RootfsError};
+use crate::security::capabilities::{self, CapMasks};
+use crate::security::lsm::{self, LsmError};
+use crate::security::{identity, set_no_new_privs};
+use crate::state::{OciState, OCI_VERSION};
+
+/// Everything the init needs, prepared by the parent before fork.
+pub struct Config<'a> {
+    pub id: &'a str,
+    pub spec: &'a Spec,
+    pub bundle_dir: &'a Path,
+    pub rootfs: &'a Path,
+    pub plan: &'a Plan,
+    pub caps: CapMasks,
+    pub last_cap: u32,
+    pub cgroup: &'a Record,
+    pub fifo: &'a OwnedFd,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: u32,
+    pub sigmask: Option<&'a SigSet>,
+}
+
+/// A failure inside the init.
+#[derive(Debug, thiserror::Error)]
+enum InitError {
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    Rootfs(#[from] RootfsError),
+    #[error(transparent)]
+    Hook(#[from] HookError),
+    #[error(transparent)]
+    Proc(#[from] ProcError),
+    #[error(transparent)]
+    Rlimit(#[from] RlimitError),
+    #[error(transparent)]
+    Attribute(#[from] AttributeError),
+    #[error(transparent)]
+    Lsm(#[from] LsmError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error("{what}: {source}")]
+    Sys { what: String, source: Errno },
+    #[error("unexpected message from the runtime: {0:?}")]
+    Protocol(ToChild),
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> InitError {
+    let what = what.into();
+    move |source| InitError::Sys { what, source }
+}
+
+/// Runs the init to its execve. Never returns: on failure the error goes
+/// to the parent (or, once `create` has returned, to stderr) and the
+/// process exits.
+pub fn run(cfg: &Config<'_>, channel: &Channel) -> ! {
+    let mut created = false;
+    let err = match setup_and_exec(cfg, channel, &mut created) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    if created {
+        // Nobody is listening on the channel any more; the container's
+        // stderr is where the manager looks.
+        crate::logging::log(crate::logging::Level::Error, &err.to_string());
+    } else {
+        let _ = channel.send(&ToParent::Failed(err.to_string()));
+    }
+    // SAFETY: _exit skips atexit handlers and stdio flushing that belong to
+    // the parent's copy of this process.
+    unsafe { libc::_exit(1) }
+}
+
+/// Waits for the next message, which must be a Proceed; returns the pid it
+/// carries (the init as the runtime sees it).
+fn await_proceed(channel: &Channel) -> Result<libc::pid_t, InitError> {
+    match channel.recv::<ToChild>()? {
+        ToChild::Proceed { pid } => Ok(pid),
+        other => Err(InitError::Protocol(other)),
+    }
+}
+
+fn set_dumpable(on: bool) -> Result<(), InitError> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) } < 0 {
+        return Err(sys("prctl(PR_SET_DUMPABLE)")(Errno::last()));
+    }
+    Ok(())
+}
+
+/// Namespaces: joined ones, then (on the slow path) new ones, then the id
+/// maps and cgroup from the parent, the extra fork a new pid namespace
+/// needs when it could not be made by clone3, and the cgroup namespace.
+/// Returns the init's pid as the runtime sees it.
+fn enter_namespaces(cfg: &Config<'_>, channel: &Channel) -> Result<libc::pid_t, InitError> {
+    let plan = cfg.plan;
+    let single = plan.single_clone();
+    if !single {
+        for joined in plan.joined_by_child() {
+            namespaces::join(joined)?;
+        }
+        namespaces::unshare(plan.creation_flags())?;
+    }
+    channel.send(&ToParent::Ready)?;
+    let mut pid = await_proceed(channel)?;
+    if !single && plan.is_new(LinuxNamespaceType::Pid) {
+        // unshare(CLONE_NEWPID) only applies to children: fork the init.
+        // SAFETY: single-threaded; the intermediate only reports and exits.
+        match unsafe { nix::unistd::fork() }.map_err(sys("fork for the pid namespace"))? {
+            nix::unistd::ForkResult::Parent { child } => {
+                let _ = channel.send(&ToParent::InitPid(child.as_raw()));
+                // SAFETY: see `run`.
+                unsafe { libc::_exit(0) }
+            }
+            nix::unistd::ForkResult::Child => pid = await_proceed(channel)?,
+        }
+    }
+    if single {
+        for joined in plan.joined_by_child() {
+            namespaces::join(joined)?;
+        }
+    }
+    if plan.has(LinuxNamespaceType::User) {
+        // Become the namespace's root for the rest of the setup.
+        let root = Gid::from_raw(0);
+        nix::unistd::setresgid(root, root, root)
+            .map_err(sys("setresgid(0) in the user namespace"))?;
+        let root = Uid::from_raw(0);
+        nix::unistd::setresuid(root, root, root)
+            .map_err(sys("setresuid(0) in the user namespace"))?;
+    }
+    if plan.is_new(LinuxNamespaceType::Cgroup) {
+        // Now that the parent placed us, our cgroup becomes the root the
+        // container sees.
+        namespaces::unshare(CloneFlags::CLONE_NEWCGROUP)?;
+    }
+    Ok(pid)
+}
+
+/// The state JSON for hooks run by the init.
+fn hook_state(cfg: &Config<'_>, pid: libc::pid_t, status: &str) -> Vec<u8> {
+    let empty = std::collections::HashMap::new();
+    let created = crate::timestamp::now_nanos();
+    let state = OciState {
+        version: OCI_VERSION,
+        id: cfg.id,
+        pid,
+        status,
+        bundle: cfg.bundle_dir,
+        rootfs: cfg.rootfs,
+        created: &created,
+        annotations: cfg.spec.annotations().as_ref().unwrap_or(&empty),
+        owner: "",
+    };
+    serde_json::to_vec(&state).unwrap_or_default()
+}
+
+/// The private procfs, when anything needs /proc writes: sysctls, the OOM
+/// score, LSM labels. A fresh instance where the kernel allows one; the
+/// container's own /proc (verified) otherwise.
+fn private_proc(spec: &Spec) -> Result<Option<PrivateProc>, InitError> {
+    let process = spec.process().as_ref();
+    let needed = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.sysctl().as_ref())
+        .is_some_and(|s| !s.is_empty())
+        || process.and_then(|p| p.oom_score_adj()).is_some()
+        || process
+            .and_then(|p| p.apparmor_profile().as_deref())
+            .is_some_and(|p| !p.is_empty())
+        || process
+            .and_then(|p| p.selinux_label().as_deref())
+            .is_some_and(|l| !l.is_empty());
+    if !needed {
+        return Ok(None);
+    }
+    Ok(Some(PrivateProc::open()?))
+}
+
+fn apply_sysctls(spec: &Spec, proc: Option<&PrivateProc>) -> Result<(), InitError> {
+    let Some(sysctl) = spec.linux().as_ref().and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    let Some(proc) = proc else { return Ok(()) };
+    for (key, value) in sysctl {
+        let path = format!("sys/{}", key.replace('.', "/"));
+        proc.write(&path, value.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Changes into `process.cwd`, creating it if needed, resolved inside the
+/// root without magic links, and checks the result is inside the root
+/// (CVE-2024-21626: a leaked fd must never become the working directory).
+fn enter_cwd(cwd: &Path) -> Result<(), InitError> {
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(sys("opening /"))?;
+    let dir = rootfs::resolve::mkdir_all(root.as_fd(), cwd)
+        .map_err(sys(format!("process.cwd {}", cwd.display())))?;
+    nix::unistd::fchdir(dir.as_fd()).map_err(sys(format!("process.cwd {}", cwd.display())))?;
+    let now =
+        nix::unistd::getcwd().map_err(sys(format!("process.cwd {}: getcwd", cwd.display())))?;
+    if !now.is_absolute() {
+        return Err(sys(format!(
+            "process.cwd {}: outside the container",
+            cwd.display()
+        ))(Errno::EPERM));
+    }
+    Ok(())
+}
+
+/// Blocks until `start` writes to the exec fifo.
+fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
+    loop {
+        let mut fds = [PollFd::new(fifo.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(sys("waiting for start")(e)),
+            Ok(_) => {
+                let mut byte = [0u8; 1];
+                match nix::unistd::read(fifo.as_fd(), &mut byte) {
+                    Ok(_) => return Ok(()),
+                    Err(Errno::EAGAIN) | Err(Errno::EINTR) => continue,
+                    Err(e) => return Err(sys("reading the exec fifo")(e)),
+                }
+            }
+        }
+    }
+}
+
+fn setup_and_exec(
+    cfg: &Config<'_>,
+    channel: &Channel,
+    created: &mut bool,
+) -> Result<Infallible, InitError> {
+    // Until execve, /proc/<pid>/exe is skiff itself: keep it unreachable
+    // for anything in the container (CVE-2019-5736).
+    set_dumpable(false)?;
+    let spec = cfg.spec;
+    let process = spec.process().as_ref().ok_or(InitError::Sys {
+        what: "process".into(),
+        source: Errno::EINVAL,
+    })?;
+    let pid = enter_namespaces(cfg, channel)?;
+    // Device nodes must get exactly the mode the config gives.
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+
+    let new_mount_ns = cfg.plan.is_new(LinuxNamespaceType::Mount);
+    let root = if new_mount_ns {
+        let setup = rootfs::Setup {
+            spec,
+            rootfs: cfg.rootfs,
+            mount: MountContext {
+                bundle: cfg.bundle_dir,
+                cgroup: cfg.cgroup,
+                cgroupns: cfg.plan.has(LinuxNamespaceType::Cgroup),
+                userns: cfg.plan.has(LinuxNamespaceType::User),
+            },
+        };
+        Some(rootfs::prepare(&setup)?)
+    } else {
+        None
+    };
+
+    let spec_hooks = spec.hooks().as_ref();
+    if hooks::any(spec_hooks, hooks::Kind::Prestart)
+        || hooks::any(spec_hooks, hooks::Kind::CreateRuntime)
+    {
+        channel.send(&ToParent::RunHooks)?;
+        match channel.recv::<ToChild>()? {
+            ToChild::HooksDone => {}
+            other => return Err(InitError::Protocol(other)),
+        }
+    }
+    hooks::run(
+        spec_hooks,
+        hooks::Kind::CreateContainer,
+        &hook_state(cfg, pid, "creating"),
+    )?;
+
+    if let Some(root) = &root {
+        rootfs::enter(root.as_fd(), cfg.no_pivot)?;
+    }
+    let proc = private_proc(spec)?;
+    if new_mount_ns {
+        let slash = nix::fcntl::open(
+            "/",
+            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map_err(sys("opening /"))?;
+        rootfs::finalize(spec, slash.as_fd())?;
+    }
+
+    if let Some(name) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(name).map_err(sys("hostname"))?;
+    }
+    if let Some(name) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        // SAFETY: valid pointer and length.
+        if unsafe { libc::setdomainname(name.as_ptr().cast(), name.len()) } < 0 {
+            return Err(sys("domainname")(Errno::last()));
+        }
+    }
+    apply_sysctls(spec, proc.as_ref())?;
+    if let (Some(score), Some(proc)) = (process.oom_score_adj(), proc.as_ref()) {
+        proc.write("self/oom_score_adj", score.to_string().as_bytes())?;
+    }
+    rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
+    if !cfg.no_new_keyring {
+        attributes::join_session_keyring(cfg.id)?;
+    }
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        attributes::set_personality(p)?;
+    }
+    if let Some(prio) = process.io_priority() {
+        attributes::set_io_priority(prio.class(), prio.priority())?;
+    }
+    if let Some(sched) = process.scheduler() {
+        attributes::set_scheduler(sched)?;
+    }
+    if let Some(affinity) = process.exec_cpu_affinity() {
+        let list = affinity
+            .cpu_affinity_final()
+            .as_deref()
+            .or(affinity.initial().as_deref());
+        if let Some(list) = list.filter(|l| !l.is_empty()) {
+            attributes::set_cpu_affinity(list)?;
+        }
+    }
+    if let Some(proc) = proc.as_ref() {
+        lsm::apply_on_exec(
+            proc,
+            process.apparmor_profile().as_deref(),
+            process.selinux_label().as_deref(),
+        )?;
+    }
+    drop(proc);
+    enter_cwd(process.cwd())?;
+    let mut env = process.env().clone().unwrap_or_default();
+    identity::ensure_home(&mut env, process.user().uid());
+
+    capabilities::apply_bounding(cfg.caps.bounding, cfg.last_cap)
+        .map_err(sys("process.capabilities.bounding"))?;
+    identity::switch_user(process.user()).map_err(|(what, e)| sys(what)(e))?;
+    capabilities::apply_sets(&cfg.caps).map_err(sys("process.capabilities"))?;
+    let umask = process.user().umask().unwrap_or(0o022);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+    if process.no_new_privileges().unwrap_or(false) {
+        set_no_new_privs().map_err(sys("process.noNewPrivileges"))?;
+    }
+    let args = process.args().as_deref().unwrap_or_default();
+    let program = exec::find_program(&args[0], &env)?;
+
+    channel.send(&ToParent::Created)?;
+    *created = true;
+    wait_for_start(cfg.fifo)?;
+    hooks::run(
+        spec_hooks,
+        hooks::Kind::StartContainer,
+        &hook_state(cfg, pid, "created"),
+    )?;
+    let handover = Handover {
+        preserve_fds: cfg.preserve_fds,
+        sigmask: cfg.sigmask,
+    };
+    Ok(exec::exec(&program, args, &env, &handover)?)
+}
