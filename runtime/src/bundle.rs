@@ -84,16 +84,15 @@ fn parse_error(path: &Path, err: &serde_path_to_error::Error<serde_json::Error>)
     let field = err.path().to_string();
     let inner = err.inner();
     let mut message = inner.to_string();
-    // serde lists every expected variant; the field and the bad value are
-    // what the user needs, on one line.
+    // serde lists every expected variant; the field, the bad value and the
+    // position are what the user needs, on one line.
     if let Some(cut) = message.find(", expected") {
+        let position = message.find(" at line ").map(|i| message[i..].to_string());
         message.truncate(cut);
-    }
-    if let Some(cut) = message.find(" at line ") {
-        message.truncate(cut);
+        message.push_str(&position.unwrap_or_default());
     }
     let field = if field == "." || field == "?" || field.is_empty() {
-        format!("line {} column {}", inner.line(), inner.column())
+        "config".to_string()
     } else {
         field
     };
@@ -184,7 +183,11 @@ mod tests {
         let err = parse("{\"ociVersion\": \"1.0.2\",")
             .unwrap_err()
             .to_string();
-        assert!(err.starts_with("/b/config.json: line 1 column"), "{err}");
+        assert!(
+            err.starts_with("/b/config.json: config: EOF while parsing"),
+            "{err}"
+        );
+        assert!(err.ends_with("at line 1 column 23"), "{err}");
     }
 
     #[test]

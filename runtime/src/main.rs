@@ -5,8 +5,32 @@ use clap::Parser;
 
 use skiff::{cli::Cli, commands, logging};
 
+/// With `--preserve-fds N`, fds 3..3+N belong to the container. A number in
+/// that range that is not open would be reused by the first file skiff
+/// opens and handed to the container; park /dev/null there instead.
+fn reserve_preserved_fds(cli: &Cli) {
+    let n = match &cli.command {
+        skiff::cli::Command::Create(c) => c.preserve_fds,
+        skiff::cli::Command::Run(r) => r.create.preserve_fds,
+        _ => 0,
+    };
+    for fd in 3..3 + n as libc::c_int {
+        // SAFETY: F_GETFD only queries; open/dup2 only fill an unused number.
+        unsafe {
+            if libc::fcntl(fd, libc::F_GETFD) < 0 {
+                let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                if null >= 0 && null != fd {
+                    libc::dup2(null, fd);
+                    libc::close(null);
+                }
+            }
+        }
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
+    reserve_preserved_fds(&cli);
     if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
         eprintln!(
             "skiff: --log {}: {e}",

@@ -5,9 +5,11 @@
 use std::os::fd::{AsFd, BorrowedFd};
 
 use nix::errno::Errno;
-use nix::mount::{MntFlags, MsFlags};
+use nix::fcntl::OFlag;
+use nix::mount::MntFlags;
+use nix::sys::stat::Mode;
 
-use crate::syscalls;
+use crate::syscalls::{self, MountAttr};
 
 /// Why the root could not be switched.
 #[derive(Debug, thiserror::Error)]
@@ -24,18 +26,26 @@ fn fail(step: &'static str) -> impl FnOnce(Errno) -> PivotError {
 /// pivot_root(".", ".") trick: the old root ends up stacked on the new one
 /// and is detached right away, so no directory is needed to park it in.
 pub fn pivot_root(root: BorrowedFd<'_>) -> Result<(), PivotError> {
+    let old_root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(fail("open old root"))?;
     nix::unistd::fchdir(root).map_err(fail("fchdir"))?;
     nix::unistd::pivot_root(".", ".").map_err(fail("pivot_root"))?;
     // The old root may be shared with the host: make it a slave first so
-    // detaching it cannot unmount anything outside the container.
-    nix::mount::mount(
-        None::<&str>,
-        ".",
-        None::<&str>,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(fail("make old root a slave"))?;
+    // detaching it cannot unmount anything outside the container. Through
+    // its fd, because a path "." here names the new root for mount(2), and
+    // a recursive change there would also hit the container's own mounts.
+    let slave = MountAttr {
+        propagation: libc::MS_SLAVE,
+        ..MountAttr::default()
+    };
+    syscalls::mount_setattr_fd(old_root.as_fd(), true, slave)
+        .map_err(fail("make old root a slave"))?;
+    drop(old_root);
+    // umount2 crosses to the topmost mount at ".": the old root.
     nix::mount::umount2(".", MntFlags::MNT_DETACH).map_err(fail("detach old root"))?;
     nix::unistd::chdir("/").map_err(fail("chdir /"))
 }

@@ -63,7 +63,9 @@ pub fn check(apparmor: Option<&str>, selinux: Option<&str>, lsms: Lsms) -> Resul
     Ok(())
 }
 
-/// Arranges for the next execve to enter the profile / label.
+/// Arranges for the next execve to enter the profile / label. The private
+/// procfs belongs to our pid namespace, so getpid() names us there; the
+/// process is single-threaded, so its attributes are the thread's.
 pub fn apply_on_exec(
     proc: &PrivateProc,
     apparmor: Option<&str>,
@@ -72,19 +74,23 @@ pub fn apply_on_exec(
     if let Some(profile) = apparmor.filter(|p| !p.is_empty()) {
         let value = format!("exec {profile}");
         // Newer kernels stack LSMs and give AppArmor its own directory.
-        proc.write("thread-self/attr/apparmor/exec", value.as_bytes())
-            .or_else(|_| proc.write("thread-self/attr/exec", value.as_bytes()))
+        let me = nix::unistd::getpid();
+        proc.write(&format!("{me}/attr/apparmor/exec"), value.as_bytes())
+            .or_else(|_| proc.write(&format!("{me}/attr/exec"), value.as_bytes()))
             .map_err(|source| LsmError::AppArmor {
                 profile: profile.to_string(),
                 source,
             })?;
     }
     if let Some(label) = selinux.filter(|l| !l.is_empty()) {
-        proc.write("thread-self/attr/exec", label.as_bytes())
-            .map_err(|source| LsmError::Selinux {
-                label: label.to_string(),
-                source,
-            })?;
+        proc.write(
+            &format!("{}/attr/exec", nix::unistd::getpid()),
+            label.as_bytes(),
+        )
+        .map_err(|source| LsmError::Selinux {
+            label: label.to_string(),
+            source,
+        })?;
     }
     Ok(())
 }

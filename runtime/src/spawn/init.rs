@@ -291,7 +291,12 @@ fn setup_and_exec(
                 userns: cfg.plan.has(LinuxNamespaceType::User),
             },
         };
-        Some(rootfs::prepare(&setup)?)
+        let root = rootfs::prepare(&setup)?;
+        // The working directory is created now, while the root is still
+        // writable (runc does the same).
+        rootfs::resolve::mkdir_all(root.as_fd(), process.cwd())
+            .map_err(sys(format!("process.cwd {}", process.cwd().display())))?;
+        Some(root)
     } else {
         None
     };
@@ -337,7 +342,10 @@ fn setup_and_exec(
     }
     apply_sysctls(spec, proc.as_ref())?;
     if let (Some(score), Some(proc)) = (process.oom_score_adj(), proc.as_ref()) {
-        proc.write("self/oom_score_adj", score.to_string().as_bytes())?;
+        // The private procfs is of our own pid namespace, so getpid() names
+        // us there (and `self` is a symlink the verified open refuses).
+        let path = format!("{}/oom_score_adj", nix::unistd::getpid());
+        proc.write(&path, score.to_string().as_bytes())?;
     }
     rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
     if !cfg.no_new_keyring {

@@ -1,0 +1,310 @@
+//! Every bad input gets one error line naming the field or path, a non-zero
+//! exit, and leaves nothing behind: no state directory, cgroup or process.
+
+mod support;
+
+use serde_json::json;
+use support::{assert_nothing_left, Bundle, Skiff};
+
+fn create_fails(bundle: &Bundle, fragments: &[&str]) {
+    let skiff = Skiff::new();
+    let id = support::unique_id("bad");
+    skiff.create(bundle, &id).fails_with(fragments);
+    assert_nothing_left(&skiff, &id);
+    // The same through `run`.
+    let id = support::unique_id("badrun");
+    skiff.run_bundle(bundle, &id).fails_with(fragments);
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn missing_config() {
+    require_root!();
+    let skiff = Skiff::new();
+    let dir = std::env::temp_dir().join(support::unique_id("noconfig"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let id = support::unique_id("noconfig");
+    skiff
+        .run(&["create", "--bundle", dir.to_str().unwrap(), &id])
+        .fails_with(&["config.json", "No such file or directory"]);
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn malformed_config() {
+    require_root!();
+    let skiff = Skiff::new();
+    let b = Bundle::new(&["true"]);
+    std::fs::write(
+        b.dir.join("config.json"),
+        "{\"ociVersion\": \"1.0.2\", \"process\": [",
+    )
+    .unwrap();
+    let id = support::unique_id("malformed");
+    skiff
+        .run(&["create", "--bundle", b.dir.to_str().unwrap(), &id])
+        .fails_with(&["config.json", "line 1 column"]);
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn wrong_field_type() {
+    require_root!();
+    let mut b = Bundle::new(&["true"]);
+    b.config["process"]["user"]["uid"] = json!("root");
+    create_fails(&b, &["config.json", "process.user.uid", "invalid type"]);
+}
+
+#[test]
+fn unsupported_version() {
+    require_root!();
+    let mut b = Bundle::new(&["true"]);
+    b.config["ociVersion"] = json!("2.0.0");
+    create_fails(&b, &["unsupported ociVersion \\\"2.0.0\\\""]);
+}
+
+#[test]
+fn missing_rootfs() {
+    require_root!();
+    let mut b = Bundle::new(&["true"]);
+    b.config["root"]["path"] = json!("does-not-exist");
+    create_fails(
+        &b,
+        &["root.path", "does-not-exist", "No such file or directory"],
+    );
+}
+
+#[test]
+fn program_not_found() {
+    require_root!();
+    let b = Bundle::new(&["no-such-program"]);
+    create_fails(
+        &b,
+        &["exec: \\\"no-such-program\\\": executable file not found in $PATH"],
+    );
+    let b = Bundle::new(&["/bin/no-such-program"]);
+    create_fails(&b, &["/bin/no-such-program", "No such file or directory"]);
+}
+
+#[test]
+fn duplicate_id_leaves_the_first_alone() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("dup");
+    skiff.create(&Bundle::sh("sleep 1000"), &id).ok();
+    let pid = skiff.state(&id)["pid"].clone();
+    skiff
+        .create(&Bundle::sh("sleep 1000"), &id)
+        .fails_with(&["container with id exists", &id]);
+    let state = skiff.state(&id);
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["pid"], pid);
+    skiff.cleanup(&id);
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn unknown_id() {
+    require_root!();
+    let skiff = Skiff::new();
+    for cmd in ["start", "state", "delete"] {
+        skiff
+            .run(&[cmd, "nope"])
+            .fails_with(&["container does not exist"]);
+    }
+    skiff
+        .run(&["kill", "nope", "KILL"])
+        .fails_with(&["container does not exist"]);
+}
+
+#[test]
+fn id_with_path_characters() {
+    require_root!();
+    let skiff = Skiff::new();
+    let b = Bundle::new(&["true"]);
+    for id in ["a/b", "..", "../escape", "x y"] {
+        skiff
+            .create(&b, id)
+            .fails_with(&["invalid container id format"]);
+        skiff
+            .run(&["state", id])
+            .fails_with(&["invalid container id format"]);
+    }
+    assert!(
+        !skiff.root.join("escape").exists()
+            && !skiff.root.parent().unwrap().join("escape").exists()
+    );
+}
+
+#[test]
+fn unknown_signal() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("sig");
+    skiff.create(&Bundle::sh("sleep 1000"), &id).ok();
+    skiff
+        .run(&["kill", &id, "FOO"])
+        .fails_with(&["unknown signal \\\"FOO\\\""]);
+    skiff
+        .run(&["kill", &id, "99"])
+        .fails_with(&["unknown signal \\\"99\\\""]);
+    assert_eq!(skiff.state(&id)["status"], "created");
+    skiff.cleanup(&id);
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn unknown_capability_is_a_warning() {
+    require_root!();
+    // The spec: a capability that cannot be mapped MUST be logged as a
+    // warning and SHOULD NOT fail the container (runc agrees).
+    let skiff = Skiff::new();
+    let mut b = Bundle::sh("grep CapBnd /proc/self/status");
+    b.config["process"]["capabilities"]["bounding"] = json!(["CAP_KILL", "CAP_FOO"]);
+    let id = support::unique_id("cap");
+    let run = skiff.run_bundle(&b, &id).ok();
+    assert!(
+        run.stderr.contains("level=warning")
+            && run.stderr.contains("process.capabilities.bounding")
+            && run.stderr.contains("CAP_FOO"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(run.stdout.trim(), "CapBnd:\t0000000000000020");
+}
+
+#[test]
+fn namespace_path_of_the_wrong_type() {
+    require_root!();
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["namespaces"][1] = json!({"type": "network", "path": "/proc/self/ns/ipc"});
+    create_fails(
+        &b,
+        &[
+            "linux.namespaces[1].path",
+            "/proc/self/ns/ipc is not a network namespace",
+        ],
+    );
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["namespaces"][1] = json!({"type": "network", "path": "/nonexistent/ns"});
+    create_fails(
+        &b,
+        &[
+            "linux.namespaces[1].path",
+            "/nonexistent/ns",
+            "No such file",
+        ],
+    );
+}
+
+#[test]
+fn invalid_mounts() {
+    require_root!();
+    let mut b = Bundle::new(&["true"]);
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/mnt", "type": "bind", "source": "/nonexistent-source", "options": ["rbind"]
+    }));
+    create_fails(
+        &b,
+        &["mounts[7]", "/mnt", "/nonexistent-source", "No such file"],
+    );
+    let mut b = Bundle::new(&["true"]);
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/mnt", "type": "no-such-fs", "source": "x"
+    }));
+    create_fails(&b, &["mounts[7]", "no-such-fs", "fsopen"]);
+    let mut b = Bundle::new(&["true"]);
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/mnt", "type": "tmpfs", "source": "tmpfs", "options": ["size=lots"]
+    }));
+    create_fails(&b, &["mounts[7]", "option size"]);
+}
+
+#[test]
+fn invalid_fields_are_named() {
+    require_root!();
+    let mut b = Bundle::new(&["true"]);
+    b.config["process"]["cwd"] = json!("relative");
+    create_fails(&b, &["process.cwd", "not an absolute path"]);
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["sysctl"] = json!({"kernel.panic": "1"});
+    create_fails(&b, &["linux.sysctl", "kernel.panic"]);
+    let mut b = Bundle::new(&["true"]);
+    b.config["process"]["rlimits"] =
+        json!([{"type": "RLIMIT_NOFILE", "soft": 10, "hard": 1048576000}]);
+    create_fails(
+        &b,
+        &[
+            "process.rlimits[0] RLIMIT_NOFILE",
+            "Operation not permitted",
+        ],
+    );
+    let mut b = Bundle::new(&["true"]);
+    b.config["process"]["apparmorProfile"] = json!("no-such-profile");
+    if !std::path::Path::new("/sys/module/apparmor/parameters/enabled").exists() {
+        create_fails(&b, &["process.apparmorProfile", "AppArmor is not enabled"]);
+    }
+}
+
+#[test]
+fn failing_prestart_hook_rolls_back_and_runs_poststop() {
+    require_root!();
+    let marker = std::env::temp_dir().join(support::unique_id("poststop"));
+    let mut b = Bundle::new(&["true"]);
+    b.config["hooks"] = json!({
+        "prestart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 1"]}],
+        "poststop": [{"path": "/bin/sh", "args": ["sh", "-c", format!("echo ran >> {}", marker.display())]}]
+    });
+    create_fails(&b, &["hooks.prestart[0]", "exit status: 1", "nope"]);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "ran\nran\n");
+}
+
+#[test]
+fn wrong_state_operations() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("states");
+    skiff.create(&Bundle::new(&["true"]), &id).ok();
+    skiff.run(&["start", &id]).ok();
+    skiff.wait_status(&id, "stopped");
+    skiff
+        .run(&["start", &id])
+        .fails_with(&["cannot start a container that is stopped"]);
+    skiff
+        .run(&["kill", &id, "TERM"])
+        .fails_with(&["container not running"]);
+    skiff.run(&["delete", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn systemd_cgroup_is_refused_clearly() {
+    require_root!();
+    let skiff = Skiff::new();
+    skiff
+        .run(&["--systemd-cgroup", "list"])
+        .fails_with(&["--systemd-cgroup", "not supported yet"]);
+}
+
+#[test]
+fn log_file_in_json() {
+    require_root!();
+    let skiff = Skiff::new();
+    let log = std::env::temp_dir().join(support::unique_id("log.json"));
+    let run = skiff.run(&[
+        "--log",
+        log.to_str().unwrap(),
+        "--log-format",
+        "json",
+        "state",
+        "nope",
+    ]);
+    assert_ne!(run.code, 0);
+    // With a log file, stderr gets the bare message (runc does the same).
+    assert_eq!(run.stderr, "container does not exist\n");
+    let text = std::fs::read_to_string(&log).unwrap();
+    let line: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(line["level"], "error");
+    assert_eq!(line["msg"], "container does not exist");
+    assert!(line["time"].as_str().unwrap().ends_with('Z'));
+}

@@ -1,0 +1,182 @@
+//! The six hook kinds: when they run, in which namespaces, what they read
+//! on stdin, and what happens when they fail.
+
+mod support;
+
+use serde_json::{json, Value};
+use support::{Bundle, Skiff};
+
+/// A hook that appends "<name> <status> <id> <mount ns>" to `log`, reading
+/// the state from stdin with busybox tools only.
+fn logging_hook(name: &str, log: &str) -> Value {
+    let script = format!(
+        "state=$(cat); status=$(echo \"$state\" | sed 's/.*\"status\":\"\\([a-z]*\\)\".*/\\1/'); \
+         id=$(echo \"$state\" | sed 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/'); \
+         echo \"{name} $status $id $(readlink /proc/self/ns/mnt) $HOOK_ENV\" >> {log}"
+    );
+    json!({"path": "/bin/sh", "args": ["sh", "-c", script], "env": [format!("HOOK_ENV=env-{name}"), "PATH=/bin:/usr/bin"]})
+}
+
+fn read_log(path: &std::path::Path) -> Vec<Vec<String>> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(|l| l.split(' ').map(str::to_string).collect())
+        .collect()
+}
+
+#[test]
+fn all_six_in_order_with_state_and_namespaces() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("hooks");
+    let logdir = std::env::temp_dir().join(support::unique_id("hooklog"));
+    std::fs::create_dir_all(&logdir).unwrap();
+    let host_log = logdir.join("log");
+    let host = host_log.to_str().unwrap();
+    let mut b = Bundle::sh("sleep 1000");
+    // startContainer runs after pivot_root: it sees the log through a bind.
+    b.config["mounts"].as_array_mut().unwrap().push(
+        json!({"destination": "/hooklog", "type": "bind", "source": logdir, "options": ["rbind"]}),
+    );
+    b.config["hooks"] = json!({
+        "prestart": [logging_hook("prestart", host)],
+        "createRuntime": [logging_hook("createRuntime", host)],
+        "createContainer": [logging_hook("createContainer", host)],
+        "startContainer": [logging_hook("startContainer", "/hooklog/log")],
+        "poststart": [logging_hook("poststart", host)],
+        "poststop": [logging_hook("poststop", host)]
+    });
+    skiff.create(&b, &id).ok();
+    let names = |log: &[Vec<String>]| log.iter().map(|l| l[0].clone()).collect::<Vec<_>>();
+    assert_eq!(
+        names(&read_log(&host_log)),
+        ["prestart", "createRuntime", "createContainer"]
+    );
+    let pid = skiff.state(&id)["pid"].as_i64().unwrap();
+    let container_mnt = std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+        .unwrap()
+        .display()
+        .to_string();
+    let host_mnt = std::fs::read_link("/proc/self/ns/mnt")
+        .unwrap()
+        .display()
+        .to_string();
+
+    skiff.run(&["start", &id]).ok();
+    for _ in 0..200 {
+        if read_log(&host_log).len() >= 5 {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    skiff.run(&["delete", "--force", &id]).ok();
+    let log = read_log(&host_log);
+    let mut order = names(&log);
+    // startContainer runs in the init after start returned, poststart in
+    // start itself: their relative order is not fixed.
+    order[3..5].sort();
+    assert_eq!(
+        order,
+        [
+            "prestart",
+            "createRuntime",
+            "createContainer",
+            "poststart",
+            "startContainer",
+            "poststop"
+        ]
+    );
+    for line in &log {
+        let (kind, status, hook_id, mnt, env) = (&line[0], &line[1], &line[2], &line[3], &line[4]);
+        assert_eq!(hook_id, &id, "{kind} got the container id on stdin");
+        assert_eq!(env, &format!("env-{kind}"), "{kind} got its env");
+        let want_status = match kind.as_str() {
+            "prestart" | "createRuntime" | "createContainer" => "creating",
+            "startContainer" => "created",
+            "poststart" => "running",
+            _ => "stopped",
+        };
+        assert_eq!(status, want_status, "{kind} status");
+        let want_ns = if kind == "createContainer" || kind == "startContainer" {
+            &container_mnt
+        } else {
+            &host_mnt
+        };
+        assert_eq!(mnt, want_ns, "{kind} runs in the wrong mount namespace");
+    }
+    support::assert_nothing_left(&skiff, &id);
+    std::fs::remove_dir_all(&logdir).unwrap();
+}
+
+#[test]
+fn failing_poststart_and_poststop_only_warn() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("warnhooks");
+    let mut b = Bundle::sh("sleep 1000");
+    let fail = json!({"path": "/bin/false"});
+    b.config["hooks"] = json!({"poststart": [fail.clone()], "poststop": [fail]});
+    skiff.create(&b, &id).ok();
+    let start = skiff.run(&["start", &id]).ok();
+    assert!(
+        start.stderr.contains("level=warning") && start.stderr.contains("hooks.poststart[0]"),
+        "{}",
+        start.stderr
+    );
+    assert_eq!(skiff.state(&id)["status"], "running");
+    let delete = skiff.run(&["delete", "--force", &id]).ok();
+    assert!(
+        delete.stderr.contains("hooks.poststop[0]"),
+        "{}",
+        delete.stderr
+    );
+    support::assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn failing_create_hooks_abort() {
+    require_root!();
+    for kind in ["createRuntime", "createContainer"] {
+        let skiff = Skiff::new();
+        let id = support::unique_id("abort");
+        let mut b = Bundle::new(&["true"]);
+        b.config["hooks"] = json!({kind: [{"path": "/bin/sh", "args": ["sh", "-c", "exit 4"]}]});
+        skiff
+            .create(&b, &id)
+            .fails_with(&[&format!("hooks.{kind}[0]"), "exit status: 4"]);
+        support::assert_nothing_left(&skiff, &id);
+    }
+}
+
+#[test]
+fn hook_timeout_aborts_create() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("timeout");
+    let mut b = Bundle::new(&["true"]);
+    b.config["hooks"] =
+        json!({"createRuntime": [{"path": "/bin/sleep", "args": ["sleep", "60"], "timeout": 1}]});
+    let t = std::time::Instant::now();
+    skiff
+        .create(&b, &id)
+        .fails_with(&["hooks.createRuntime[0]", "timed out after 1s"]);
+    assert!(t.elapsed() < std::time::Duration::from_secs(10));
+    support::assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn failing_start_container_hook_stops_the_container() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("startfail");
+    let marker = std::env::temp_dir().join(support::unique_id("never"));
+    let mut b = Bundle::sh(&format!("touch {}", marker.display()));
+    b.config["hooks"] = json!({"startContainer": [{"path": "/bin/false"}]});
+    skiff.create(&b, &id).ok();
+    skiff.run(&["start", &id]).ok();
+    skiff.wait_status(&id, "stopped");
+    assert!(!marker.exists(), "the process ran despite the failed hook");
+    skiff.run(&["delete", &id]).ok();
+    support::assert_nothing_left(&skiff, &id);
+}

@@ -1,0 +1,293 @@
+//! The lifecycle as a manager drives it: create, state, start, kill,
+//! delete, run, list; statuses derived from the real process.
+
+mod support;
+
+use support::{assert_nothing_left, Bundle, Skiff};
+
+#[test]
+fn create_start_kill_delete() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("life");
+    let bundle = Bundle::sh("sleep 1000");
+    let pid_file = bundle.dir.join("init.pid");
+    bundle.write();
+    skiff
+        .run(&[
+            "create",
+            "--bundle",
+            bundle.dir.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id,
+        ])
+        .ok();
+    let state = skiff.state(&id);
+    assert_eq!(state["status"], "created");
+    assert_eq!(state["id"], id.as_str());
+    assert_eq!(state["bundle"], bundle.dir.to_str().unwrap());
+    let pid = state["pid"].as_i64().unwrap();
+    assert!(pid > 0);
+    let written: i64 = std::fs::read_to_string(&pid_file).unwrap().parse().unwrap();
+    assert_eq!(written, pid, "pid file holds the init's pid");
+    // Before start, the init is skiff waiting on the fifo, not the program.
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap();
+    assert_ne!(comm.trim(), "sleep");
+
+    skiff.run(&["start", &id]).ok();
+    assert_eq!(skiff.state(&id)["status"], "running");
+    skiff
+        .run(&["start", &id])
+        .fails_with(&["cannot start a container that is running"]);
+    skiff
+        .run(&["delete", &id])
+        .fails_with(&["cannot delete container", "not stopped: running"]);
+
+    skiff.run(&["kill", &id, "KILL"]).ok();
+    skiff.wait_status(&id, "stopped");
+    let state = skiff.state(&id);
+    assert_eq!(
+        state["pid"], 0,
+        "a stopped container reports pid 0, as runc does"
+    );
+    skiff
+        .run(&["kill", &id])
+        .fails_with(&["container not running"]);
+    skiff.run(&["delete", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+    skiff
+        .run(&["state", &id])
+        .fails_with(&["container does not exist"]);
+}
+
+#[test]
+fn delete_created_without_force() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("created");
+    skiff.create(&Bundle::sh("sleep 1000"), &id).ok();
+    // runc deletes a created container without --force; containerd relies on it.
+    skiff.run(&["delete", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn delete_force_running() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("force");
+    skiff.create(&Bundle::sh("sleep 1000"), &id).ok();
+    skiff.run(&["start", &id]).ok();
+    skiff.run(&["delete", "--force", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn run_propagates_exit_codes() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("exit");
+    let run = skiff.run_bundle(&Bundle::sh("echo out; echo err >&2; exit 7"), &id);
+    assert_eq!(run.code, 7);
+    assert_eq!(run.stdout, "out\n");
+    assert!(run.stderr.contains("err"));
+    assert_nothing_left(&skiff, &id);
+
+    let id = support::unique_id("signal");
+    // Outside a pid namespace (pid 1 ignores SIGKILL from inside its own).
+    let mut bundle = Bundle::sh("kill -9 $$");
+    bundle.namespaces(&["mount"]);
+    let run = skiff.run_bundle(&bundle, &id);
+    assert_eq!(run.code, 137, "killed by signal 9 gives 128+9");
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn run_short_lived_never_hangs() {
+    require_root!();
+    // The exit of an instantly finishing process must never be lost (SIGCHLD
+    // is blocked before the fork).
+    let skiff = Skiff::new();
+    for i in 0..10 {
+        let id = support::unique_id(&format!("true{i}"));
+        let mut child = skiff
+            .command(&[
+                "run",
+                "--bundle",
+                Bundle::new(&["true"]).write().dir.to_str().unwrap(),
+                &id,
+            ])
+            .spawn()
+            .unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                assert!(status.success());
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "run of true hung");
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn run_forwards_signals() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("fwd");
+    let bundle =
+        Bundle::sh("trap 'echo got-term; exit 3' TERM; echo ready; while :; do sleep 0.05; done");
+    bundle.write();
+    let mut child = skiff
+        .command(&["run", "--bundle", bundle.dir.to_str().unwrap(), &id])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut buf = [0u8; 6];
+    std::io::Read::read_exact(&mut stdout, &mut buf).unwrap();
+    assert_eq!(&buf, b"ready\n");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let status = child.wait().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+    assert_eq!(rest, "got-term\n");
+    assert_eq!(status.code(), Some(3));
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn run_detach_and_keep() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("detach");
+    let bundle = Bundle::sh("sleep 1000");
+    bundle.write();
+    let out = skiff
+        .command(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(out.success());
+    assert_eq!(skiff.state(&id)["status"], "running");
+    skiff.cleanup(&id);
+    assert_nothing_left(&skiff, &id);
+
+    let id = support::unique_id("keep");
+    let run = skiff.run(&[
+        "run",
+        "--keep",
+        "--bundle",
+        Bundle::new(&["true"]).write().dir.to_str().unwrap(),
+        &id,
+    ]);
+    assert_eq!(run.code, 0);
+    assert_eq!(skiff.state(&id)["status"], "stopped");
+    skiff.run(&["delete", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn list_formats() {
+    require_root!();
+    let skiff = Skiff::new();
+    let a = support::unique_id("lista");
+    let b = support::unique_id("listb");
+    skiff.create(&Bundle::sh("sleep 1000"), &a).ok();
+    skiff.create(&Bundle::sh("sleep 1000"), &b).ok();
+    skiff.run(&["start", &b]).ok();
+    let quiet = skiff.run(&["list", "-q"]).ok().stdout;
+    let mut ids: Vec<&str> = quiet.lines().collect();
+    ids.sort();
+    let mut want = vec![a.as_str(), b.as_str()];
+    want.sort();
+    assert_eq!(ids, want);
+    let table = skiff.run(&["list"]).ok().stdout;
+    let header = table.lines().next().unwrap();
+    assert!(
+        header.starts_with("ID")
+            && header.contains("PID")
+            && header.contains("STATUS")
+            && header.ends_with("OWNER")
+    );
+    assert!(table
+        .lines()
+        .any(|l| l.starts_with(&a) && l.contains("created") && l.ends_with("root")));
+    assert!(table
+        .lines()
+        .any(|l| l.starts_with(&b) && l.contains("running")));
+    let json: serde_json::Value =
+        serde_json::from_str(&skiff.run(&["list", "--format", "json"]).ok().stdout).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert!(json
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|c| c["owner"] == "root" && c["ociVersion"].is_string()));
+    skiff.cleanup(&a);
+    skiff.cleanup(&b);
+    assert_nothing_left(&skiff, &a);
+    assert_nothing_left(&skiff, &b);
+}
+
+#[test]
+fn annotations_are_kept_in_state() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("annot");
+    let mut bundle = Bundle::sh("sleep 1000");
+    bundle.config["annotations"] = serde_json::json!({"org.example.key": "value"});
+    skiff.create(&bundle, &id).ok();
+    assert_eq!(skiff.state(&id)["annotations"]["org.example.key"], "value");
+    skiff.cleanup(&id);
+}
+
+#[test]
+fn kill_all_reaches_every_process() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("killall");
+    // No pid namespace: the background sleeper survives the shell unless
+    // kill --all reaches it through the cgroup.
+    let mut bundle = Bundle::sh("sleep 1000 & sleep 1000");
+    bundle.namespaces(&["mount", "ipc", "uts"]);
+    skiff.create(&bundle, &id).ok();
+    skiff.run(&["start", &id]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let procs = cgroup_procs(&id);
+    assert!(
+        procs.len() >= 2,
+        "expected shell and sleeper, got {procs:?}"
+    );
+    skiff.run(&["kill", "--all", &id, "KILL"]).ok();
+    for _ in 0..200 {
+        if cgroup_procs(&id).is_empty() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(
+        cgroup_procs(&id).is_empty(),
+        "processes survived kill --all"
+    );
+    skiff.run(&["delete", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+fn cgroup_procs(id: &str) -> Vec<String> {
+    let dir = support::cgroup_dirs(id)
+        .into_iter()
+        .find(|d| d.join("cgroup.procs").exists());
+    dir.map(|d| std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default())
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_string)
+        .collect()
+}

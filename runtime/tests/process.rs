@@ -1,0 +1,299 @@
+//! `process` and the per-container kernel settings, checked from inside the
+//! container: what the program actually sees.
+
+mod support;
+
+use serde_json::json;
+use support::{Bundle, Skiff};
+
+/// Runs `script` in a container built from `edit(bundle)`; returns stdout.
+fn inside(script: &str, edit: impl FnOnce(&mut Bundle)) -> String {
+    let skiff = Skiff::new();
+    let mut b = Bundle::sh(script);
+    edit(&mut b);
+    let id = support::unique_id("proc");
+    let run = skiff.run_bundle(&b, &id).ok();
+    support::assert_nothing_left(&skiff, &id);
+    run.stdout
+}
+
+fn status_field(status: &str, key: &str) -> String {
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}:")))
+        .unwrap_or_else(|| panic!("{key} not in {status}"))
+        .trim()
+        .to_string()
+}
+
+#[test]
+fn args_env_and_cwd() {
+    require_root!();
+    let out = inside("echo \"$0|$1|$FOO|$(pwd)\"", |b| {
+        b.config["process"]["args"] =
+            json!(["sh", "-c", "echo \"$0|$1|$FOO|$(pwd)\"", "zero", "one"]);
+        b.config["process"]["env"] = json!(["PATH=/bin", "FOO=bar baz"]);
+        b.config["process"]["cwd"] = json!("/tmp");
+    });
+    assert_eq!(out, "zero|one|bar baz|/tmp\n");
+}
+
+#[test]
+fn missing_cwd_is_created() {
+    require_root!();
+    let skiff = Skiff::new();
+    let mut b = Bundle::own_rootfs(&["pwd"]);
+    b.config["process"]["cwd"] = json!("/work/deep/dir");
+    let id = support::unique_id("cwd");
+    assert_eq!(skiff.run_bundle(&b, &id).ok().stdout, "/work/deep/dir\n");
+    assert!(b.rootfs.join("work/deep/dir").is_dir());
+}
+
+#[test]
+fn home_comes_from_the_container_passwd() {
+    require_root!();
+    let out = inside("echo $HOME", |b| {
+        b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000})
+    });
+    assert_eq!(out, "/home/user\n");
+    let out = inside("echo $HOME", |b| {
+        b.config["process"]["env"] = json!(["PATH=/bin", "HOME=/custom"])
+    });
+    assert_eq!(out, "/custom\n");
+    let out = inside("echo $HOME", |b| {
+        b.config["process"]["user"] = json!({"uid": 4242, "gid": 4242})
+    });
+    assert_eq!(out, "/\n");
+}
+
+#[test]
+fn user_groups_and_umask() {
+    require_root!();
+    let out = inside("id -u; id -g; id -G; umask", |b| {
+        b.config["process"]["user"] =
+            json!({"uid": 1000, "gid": 1001, "additionalGids": [5, 7], "umask": 63});
+    });
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], "1000");
+    assert_eq!(lines[1], "1001");
+    let mut groups: Vec<&str> = lines[2].split_whitespace().collect();
+    groups.sort();
+    assert_eq!(groups, ["1001", "5", "7"]);
+    assert_eq!(lines[3], "0077");
+    let out = inside("umask", |_| {});
+    assert_eq!(out, "0022\n", "runc's default umask");
+}
+
+#[test]
+fn rlimits() {
+    require_root!();
+    let out = inside("ulimit -n; ulimit -Hn; ulimit -c", |b| {
+        b.config["process"]["rlimits"] = json!([
+            {"type": "RLIMIT_NOFILE", "soft": 321, "hard": 654},
+            {"type": "RLIMIT_CORE", "soft": 0, "hard": 0}
+        ]);
+    });
+    assert_eq!(out, "321\n654\n0\n");
+}
+
+#[test]
+fn all_five_capability_sets() {
+    require_root!();
+    let out = inside("cat /proc/self/status", |b| {
+        b.config["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+        b.config["process"]["capabilities"] = json!({
+            "bounding": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_CHOWN", "CAP_SETUID"],
+            "permitted": ["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_CHOWN"],
+            "effective": ["CAP_KILL", "CAP_CHOWN"],
+            "inheritable": ["CAP_NET_BIND_SERVICE", "CAP_CHOWN"],
+            "ambient": ["CAP_NET_BIND_SERVICE"]
+        });
+        b.config["process"]["noNewPrivileges"] = json!(false);
+    });
+    // After exec as uid 1000: effective/permitted are recomputed by the
+    // kernel from the ambient set (NET_BIND_SERVICE = bit 10).
+    assert_eq!(
+        status_field(&out, "CapBnd"),
+        format!("{:016x}", (1u64 << 5) | (1 << 10) | (1 << 0) | (1 << 7))
+    );
+    assert_eq!(
+        status_field(&out, "CapInh"),
+        format!("{:016x}", (1u64 << 10) | 1)
+    );
+    assert_eq!(status_field(&out, "CapAmb"), format!("{:016x}", 1u64 << 10));
+    assert_eq!(status_field(&out, "CapPrm"), format!("{:016x}", 1u64 << 10));
+    assert_eq!(status_field(&out, "CapEff"), format!("{:016x}", 1u64 << 10));
+    assert_eq!(status_field(&out, "NoNewPrivs"), "0");
+}
+
+#[test]
+fn root_keeps_exactly_the_configured_sets() {
+    require_root!();
+    let out = inside("cat /proc/self/status", |b| {
+        b.config["process"]["capabilities"] = json!({
+            "bounding": ["CAP_KILL", "CAP_SYS_ADMIN"],
+            "permitted": ["CAP_KILL", "CAP_SYS_ADMIN"],
+            "effective": ["CAP_KILL"]
+        });
+    });
+    let both = format!("{:016x}", (1u64 << 5) | (1 << 21));
+    assert_eq!(status_field(&out, "CapBnd"), both);
+    assert_eq!(status_field(&out, "CapPrm"), both);
+    // For root, execve makes the effective set the permitted one (the
+    // kernel treats root as holding every file capability).
+    assert_eq!(status_field(&out, "CapEff"), both);
+    assert_eq!(status_field(&out, "CapInh"), "0000000000000000");
+    assert_eq!(
+        status_field(&out, "NoNewPrivs"),
+        "1",
+        "runc's default config sets noNewPrivileges"
+    );
+}
+
+#[test]
+fn oom_score_adj() {
+    require_root!();
+    let out = inside("cat /proc/self/oom_score_adj", |b| {
+        b.config["process"]["oomScoreAdj"] = json!(345)
+    });
+    assert_eq!(out, "345\n");
+}
+
+#[test]
+fn personality_linux32() {
+    require_root!();
+    let out = inside("uname -m", |b| {
+        b.config["linux"]["personality"] = json!({"domain": "LINUX32"})
+    });
+    assert_eq!(out, "i686\n");
+}
+
+#[test]
+fn io_priority() {
+    require_root!();
+    let out = inside("ionice -p $$", |b| {
+        b.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_IDLE", "priority": 0});
+    });
+    assert!(out.contains("idle"), "{out}");
+    let out = inside("ionice -p $$", |b| {
+        b.config["process"]["ioPriority"] = json!({"class": "IOPRIO_CLASS_BE", "priority": 6});
+    });
+    assert!(out.contains("best-effort") && out.contains("6"), "{out}");
+}
+
+#[test]
+fn scheduler_policy() {
+    require_root!();
+    let out = inside("grep -E '^(policy|prio)' /proc/self/sched", |b| {
+        b.config["process"]["scheduler"] = json!({"policy": "SCHED_BATCH", "nice": 5});
+    });
+    assert!(
+        out.contains("policy") && out.lines().next().unwrap().trim().ends_with('3'),
+        "SCHED_BATCH is 3: {out}"
+    );
+    assert!(out.contains("125"), "nice 5 is prio 125: {out}");
+}
+
+#[test]
+fn exec_cpu_affinity() {
+    require_root!();
+    let out = inside("grep Cpus_allowed_list /proc/self/status", |b| {
+        b.config["process"]["execCPUAffinity"] = json!({"final": "0"});
+    });
+    assert_eq!(out.split_whitespace().last(), Some("0"));
+}
+
+#[test]
+fn hostname_domainname_and_sysctl() {
+    require_root!();
+    let out = inside(
+        "hostname; cat /proc/sys/kernel/domainname; cat /proc/sys/net/ipv4/ip_forward; cat /proc/sys/kernel/shmmni",
+        |b| {
+            b.config["hostname"] = json!("box");
+            b.config["domainname"] = json!("example.org");
+            b.config["linux"]["sysctl"] = json!({"net.ipv4.ip_forward": "1", "kernel.shmmni": "1234"});
+        },
+    );
+    assert_eq!(out, "box\nexample.org\n1\n1234\n");
+    // The host's settings are untouched.
+    assert_ne!(
+        std::fs::read_to_string("/proc/sys/kernel/shmmni")
+            .unwrap()
+            .trim(),
+        "1234"
+    );
+}
+
+#[test]
+fn session_keyring_per_container() {
+    require_root!();
+    let skiff = Skiff::new();
+    let mut b = Bundle::sh("cat /proc/keys");
+    b.config["linux"]["maskedPaths"] = json!([]);
+    let id = support::unique_id("keyring");
+    let out = skiff.run_bundle(&b, &id).ok().stdout;
+    assert!(out.contains(&format!("_ses.{id}")), "{out}");
+    let id = support::unique_id("nokeyring");
+    b.write();
+    let out = skiff
+        .run(&[
+            "run",
+            "--no-new-keyring",
+            "--bundle",
+            b.dir.to_str().unwrap(),
+            &id,
+        ])
+        .ok()
+        .stdout;
+    assert!(!out.contains(&format!("_ses.{id}")), "{out}");
+}
+
+#[test]
+fn no_runtime_fd_leaks_into_the_container() {
+    require_root!();
+    // Only stdio, plus the fd ls itself opens for the directory.
+    let out = inside("ls /proc/self/fd | wc -l", |_| {});
+    assert_eq!(out.trim(), "4");
+}
+
+#[test]
+fn preserved_fds_are_passed() {
+    require_root!();
+    let skiff = Skiff::new();
+    let b = Bundle::sh("cat <&3; ls /proc/self/fd | wc -l");
+    b.write();
+    let id = support::unique_id("preserve");
+    let path = std::env::temp_dir().join(support::unique_id("fd3"));
+    std::fs::write(&path, "through fd 3\n").unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let mut cmd = skiff.command(&[
+        "run",
+        "--preserve-fds",
+        "1",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &id,
+    ]);
+    use std::os::fd::AsRawFd;
+    let raw = file.as_raw_fd();
+    // SAFETY: dup2 in the child between fork and exec only.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
+            if raw == 3 {
+                if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            } else if libc::dup2(raw, 3) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "through fd 3\n5\n");
+}

@@ -1,0 +1,325 @@
+//! Shared helpers for the integration tests: a busybox-static rootfs, a
+//! bundle builder with runc's default config (terminal off), and a runner
+//! that drives the real `skiff` binary with a private `--root`.
+//!
+//! The tests need root and busybox-static; without them every test says
+//! so and returns early (CI installs both and runs as root).
+
+#![allow(dead_code)]
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+
+pub const BUSYBOX: &str = "/bin/busybox";
+
+/// Why the suite cannot run here, if it cannot.
+pub fn missing_prerequisite() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("integration tests need root".into());
+    }
+    let out = Command::new("file").arg("-L").arg(BUSYBOX).output();
+    match out {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).contains("statically linked") => None,
+        Ok(_) => Some(format!(
+            "{BUSYBOX} is not a static busybox (apt install busybox-static)"
+        )),
+        // Without file(1), trust a busybox that runs.
+        Err(_) if Path::new(BUSYBOX).exists() => None,
+        Err(_) => Some(format!("{BUSYBOX} missing (apt install busybox-static)")),
+    }
+}
+
+/// Skips the calling test, loudly, when the prerequisites are absent.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if let Some(why) = $crate::support::missing_prerequisite() {
+            eprintln!("SKIPPED {}: {}", module_path!(), why);
+            return;
+        }
+    };
+}
+
+fn scratch() -> &'static PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let base = std::env::var_os("SKIFF_TEST_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| std::env::temp_dir().join("skiff-tests"));
+        let dir = base.join(format!("{}-{}", std::process::id(), unique_suffix()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    })
+}
+
+fn unique_suffix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 % 1_000_000_000)
+        .unwrap_or(0)
+}
+
+/// Builds a busybox rootfs in `dir`: /bin/busybox plus one relative symlink
+/// per applet, and the usual top-level directories.
+pub fn make_rootfs(dir: &Path) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+    let list = Command::new(BUSYBOX).arg("--list").output().unwrap();
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet != "busybox" {
+            let _ = symlink("busybox", bin.join(applet));
+        }
+    }
+    for d in [
+        "proc", "sys", "dev", "tmp", "etc", "root", "usr/bin", "sbin",
+    ] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+    std::fs::write(dir.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\nuser:x:1000:1000::/home/user:/bin/sh\n").unwrap();
+    std::fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+}
+
+/// One rootfs shared by every bundle that does not need its own.
+pub fn shared_rootfs() -> &'static PathBuf {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS.get_or_init(|| {
+        let dir = scratch().join("shared-rootfs");
+        make_rootfs(&dir);
+        dir
+    })
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+/// A unique container id for a test.
+pub fn unique_id(tag: &str) -> String {
+    format!(
+        "{tag}-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// A bundle directory with a config.json.
+pub struct Bundle {
+    pub dir: PathBuf,
+    pub rootfs: PathBuf,
+    pub config: Value,
+}
+
+/// runc's default config, with the terminal off and `args` to run.
+pub fn default_config(rootfs: &Path, args: &[&str]) -> Value {
+    let mut c: Value = serde_json::from_str(skiff::commands::spec::DEFAULT).unwrap();
+    c["process"]["terminal"] = json!(false);
+    c["process"]["args"] = json!(args);
+    c["root"]["path"] = json!(rootfs);
+    c
+}
+
+impl Bundle {
+    /// A bundle on the shared rootfs running `sh -c script`.
+    pub fn sh(script: &str) -> Bundle {
+        Bundle::new(&["sh", "-c", script])
+    }
+
+    /// A bundle on the shared rootfs running `args`.
+    pub fn new(args: &[&str]) -> Bundle {
+        let dir = scratch().join(unique_id("bundle"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rootfs = shared_rootfs().clone();
+        let config = default_config(&rootfs, args);
+        Bundle {
+            dir,
+            rootfs,
+            config,
+        }
+    }
+
+    /// A bundle with a private copy of the rootfs (for tests that change it).
+    pub fn own_rootfs(args: &[&str]) -> Bundle {
+        let mut b = Bundle::new(args);
+        let rootfs = b.dir.join("rootfs");
+        make_rootfs(&rootfs);
+        b.config["root"]["path"] = json!("rootfs");
+        b.rootfs = rootfs;
+        b
+    }
+
+    /// Sets `linux.namespaces` to new namespaces of these types, dropping the
+    /// hostname when there is no UTS namespace to hold it.
+    pub fn namespaces(&mut self, types: &[&str]) -> &mut Self {
+        let list: Vec<Value> = types.iter().map(|t| json!({"type": t})).collect();
+        self.config["linux"]["namespaces"] = json!(list);
+        if !types.contains(&"uts") {
+            self.config.as_object_mut().unwrap().remove("hostname");
+        }
+        self
+    }
+
+    /// Writes config.json (call after editing `config`).
+    pub fn write(&self) -> &Self {
+        std::fs::write(
+            self.dir.join("config.json"),
+            serde_json::to_vec_pretty(&self.config).unwrap(),
+        )
+        .unwrap();
+        self
+    }
+}
+
+/// A private `--root` state directory and the skiff binary.
+pub struct Skiff {
+    pub root: PathBuf,
+}
+
+/// The result of one skiff invocation.
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    /// Panics with the output unless the exit code is 0.
+    pub fn ok(self) -> Run {
+        assert_eq!(
+            self.code, 0,
+            "stdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Panics unless the command failed with exactly one error line
+    /// containing every fragment.
+    pub fn fails_with(self, fragments: &[&str]) -> Run {
+        assert_ne!(self.code, 0, "expected failure; stdout: {}", self.stdout);
+        let lines: Vec<&str> = self
+            .stderr
+            .lines()
+            .filter(|l| l.contains("level=error"))
+            .collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "one error line expected, stderr:\n{}",
+            self.stderr
+        );
+        for f in fragments {
+            assert!(lines[0].contains(f), "{f:?} not in {:?}", lines[0]);
+        }
+        self
+    }
+}
+
+pub fn skiff_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_skiff")
+}
+
+impl Skiff {
+    pub fn new() -> Skiff {
+        let root = scratch().join(unique_id("root"));
+        Skiff { root }
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(skiff_bin());
+        cmd.arg("--root").arg(&self.root).args(args);
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs skiff with `args` and collects the result. Output goes through
+    /// files, not pipes: a created container keeps skiff's stdio open, so a
+    /// pipe would never see end-of-file.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out_path = scratch().join(unique_id("stdout"));
+        let err_path = scratch().join(unique_id("stderr"));
+        let status = self
+            .command(args)
+            .stdout(std::fs::File::create(&out_path).unwrap())
+            .stderr(std::fs::File::create(&err_path).unwrap())
+            .status()
+            .unwrap();
+        let run = Run {
+            code: status.code().unwrap_or(-1),
+            stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+            stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+        };
+        let _ = std::fs::remove_file(out_path);
+        let _ = std::fs::remove_file(err_path);
+        run
+    }
+
+    /// `skiff run --bundle B ID`.
+    pub fn run_bundle(&self, bundle: &Bundle, id: &str) -> Run {
+        bundle.write();
+        self.run(&["run", "--bundle", bundle.dir.to_str().unwrap(), id])
+    }
+
+    /// `skiff create --bundle B ID`.
+    pub fn create(&self, bundle: &Bundle, id: &str) -> Run {
+        bundle.write();
+        self.run(&["create", "--bundle", bundle.dir.to_str().unwrap(), id])
+    }
+
+    /// Parsed `skiff state ID`.
+    pub fn state(&self, id: &str) -> Value {
+        let out = self.run(&["state", id]).ok();
+        serde_json::from_str(&out.stdout).unwrap()
+    }
+
+    /// Deletes with --force, ignoring errors (test cleanup).
+    pub fn cleanup(&self, id: &str) {
+        let _ = self.run(&["delete", "--force", id]);
+    }
+
+    /// Waits until the container reports `status`.
+    pub fn wait_status(&self, id: &str, status: &str) {
+        for _ in 0..500 {
+            if self.state(id)["status"] == status {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("container {id} never reached {status}");
+    }
+}
+
+/// Every place a failed or deleted container could leave something behind:
+/// its state directory, cgroup directories, and processes.
+pub fn assert_nothing_left(skiff: &Skiff, id: &str) {
+    assert!(
+        !skiff.root.join(id).exists(),
+        "state dir of {id} left behind"
+    );
+    for cg in cgroup_dirs(id) {
+        assert!(!cg.exists(), "cgroup {} left behind", cg.display());
+    }
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+        let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        assert!(
+            !(text.contains(skiff_bin()) && text.contains(id)),
+            "process {} left behind: {text}",
+            entry.file_name().to_string_lossy()
+        );
+    }
+}
+
+/// The default cgroup directories of container `id` in every hierarchy.
+pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
+    let mut dirs = vec![PathBuf::from("/sys/fs/cgroup/skiff").join(id)];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in entries.flatten() {
+            dirs.push(e.path().join("skiff").join(id));
+        }
+    }
+    dirs
+}
