@@ -47,6 +47,8 @@ pub struct CreateOptions<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub sigmask: Option<nix::sys::signal::SigSet>,
+    /// The socket the init sends its pty master to (`process.terminal`).
+    pub console: Option<OwnedFd>,
 }
 
 /// A container with a state file.
@@ -110,6 +112,7 @@ impl Container {
             no_new_keyring: opts.no_new_keyring,
             preserve_fds: opts.preserve_fds,
             sigmask: opts.sigmask,
+            console: opts.console.as_ref().map(AsFd::as_fd),
         };
         let spawned = spawn::spawn(&request)?;
         let spec_hooks = bundle.spec.hooks().as_ref();

@@ -18,6 +18,8 @@ pub mod security;
 pub mod signals;
 pub mod spawn;
 pub mod state;
+pub mod supervise;
 pub mod syscalls;
+pub mod terminal;
 pub mod timestamp;
 pub mod validate;

@@ -7,6 +7,7 @@ use crate::cli::CreateArgs;
 use crate::container::{Container, CreateOptions};
 use crate::error::Error;
 use crate::state::Root;
+use crate::terminal;
 
 /// Loads the bundle named by `--bundle` (default: the current directory).
 pub fn load_bundle(args: &CreateArgs) -> Result<Bundle, Error> {
@@ -15,19 +16,22 @@ pub fn load_bundle(args: &CreateArgs) -> Result<Bundle, Error> {
     )?)
 }
 
-/// The create options from the command line.
+/// The create options from the command line (connecting to the console
+/// socket, when one is given).
 pub fn options(args: &CreateArgs) -> Result<CreateOptions<'_>, Error> {
-    if args.console_socket.is_some() {
-        return Err(Error::Message(
-            "--console-socket: terminals are not supported yet".into(),
-        ));
-    }
+    let console = match &args.console_socket {
+        Some(path) => Some(
+            terminal::connect_console_socket(path).map_err(|e| Error::Message(e.to_string()))?,
+        ),
+        None => None,
+    };
     Ok(CreateOptions {
         pid_file: args.pid_file.as_deref(),
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
         preserve_fds: args.preserve_fds,
         sigmask: None,
+        console,
     })
 }
 

@@ -1,27 +1,19 @@
-//! `skiff run`: create, start, and (unless detached) wait, forwarding
-//! signals to the container and exiting with its status (128+N when it was
-//! killed by signal N). Signals are blocked before the first fork, so an
-//! exit that happens before we start waiting is never lost.
+//! `skiff run`: create, start, and (unless detached) supervise until the
+//! container exits, exiting with its status (128+N when it was killed by
+//! signal N). Signals are blocked before the first fork, so an exit that
+//! happens before supervision starts is never lost.
 
-use nix::sys::signal::{SigSet, SigmaskHow, Signal};
-use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
-use nix::unistd::Pid;
+use std::os::fd::AsFd;
+
+use nix::sys::signal::{SigSet, SigmaskHow};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use super::create::{load_bundle, options};
 use crate::cli::RunArgs;
 use crate::container::Container;
 use crate::error::Error;
-use crate::signals;
 use crate::state::Root;
-
-/// Exit code for a wait status, the shell's way.
-pub fn exit_code(status: WaitStatus) -> Option<i32> {
-    match status {
-        WaitStatus::Exited(_, code) => Some(code),
-        WaitStatus::Signaled(_, sig, _) => Some(128 + sig as i32),
-        _ => None,
-    }
-}
+use crate::{signals, supervise, terminal};
 
 pub fn run(root: &Root, args: &RunArgs) -> Result<i32, Error> {
     let bundle = load_bundle(&args.create)?;
@@ -42,10 +34,39 @@ pub fn run(root: &Root, args: &RunArgs) -> Result<i32, Error> {
         unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
     opts.sigmask = Some(original);
+    // A terminal without a console socket: skiff itself relays the pty.
+    let wants_tty = bundle
+        .spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.terminal())
+        .unwrap_or(false);
+    let mut relay_end = None;
+    if wants_tty && opts.console.is_none() {
+        let (ours, theirs) = socketpair(
+            AddressFamily::Unix,
+            SockType::Stream,
+            None,
+            SockFlag::SOCK_CLOEXEC,
+        )
+        .map_err(|e| Error::Message(format!("console socketpair: {e}")))?;
+        opts.console = Some(theirs);
+        relay_end = Some(ours);
+    }
     let (container, _pidfd) = Container::create(root, &args.create.id, &bundle, &opts)?;
-    let started = container.start();
-    let code = match started {
-        Ok(()) => wait_forwarding(container.stored.pid, &forwarded),
+    let master = match relay_end {
+        Some(sock) => match terminal::recv_fd(sock.as_fd()) {
+            Ok((_, master)) => Some(master),
+            Err(e) => {
+                let _ = container.delete(true);
+                return Err(Error::Message(format!("receiving the pty master: {e}")));
+            }
+        },
+        None => None,
+    };
+    let code = match container.start() {
+        Ok(()) => supervise::supervise(container.stored.pid, &forwarded, master)
+            .map_err(|e| Error::Message(format!("supervising the container: {e}"))),
         Err(e) => Err(e.into()),
     };
     if !args.keep {
@@ -54,48 +75,4 @@ pub fn run(root: &Root, args: &RunArgs) -> Result<i32, Error> {
         }
     }
     code
-}
-
-/// Waits for the init to exit, forwarding every other signal to it.
-fn wait_forwarding(init: libc::pid_t, set: &SigSet) -> Result<i32, Error> {
-    let init = Pid::from_raw(init);
-    loop {
-        // Reap first: the init may already be gone.
-        loop {
-            match waitpid(Pid::from_raw(-1), Some(WaitPidFlag::WNOHANG)) {
-                Ok(WaitStatus::StillAlive) | Err(_) => break,
-                Ok(status) => {
-                    if status.pid() == Some(init) {
-                        if let Some(code) = exit_code(status) {
-                            return Ok(code);
-                        }
-                    }
-                }
-            }
-        }
-        let sig = match set.wait() {
-            Ok(s) => s,
-            Err(e) => return Err(Error::Message(format!("waiting for signals: {e}"))),
-        };
-        if sig == Signal::SIGCHLD {
-            continue;
-        }
-        let _ = nix::sys::signal::kill(init, sig);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn exit_codes() {
-        let p = Pid::from_raw(1);
-        assert_eq!(exit_code(WaitStatus::Exited(p, 3)), Some(3));
-        assert_eq!(
-            exit_code(WaitStatus::Signaled(p, Signal::SIGKILL, false)),
-            Some(137)
-        );
-        assert_eq!(exit_code(WaitStatus::StillAlive), None);
-    }
 }

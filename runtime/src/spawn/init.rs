@@ -5,7 +5,7 @@
 //! channel closing).
 
 use std::convert::Infallible;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -29,6 +29,7 @@ use crate::security::capabilities::{self, CapMasks};
 use crate::security::lsm::{self, LsmError};
 use crate::security::{identity, set_no_new_privs};
 use crate::state::{OciState, OCI_VERSION};
+use crate::terminal::{self, TerminalError};
 
 /// Everything the init needs, prepared by the parent before fork.
 pub struct Config<'a> {
@@ -45,6 +46,7 @@ pub struct Config<'a> {
     pub no_new_keyring: bool,
     pub preserve_fds: u32,
     pub sigmask: Option<&'a SigSet>,
+    pub console: Option<BorrowedFd<'a>>,
 }
 
 /// A failure inside the init.
@@ -68,6 +70,8 @@ enum InitError {
     Lsm(#[from] LsmError),
     #[error(transparent)]
     Exec(#[from] ExecError),
+    #[error(transparent)]
+    Terminal(#[from] TerminalError),
     #[error("{what}: {source}")]
     Sys { what: String, source: Errno },
     #[error("unexpected message from the runtime: {0:?}")]
@@ -319,6 +323,17 @@ fn setup_and_exec(
 
     if let Some(root) = &root {
         rootfs::enter(root.as_fd(), cfg.no_pivot)?;
+    }
+    if let (true, Some(console)) = (process.terminal().unwrap_or(false), cfg.console) {
+        let size = process
+            .console_size()
+            .map(|b| (b.height() as u16, b.width() as u16));
+        let pty = terminal::open_pty(size)?;
+        terminal::attach(&pty)?;
+        terminal::send_fd(console, &pty.name, pty.master.as_fd()).map_err(|e| TerminalError {
+            step: "sending the pty master to the console socket".into(),
+            source: e,
+        })?;
     }
     let proc = private_proc(spec)?;
     if new_mount_ns {

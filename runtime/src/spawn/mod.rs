@@ -9,7 +9,7 @@
 pub mod channel;
 mod init;
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
@@ -40,6 +40,8 @@ pub enum SpawnError {
     Hook(#[from] HookError),
     #[error(transparent)]
     Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Console(#[from] crate::terminal::TerminalError),
     #[error("process.terminal: {0}")]
     Terminal(&'static str),
     #[error("{what}: {source}")]
@@ -64,6 +66,8 @@ pub struct Request<'a> {
     pub preserve_fds: u32,
     /// The signal mask the container process starts with.
     pub sigmask: Option<SigSet>,
+    /// Where the init sends its pty master when `process.terminal` is set.
+    pub console: Option<BorrowedFd<'a>>,
 }
 
 /// A created container: its init waits for `start`.
@@ -83,9 +87,9 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         what: "process",
         source: Errno::EINVAL,
     })?;
-    if process.terminal().unwrap_or(false) {
+    if process.terminal().unwrap_or(false) && req.console.is_none() {
         return Err(SpawnError::Terminal(
-            "terminals are not supported yet; set it to false",
+            "cannot allocate a tty if skiff will detach without setting --console-socket",
         ));
     }
     let plan = Plan::from_spec(spec)?;
@@ -135,6 +139,7 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         no_new_keyring: req.no_new_keyring,
         preserve_fds: req.preserve_fds,
         sigmask: req.sigmask.as_ref(),
+        console: req.console,
     };
     let mut init = Init {
         pid: 0,
