@@ -68,16 +68,23 @@ impl Bundle {
 
 /// Parses config.json in one typed pass. Only when that pass trips over a
 /// capability name does it take a second, tolerant pass: the spec says a
-/// capability that cannot be mapped is a warning, not a failure (runc agrees).
+/// capability that cannot be mapped is a warning, not a failure (runc
+/// agrees). Both passes go through the same typed parser, so the large
+/// deserializer for the spec exists once in the binary.
 pub fn parse_spec(bytes: &[u8], path: &Path) -> Result<Spec, BundleError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, Spec>(de) {
+    match parse_typed(bytes) {
         Ok(spec) => Ok(spec),
         Err(err) if err.path().to_string().starts_with("process.capabilities.") => {
-            parse_dropping_unknown_caps(bytes, path)
+            let cleaned = drop_unknown_caps(bytes).ok_or_else(|| parse_error(path, &err))?;
+            parse_typed(&cleaned).map_err(|err| parse_error(path, &err))
         }
         Err(err) => Err(parse_error(path, &err)),
     }
+}
+
+fn parse_typed(bytes: &[u8]) -> Result<Spec, serde_path_to_error::Error<serde_json::Error>> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize::<_, Spec>(de)
 }
 
 fn parse_error(path: &Path, err: &serde_path_to_error::Error<serde_json::Error>) -> BundleError {
@@ -103,38 +110,28 @@ fn parse_error(path: &Path, err: &serde_path_to_error::Error<serde_json::Error>)
     }
 }
 
-fn parse_dropping_unknown_caps(bytes: &[u8], path: &Path) -> Result<Spec, BundleError> {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| BundleError::ParseConfig {
-            path: path.to_path_buf(),
-            field: format!("line {} column {}", e.line(), e.column()),
-            message: e.to_string(),
-        })?;
-    if let Some(caps) = value
-        .pointer_mut("/process/capabilities")
-        .and_then(|c| c.as_object_mut())
-    {
-        for (set, list) in caps.iter_mut() {
-            let Some(list) = list.as_array_mut() else {
-                continue;
-            };
-            list.retain(|name| {
-                let known = serde_json::from_value::<Capability>(name.clone()).is_ok();
-                if !known {
-                    crate::warn!("process.capabilities.{set}: ignoring unknown capability {name}");
-                }
-                known
-            });
-        }
+/// The config with every capability name oci-spec does not know removed
+/// (each one logged), re-encoded; `None` when it is not even JSON.
+fn drop_unknown_caps(bytes: &[u8]) -> Option<Vec<u8>> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+    let caps = value
+        .pointer_mut("/process/capabilities")?
+        .as_object_mut()?;
+    for (set, list) in caps.iter_mut() {
+        let Some(list) = list.as_array_mut() else {
+            continue;
+        };
+        list.retain(|name| {
+            let known = name
+                .as_str()
+                .is_some_and(|n| serde_json::from_value::<Capability>(n.into()).is_ok());
+            if !known {
+                crate::warn!("process.capabilities.{set}: ignoring unknown capability {name}");
+            }
+            known
+        });
     }
-    serde_path_to_error::deserialize::<_, Spec>(value).map_err(|err| {
-        let field = err.path().to_string();
-        BundleError::ParseConfig {
-            path: path.to_path_buf(),
-            field,
-            message: err.into_inner().to_string(),
-        }
-    })
+    serde_json::to_vec(&value).ok()
 }
 
 /// skiff implements runtime-spec 1.x; a config for another major version

@@ -9,7 +9,8 @@ mod hierarchy;
 mod v1;
 mod v2;
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -84,10 +85,17 @@ pub trait Manager {
     /// Creates the directories.
     fn create(&mut self) -> Result<(), CgroupError>;
     /// A cgroup2 directory fd for `clone3(CLONE_INTO_CGROUP)`, when the
-    /// backend can start the child directly in its cgroup.
+    /// backend can start the child directly in (part of) its cgroup.
     fn clone_target(&self) -> Option<BorrowedFd<'_>>;
-    /// Moves `pid` into the cgroup (when it was not cloned into it).
-    fn add(&self, pid: libc::pid_t) -> Result<(), CgroupError>;
+    /// Runtime side: moves `pid` into every directory that `clone3` did not
+    /// already place it in (`cloned`: CLONE_INTO_CGROUP was used).
+    fn add(&self, pid: libc::pid_t, cloned: bool) -> Result<(), CgroupError>;
+    /// Init side, while still single-threaded and before it changes its
+    /// mounts: moves the calling process itself. On v1 this writes "0" to
+    /// `tasks`: migrating the calling thread alone needs no global lock,
+    /// where writing a pid to `cgroup.procs` can wait for a whole RCU grace
+    /// period (milliseconds) on a quiet machine.
+    fn join_current(&self, cloned: bool) -> Result<(), CgroupError>;
     /// The pids in the cgroup.
     fn procs(&self) -> Result<Vec<libc::pid_t>, CgroupError>;
     /// Removes the directories skiff created.
@@ -222,14 +230,27 @@ fn remove_dir_retrying(dir: &Path) -> std::io::Result<()> {
     std::fs::remove_dir(dir)
 }
 
-/// Writes `pid` into `dir/cgroup.procs`.
-fn write_pid(dir: &Path, pid: libc::pid_t) -> Result<(), CgroupError> {
-    let path = dir.join("cgroup.procs");
-    std::fs::write(&path, pid.to_string()).map_err(|source| CgroupError::Join {
+/// Writes `pid` into `dir/file` (`cgroup.procs` or `tasks`; pid 0 is the
+/// caller).
+fn write_pid(dir: &Path, file: &str, pid: libc::pid_t) -> Result<(), CgroupError> {
+    std::fs::write(dir.join(file), pid.to_string()).map_err(|source| CgroupError::Join {
         path: dir.to_path_buf(),
         pid,
         source,
     })
+}
+
+/// Opens a cgroup2 directory for CLONE_INTO_CGROUP.
+fn open_dir(path: &Path) -> Result<OwnedFd, CgroupError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|source| CgroupError::Create {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 /// Reads the pids listed in `dir/cgroup.procs`.

@@ -1,19 +1,36 @@
 //! cgroup v1 backend: one directory per mounted hierarchy. On hybrid hosts
 //! the cgroup2 mount is one more hierarchy the process is placed in.
 
-use std::os::fd::BorrowedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
-use super::{mkdir_all, read_procs, remove_created, write_pid, CgroupError, Manager, Record};
+use super::{
+    mkdir_all, open_dir, read_procs, remove_created, write_pid, CgroupError, Dir, Manager, Record,
+};
 
-/// The v1 (and hybrid) backend.
+/// The v1 (and hybrid) backend. On a hybrid host the cgroup2 directory is
+/// entered at clone time, like on v2; the v1 directories by the init
+/// itself, or by the runtime when the init is in a user namespace and
+/// cannot write the host's cgroup files.
 pub struct V1 {
     record: Record,
+    unified_fd: Option<OwnedFd>,
 }
 
 impl V1 {
     pub fn new(record: Record) -> V1 {
-        V1 { record }
+        V1 {
+            record,
+            unified_fd: None,
+        }
+    }
+
+    /// The directories that still need the process after clone3.
+    fn pending(&self, cloned: bool) -> impl Iterator<Item = &Dir> {
+        self.record
+            .dirs
+            .iter()
+            .filter(move |d| !(cloned && d.subsystems.is_empty()))
     }
 }
 
@@ -68,18 +85,36 @@ impl Manager for V1 {
                 }
             }
         }
+        if let Some(unified) = self.record.dirs.iter().find(|d| d.subsystems.is_empty()) {
+            match open_dir(&unified.path) {
+                Ok(fd) => self.unified_fd = Some(fd),
+                Err(e) => {
+                    let _ = self.destroy();
+                    return Err(e);
+                }
+            }
+        }
         Ok(())
     }
 
     fn clone_target(&self) -> Option<BorrowedFd<'_>> {
-        None
+        self.unified_fd.as_ref().map(AsFd::as_fd)
     }
 
-    fn add(&self, pid: libc::pid_t) -> Result<(), CgroupError> {
-        self.record
-            .dirs
-            .iter()
-            .try_for_each(|d| write_pid(&d.path, pid))
+    fn add(&self, pid: libc::pid_t, cloned: bool) -> Result<(), CgroupError> {
+        self.pending(cloned)
+            .try_for_each(|d| write_pid(&d.path, "cgroup.procs", pid))
+    }
+
+    fn join_current(&self, cloned: bool) -> Result<(), CgroupError> {
+        self.pending(cloned).try_for_each(|d| {
+            let file = if d.subsystems.is_empty() {
+                "cgroup.procs"
+            } else {
+                "tasks"
+            };
+            write_pid(&d.path, file, 0)
+        })
     }
 
     fn procs(&self) -> Result<Vec<libc::pid_t>, CgroupError> {

@@ -2,11 +2,11 @@
 //! clone time with `CLONE_INTO_CGROUP`, so the child never runs a single
 //! instruction outside its cgroup.
 
-use std::fs::File;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 
-use super::{mkdir_all, read_procs, remove_created, write_pid, CgroupError, Manager, Record};
+use super::{
+    mkdir_all, open_dir, read_procs, remove_created, write_pid, CgroupError, Manager, Record,
+};
 
 /// The unified-hierarchy backend.
 pub struct V2 {
@@ -30,16 +30,8 @@ impl Manager for V2 {
 
     fn create(&mut self) -> Result<(), CgroupError> {
         let dir = &self.record.dirs[0];
-        let created = mkdir_all(&dir.mount, &dir.path)?;
-        self.record.dirs[0].created = created;
-        let path = self.record.dirs[0].path.clone();
-        let fd = std::fs::OpenOptions::new()
-            .read(true)
-            .custom_flags(libc::O_DIRECTORY)
-            .open(&path)
-            .map(File::into)
-            .map_err(|source| CgroupError::Create { path, source });
-        match fd {
+        self.record.dirs[0].created = mkdir_all(&dir.mount, &dir.path)?;
+        match open_dir(&self.record.dirs[0].path) {
             Ok(fd) => {
                 self.dir_fd = Some(fd);
                 Ok(())
@@ -55,8 +47,15 @@ impl Manager for V2 {
         self.dir_fd.as_ref().map(AsFd::as_fd)
     }
 
-    fn add(&self, pid: libc::pid_t) -> Result<(), CgroupError> {
-        write_pid(&self.record.dirs[0].path, pid)
+    fn add(&self, pid: libc::pid_t, cloned: bool) -> Result<(), CgroupError> {
+        if cloned {
+            return Ok(());
+        }
+        write_pid(&self.record.dirs[0].path, "cgroup.procs", pid)
+    }
+
+    fn join_current(&self, cloned: bool) -> Result<(), CgroupError> {
+        self.add(0, cloned)
     }
 
     fn procs(&self) -> Result<Vec<libc::pid_t>, CgroupError> {

@@ -11,7 +11,8 @@ use serde::{de::DeserializeOwned, Deserialize, Serialize};
 /// From the init (or its intermediate parent) to the runtime.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub enum ToParent {
-    /// Namespaces exist; waiting for id maps and cgroup placement.
+    /// Slow path only: the namespaces the init made with unshare exist;
+    /// waiting for id maps and cgroup placement.
     Ready,
     /// The real init after the extra fork a new pid namespace needs on the
     /// slow path, as a pid in the runtime's namespace.

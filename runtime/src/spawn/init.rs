@@ -17,7 +17,7 @@ use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::channel::{Channel, ChannelError, ToChild, ToParent};
-use crate::cgroups::Record;
+use crate::cgroups::{CgroupError, Manager};
 use crate::hooks::{self, HookError};
 use crate::namespaces::{self, NamespaceError, Plan};
 use crate::process::attributes::{self, AttributeError};
@@ -40,7 +40,9 @@ pub struct Config<'a> {
     pub plan: &'a Plan,
     pub caps: CapMasks,
     pub last_cap: u32,
-    pub cgroup: &'a Record,
+    pub cgroup: &'a dyn Manager,
+    /// True when clone3 already placed the init in (part of) its cgroup.
+    pub cloned_into_cgroup: bool,
     pub fifo: &'a OwnedFd,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
@@ -54,6 +56,8 @@ pub struct Config<'a> {
 enum InitError {
     #[error(transparent)]
     Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Namespace(#[from] NamespaceError),
     #[error(transparent)]
@@ -121,8 +125,8 @@ fn set_dumpable(on: bool) -> Result<(), InitError> {
     Ok(())
 }
 
-/// Namespaces: joined ones, then (on the slow path) new ones, then the id
-/// maps and cgroup from the parent, the extra fork a new pid namespace
+/// Namespaces: joined ones, then (on the slow path) new ones, then the
+/// cgroup, the id maps from the parent, the extra fork a new pid namespace
 /// needs when it could not be made by clone3, and the cgroup namespace.
 /// Returns the init's pid as the runtime sees it.
 fn enter_namespaces(cfg: &Config<'_>, channel: &Channel) -> Result<libc::pid_t, InitError> {
@@ -133,8 +137,14 @@ fn enter_namespaces(cfg: &Config<'_>, channel: &Channel) -> Result<libc::pid_t, 
             namespaces::join(joined)?;
         }
         namespaces::unshare(plan.creation_flags())?;
+        channel.send(&ToParent::Ready)?;
     }
-    channel.send(&ToParent::Ready)?;
+    if !plan.has(LinuxNamespaceType::User) {
+        // Outside a user namespace the init places itself: cheaper than the
+        // runtime doing it (see Manager::join_current), and in parallel
+        // with the runtime's side of the setup.
+        cfg.cgroup.join_current(cfg.cloned_into_cgroup)?;
+    }
     let mut pid = await_proceed(channel)?;
     if !single && plan.is_new(LinuxNamespaceType::Pid) {
         // unshare(CLONE_NEWPID) only applies to children: fork the init.
@@ -290,7 +300,7 @@ fn setup_and_exec(
             rootfs: cfg.rootfs,
             mount: MountContext {
                 bundle: cfg.bundle_dir,
-                cgroup: cfg.cgroup,
+                cgroup: cfg.cgroup.record(),
                 cgroupns: cfg.plan.has(LinuxNamespaceType::Cgroup),
                 userns: cfg.plan.has(LinuxNamespaceType::User),
             },

@@ -125,7 +125,7 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         }
     };
 
-    let config = init::Config {
+    let mut config = init::Config {
         id: req.id,
         spec,
         bundle_dir: &req.bundle.dir,
@@ -133,7 +133,8 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         plan: &plan,
         caps,
         last_cap: host_caps.last_cap,
-        cgroup: cgroup.record(),
+        cgroup: cgroup.as_ref(),
+        cloned_into_cgroup: false,
         fifo: &fifo,
         no_pivot: req.no_pivot,
         no_new_keyring: req.no_new_keyring,
@@ -146,7 +147,7 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         pidfd: None,
         ours: true,
     };
-    let result = clone_and_drive(req, &config, cgroup.as_ref(), &plan, &mut init);
+    let result = clone_and_drive(req, &mut config, cgroup.as_ref(), &plan, &mut init);
     match result {
         Ok(()) => {}
         Err(e) => {
@@ -262,26 +263,28 @@ fn restore_namespaces(restore: &[(LinuxNamespaceType, OwnedFd)]) -> Result<(), S
 
 fn clone_and_drive(
     req: &Request<'_>,
-    config: &init::Config<'_>,
+    config: &mut init::Config<'_>,
     cgroup: &dyn Manager,
     plan: &Plan,
     init: &mut Init,
 ) -> Result<(), SpawnError> {
     let (parent_end, child_end) = channel::pair()?;
     let restore = enter_parent_namespaces(plan, config.spec)?;
-    let flags = if plan.single_clone() {
+    let single = plan.single_clone();
+    let flags = if single {
         plan.creation_flags().bits() as u64
     } else {
         0
     };
-    let mut target = cgroup.clone_target();
+    let target = cgroup.clone_target();
+    config.cloned_into_cgroup = target.is_some();
     // SAFETY: the runtime is single-threaded; the child only runs init::run,
     // which execs or _exits.
     let mut forked = unsafe { syscalls::clone3(flags, target) };
     if forked.is_err() && target.is_some() {
         // CLONE_INTO_CGROUP can be refused (e.g. a threaded cgroup); fall
         // back to moving the child after the fact.
-        target = None;
+        config.cloned_into_cgroup = false;
         // SAFETY: as above.
         forked = unsafe { syscalls::clone3(flags, None) };
     }
@@ -298,27 +301,35 @@ fn clone_and_drive(
     drop(child_end);
     init.pid = pid;
     init.pidfd = Some(pidfd);
-    let cloned_into_cgroup = target.is_some();
-    let user_maps = plan.is_new(LinuxNamespaceType::User);
+    let cloned = config.cloned_into_cgroup;
     let linux = config.spec.linux().as_ref();
+    // What the init cannot do itself: id maps, and (in a user namespace,
+    // where the host's cgroup files are not its own) cgroup placement.
+    let setup = || -> Result<(), SpawnError> {
+        if plan.is_new(LinuxNamespaceType::User) {
+            let uid = linux
+                .and_then(|l| l.uid_mappings().as_deref())
+                .unwrap_or_default();
+            let gid = linux
+                .and_then(|l| l.gid_mappings().as_deref())
+                .unwrap_or_default();
+            namespaces::write_id_maps(pid, uid, gid)?;
+        }
+        if plan.has(LinuxNamespaceType::User) {
+            cgroup.add(pid, cloned)?;
+        }
+        parent_end.send(&ToChild::Proceed { pid })?;
+        Ok(())
+    };
+    if single {
+        // The init's namespaces exist as soon as clone3 returns: no need to
+        // wait for it to say so.
+        setup()?;
+    }
     let spec_hooks = config.spec.hooks().as_ref();
     loop {
         match parent_end.recv::<ToParent>()? {
-            ToParent::Ready => {
-                if user_maps {
-                    let uid = linux
-                        .and_then(|l| l.uid_mappings().as_deref())
-                        .unwrap_or_default();
-                    let gid = linux
-                        .and_then(|l| l.gid_mappings().as_deref())
-                        .unwrap_or_default();
-                    namespaces::write_id_maps(pid, uid, gid)?;
-                }
-                if !cloned_into_cgroup {
-                    cgroup.add(pid)?;
-                }
-                parent_end.send(&ToChild::Proceed { pid })?;
-            }
+            ToParent::Ready => setup()?,
             ToParent::InitPid(grandchild) => {
                 // The intermediate child exits right after reporting.
                 let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(init.pid), None);

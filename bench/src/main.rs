@@ -1,0 +1,270 @@
+//! skiff-bench: times container lifecycles, interleaved, for skiff and the
+//! runtimes installed next to it (crun, runc), on one busybox bundle with
+//! state on tmpfs. Prints medians, p90 and ratios to crun.
+//!
+//! Usage: skiff-bench [--skiff PATH] [--runs N] [--busybox PATH]
+//!
+//! crun 1.8.1 refuses hybrid cgroup hosts, so the benchmark runs every
+//! runtime in a private mount namespace where the cgroup2 mount at
+//! /sys/fs/cgroup/unified is detached (only there; the host is untouched).
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::mount::{MntFlags, MsFlags};
+use nix::sched::CloneFlags;
+
+struct Runtime {
+    name: &'static str,
+    path: PathBuf,
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+fn build_bundle(dir: &Path, busybox: &Path) {
+    let rootfs = dir.join("rootfs");
+    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
+    std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
+    for applet in ["sh", "true"] {
+        let _ = symlink("busybox", rootfs.join("bin").join(applet));
+    }
+    for d in ["proc", "sys", "dev", "tmp"] {
+        std::fs::create_dir_all(rootfs.join(d)).unwrap();
+    }
+    let mut config: serde_json::Value =
+        serde_json::from_str(include_str!("../../runtime/src/default_spec.json")).unwrap();
+    config["process"]["terminal"] = serde_json::json!(false);
+    config["process"]["args"] = serde_json::json!(["/bin/true"]);
+    // runc's default namespaces (no cgroup namespace), for a like-for-like run.
+    config["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]);
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_vec_pretty(&config).unwrap(),
+    )
+    .unwrap();
+}
+
+/// A private mount namespace with the state tmpfs and without the hybrid
+/// cgroup2 mount crun refuses.
+fn private_namespace(state: &Path) {
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS)
+        .expect("unshare(CLONE_NEWNS): the benchmark needs root");
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .unwrap();
+    let unified = Path::new("/sys/fs/cgroup/unified");
+    let hybrid = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup/unified"));
+    if hybrid {
+        nix::mount::umount2(unified, MntFlags::MNT_DETACH).unwrap();
+    }
+    std::fs::create_dir_all(state).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        state,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+}
+
+/// One timed command; returns (elapsed, peak RSS of that process in KiB).
+fn timed(mut cmd: Command) -> (Duration, i64) {
+    let start = Instant::now();
+    let child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let mut status = 0;
+    // SAFETY: zeroed rusage is valid; wait4 fills it.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: waiting for our own child with valid pointers.
+    let r = unsafe { libc::wait4(pid.as_raw(), &mut status, 0, &mut usage) };
+    let elapsed = start.elapsed();
+    assert!(
+        r > 0 && libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "{cmd:?} failed ({status})"
+    );
+    (elapsed, usage.ru_maxrss)
+}
+
+fn runtime_cmd(rt: &Runtime, state: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(&rt.path);
+    c.arg("--root").arg(state.join(rt.name)).args(args);
+    c
+}
+
+/// create + start + wait for the process + delete, timed end to end.
+fn lifecycle(rt: &Runtime, state: &Path, bundle: &Path, id: &str) -> Duration {
+    let pid_file = state.join(format!("{id}.pid"));
+    let start = Instant::now();
+    timed(runtime_cmd(
+        rt,
+        state,
+        &[
+            "create",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            id,
+        ],
+    ));
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    timed(runtime_cmd(rt, state, &["start", id]));
+    // We are a subreaper: the init was reparented to us when create exited.
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    timed(runtime_cmd(rt, state, &["delete", id]));
+    start.elapsed()
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+fn linked(path: &Path) -> String {
+    let out = Command::new("file")
+        .arg("-L")
+        .arg(path)
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned());
+    match out {
+        Ok(s) if s.contains("static-pie linked") || s.contains("statically linked") => {
+            "static".into()
+        }
+        Ok(s) if s.contains("dynamically linked") => "dynamic".into(),
+        _ => "?".into(),
+    }
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut skiff = None;
+    let mut runs = 50usize;
+    let mut busybox = PathBuf::from("/bin/busybox");
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--skiff" => skiff = args.next().map(PathBuf::from),
+            "--runs" => runs = args.next().and_then(|n| n.parse().ok()).unwrap_or(runs),
+            "--busybox" => busybox = args.next().map(PathBuf::from).unwrap_or(busybox),
+            _ => {
+                eprintln!("usage: skiff-bench [--skiff PATH] [--runs N] [--busybox PATH]");
+                std::process::exit(2);
+            }
+        }
+    }
+    let skiff = skiff.unwrap_or_else(|| {
+        let exe = std::env::current_exe().unwrap();
+        exe.with_file_name("skiff")
+    });
+    let mut runtimes = vec![Runtime {
+        name: "skiff",
+        path: skiff,
+    }];
+    for name in ["crun", "runc"] {
+        match which(name) {
+            Some(path) => runtimes.push(Runtime { name, path }),
+            None => eprintln!("{name} not installed: not compared"),
+        }
+    }
+    let work = std::env::temp_dir().join(format!("skiff-bench-{}", std::process::id()));
+    let bundle = work.join("bundle");
+    build_bundle(&bundle, &busybox);
+    let state = work.join("state");
+    private_namespace(&state);
+    // SAFETY: prctl with integer arguments.
+    unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+
+    let n = runtimes.len();
+    let mut run_ms = vec![Vec::new(); n];
+    let mut rss_kib = vec![Vec::new(); n];
+    let mut life_ms = vec![Vec::new(); n];
+    let warmup = 5;
+    for i in 0..runs + warmup {
+        for (r, rt) in runtimes.iter().enumerate() {
+            let id = format!("b{i}");
+            let (t, rss) = timed(runtime_cmd(
+                rt,
+                &state,
+                &["run", "--bundle", bundle.to_str().unwrap(), &id],
+            ));
+            let life = lifecycle(rt, &state, &bundle, &format!("l{i}"));
+            if i >= warmup {
+                run_ms[r].push(t.as_secs_f64() * 1e3);
+                rss_kib[r].push(rss as f64);
+                life_ms[r].push(life.as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let crun = runtimes.iter().position(|r| r.name == "crun");
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        (percentile(v, 0.5), percentile(v, 0.9))
+    };
+    let run_stats: Vec<(f64, f64)> = run_ms.iter_mut().map(stats).collect();
+    let life_stats: Vec<(f64, f64)> = life_ms.iter_mut().map(stats).collect();
+    let rss_stats: Vec<(f64, f64)> = rss_kib.iter_mut().map(stats).collect();
+    let ratio = |v: &[(f64, f64)], r: usize| match crun {
+        Some(c) => format!("{:.2}x", v[r].0 / v[c].0),
+        None => "-".into(),
+    };
+    println!(
+        "{runs} interleaved runs each (after {warmup} warm-up), state on tmpfs, busybox /bin/true"
+    );
+    println!(
+        "{:<8} {:>14} {:>10} {:>8} {:>18} {:>10} {:>8} {:>14} {:>8} {:>12}",
+        "runtime",
+        "run median ms",
+        "p90",
+        "vs crun",
+        "lifecycle med ms",
+        "p90",
+        "vs crun",
+        "peak RSS MiB",
+        "vs crun",
+        "binary"
+    );
+    for (r, rt) in runtimes.iter().enumerate() {
+        let size = std::fs::metadata(&rt.path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+        println!(
+            "{:<8} {:>14.2} {:>10.2} {:>8} {:>18.2} {:>10.2} {:>8} {:>14.2} {:>8} {:>7.2} MB {}",
+            rt.name,
+            run_stats[r].0,
+            run_stats[r].1,
+            ratio(&run_stats, r),
+            life_stats[r].0,
+            life_stats[r].1,
+            ratio(&life_stats, r),
+            rss_stats[r].0 / 1024.0,
+            ratio(&rss_stats, r),
+            size,
+            linked(&rt.path)
+        );
+    }
+    let _ = nix::mount::umount2(&state, MntFlags::MNT_DETACH);
+    let _ = std::fs::remove_dir_all(&work);
+}
