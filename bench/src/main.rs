@@ -85,6 +85,8 @@ fn private_namespace(state: &Path) {
 }
 
 /// One timed command; returns (elapsed, peak RSS of that process in KiB).
+/// The child is reaped with wait4 (for its rusage), not Child::wait.
+#[allow(clippy::zombie_processes)]
 fn timed(mut cmd: Command) -> (Duration, i64) {
     let start = Instant::now();
     let child = cmd
