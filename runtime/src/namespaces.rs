@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
-use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
+use oci_spec::runtime::{LinuxIdMapping, LinuxNamespace, LinuxNamespaceType, Spec};
 
 /// Why the namespace configuration cannot be honoured.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +34,14 @@ pub enum NamespaceError {
         path: String,
         source: std::io::Error,
     },
+}
+
+/// The spec's `linux.namespaces` (empty when absent).
+pub fn of_spec(spec: &Spec) -> &[LinuxNamespace] {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_deref())
+        .unwrap_or_default()
 }
 
 /// The clone flag for a namespace type.
@@ -84,13 +92,7 @@ impl Plan {
     /// Opens and verifies every `path`, for the spec's namespaces.
     pub fn from_spec(spec: &Spec) -> Result<Plan, NamespaceError> {
         let mut plan = Plan::default();
-        let list = spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.namespaces().as_ref())
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        for (index, ns) in list.iter().enumerate() {
+        for (index, ns) in of_spec(spec).iter().enumerate() {
             match ns.path() {
                 None => plan.new.push(ns.typ()),
                 Some(path) => plan.joined.push(Joined {

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Component, Path};
 
-use oci_spec::runtime::{Hook, LinuxNamespaceType, Spec};
+use oci_spec::runtime::{Hook, LinuxNamespace, LinuxNamespaceType, Spec};
 
 /// A configuration field that is wrong, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -148,13 +148,7 @@ fn hooks(spec: &Spec) -> Result {
 /// The namespace types the container gets, new or joined.
 fn namespaces(spec: &Spec) -> std::result::Result<HashSet<LinuxNamespaceType>, Invalid> {
     let mut seen = HashSet::new();
-    let list = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.namespaces().as_ref())
-        .map(Vec::as_slice)
-        .unwrap_or_default();
-    for (i, ns) in list.iter().enumerate() {
+    for (i, ns) in crate::namespaces::of_spec(spec).iter().enumerate() {
         if !seen.insert(ns.typ()) {
             return Err(Invalid::new(
                 format!("linux.namespaces[{i}]"),
@@ -392,14 +386,8 @@ fn escapes(path: &Path) -> bool {
 }
 
 /// The `linux.namespaces` entry of type `typ`, if any.
-pub fn spec_namespace(
-    spec: &Spec,
-    typ: LinuxNamespaceType,
-) -> Option<&oci_spec::runtime::LinuxNamespace> {
-    spec.linux()
-        .as_ref()?
-        .namespaces()
-        .as_ref()?
+pub fn spec_namespace(spec: &Spec, typ: LinuxNamespaceType) -> Option<&LinuxNamespace> {
+    crate::namespaces::of_spec(spec)
         .iter()
         .find(|ns| ns.typ() == typ)
 }

@@ -100,14 +100,7 @@ pub fn create_nodes(
         let (parent, name) =
             resolve::parent_and_name(root, &node.path).map_err(fail("parent directory"))?;
         // A node left by the image (or an earlier entry) is replaced.
-        match nix::unistd::unlinkat(
-            parent.as_fd(),
-            name.as_path(),
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        ) {
-            Ok(()) | Err(Errno::ENOENT) => {}
-            Err(e) => return Err(fail("remove existing")(e)),
-        }
+        remove_entry(parent.as_fd(), &name).map_err(fail("remove existing"))?;
         let made = if userns {
             Err(Errno::EPERM)
         } else {
@@ -143,6 +136,14 @@ pub fn create_nodes(
         }
     }
     Ok(())
+}
+
+/// Removes a non-directory entry if it exists.
+fn remove_entry(parent: BorrowedFd<'_>, name: &Path) -> nix::Result<()> {
+    match nix::unistd::unlinkat(parent, name, nix::unistd::UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(Errno::ENOENT) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 /// Where mknod is not permitted, the host's node of the same path is bound
@@ -187,14 +188,7 @@ fn symlink(
     };
     let (parent, name) = resolve::parent_and_name(root, link).map_err(fail("parent directory"))?;
     if replace {
-        match nix::unistd::unlinkat(
-            parent.as_fd(),
-            name.as_path(),
-            nix::unistd::UnlinkatFlags::NoRemoveDir,
-        ) {
-            Ok(()) | Err(Errno::ENOENT) => {}
-            Err(e) => return Err(fail("remove existing")(e)),
-        }
+        remove_entry(parent.as_fd(), &name).map_err(fail("remove existing"))?;
     }
     match nix::unistd::symlinkat(target, parent.as_fd(), name.as_path()) {
         Ok(()) | Err(Errno::EEXIST) => Ok(()),

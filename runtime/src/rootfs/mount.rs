@@ -294,10 +294,7 @@ fn cgroup(
     }
     // Attributes on the holding tmpfs come last: it must stay writable
     // until every hierarchy has its mount point.
-    let holder =
-        resolve::open(root, dest, nix::fcntl::OFlag::O_PATH).map_err(step("cgroup tmpfs"))?;
-    set_attributes(&holder, options)?;
-    set_propagation(&holder, options)
+    remount(root, dest, options)
 }
 
 fn cgroup_hierarchy(

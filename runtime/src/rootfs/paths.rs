@@ -44,47 +44,57 @@ fn verified_dev_null(root: BorrowedFd<'_>) -> nix::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Masks each path: directories get an empty read-only tmpfs, files the
-/// null device. Missing paths are skipped, as the spec allows.
-pub fn mask(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), PathError> {
-    let mut dev_null: Option<OwnedFd> = None;
+/// Runs `apply` on each path that exists inside the root (the spec lets
+/// missing masked and read-only paths pass), with errors naming `field`.
+fn for_each_existing(
+    root: BorrowedFd<'_>,
+    field: &'static str,
+    paths: &[String],
+    mut apply: impl FnMut(OwnedFd) -> Result<(), (&'static str, Errno)>,
+) -> Result<(), PathError> {
     for p in paths {
-        let fail = |step: &'static str| {
-            move |source| PathError {
-                field: "linux.maskedPaths",
-                path: PathBuf::from(p),
-                step,
-                source,
-            }
+        let fail = |(step, source): (&'static str, Errno)| PathError {
+            field,
+            path: PathBuf::from(p),
+            step,
+            source,
         };
         let target = match resolve::open(root, Path::new(p), OFlag::O_PATH) {
             Ok(fd) => fd,
             Err(Errno::ENOENT) => continue,
-            Err(e) => return Err(fail("open")(e)),
+            Err(e) => return Err(fail(("open", e))),
         };
-        let mask = if is_dir(&target).map_err(fail("stat"))? {
-            empty_readonly_tmpfs().map_err(fail("tmpfs"))?
+        apply(target).map_err(fail)?;
+    }
+    Ok(())
+}
+
+/// Tags an errno with the step that failed.
+fn at(step: &'static str) -> impl FnOnce(Errno) -> (&'static str, Errno) {
+    move |e| (step, e)
+}
+
+/// Masks each path: directories get an empty read-only tmpfs, files the
+/// null device. Missing paths are skipped, as the spec allows.
+pub fn mask(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), PathError> {
+    let mut dev_null: Option<OwnedFd> = None;
+    for_each_existing(root, "linux.maskedPaths", paths, |target| {
+        let mask = if is_dir(&target).map_err(at("stat"))? {
+            empty_readonly_tmpfs().map_err(at("tmpfs"))?
         } else {
             if dev_null.is_none() {
-                dev_null = Some(
-                    verified_dev_null(root).map_err(fail("/dev/null is not the null device"))?,
-                );
+                dev_null =
+                    Some(verified_dev_null(root).map_err(at("/dev/null is not the null device"))?);
             }
             let null = dev_null
                 .as_ref()
                 .map(AsFd::as_fd)
-                .ok_or(Errno::ENODEV)
-                .map_err(fail("/dev/null"))?;
-            syscalls::open_tree(
-                Some(null),
-                "",
-                libc::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as libc::c_uint,
-            )
-            .map_err(fail("clone /dev/null"))?
+                .ok_or(("/dev/null", Errno::ENODEV))?;
+            let flags = libc::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as libc::c_uint;
+            syscalls::open_tree(Some(null), "", flags).map_err(at("clone /dev/null"))?
         };
-        syscalls::move_mount_to_fd(mask.as_fd(), target.as_fd()).map_err(fail("move_mount"))?;
-    }
-    Ok(())
+        syscalls::move_mount_to_fd(mask.as_fd(), target.as_fd()).map_err(at("move_mount"))
+    })
 }
 
 fn empty_readonly_tmpfs() -> nix::Result<OwnedFd> {
@@ -104,29 +114,15 @@ fn empty_readonly_tmpfs() -> nix::Result<OwnedFd> {
 /// Makes each path (and everything mounted below it) read-only with a
 /// recursive bind of itself. Missing paths are skipped.
 pub fn make_readonly(root: BorrowedFd<'_>, paths: &[String]) -> Result<(), PathError> {
-    for p in paths {
-        let fail = |step: &'static str| {
-            move |source| PathError {
-                field: "linux.readonlyPaths",
-                path: PathBuf::from(p),
-                step,
-                source,
-            }
-        };
-        let target = match resolve::open(root, Path::new(p), OFlag::O_PATH) {
-            Ok(fd) => fd,
-            Err(Errno::ENOENT) => continue,
-            Err(e) => return Err(fail("open")(e)),
-        };
+    for_each_existing(root, "linux.readonlyPaths", paths, |target| {
         let flags =
             libc::OPEN_TREE_CLONE | (libc::AT_RECURSIVE | libc::AT_EMPTY_PATH) as libc::c_uint;
-        let tree = syscalls::open_tree(Some(target.as_fd()), "", flags).map_err(fail("clone"))?;
+        let tree = syscalls::open_tree(Some(target.as_fd()), "", flags).map_err(at("clone"))?;
         let ro = MountAttr {
             set: libc::MOUNT_ATTR_RDONLY,
             ..MountAttr::default()
         };
-        syscalls::mount_setattr_fd(tree.as_fd(), true, ro).map_err(fail("set read-only"))?;
-        syscalls::move_mount_to_fd(tree.as_fd(), target.as_fd()).map_err(fail("move_mount"))?;
-    }
-    Ok(())
+        syscalls::mount_setattr_fd(tree.as_fd(), true, ro).map_err(at("set read-only"))?;
+        syscalls::move_mount_to_fd(tree.as_fd(), target.as_fd()).map_err(at("move_mount"))
+    })
 }
