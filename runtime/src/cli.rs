@@ -39,8 +39,9 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
 
-    /// Ignore cgroup permission errors ('true', 'false', or 'auto')
-    #[arg(long, global = true, value_enum, default_value = "auto")]
+    /// Ignore cgroup permission errors ('true', 'false', or 'auto'); before
+    /// the command, as with runc (`spec` has a `--rootless` flag of its own)
+    #[arg(long, value_enum, default_value = "auto")]
     pub rootless: Rootless,
 
     /// Path to the criu binary (accepted for compatibility; checkpointing is not supported)
@@ -242,6 +243,20 @@ mod tests {
             parse(&["--rootless", "true", "list"]).rootless,
             Rootless::True
         ));
+    }
+
+    #[test]
+    fn spec_rootless_is_its_own_flag() {
+        let cli = parse(&["--rootless", "false", "spec", "--rootless", "-b", "/b"]);
+        assert_eq!(cli.rootless, Rootless::False);
+        let Command::Spec(s) = cli.command else {
+            panic!("not spec")
+        };
+        assert!(s.rootless);
+        let Command::Spec(s) = parse(&["spec"]).command else {
+            panic!("not spec")
+        };
+        assert!(!s.rootless && s.bundle.is_none());
     }
 
     #[test]
