@@ -95,6 +95,9 @@ pub struct Handover<'a> {
     pub preserve_fds: u32,
     /// The signal mask to restore (the one the runtime was started with).
     pub sigmask: Option<&'a SigSet>,
+    /// Exec through the sealed trampoline (see `trampoline`); off only when
+    /// an SELinux label must apply to the program itself.
+    pub via_trampoline: bool,
 }
 
 /// Sets up fds and signals, then replaces this process with the program.
@@ -125,6 +128,20 @@ pub fn exec(
         .map_err(|_| ExecError::Nul("program path".into()))?;
     let c_args = cstrings(args, "argument")?;
     let c_env = cstrings(env, "environment entry")?;
+    #[cfg(target_arch = "x86_64")]
+    if handover.via_trampoline {
+        let fd = super::trampoline::sealed().map_err(prepare("sealed exec trampoline"))?;
+        let errno = super::trampoline::exec(&fd, &c_path, &c_args, &c_env);
+        // A host that forbids executing memfds (vm.memfd_noexec=2) leaves
+        // only the direct exec; anything else is a real failure.
+        if !matches!(errno, Errno::EACCES | Errno::EPERM) {
+            return Err(ExecError::Exec {
+                path: path.display().to_string(),
+                source: errno,
+            });
+        }
+        crate::warn!("exec through the sealed trampoline refused ({errno}); exec'ing directly");
+    }
     nix::unistd::execve(&c_path, &c_args, &c_env).map_err(|source| ExecError::Exec {
         path: path.display().to_string(),
         source,

@@ -429,6 +429,10 @@ fn setup_and_exec(
     let handover = Handover {
         preserve_fds: cfg.preserve_fds,
         sigmask: cfg.sigmask,
+        // An SELinux exec label must land on the program, not on the
+        // trampoline (and SELinux's container policy guards the runtime
+        // binary itself).
+        via_trampoline: process.selinux_label().as_deref().is_none_or(str::is_empty),
     };
     Ok(exec::exec(&program, args, &env, &handover)?)
 }
