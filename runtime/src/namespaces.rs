@@ -213,6 +213,45 @@ pub fn write_id_maps(
     Ok(())
 }
 
+/// A user namespace with these id maps, for id-mapped mounts: a child is
+/// forked into a new user namespace, the maps are written, the namespace is
+/// kept by fd and the child is released.
+pub fn userns_with_maps(
+    uid: &[LinuxIdMapping],
+    gid: &[LinuxIdMapping],
+) -> Result<OwnedFd, NamespaceError> {
+    let fail = |source: Errno| NamespaceError::Unshare {
+        flags: CloneFlags::CLONE_NEWUSER,
+        source,
+    };
+    let (hold, release) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(fail)?;
+    // SAFETY: single-threaded caller; the child only blocks on a read and
+    // _exits.
+    let forked = unsafe { crate::syscalls::clone3(CloneFlags::CLONE_NEWUSER.bits() as u64, None) }
+        .map_err(fail)?;
+    let (pid, _pidfd) = match forked {
+        crate::syscalls::Forked::Child => {
+            drop(release);
+            let mut byte = [0u8; 1];
+            let _ = nix::unistd::read(hold.as_fd(), &mut byte);
+            // SAFETY: leaving the forked child without running the parent's
+            // destructors.
+            unsafe { libc::_exit(0) }
+        }
+        crate::syscalls::Forked::Parent { pid, pidfd } => (pid, pidfd),
+    };
+    drop(hold);
+    let result = write_id_maps(pid, uid, gid).and_then(|()| {
+        let path = format!("/proc/{pid}/ns/user");
+        File::open(&path)
+            .map(OwnedFd::from)
+            .map_err(|source| NamespaceError::Write { path, source })
+    });
+    drop(release);
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    result
+}
+
 /// Saves the caller's namespace of `typ` so it can be restored after a
 /// temporary `setns`/`unshare` that only matters for the next child.
 pub fn current(typ: LinuxNamespaceType) -> Result<OwnedFd, NamespaceError> {

@@ -218,6 +218,28 @@ pub fn mount_setattr_fd(fd: BorrowedFd<'_>, recursive: bool, attr: MountAttr) ->
     )
 }
 
+/// `mount_setattr(2)` making a detached mount id-mapped through the user
+/// namespace `userns`.
+pub fn mount_setattr_idmap(
+    fd: BorrowedFd<'_>,
+    recursive: bool,
+    userns: BorrowedFd<'_>,
+) -> nix::Result<()> {
+    let mut raw = libc::mount_attr {
+        attr_set: libc::MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: userns.as_raw_fd() as u64,
+    };
+    mount_setattr_raw(
+        Some(fd),
+        c"",
+        recursive,
+        libc::AT_EMPTY_PATH as libc::c_uint,
+        &mut raw,
+    )
+}
+
 /// `mount_setattr(2)` on a path relative to `dirfd` (or the cwd).
 pub fn mount_setattr<P: ?Sized + NixPath>(
     dirfd: Option<BorrowedFd<'_>>,
@@ -232,6 +254,16 @@ pub fn mount_setattr<P: ?Sized + NixPath>(
         propagation: attr.propagation,
         userns_fd: 0,
     };
+    mount_setattr_raw(dirfd, path, recursive, extra_flags, &mut raw)
+}
+
+fn mount_setattr_raw<P: ?Sized + NixPath>(
+    dirfd: Option<BorrowedFd<'_>>,
+    path: &P,
+    recursive: bool,
+    extra_flags: libc::c_uint,
+    raw: &mut libc::mount_attr,
+) -> nix::Result<()> {
     let mut flags = extra_flags;
     if recursive {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
@@ -245,7 +277,7 @@ pub fn mount_setattr<P: ?Sized + NixPath>(
                 dirfd,
                 p.as_ptr(),
                 flags,
-                &mut raw as *mut libc::mount_attr,
+                raw as *mut libc::mount_attr,
                 std::mem::size_of::<libc::mount_attr>(),
             )
         }

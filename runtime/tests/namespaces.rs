@@ -202,3 +202,40 @@ fn time_namespace_offsets() {
     // The test process (like the runtime) stayed in its time namespace.
     assert_eq!(host_ns("time"), before);
 }
+
+#[test]
+fn idmapped_bind_mounts() {
+    require_root!();
+    let skiff = Skiff::new();
+    let host = std::env::temp_dir().join(support::unique_id("idmap"));
+    std::fs::create_dir_all(&host).unwrap();
+    std::fs::write(host.join("f"), "x").unwrap();
+    // In a user namespace mapping 0 -> 100000: the host's root-owned file is
+    // nobody through a plain bind, and root through an id-mapped one.
+    let mut b = userns_bundle("stat -c %u /plain/f /mapped/f");
+    // Root of a user namespace cannot create mount points in a rootfs the
+    // host's root owns: they exist in the image.
+    for d in ["plain", "mapped"] {
+        std::fs::create_dir_all(support::shared_rootfs().join(d)).unwrap();
+    }
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    mounts.push(
+        json!({"destination": "/plain", "type": "bind", "source": host, "options": ["rbind"]}),
+    );
+    mounts.push(json!({"destination": "/mapped", "type": "bind", "source": host, "options": ["rbind", "idmap"]}));
+    let id = support::unique_id("idmapped");
+    let out = skiff.run_bundle(&b, &id).ok().stdout;
+    assert_eq!(out, "65534\n0\n");
+    support::assert_nothing_left(&skiff, &id);
+
+    // Without a user namespace, the mount's own mappings apply.
+    let mut b = Bundle::sh("stat -c %u /mapped/f");
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/mapped", "type": "bind", "source": host, "options": ["bind", "idmap"],
+        "uidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}],
+        "gidMappings": [{"containerID": 0, "hostID": 1234, "size": 1}]
+    }));
+    let id = support::unique_id("idmapped2");
+    assert_eq!(skiff.run_bundle(&b, &id).ok().stdout, "1234\n");
+    std::fs::remove_dir_all(&host).unwrap();
+}

@@ -361,3 +361,37 @@ fn proc_self_exe_never_runs_the_host_runtime() {
     );
     assert_eq!(run.code, 127);
 }
+
+#[test]
+fn tmpcopyup_fills_the_tmpfs_from_the_image() {
+    require_root!();
+    let mut b = Bundle::own_rootfs(&[
+        "sh",
+        "-c",
+        "cat /run/app/conf; readlink /run/link; stat -c '%a %u' /run/app/conf; \
+         grep ' /run ' /proc/self/mounts | cut -d' ' -f3; echo new > /run/new",
+    ]);
+    std::fs::create_dir_all(b.rootfs.join("run/app")).unwrap();
+    std::fs::write(b.rootfs.join("run/app/conf"), "from image\n").unwrap();
+    std::fs::set_permissions(
+        b.rootfs.join("run/app/conf"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o640),
+    )
+    .unwrap();
+    nix::unistd::chown(
+        &b.rootfs.join("run/app/conf"),
+        Some(nix::unistd::Uid::from_raw(7)),
+        None,
+    )
+    .unwrap();
+    std::os::unix::fs::symlink("app/conf", b.rootfs.join("run/link")).unwrap();
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "mode=755"]
+    }));
+    assert_eq!(
+        run_in(&b).ok().stdout,
+        "from image\napp/conf\n640 7\ntmpfs\n"
+    );
+    // The write went to the tmpfs, not the image.
+    assert!(!b.rootfs.join("run/new").exists());
+}

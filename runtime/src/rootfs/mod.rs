@@ -2,12 +2,14 @@
 //! root propagation, the rootfs bound onto itself, every `mounts[]` entry,
 //! /dev, then pivot_root, masked and read-only paths and a read-only root.
 
+mod copyup;
 pub mod devices;
 mod mount;
 mod options;
 mod paths;
 mod pivot;
 pub mod resolve;
+mod sources;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -22,6 +24,7 @@ pub use mount::{MountContext, MountError};
 pub use options::MountOptions;
 pub use paths::PathError;
 pub use pivot::PivotError;
+pub use sources::{prepare as prepare_sources, Prepared};
 
 /// Why the rootfs could not be prepared.
 #[derive(Debug, thiserror::Error)]

@@ -13,7 +13,8 @@ use nix::sys::stat::SFlag;
 use oci_spec::runtime::Mount;
 
 use super::options::MountOptions;
-use super::resolve;
+use super::sources::{self, Prepared};
+use super::{copyup, resolve};
 use crate::cgroups::Record;
 use crate::syscalls::{self, MountAttr};
 
@@ -40,6 +41,8 @@ pub struct MountContext<'a> {
     pub cgroupns: bool,
     /// True when the container has its own user namespace.
     pub userns: bool,
+    /// Bind sources the runtime opened before fork.
+    pub prepared: &'a Prepared,
 }
 
 /// One failing step, before the entry's identity is attached.
@@ -76,15 +79,16 @@ pub fn mount_entry(
     };
     let result = if options.remount {
         remount(root, m.destination(), &options)
-    } else if options.idmap.is_some() {
-        Err(StepError {
-            step: "options".into(),
-            source: Errno::EOPNOTSUPP,
-            detail: " (id-mapped mounts are not supported yet)".into(),
-        })
     } else if kind == "bind" {
-        let source = m.source().as_deref().unwrap_or(Path::new(""));
-        bind(root, &ctx.bundle.join(source), m.destination(), &options)
+        match ctx.prepared.get(index) {
+            Some(tree) => bind(root, tree, m.destination(), &options),
+            None => {
+                let source = ctx
+                    .bundle
+                    .join(m.source().as_deref().unwrap_or(Path::new("")));
+                clone_then_bind(root, &source, m.destination(), &options)
+            }
+        }
     } else if typ.is_empty() {
         Err(StepError {
             step: "type".into(),
@@ -116,7 +120,7 @@ pub fn mount_entry(
                 let mut rbind = options.clone();
                 rbind.bind = Some(true);
                 rbind.recursive_attr.set |= rbind.attr.set;
-                bind(root, Path::new(host), m.destination(), &rbind)
+                clone_then_bind(root, Path::new(host), m.destination(), &rbind)
             }
             other => other,
         }
@@ -131,27 +135,37 @@ pub fn mount_entry(
     })
 }
 
-/// A bind mount of a host path.
-fn bind(root: BorrowedFd<'_>, source: &Path, dest: &Path, options: &MountOptions) -> Step<()> {
-    let recursive = options.bind.unwrap_or(false);
-    let mut flags = libc::OPEN_TREE_CLONE;
-    if recursive {
-        flags |= libc::AT_RECURSIVE as libc::c_uint;
-    }
-    let tree = syscalls::open_tree(None, source, flags)
+/// A bind mount of a host path, cloned now.
+fn clone_then_bind(
+    root: BorrowedFd<'_>,
+    source: &Path,
+    dest: &Path,
+    options: &MountOptions,
+) -> Step<()> {
+    let tree = sources::clone_source(source, options.bind.unwrap_or(false))
         .map_err(step(format!("source {}", source.display())))?;
-    let is_dir = nix::sys::stat::fstat(&tree)
+    bind(root, tree.as_fd(), dest, options)
+}
+
+/// Attaches a cloned (detached) tree at `dest`, with the entry's options.
+fn bind(
+    root: BorrowedFd<'_>,
+    tree: BorrowedFd<'_>,
+    dest: &Path,
+    options: &MountOptions,
+) -> Step<()> {
+    let is_dir = nix::sys::stat::fstat(tree)
         .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
         .map_err(step("stat source"))?;
-    set_attributes(&tree, options)?;
+    set_attributes(tree, options)?;
     let target = if is_dir {
         resolve::mkdir_all(root, dest)
     } else {
         resolve::ensure_file(root, dest)
     }
     .map_err(step("target"))?;
-    syscalls::move_mount_to_fd(tree.as_fd(), target.as_fd()).map_err(step("move_mount"))?;
-    set_propagation(&tree, options)
+    syscalls::move_mount_to_fd(tree, target.as_fd()).map_err(step("move_mount"))?;
+    set_propagation(tree, options)
 }
 
 /// A new filesystem instance.
@@ -163,7 +177,22 @@ fn filesystem(
     options: &MountOptions,
 ) -> Step<()> {
     let mnt = new_fs(typ, source, options)?;
+    if options.tmpcopyup {
+        copy_up(root, &mnt, dest)?;
+    }
     attach(root, mnt, dest, options)
+}
+
+/// Fills a new (still detached) filesystem with what the image has at
+/// `dest`, if anything.
+fn copy_up(root: BorrowedFd<'_>, mnt: &OwnedFd, dest: &Path) -> Step<()> {
+    let dir_flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY;
+    let from = match resolve::open(root, dest, dir_flags) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(step("tmpcopyup: open the image's directory")(e)),
+    };
+    copyup::copy_dir(from.as_fd(), mnt.as_fd()).map_err(step("tmpcopyup"))
 }
 
 /// Builds a detached mount of a new `typ` filesystem.
@@ -226,27 +255,27 @@ fn attach(root: BorrowedFd<'_>, mnt: OwnedFd, dest: &Path, options: &MountOption
         syscalls::mount_setattr_fd(mnt.as_fd(), true, options.recursive_attr)
             .map_err(step("recursive attributes"))?;
     }
-    set_propagation(&mnt, options)
+    set_propagation(mnt.as_fd(), options)
 }
 
-fn set_attributes(mnt: &OwnedFd, options: &MountOptions) -> Step<()> {
+fn set_attributes(mnt: BorrowedFd<'_>, options: &MountOptions) -> Step<()> {
     if !options.attr.is_empty() {
-        syscalls::mount_setattr_fd(mnt.as_fd(), false, options.attr).map_err(step("attributes"))?;
+        syscalls::mount_setattr_fd(mnt, false, options.attr).map_err(step("attributes"))?;
     }
     if !options.recursive_attr.is_empty() {
-        syscalls::mount_setattr_fd(mnt.as_fd(), true, options.recursive_attr)
+        syscalls::mount_setattr_fd(mnt, true, options.recursive_attr)
             .map_err(step("recursive attributes"))?;
     }
     Ok(())
 }
 
-fn set_propagation(mnt: &OwnedFd, options: &MountOptions) -> Step<()> {
+fn set_propagation(mnt: BorrowedFd<'_>, options: &MountOptions) -> Step<()> {
     for p in &options.propagation {
         let attr = MountAttr {
             propagation: p.flag,
             ..MountAttr::default()
         };
-        syscalls::mount_setattr_fd(mnt.as_fd(), p.recursive, attr).map_err(step("propagation"))?;
+        syscalls::mount_setattr_fd(mnt, p.recursive, attr).map_err(step("propagation"))?;
     }
     Ok(())
 }
@@ -254,8 +283,8 @@ fn set_propagation(mnt: &OwnedFd, options: &MountOptions) -> Step<()> {
 /// `remount`: new attributes for a mount that already exists at `dest`.
 fn remount(root: BorrowedFd<'_>, dest: &Path, options: &MountOptions) -> Step<()> {
     let target = resolve::open(root, dest, nix::fcntl::OFlag::O_PATH).map_err(step("target"))?;
-    set_attributes(&target, options)?;
-    set_propagation(&target, options)
+    set_attributes(target.as_fd(), options)?;
+    set_propagation(target.as_fd(), options)
 }
 
 /// `cgroup` mounts: the container's own cgroup, never the host's tree. With
@@ -308,7 +337,7 @@ fn cgroup_hierarchy(
     if !ctx.cgroupns {
         let mut bind_options = options.clone();
         bind_options.bind = Some(false);
-        return bind(root, dir, dest, &bind_options);
+        return clone_then_bind(root, dir, dest, &bind_options);
     }
     let mut fs_options = options.clone();
     fs_options.data.clear();

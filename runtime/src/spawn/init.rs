@@ -24,7 +24,7 @@ use crate::process::attributes::{self, AttributeError};
 use crate::process::exec::{self, ExecError, Handover};
 use crate::process::rlimits::{self, RlimitError};
 use crate::procfs::{PrivateProc, ProcError};
-use crate::rootfs::{self, MountContext, RootfsError};
+use crate::rootfs::{self, MountContext, Prepared, RootfsError};
 use crate::security::capabilities::{self, CapMasks};
 use crate::security::lsm::{self, LsmError};
 use crate::security::{identity, set_no_new_privs};
@@ -41,6 +41,8 @@ pub struct Config<'a> {
     pub caps: CapMasks,
     pub last_cap: u32,
     pub cgroup: &'a dyn Manager,
+    /// Bind sources the runtime opened before fork.
+    pub prepared: &'a Prepared,
     /// True when clone3 already placed the init in (part of) its cgroup.
     pub cloned_into_cgroup: bool,
     pub fifo: &'a OwnedFd,
@@ -303,6 +305,7 @@ fn setup_and_exec(
                 cgroup: cfg.cgroup.record(),
                 cgroupns: cfg.plan.has(LinuxNamespaceType::Cgroup),
                 userns: cfg.plan.has(LinuxNamespaceType::User),
+                prepared: cfg.prepared,
             },
         };
         let root = rootfs::prepare(&setup)?;

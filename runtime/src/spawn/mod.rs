@@ -21,6 +21,7 @@ use crate::bundle::Bundle;
 use crate::cgroups::{self, CgroupError, Manager};
 use crate::hooks::{self, HookError};
 use crate::namespaces::{self, NamespaceError, Plan};
+use crate::rootfs;
 use crate::security::capabilities::{self, HostCaps};
 use crate::security::lsm::{self, LsmError, Lsms};
 use crate::state::{self, OciState};
@@ -36,6 +37,8 @@ pub enum SpawnError {
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Lsm(#[from] LsmError),
+    #[error(transparent)]
+    Mount(#[from] rootfs::MountError),
     #[error(transparent)]
     Hook(#[from] HookError),
     #[error(transparent)]
@@ -97,6 +100,8 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
     let selinux = process.selinux_label().as_deref();
     let lsms = Lsms::detect(apparmor.is_some() || selinux.is_some());
     lsm::check(apparmor, selinux, lsms)?;
+    let prepared =
+        rootfs::prepare_sources(spec, &req.bundle.dir, plan.has(LinuxNamespaceType::User))?;
     let host_caps = HostCaps::detect();
     let caps = capabilities::masks(process.capabilities().as_ref(), host_caps);
 
@@ -134,6 +139,7 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         caps,
         last_cap: host_caps.last_cap,
         cgroup: cgroup.as_ref(),
+        prepared: &prepared,
         cloned_into_cgroup: false,
         fifo: &fifo,
         no_pivot: req.no_pivot,
