@@ -1,6 +1,7 @@
 #!/bin/sh
 # Installs what the tests need and runs the whole suite: formatting,
-# clippy, unit tests and the integration tests that run real containers.
+# clippy, unit tests and the integration tests that run real containers,
+# on this host and again inside a pure cgroup v2 qemu guest.
 # Run as root on Debian/Ubuntu:
 #     ./scripts/test.sh
 set -eu
@@ -21,4 +22,6 @@ cargo test --workspace -q 2>&1 | tee /tmp/skiff-test.log
 if grep -q "^SKIPPED" /tmp/skiff-test.log; then
     die "tests were skipped; the suite must run complete here"
 fi
+echo "== integration suites again, in a pure cgroup v2 guest (qemu, TCG)"
+./scripts/v2-tests.sh
 echo "== all tests passed"

@@ -1,0 +1,161 @@
+#!/bin/sh
+# Runs a command inside a throw-away qemu guest whose only cgroup hierarchy
+# is cgroup v2 (this host is hybrid; pure v2 only exists in a guest).
+#
+#     ./scripts/v2-guest.sh COMMAND [ARG...]
+#
+# The workspace is shared into the guest at the same path (read-only), so
+# static binaries built on the host (skiff, test executables) run there as
+# they are. The command's output is printed and its exit status returned.
+#
+# The guest: Debian's linux-image kernel (downloaded, not installed) booted
+# as an uncompressed vmlinux on qemu's microvm machine under TCG, an
+# initramfs made from busybox-static that moves to a tmpfs root (so
+# containers can pivot_root), `cgroup_no_v1=all`, and virtio-9p shares.
+# Kernel, modules and initramfs are cached in target/v2-guest.
+set -eu
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+require_root
+[ $# -ge 1 ] || die "usage: $0 COMMAND [ARG...]"
+
+workspace=$PWD
+cache="$workspace/target/v2-guest"
+mkdir -p "$cache"
+apt_install qemu-system-x86 busybox-static python3 cpio
+
+# --- kernel and the modules the shares need -------------------------------
+if [ ! -s "$cache/vmlinux" ] || [ ! -s "$cache/modules.order" ]; then
+    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
+    [ -n "$pkg" ] || die "no linux-image package found in apt"
+    echo "v2-guest: fetching $pkg"
+    rm -rf "$cache/kernel" && mkdir -p "$cache/kernel"
+    (cd "$cache/kernel" && apt-get download -q "$pkg" >/dev/null 2>&1 && dpkg -x ./*.deb x)
+    python3 - "$cache" <<'PY'
+import glob, lzma, os, shutil, sys
+cache = sys.argv[1]
+root = os.path.join(cache, "kernel", "x")
+# vmlinuz is a bzImage whose payload is xz: the uncompressed vmlinux (an
+# ELF with a PVH entry) is what the microvm machine boots.
+image = open(glob.glob(os.path.join(root, "boot", "vmlinuz-*"))[0], "rb").read()
+start = image.find(b"\xfd7zXZ\x00")
+if start < 0:
+    sys.exit("vmlinuz: no xz payload")
+vmlinux = lzma.LZMADecompressor().decompress(image[start:])
+open(os.path.join(cache, "vmlinux"), "wb").write(vmlinux)
+# The modules for virtio-mmio and 9p, dependencies first (the package has
+# no modules.dep: read each module's own "depends=" from .modinfo).
+moddir = glob.glob(os.path.join(root, "lib", "modules", "*"))[0]
+def name(path):
+    return os.path.basename(path).split(".ko")[0].replace("-", "_")
+by_name = {}
+for dirpath, _, files in os.walk(moddir):
+    for f in files:
+        if ".ko" in f:
+            by_name[name(f)] = os.path.join(dirpath, f)
+def depends(path):
+    data = open(path, "rb").read()
+    i = data.find(b"\0depends=")
+    if i < 0:
+        return []
+    value = data[i + 9:data.index(b"\0", i + 1)].decode()
+    return [d.replace("-", "_") for d in value.split(",") if d]
+order = []
+def visit(mod):
+    for d in depends(mod):
+        visit(by_name[d])
+    if mod not in order:
+        order.append(mod)
+for wanted in ["virtio_mmio", "9pnet_virtio", "9p"]:
+    visit(by_name[wanted])
+out = os.path.join(cache, "modules")
+shutil.rmtree(out, ignore_errors=True)
+os.makedirs(out)
+with open(os.path.join(cache, "modules.order"), "w") as f:
+    for mod in order:
+        shutil.copy(os.path.join(moddir, mod), out)
+        f.write(os.path.basename(mod) + "\n")
+PY
+    rm -rf "$cache/kernel"
+fi
+
+# --- initramfs ------------------------------------------------------------
+if [ ! -s "$cache/initramfs.cpio" ] || [ scripts/v2-guest.sh -nt "$cache/initramfs.cpio" ]; then
+    initrd="$cache/initrd"
+    rm -rf "$initrd" && mkdir -p "$initrd/bin" "$initrd/modules" "$initrd/newroot"
+    cp /bin/busybox "$initrd/bin/busybox"
+    cp "$cache"/modules/* "$initrd/modules/"
+    cp "$cache/modules.order" "$initrd/modules.order"
+    cat > "$initrd/init" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mkdir -p /proc /sys /dev
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+for m in $(cat /modules.order); do insmod "/modules/$m"; done
+# The initramfs cannot be pivoted away from; containers need a real root.
+mount -t tmpfs -o size=1536m tmpfs /newroot
+mkdir -p /newroot/bin /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newroot/run /newroot/etc
+cp /bin/busybox /newroot/bin/busybox
+cp /stage2 /newroot/stage2
+printf 'root:x:0:0:root:/root:/bin/sh\n' > /newroot/etc/passwd
+exec switch_root /newroot /stage2
+EOF
+    cat > "$initrd/stage2" <<'EOF'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+for tag in workspace job; do
+    dir=$(sed -n "s/.*skiff.$tag=\([^ ]*\).*/\1/p" /proc/cmdline)
+    mkdir -p "$dir"
+    mount -t 9p -o trans=virtio,version=9p2000.L,msize=262144 "$tag" "$dir"
+done
+job=$(sed -n 's/.*skiff.job=\([^ ]*\).*/\1/p' /proc/cmdline)
+cd "$job"
+sh "$job/cmd.sh" > "$job/output" 2>&1
+echo $? > "$job/status"
+sync
+poweroff -f
+EOF
+    chmod +x "$initrd/init" "$initrd/stage2"
+    (cd "$initrd" && find . | cpio -o -H newc --quiet > "$cache/initramfs.cpio")
+    rm -rf "$initrd"
+fi
+
+# --- run ------------------------------------------------------------------
+job=$(mktemp -d "$cache/job.XXXXXX")
+trap 'rm -rf "$job"' EXIT
+{
+    echo "cd '$workspace'"
+    printf 'export PATH=/bin SKIFF_TEST_DIR=/tmp/skiff-tests'
+    for var in RUST_BACKTRACE; do
+        eval "val=\${$var:-}"
+        [ -n "$val" ] && printf ' %s=%s' "$var" "$val"
+    done
+    echo
+    printf 'exec'
+    for arg in "$@"; do printf " '%s'" "$(printf '%s' "$arg" | sed "s/'/'\\\\''/g")"; done
+    echo
+} > "$job/cmd.sh"
+
+khz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Detected \([0-9]*\)\.\([0-9]\{3\}\) MHz.*/\1\2/p' | head -1)
+[ -n "$khz" ] || khz=$(awk -F: '/cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
+echo "v2-guest: booting (TCG, cgroup_no_v1=all)"
+timeout 3600 qemu-system-x86_64 \
+    -machine microvm,acpi=on,pit=off,pic=off,rtc=off -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
+    -nographic -no-reboot -nodefaults -serial stdio \
+    -kernel "$cache/vmlinux" -initrd "$cache/initramfs.cpio" \
+    -append "console=ttyS0 quiet loglevel=3 panic=-1 cgroup_no_v1=all tsc_early_khz=$khz tsc=reliable skiff.workspace=$workspace skiff.job=$job" \
+    -fsdev "local,id=ws,path=$workspace,security_model=passthrough,readonly=on" \
+    -device virtio-9p-device,fsdev=ws,mount_tag=workspace \
+    -fsdev "local,id=jobfs,path=$job,security_model=passthrough" \
+    -device virtio-9p-device,fsdev=jobfs,mount_tag=job >"$job/console" 2>&1 || true
+cat "$job/output" 2>/dev/null || { cat "$job/console"; die "the guest did not run the command"; }
+[ -s "$job/status" ] || { cat "$job/console"; die "the guest stopped before the command finished"; }
+exit "$(cat "$job/status")"
