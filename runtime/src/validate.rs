@@ -37,6 +37,34 @@ pub fn spec(spec: &Spec) -> Result {
     time_offsets(spec)?;
     mounts(spec)?;
     linux_misc(spec)?;
+    not_yet_supported(spec)?;
+    Ok(())
+}
+
+/// Fields skiff does not implement yet. The security-relevant ones are
+/// errors: running a container without the seccomp filter it asked for
+/// would be worse than not running it. Resource limits are logged (runc's
+/// own default config carries a device rule, so refusing them would refuse
+/// every config); the cgroup issue implements them.
+fn not_yet_supported(spec: &Spec) -> Result {
+    let Some(linux) = spec.linux() else {
+        return Ok(());
+    };
+    let refused = [
+        ("linux.seccomp", linux.seccomp().is_some()),
+        ("linux.intelRdt", linux.intel_rdt().is_some()),
+        (
+            "linux.netDevices",
+            linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()),
+        ),
+        ("linux.memoryPolicy", linux.memory_policy().is_some()),
+    ];
+    if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
+        return Err(Invalid::new(*field, "not supported by skiff yet"));
+    }
+    if linux.resources().is_some() {
+        crate::warn!("linux.resources: resource limits are not applied yet (the container is placed in its cgroup without limits)");
+    }
     Ok(())
 }
 

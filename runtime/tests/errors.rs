@@ -247,6 +247,14 @@ fn invalid_fields_are_named() {
 }
 
 #[test]
+fn unimplemented_security_fields_are_refused_not_ignored() {
+    require_root!();
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ERRNO"});
+    create_fails(&b, &["linux.seccomp", "not supported by skiff yet"]);
+}
+
+#[test]
 fn failing_prestart_hook_rolls_back_and_runs_poststop() {
     require_root!();
     let marker = std::env::temp_dir().join(support::unique_id("poststop"));

@@ -43,6 +43,17 @@ pub struct MountContext<'a> {
     pub userns: bool,
     /// Bind sources the runtime opened before fork.
     pub prepared: &'a Prepared,
+    /// `linux.mountLabel`, when SELinux is enabled (it means nothing
+    /// otherwise, and runc ignores it then too).
+    pub selinux_label: Option<&'a str>,
+}
+
+/// The `context=` option that gives a new filesystem the SELinux mount
+/// label; only for the filesystems that take one.
+pub fn label_option(fs_type: &str, label: Option<&str>) -> Option<(String, Option<String>)> {
+    let label = label.filter(|l| !l.is_empty())?;
+    matches!(fs_type, "tmpfs" | "devpts" | "mqueue")
+        .then(|| ("context".to_string(), Some(format!("\"{label}\""))))
 }
 
 /// One failing step, before the entry's identity is attached.
@@ -102,6 +113,8 @@ pub fn mount_entry(
             .source()
             .as_ref()
             .map(|s| s.to_string_lossy().into_owned());
+        let mut options = options.clone();
+        options.data.extend(label_option(typ, ctx.selinux_label));
         let res = filesystem(root, typ, source.as_deref(), m.destination(), &options);
         match res {
             // In a user namespace without its own network (or ipc)
@@ -353,4 +366,24 @@ fn cgroup_hierarchy(
         "cgroup"
     };
     filesystem(root, typ, Some("cgroup"), dest, &fs_options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_label_only_where_it_applies() {
+        let label = Some("system_u:object_r:container_file_t:s0:c1,c2");
+        assert_eq!(
+            label_option("tmpfs", label),
+            Some((
+                "context".into(),
+                Some("\"system_u:object_r:container_file_t:s0:c1,c2\"".into())
+            ))
+        );
+        assert_eq!(label_option("proc", label), None);
+        assert_eq!(label_option("tmpfs", None), None);
+        assert_eq!(label_option("tmpfs", Some("")), None);
+    }
 }

@@ -43,6 +43,8 @@ pub struct Config<'a> {
     pub cgroup: &'a dyn Manager,
     /// Bind sources the runtime opened before fork.
     pub prepared: &'a Prepared,
+    /// `linux.mountLabel`, only when SELinux is enabled.
+    pub mount_label: Option<&'a str>,
     /// True when clone3 already placed the init in (part of) its cgroup.
     pub cloned_into_cgroup: bool,
     pub fifo: &'a OwnedFd,
@@ -306,6 +308,7 @@ fn setup_and_exec(
                 cgroupns: cfg.plan.has(LinuxNamespaceType::Cgroup),
                 userns: cfg.plan.has(LinuxNamespaceType::User),
                 prepared: cfg.prepared,
+                selinux_label: cfg.mount_label,
             },
         };
         let root = rootfs::prepare(&setup)?;

@@ -98,7 +98,11 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
     let plan = Plan::from_spec(spec)?;
     let apparmor = process.apparmor_profile().as_deref();
     let selinux = process.selinux_label().as_deref();
-    let lsms = Lsms::detect(apparmor.is_some() || selinux.is_some());
+    let mount_label = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.mount_label().as_deref());
+    let lsms = Lsms::detect(apparmor.is_some() || selinux.is_some() || mount_label.is_some());
     lsm::check(apparmor, selinux, lsms)?;
     let prepared =
         rootfs::prepare_sources(spec, &req.bundle.dir, plan.has(LinuxNamespaceType::User))?;
@@ -140,6 +144,7 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         last_cap: host_caps.last_cap,
         cgroup: cgroup.as_ref(),
         prepared: &prepared,
+        mount_label: mount_label.filter(|_| lsms.selinux),
         cloned_into_cgroup: false,
         fifo: &fifo,
         no_pivot: req.no_pivot,
