@@ -1,0 +1,288 @@
+//! config-linux.md#seccomp.
+
+use serde_json::{json, Value};
+
+use super::{expect_eq, output_with, report_with};
+use crate::ctx::{Check, Ctx};
+use crate::suite::{case, Case, Level::*};
+
+pub fn cases() -> Vec<Case> {
+    vec![
+        case(
+            "seccomp.default_errno",
+            "config-linux.md#seccomp",
+            Must,
+            default_errno,
+        ),
+        case(
+            "seccomp.allow_rule",
+            "config-linux.md#seccomp",
+            Must,
+            allow_rule,
+        ),
+        case(
+            "seccomp.errno_ret",
+            "config-linux.md#seccomp (errnoRet)",
+            Must,
+            errno_ret,
+        ),
+        case(
+            "seccomp.default_errno_ret",
+            "config-linux.md#seccomp (defaultErrnoRet)",
+            Must,
+            default_errno_ret,
+        ),
+        case("seccomp.kill", "config-linux.md#seccomp", Must, kill),
+        case(
+            "seccomp.args_equal",
+            "config-linux.md#seccomp (args)",
+            Must,
+            args_equal,
+        ),
+        case(
+            "seccomp.args_masked_equal",
+            "config-linux.md#seccomp (SCMP_CMP_MASKED_EQ)",
+            Must,
+            args_masked,
+        ),
+        case(
+            "seccomp.mode_filter",
+            "config-linux.md#seccomp",
+            Must,
+            mode_filter,
+        ),
+        case(
+            "seccomp.without_nnp",
+            "config-linux.md#seccomp",
+            Must,
+            without_nnp,
+        ),
+    ]
+}
+
+/// A profile that allows everything but `blocked`, which gets `action`.
+fn profile(blocked: Value) -> Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": [blocked]
+    })
+}
+
+fn probe(ctx: &mut Ctx, syscall: &str, arg: Option<&str>, seccomp: Value) -> Check<String> {
+    let mut args = vec!["/checker", "syscall", syscall];
+    if let Some(a) = arg {
+        args.push(a);
+    }
+    output_with(ctx, &args, |b| b.config["linux"]["seccomp"] = seccomp)
+}
+
+fn default_errno(ctx: &mut Ctx) -> Check {
+    // Everything errors except what a runtime (which may install the
+    // filter before its last steps) and the checker need.
+    let allowed: Vec<&str> = vec![
+        "execve",
+        "execveat",
+        "brk",
+        "arch_prctl",
+        "set_tid_address",
+        "set_robust_list",
+        "rseq",
+        "prlimit64",
+        "mmap",
+        "mprotect",
+        "munmap",
+        "madvise",
+        "read",
+        "write",
+        "pread64",
+        "lseek",
+        "exit",
+        "exit_group",
+        "sigaltstack",
+        "rt_sigaction",
+        "rt_sigprocmask",
+        "rt_sigreturn",
+        "poll",
+        "ppoll",
+        "select",
+        "pselect6",
+        "epoll_create1",
+        "epoll_ctl",
+        "epoll_pwait",
+        "epoll_wait",
+        "getrandom",
+        "sched_getaffinity",
+        "sched_yield",
+        "readlink",
+        "readlinkat",
+        "uname",
+        "newfstatat",
+        "fstat",
+        "stat",
+        "lstat",
+        "statx",
+        "statfs",
+        "fstatfs",
+        "close",
+        "close_range",
+        "ioctl",
+        "open",
+        "openat",
+        "openat2",
+        "fcntl",
+        "dup",
+        "dup2",
+        "dup3",
+        "futex",
+        "nanosleep",
+        "clock_nanosleep",
+        "clock_gettime",
+        "gettid",
+        "getpid",
+        "tgkill",
+        "kill",
+        "getuid",
+        "geteuid",
+        "getgid",
+        "getegid",
+        "getgroups",
+        "setgroups",
+        "setresuid",
+        "setresgid",
+        "setuid",
+        "setgid",
+        "capget",
+        "capset",
+        "prctl",
+        "getcwd",
+        "chdir",
+        "fchdir",
+        "access",
+        "faccessat",
+        "faccessat2",
+        "getdents64",
+        "pipe",
+        "pipe2",
+        "wait4",
+        "waitid",
+        "clone",
+        "clone3",
+        "fork",
+        "vfork",
+        "write",
+        "writev",
+        "readv",
+        "socket",
+        "connect",
+        "sendmsg",
+        "recvmsg",
+        "getsockopt",
+        "setsockopt",
+        "umask",
+        "sched_getattr",
+        "ioprio_get",
+    ];
+    let out = probe(
+        ctx,
+        "getppid",
+        None,
+        json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]
+        }),
+    )?;
+    expect_eq("getppid under a default ERRNO", out.as_str(), "EPERM")
+}
+
+fn allow_rule(ctx: &mut Ctx) -> Check {
+    let out = probe(
+        ctx,
+        "getpid",
+        None,
+        profile(json!({"names": ["getppid"], "action": "SCMP_ACT_ERRNO"})),
+    )?;
+    expect_eq("getpid (not blocked)", out.as_str(), "ok")
+}
+
+fn errno_ret(ctx: &mut Ctx) -> Check {
+    let out = probe(
+        ctx,
+        "getppid",
+        None,
+        profile(json!({"names": ["getppid"], "action": "SCMP_ACT_ERRNO", "errnoRet": 22})),
+    )?;
+    expect_eq("getppid", out.as_str(), "EINVAL")
+}
+
+fn default_errno_ret(ctx: &mut Ctx) -> Check {
+    let out = probe(
+        ctx,
+        "mkdir",
+        None,
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+            "defaultErrnoRet": 38
+        }),
+    )
+    .or_else(|_| Ok::<_, crate::ctx::Failure>(String::new()))?;
+    // defaultErrnoRet only applies to the default action; an ERRNO rule
+    // without errnoRet gives EPERM.
+    expect_eq("mkdir", out.as_str(), "EPERM")
+}
+
+fn kill(ctx: &mut Ctx) -> Check {
+    let mut b = ctx.bundle();
+    b.args(&["/checker", "syscall", "getppid"]);
+    b.config["linux"]["seccomp"] =
+        profile(json!({"names": ["getppid"], "action": "SCMP_ACT_KILL"}));
+    let out = ctx.run(&b);
+    expect_eq(
+        "exit code of a process killed by seccomp",
+        out.code,
+        128 + 31,
+    )
+}
+
+fn args_equal(ctx: &mut Ctx) -> Check {
+    let rule = json!({"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+        "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]});
+    let blocked = probe(ctx, "personality", Some("8"), profile(rule.clone()))?;
+    let other = probe(ctx, "personality", Some("0"), profile(rule))?;
+    expect_eq(
+        "personality(8) / personality(0)",
+        (blocked.as_str(), other.as_str()),
+        ("EPERM", "ok"),
+    )
+}
+
+fn args_masked(ctx: &mut Ctx) -> Check {
+    // Block socket(AF_INET6 = 10) by its low byte only.
+    let rule = json!({"names": ["socket"], "action": "SCMP_ACT_ERRNO",
+        "args": [{"index": 0, "value": 255, "valueTwo": 10, "op": "SCMP_CMP_MASKED_EQ"}]});
+    let blocked = probe(ctx, "socket", Some("10"), profile(rule.clone()))?;
+    let other = probe(ctx, "socket", Some("1"), profile(rule))?;
+    expect_eq(
+        "socket(10) / socket(1)",
+        (blocked.as_str(), other.as_str()),
+        ("EPERM", "ok"),
+    )
+}
+
+fn mode_filter(ctx: &mut Ctx) -> Check {
+    let r = report_with(ctx, |b| {
+        b.config["linux"]["seccomp"] =
+            profile(json!({"names": ["getppid"], "action": "SCMP_ACT_ERRNO"}))
+    })?;
+    expect_eq("Seccomp", r["seccomp"].as_str(), Some("2"))
+}
+
+fn without_nnp(ctx: &mut Ctx) -> Check {
+    let out = output_with(ctx, &["/checker", "syscall", "getppid"], |b| {
+        b.config["process"]["noNewPrivileges"] = json!(false);
+        b.config["linux"]["seccomp"] =
+            profile(json!({"names": ["getppid"], "action": "SCMP_ACT_ERRNO"}));
+    })?;
+    expect_eq("getppid", out.as_str(), "EPERM")
+}
