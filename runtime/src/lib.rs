@@ -8,6 +8,7 @@ pub mod cli;
 pub mod commands;
 pub mod container;
 pub mod error;
+pub mod fdpass;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;

@@ -5,17 +5,14 @@
 //! The socket is either the manager's `--console-socket` or, for a
 //! foreground `run`, one end of a socketpair skiff relays from.
 
-use std::io::{IoSlice, IoSliceMut};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::socket::{
-    connect, recvmsg, sendmsg, socket, AddressFamily, ControlMessage, ControlMessageOwned,
-    MsgFlags, SockFlag, SockType, UnixAddr,
-};
+use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
 
+use crate::fdpass;
 use crate::rootfs::resolve;
 use crate::syscalls;
 
@@ -50,33 +47,14 @@ pub fn connect_console_socket(path: &Path) -> Result<OwnedFd, TerminalError> {
 
 /// Sends `fd` with `name` as the message data (runc's SendFd format).
 pub fn send_fd(sock: BorrowedFd<'_>, name: &str, fd: BorrowedFd<'_>) -> nix::Result<()> {
-    let fds = [fd.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
-    let iov = [IoSlice::new(name.as_bytes())];
-    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)?;
-    Ok(())
+    fdpass::send(sock, name.as_bytes(), Some(fd))
 }
 
 /// Receives one fd sent by `send_fd`, with its name.
 pub fn recv_fd(sock: BorrowedFd<'_>) -> nix::Result<(String, OwnedFd)> {
     let mut buf = [0u8; 4096];
-    let mut iov = [IoSliceMut::new(&mut buf)];
-    let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    let mut received = None;
-    for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            // SAFETY: the kernel installed these fds for us; we own them.
-            received = fds.first().map(|fd| unsafe { OwnedFd::from_raw_fd(*fd) });
-        }
-    }
-    let len = msg.bytes;
-    let fd = received.ok_or(Errno::EBADMSG)?;
+    let (len, fd) = fdpass::recv(sock, &mut buf)?;
+    let fd = fd.ok_or(Errno::EBADMSG)?;
     Ok((String::from_utf8_lossy(&buf[..len]).into_owned(), fd))
 }
 
@@ -224,27 +202,5 @@ impl Drop for RawMode {
         // SAFETY: the fd is stdin, open for the life of the process.
         let fd = unsafe { BorrowedFd::borrow_raw(self.fd) };
         let _ = nix::sys::termios::tcsetattr(fd, nix::sys::termios::SetArg::TCSANOW, &self.saved);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fd_passing_keeps_the_name() {
-        let (a, b) = nix::sys::socket::socketpair(
-            AddressFamily::Unix,
-            SockType::Stream,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .unwrap();
-        let file = std::fs::File::open("/dev/null").unwrap();
-        send_fd(a.as_fd(), "/dev/pts/7", file.as_fd()).unwrap();
-        let (name, fd) = recv_fd(b.as_fd()).unwrap();
-        assert_eq!(name, "/dev/pts/7");
-        let st = nix::sys::stat::fstat(&fd).unwrap();
-        assert_eq!(st.st_rdev, nix::sys::stat::makedev(1, 3));
     }
 }

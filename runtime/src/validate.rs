@@ -41,9 +41,8 @@ pub fn spec(spec: &Spec) -> Result {
     Ok(())
 }
 
-/// Fields skiff does not implement yet. The security-relevant ones are
-/// errors: running a container without the seccomp filter it asked for
-/// would be worse than not running it. Resource limits are logged (runc's
+/// Fields skiff does not implement yet. They are errors: running a
+/// container without what it asked for would be worse than not running it. Resource limits are logged (runc's
 /// own default config carries a device rule, so refusing them would refuse
 /// every config); the cgroup issue implements them.
 fn not_yet_supported(spec: &Spec) -> Result {
@@ -51,7 +50,6 @@ fn not_yet_supported(spec: &Spec) -> Result {
         return Ok(());
     };
     let refused = [
-        ("linux.seccomp", linux.seccomp().is_some()),
         ("linux.intelRdt", linux.intel_rdt().is_some()),
         (
             "linux.netDevices",

@@ -10,6 +10,7 @@
 //!   skiff-checker mkdir PATH          "ok" or the errno name
 //!   skiff-checker ls DIR              entries, one a line
 //!   skiff-checker syscall NAME        runs one syscall, prints "ok" or the errno
+//!   skiff-checker syscall-probe       ~50 syscalls, name -> "ok" or errno
 //!   skiff-checker sleep SECS | exit CODE | wait-signal | pause
 
 use std::collections::BTreeMap;
@@ -297,6 +298,246 @@ fn syscall(name: &str, arg: Option<&str>) -> String {
     }
 }
 
+/// A fixed set of syscalls with harmless arguments, for comparing what a
+/// seccomp profile allows under two runtimes: name -> "ok" or errno.
+fn probe() -> Value {
+    let null = std::ptr::null::<libc::c_void>();
+    let tmp = c"/tmp/skiff-probe-dir";
+    // Each result is read right after its call, before errno can change.
+    let res = |r: i64| {
+        if r < 0 {
+            last_errno()
+        } else {
+            "ok".to_string()
+        }
+    };
+    let calls: Vec<(&str, String)> = unsafe {
+        // SAFETY: every call gets arguments the kernel rejects or that do
+        // nothing lasting (bad magic, NULL pointers, fd -1, queries).
+        vec![
+            ("getppid", res(libc::syscall(libc::SYS_getppid))),
+            (
+                "uname",
+                res({
+                    let mut u: libc::utsname = std::mem::zeroed();
+                    libc::syscall(libc::SYS_uname, &mut u)
+                }),
+            ),
+            (
+                "mkdir",
+                res(libc::syscall(libc::SYS_mkdir, tmp.as_ptr(), 0o700)),
+            ),
+            ("rmdir", res(libc::syscall(libc::SYS_rmdir, tmp.as_ptr()))),
+            (
+                "personality(0)",
+                res(libc::syscall(libc::SYS_personality, 0)),
+            ),
+            (
+                "personality(8)",
+                res(libc::syscall(libc::SYS_personality, 8)),
+            ),
+            (
+                "personality(0x20000)",
+                res(libc::syscall(libc::SYS_personality, 0x20000)),
+            ),
+            (
+                "personality(query)",
+                res(libc::syscall(libc::SYS_personality, 0xffff_ffffu32 as i64)),
+            ),
+            (
+                "personality(1)",
+                res(libc::syscall(libc::SYS_personality, 1)),
+            ),
+            (
+                "personality(0)again",
+                res(libc::syscall(libc::SYS_personality, 0)),
+            ),
+            (
+                "socket(AF_INET)",
+                res(libc::syscall(libc::SYS_socket, 2, 1, 0)),
+            ),
+            (
+                "socket(AF_INET6)",
+                res(libc::syscall(libc::SYS_socket, 10, 1, 0)),
+            ),
+            (
+                "socket(AF_NETLINK)",
+                res(libc::syscall(libc::SYS_socket, 16, 3, 0)),
+            ),
+            (
+                "socket(AF_VSOCK)",
+                res(libc::syscall(libc::SYS_socket, 40, 1, 0)),
+            ),
+            (
+                "unshare(NEWUSER)",
+                res(libc::syscall(libc::SYS_unshare, 0x1000_0000)),
+            ),
+            (
+                "unshare(NEWNS)",
+                res(libc::syscall(libc::SYS_unshare, 0x0002_0000)),
+            ),
+            ("setns(-1)", res(libc::syscall(libc::SYS_setns, -1, 0))),
+            (
+                "mount",
+                res(libc::syscall(libc::SYS_mount, null, null, null, 0, null)),
+            ),
+            (
+                "umount2",
+                res(libc::syscall(
+                    libc::SYS_umount2,
+                    c"/nonexistent".as_ptr(),
+                    0,
+                )),
+            ),
+            (
+                "reboot(bad magic)",
+                res(libc::syscall(libc::SYS_reboot, 0, 0, 0, null)),
+            ),
+            (
+                "syslog(size)",
+                res(libc::syscall(libc::SYS_syslog, 10, null, 0)),
+            ),
+            (
+                "add_key",
+                res(libc::syscall(libc::SYS_add_key, null, null, null, 0, 0)),
+            ),
+            ("keyctl", res(libc::syscall(libc::SYS_keyctl, 0, -3, 0))),
+            (
+                "request_key",
+                res(libc::syscall(libc::SYS_request_key, null, null, null, 0)),
+            ),
+            ("bpf", res(libc::syscall(libc::SYS_bpf, 0, null, 0))),
+            (
+                "perf_event_open",
+                res(libc::syscall(libc::SYS_perf_event_open, null, 0, -1, -1, 0)),
+            ),
+            (
+                "ptrace(PEEKUSER pid 0)",
+                res(libc::syscall(libc::SYS_ptrace, 3, 0, 0, 0)),
+            ),
+            (
+                "kexec_load",
+                res(libc::syscall(libc::SYS_kexec_load, 0, 0, null, 0)),
+            ),
+            (
+                "init_module",
+                res(libc::syscall(libc::SYS_init_module, null, 0, null)),
+            ),
+            (
+                "delete_module",
+                res(libc::syscall(libc::SYS_delete_module, null, 0)),
+            ),
+            ("iopl", res(libc::syscall(libc::SYS_iopl, 0))),
+            ("ioperm", res(libc::syscall(libc::SYS_ioperm, 0, 0, 0))),
+            (
+                "clock_settime",
+                res(libc::syscall(libc::SYS_clock_settime, 0, null)),
+            ),
+            (
+                "settimeofday",
+                res(libc::syscall(libc::SYS_settimeofday, null, null)),
+            ),
+            ("acct", res(libc::syscall(libc::SYS_acct, null))),
+            ("swapon", res(libc::syscall(libc::SYS_swapon, null, 0))),
+            (
+                "pivot_root",
+                res(libc::syscall(libc::SYS_pivot_root, null, null)),
+            ),
+            (
+                "chroot",
+                res(libc::syscall(libc::SYS_chroot, c"/nonexistent".as_ptr())),
+            ),
+            (
+                "io_uring_setup",
+                res(libc::syscall(libc::SYS_io_uring_setup, 0, null)),
+            ),
+            ("userfaultfd", res(libc::syscall(libc::SYS_userfaultfd, -1))),
+            (
+                "open_by_handle_at",
+                res(libc::syscall(libc::SYS_open_by_handle_at, -1, null, 0)),
+            ),
+            (
+                "quotactl",
+                res(libc::syscall(libc::SYS_quotactl, 0, null, 0, null)),
+            ),
+            ("vhangup", res(libc::syscall(libc::SYS_vhangup))),
+            (
+                "lookup_dcookie",
+                res(libc::syscall(libc::SYS_lookup_dcookie, 0, null, 0)),
+            ),
+            (
+                "mbind",
+                res(libc::syscall(libc::SYS_mbind, null, 0, 0, null, 0, 0)),
+            ),
+            (
+                "move_pages",
+                res(libc::syscall(
+                    libc::SYS_move_pages,
+                    0,
+                    0,
+                    null,
+                    null,
+                    null,
+                    0,
+                )),
+            ),
+            (
+                "process_vm_readv",
+                res(libc::syscall(
+                    libc::SYS_process_vm_readv,
+                    0,
+                    null,
+                    0,
+                    null,
+                    0,
+                    0,
+                )),
+            ),
+            (
+                "fanotify_init",
+                res(libc::syscall(
+                    libc::SYS_fanotify_init,
+                    0xffff_ffffu32 as i64,
+                    0,
+                )),
+            ),
+            (
+                "name_to_handle_at",
+                res(libc::syscall(
+                    libc::SYS_name_to_handle_at,
+                    -1,
+                    null,
+                    null,
+                    null,
+                    0,
+                )),
+            ),
+            ("clone(NEWUSER)", {
+                let r = libc::syscall(
+                    libc::SYS_clone,
+                    0x1000_0000 | libc::SIGCHLD as i64,
+                    null,
+                    null,
+                    null,
+                    0,
+                );
+                if r == 0 {
+                    libc::_exit(0);
+                }
+                if r > 0 {
+                    libc::waitpid(r as i32, std::ptr::null_mut(), 0);
+                }
+                res(r)
+            }),
+        ]
+    };
+    let mut out = serde_json::Map::new();
+    for (name, r) in calls {
+        out.insert(name.to_string(), Value::String(r));
+    }
+    Value::Object(out)
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let cmd = args.get(1).map(String::as_str).unwrap_or("report");
@@ -328,6 +569,7 @@ fn main() {
             Err(e) => format!("error {}", io_errno(&e)),
         },
         "syscall" => syscall(arg(2), args.get(3).map(String::as_str)),
+        "syscall-probe" => probe().to_string(),
         "sleep" => {
             std::thread::sleep(std::time::Duration::from_secs(
                 arg(2).parse().unwrap_or(3600),

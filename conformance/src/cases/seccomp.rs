@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{expect_eq, output_with, report_with};
+use super::{create_fails, expect_eq, output_with, report_with};
 use crate::ctx::{Check, Ctx};
 use crate::suite::{case, Case, Level::*};
 
@@ -25,6 +25,12 @@ pub fn cases() -> Vec<Case> {
             "config-linux.md#seccomp (errnoRet)",
             Must,
             errno_ret,
+        ),
+        case(
+            "seccomp.errno_ret_without_errno_action_fails",
+            "config-linux.md#seccomp (MUST fail)",
+            Must,
+            errno_ret_without_errno_action_fails,
         ),
         case(
             "seccomp.default_errno_ret",
@@ -77,10 +83,10 @@ fn probe(ctx: &mut Ctx, syscall: &str, arg: Option<&str>, seccomp: Value) -> Che
     output_with(ctx, &args, |b| b.config["linux"]["seccomp"] = seccomp)
 }
 
-fn default_errno(ctx: &mut Ctx) -> Check {
-    // Everything errors except what a runtime (which may install the
-    // filter before its last steps) and the checker need.
-    let allowed: Vec<&str> = vec![
+/// What a runtime (which may install the filter before its last steps)
+/// and the checker need; everything else takes the default action.
+fn runtime_and_checker_syscalls() -> Vec<&'static str> {
+    vec![
         "execve",
         "execveat",
         "brk",
@@ -182,14 +188,17 @@ fn default_errno(ctx: &mut Ctx) -> Check {
         "umask",
         "sched_getattr",
         "ioprio_get",
-    ];
+    ]
+}
+
+fn default_errno(ctx: &mut Ctx) -> Check {
     let out = probe(
         ctx,
         "getppid",
         None,
         json!({
             "defaultAction": "SCMP_ACT_ERRNO",
-            "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]
+            "syscalls": [{"names": runtime_and_checker_syscalls(), "action": "SCMP_ACT_ALLOW"}]
         }),
     )?;
     expect_eq("getppid under a default ERRNO", out.as_str(), "EPERM")
@@ -218,18 +227,22 @@ fn errno_ret(ctx: &mut Ctx) -> Check {
 fn default_errno_ret(ctx: &mut Ctx) -> Check {
     let out = probe(
         ctx,
-        "mkdir",
+        "getppid",
         None,
         json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
-            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
-            "defaultErrnoRet": 38
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 38,
+            "syscalls": [{"names": runtime_and_checker_syscalls(), "action": "SCMP_ACT_ALLOW"}]
         }),
-    )
-    .or_else(|_| Ok::<_, crate::ctx::Failure>(String::new()))?;
-    // defaultErrnoRet only applies to the default action; an ERRNO rule
-    // without errnoRet gives EPERM.
-    expect_eq("mkdir", out.as_str(), "EPERM")
+    )?;
+    expect_eq("getppid under defaultErrnoRet 38", out.as_str(), "ENOSYS")
+}
+
+fn errno_ret_without_errno_action_fails(ctx: &mut Ctx) -> Check {
+    let mut b = ctx.bundle();
+    b.config["linux"]["seccomp"] =
+        json!({"defaultAction": "SCMP_ACT_ALLOW", "defaultErrnoRet": 38});
+    create_fails(ctx, &b)
 }
 
 fn kill(ctx: &mut Ctx) -> Check {

@@ -100,13 +100,25 @@ pub struct Handover<'a> {
     pub via_trampoline: bool,
 }
 
-/// Sets up fds and signals, then replaces this process with the program.
-pub fn exec(
+/// An exec with everything that can fail or allocate already done: only
+/// the signal mask and the exec itself remain, so as few syscalls as
+/// possible run under the container's seccomp filter.
+pub struct Prepared<'a> {
+    path: CString,
+    args: Vec<CString>,
+    env: Vec<CString>,
+    trampoline: Option<std::os::fd::OwnedFd>,
+    sigmask: Option<&'a SigSet>,
+}
+
+/// Sets up the fds and signal dispositions the program inherits, and the
+/// sealed trampoline.
+pub fn prepare<'a>(
     path: &Path,
     args: &[String],
     env: &[String],
-    handover: &Handover<'_>,
-) -> Result<std::convert::Infallible, ExecError> {
+    handover: &Handover<'a>,
+) -> Result<Prepared<'a>, ExecError> {
     let prepare = |what: &'static str| move |source| ExecError::Prepare { what, source };
     // Everything above the preserved range closes at exec; the preserved
     // fds themselves must survive it.
@@ -120,30 +132,49 @@ pub fn exec(
     // SAFETY: resetting a disposition to the default is always sound.
     unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }
         .map_err(prepare("reset SIGPIPE"))?;
-    if let Some(mask) = handover.sigmask {
-        nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None)
-            .map_err(prepare("sigprocmask"))?;
-    }
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| ExecError::Nul("program path".into()))?;
-    let c_args = cstrings(args, "argument")?;
-    let c_env = cstrings(env, "environment entry")?;
     #[cfg(target_arch = "x86_64")]
-    if handover.via_trampoline {
-        let fd = super::trampoline::sealed().map_err(prepare("sealed exec trampoline"))?;
-        let errno = super::trampoline::exec(&fd, &c_path, &c_args, &c_env);
-        // A host that forbids executing memfds (vm.memfd_noexec=2) leaves
+    let trampoline = if handover.via_trampoline {
+        Some(super::trampoline::sealed().map_err(prepare("sealed exec trampoline"))?)
+    } else {
+        None
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let trampoline = None;
+    Ok(Prepared {
+        path: CString::new(path.as_os_str().as_bytes())
+            .map_err(|_| ExecError::Nul("program path".into()))?,
+        args: cstrings(args, "argument")?,
+        env: cstrings(env, "environment entry")?,
+        trampoline,
+        sigmask: handover.sigmask,
+    })
+}
+
+/// Restores the signal mask and replaces this process with the program.
+pub fn exec(p: &Prepared<'_>) -> Result<std::convert::Infallible, ExecError> {
+    if let Some(mask) = p.sigmask {
+        nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None).map_err(
+            |source| ExecError::Prepare {
+                what: "sigprocmask",
+                source,
+            },
+        )?;
+    }
+    let path = || p.path.to_string_lossy().into_owned();
+    #[cfg(target_arch = "x86_64")]
+    if let Some(fd) = &p.trampoline {
+        let errno = super::trampoline::exec(fd, &p.path, &p.args, &p.env);
+        // A host (or seccomp profile) that forbids executing memfds leaves
         // only the direct exec; anything else is a real failure.
         if !matches!(errno, Errno::EACCES | Errno::EPERM) {
             return Err(ExecError::Exec {
-                path: path.display().to_string(),
+                path: path(),
                 source: errno,
             });
         }
-        crate::warn!("exec through the sealed trampoline refused ({errno}); exec'ing directly");
     }
-    nix::unistd::execve(&c_path, &c_args, &c_env).map_err(|source| ExecError::Exec {
-        path: path.display().to_string(),
+    nix::unistd::execve(&p.path, &p.args, &p.env).map_err(|source| ExecError::Exec {
+        path: path(),
         source,
     })
 }

@@ -2,11 +2,13 @@
 //! SOCK_SEQPACKET socketpair, one JSON-encoded message per datagram, so a
 //! message is never split or merged and a dead peer reads as end-of-file.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
+
+use crate::fdpass;
 
 /// From the init (or its intermediate parent) to the runtime.
 #[derive(Debug, Serialize, Deserialize, PartialEq, Eq)]
@@ -19,6 +21,9 @@ pub enum ToParent {
     InitPid(libc::pid_t),
     /// Mounts are done; run prestart and createRuntime hooks now.
     RunHooks,
+    /// The seccomp user-notification listener is attached (SCM_RIGHTS),
+    /// for the runtime to hand to the agent at `listenerPath`.
+    SeccompListener,
     /// Setup finished; waiting for `start`.
     Created,
     /// Setup failed; the message names the step and the field.
@@ -71,30 +76,41 @@ pub fn pair() -> Result<(Channel, Channel), ChannelError> {
 impl Channel {
     /// Sends one message.
     pub fn send<T: Serialize>(&self, msg: &T) -> Result<(), ChannelError> {
+        self.send_inner(msg, None)
+    }
+
+    /// Sends one message with a file descriptor attached.
+    pub fn send_with_fd<T: Serialize>(
+        &self,
+        msg: &T,
+        fd: BorrowedFd<'_>,
+    ) -> Result<(), ChannelError> {
+        self.send_inner(msg, Some(fd))
+    }
+
+    fn send_inner<T: Serialize>(
+        &self,
+        msg: &T,
+        fd: Option<BorrowedFd<'_>>,
+    ) -> Result<(), ChannelError> {
         let bytes = serde_json::to_vec(msg).map_err(ChannelError::Decode)?;
-        loop {
-            match nix::unistd::write(self.fd.as_fd(), &bytes) {
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(ChannelError::Send(e)),
-                Ok(_) => return Ok(()),
-            }
-        }
+        fdpass::send(self.fd.as_fd(), &bytes, fd).map_err(ChannelError::Send)
     }
 
     /// Receives one message; end-of-file means the peer is gone.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T, ChannelError> {
+        self.recv_with_fd().map(|(msg, _)| msg)
+    }
+
+    /// Receives one message and the fd it carried, if any.
+    pub fn recv_with_fd<T: DeserializeOwned>(&self) -> Result<(T, Option<OwnedFd>), ChannelError> {
         let mut buf = vec![0u8; 64 * 1024];
-        let n = loop {
-            match nix::unistd::read(self.fd.as_fd(), &mut buf) {
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(ChannelError::Recv(e)),
-                Ok(n) => break n,
-            }
-        };
+        let (n, fd) = fdpass::recv(self.fd.as_fd(), &mut buf).map_err(ChannelError::Recv)?;
         if n == 0 {
             return Err(ChannelError::Closed);
         }
-        serde_json::from_slice(&buf[..n]).map_err(ChannelError::Decode)
+        let msg = serde_json::from_slice(&buf[..n]).map_err(ChannelError::Decode)?;
+        Ok((msg, fd))
     }
 }
 

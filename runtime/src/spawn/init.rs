@@ -43,6 +43,8 @@ pub struct Config<'a> {
     pub cgroup: &'a dyn Manager,
     /// Bind sources the runtime opened before fork.
     pub prepared: &'a Prepared,
+    /// The compiled `linux.seccomp`, if any.
+    pub seccomp: Option<&'a skiff_seccomp::Filter>,
     /// `linux.mountLabel`, only when SELinux is enabled.
     pub mount_label: Option<&'a str>,
     /// True when clone3 already placed the init in (part of) its cgroup.
@@ -80,6 +82,8 @@ enum InitError {
     Exec(#[from] ExecError),
     #[error(transparent)]
     Terminal(#[from] TerminalError),
+    #[error("linux.seccomp: {0}")]
+    Seccomp(String),
     #[error("{what}: {source}")]
     Sys { what: String, source: Errno },
     #[error("unexpected message from the runtime: {0:?}")]
@@ -261,6 +265,23 @@ fn enter_cwd(cwd: &Path) -> Result<(), InitError> {
     Ok(())
 }
 
+/// Installs the container's seccomp filter, handing a user-notification
+/// listener to the runtime (which passes it to the agent).
+fn install_seccomp(cfg: &Config<'_>, channel: &Channel) -> Result<(), InitError> {
+    let Some(filter) = cfg.seccomp else {
+        return Ok(());
+    };
+    let (listener, dropped) =
+        skiff_seccomp::install(filter).map_err(|e| InitError::Seccomp(e.to_string()))?;
+    if dropped != 0 {
+        crate::debug!("linux.seccomp.flags: this kernel does not support flags {dropped:#x}; installed without them");
+    }
+    if let Some(fd) = listener {
+        channel.send_with_fd(&ToParent::SeccompListener, fd.as_fd())?;
+    }
+    Ok(())
+}
+
 /// Blocks until `start` writes to the exec fifo.
 fn wait_for_start(fifo: &OwnedFd) -> Result<(), InitError> {
     loop {
@@ -412,17 +433,37 @@ fn setup_and_exec(
     let mut env = process.env().clone().unwrap_or_default();
     identity::ensure_home(&mut env, process.user().uid());
 
+    // Installing a filter needs no_new_privs or CAP_SYS_ADMIN: without
+    // no_new_privs it goes on while the init still has every capability
+    // (as in runc); with it, as late as possible, so that only the exec
+    // and the last handshakes run under it.
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if !nnp {
+        install_seccomp(cfg, channel)?;
+    }
     capabilities::apply_bounding(cfg.caps.bounding, cfg.last_cap)
         .map_err(sys("process.capabilities.bounding"))?;
     identity::switch_user(process.user()).map_err(|(what, e)| sys(what)(e))?;
     capabilities::apply_sets(&cfg.caps).map_err(sys("process.capabilities"))?;
     let umask = process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
-    if process.no_new_privileges().unwrap_or(false) {
+    if nnp {
         set_no_new_privs().map_err(sys("process.noNewPrivileges"))?;
     }
     let args = process.args().as_deref().unwrap_or_default();
     let program = exec::find_program(&args[0], &env)?;
+    let handover = Handover {
+        preserve_fds: cfg.preserve_fds,
+        sigmask: cfg.sigmask,
+        // An SELinux exec label must land on the program, not on the
+        // trampoline (and SELinux's container policy guards the runtime
+        // binary itself).
+        via_trampoline: process.selinux_label().as_deref().is_none_or(str::is_empty),
+    };
+    let ready = exec::prepare(&program, args, &env, &handover)?;
+    if nnp {
+        install_seccomp(cfg, channel)?;
+    }
 
     channel.send(&ToParent::Created)?;
     *created = true;
@@ -432,13 +473,5 @@ fn setup_and_exec(
         hooks::Kind::StartContainer,
         &hook_state(cfg, pid, "created"),
     )?;
-    let handover = Handover {
-        preserve_fds: cfg.preserve_fds,
-        sigmask: cfg.sigmask,
-        // An SELinux exec label must land on the program, not on the
-        // trampoline (and SELinux's container policy guards the runtime
-        // binary itself).
-        via_trampoline: process.selinux_label().as_deref().is_none_or(str::is_empty),
-    };
-    Ok(exec::exec(&program, args, &env, &handover)?)
+    Ok(exec::exec(&ready)?)
 }

@@ -47,6 +47,8 @@ pub enum SpawnError {
     Console(#[from] crate::terminal::TerminalError),
     #[error("process.terminal: {0}")]
     Terminal(&'static str),
+    #[error("{0}")]
+    Seccomp(String),
     #[error("{what}: {source}")]
     Sys { what: &'static str, source: Errno },
     /// The init's own account of what failed.
@@ -110,6 +112,20 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
     let caps = capabilities::masks(process.capabilities().as_ref(), host_caps);
 
     let linux = spec.linux().as_ref();
+    let filter = match linux.and_then(|l| l.seccomp().as_ref()) {
+        Some(profile) => {
+            let f =
+                skiff_seccomp::compile(profile).map_err(|e| SpawnError::Seccomp(e.to_string()))?;
+            if !f.unknown.is_empty() {
+                crate::debug!(
+                    "linux.seccomp: skipping syscalls this kernel's tables do not know: {}",
+                    f.unknown.join(", ")
+                );
+            }
+            Some(f)
+        }
+        None => None,
+    };
     let mut cgroup =
         cgroups::for_container(linux.and_then(|l| l.cgroups_path().as_deref()), req.id)?;
     cgroup.create()?;
@@ -143,6 +159,7 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         caps,
         last_cap: host_caps.last_cap,
         cgroup: cgroup.as_ref(),
+        seccomp: filter.as_ref(),
         prepared: &prepared,
         mount_label: mount_label.filter(|_| lsms.selinux),
         cloned_into_cgroup: false,
@@ -226,6 +243,46 @@ fn hook_state(req: &Request<'_>, pid: libc::pid_t, status: &str) -> Vec<u8> {
         owner: "",
     };
     serde_json::to_vec(&state).unwrap_or_default()
+}
+
+/// Sends the seccomp user-notification fd to the agent at
+/// `linux.seccomp.listenerPath`, with the container process state the
+/// spec defines as the message.
+fn hand_listener_to_agent(
+    spec: &Spec,
+    pid: libc::pid_t,
+    state: &[u8],
+    fd: OwnedFd,
+) -> Result<(), SpawnError> {
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let path = seccomp
+        .and_then(|s| s.listener_path().clone())
+        .unwrap_or_default();
+    let metadata = seccomp
+        .and_then(|s| s.listener_metadata().clone())
+        .unwrap_or_default();
+    let state: serde_json::Value = serde_json::from_slice(state).unwrap_or_default();
+    let message = serde_json::json!({
+        "ociVersion": state::OCI_VERSION,
+        "fds": ["seccompFd"],
+        "pid": pid,
+        "metadata": metadata,
+        "state": state,
+    });
+    let sock = crate::terminal::connect_console_socket(&path).map_err(|e| {
+        SpawnError::Seccomp(format!(
+            "linux.seccomp.listenerPath {}: {}",
+            path.display(),
+            e.source
+        ))
+    })?;
+    let bytes = serde_json::to_vec(&message).unwrap_or_default();
+    crate::fdpass::send(sock.as_fd(), &bytes, Some(fd.as_fd())).map_err(|e| {
+        SpawnError::Seccomp(format!(
+            "linux.seccomp.listenerPath {}: sending the listener: {e}",
+            path.display()
+        ))
+    })
 }
 
 /// Namespace changes the parent makes for its next child only: joining a
@@ -339,7 +396,13 @@ fn clone_and_drive(
     }
     let spec_hooks = config.spec.hooks().as_ref();
     loop {
-        match parent_end.recv::<ToParent>()? {
+        let (msg, fd) = parent_end.recv_with_fd::<ToParent>()?;
+        if let (ToParent::SeccompListener, Some(fd)) = (&msg, fd) {
+            let state = hook_state(req, init.pid, "creating");
+            hand_listener_to_agent(config.spec, init.pid, &state, fd)?;
+            continue;
+        }
+        match msg {
             ToParent::Ready => setup()?,
             ToParent::InitPid(grandchild) => {
                 // The intermediate child exits right after reporting.
@@ -354,6 +417,12 @@ fn clone_and_drive(
                 hooks::run(spec_hooks, hooks::Kind::Prestart, &state)?;
                 hooks::run(spec_hooks, hooks::Kind::CreateRuntime, &state)?;
                 parent_end.send(&ToChild::HooksDone)?;
+            }
+            ToParent::SeccompListener => {
+                return Err(SpawnError::Sys {
+                    what: "seccomp listener message without an fd",
+                    source: Errno::EBADMSG,
+                })
             }
             ToParent::Created => return Ok(()),
             ToParent::Failed(msg) => return Err(SpawnError::Init(msg)),

@@ -34,11 +34,14 @@ pub fn missing_prerequisite() -> Option<String> {
     }
 }
 
-/// Skips the calling test, loudly, when the prerequisites are absent.
+/// Skips the calling test, loudly, when the prerequisites are absent. With
+/// SKIFF_REQUIRE_ALL set (CI, scripts/test.sh) a missing prerequisite is a
+/// failure instead: there, nothing may be skipped.
 #[macro_export]
 macro_rules! require_root {
     () => {
         if let Some(why) = $crate::support::missing_prerequisite() {
+            assert!(std::env::var_os("SKIFF_REQUIRE_ALL").is_none(), "{why}");
             eprintln!("SKIPPED {}: {}", module_path!(), why);
             return;
         }

@@ -1,0 +1,322 @@
+//! Seccomp: Podman's real default profile gives the same outcome as runc
+//! for a probe of ~50 syscalls; user notification reaches an agent that
+//! answers; bad profiles are refused naming the entry.
+
+mod support;
+
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Value};
+use support::{Bundle, Skiff};
+
+/// The conformance checker (built with the workspace), copied into a
+/// rootfs; it runs the syscall probe.
+fn checker() -> Option<PathBuf> {
+    let path = Path::new(support::skiff_bin()).with_file_name("skiff-checker");
+    if path.is_file() {
+        return Some(path);
+    }
+    let why = format!("{} missing (cargo build --workspace)", path.display());
+    assert!(std::env::var_os("SKIFF_REQUIRE_ALL").is_none(), "{why}");
+    eprintln!("SKIPPED: {why}");
+    None
+}
+
+/// Podman's containers-common profile resolved the way Podman resolves it
+/// for a root container with its default capabilities on x86-64:
+/// `includes`/`excludes` by capability, architecture and kernel version.
+fn podman_profile() -> Option<Value> {
+    let path = "/usr/share/containers/seccomp.json";
+    let Ok(text) = std::fs::read_to_string(path) else {
+        let why = format!("{path} missing (apt install golang-github-containers-common)");
+        assert!(std::env::var_os("SKIFF_REQUIRE_ALL").is_none(), "{why}");
+        eprintln!("SKIPPED: {why}");
+        return None;
+    };
+    let src: Value = serde_json::from_str(&text).unwrap();
+    let caps = [
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SETFCAP",
+        "CAP_SETGID",
+        "CAP_SETPCAP",
+        "CAP_SETUID",
+        "CAP_SYS_CHROOT",
+    ];
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let kernel: Vec<u32> = release
+        .trim()
+        .split(['.', '-'])
+        .take(2)
+        .filter_map(|p| p.parse().ok())
+        .collect();
+    let strs = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let mut syscalls = Vec::new();
+    for s in src["syscalls"].as_array().unwrap() {
+        let inc = &s["includes"];
+        let exc = &s["excludes"];
+        if !strs(&inc["caps"])
+            .iter()
+            .all(|c| caps.contains(&c.as_str()))
+        {
+            continue;
+        }
+        if strs(&exc["caps"])
+            .iter()
+            .any(|c| caps.contains(&c.as_str()))
+        {
+            continue;
+        }
+        let arches = strs(&inc["arches"]);
+        if !arches.is_empty() && !arches.iter().any(|a| a == "amd64" || a == "x86_64") {
+            continue;
+        }
+        if strs(&exc["arches"])
+            .iter()
+            .any(|a| a == "amd64" || a == "x86_64")
+        {
+            continue;
+        }
+        if let Some(min) = inc["minKernel"].as_str() {
+            let want: Vec<u32> = min.split('.').filter_map(|p| p.parse().ok()).collect();
+            if kernel < want {
+                continue;
+            }
+        }
+        let mut rule = json!({"names": s["names"], "action": s["action"]});
+        if let Some(e) = s["errnoRet"].as_u64() {
+            rule["errnoRet"] = json!(e);
+        }
+        if let Some(args) = s["args"].as_array().filter(|a| !a.is_empty()) {
+            rule["args"] = json!(args);
+        }
+        syscalls.push(rule);
+    }
+    Some(json!({
+        "defaultAction": src["defaultAction"],
+        "defaultErrnoRet": src["defaultErrnoRet"],
+        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+        "syscalls": syscalls
+    }))
+}
+
+/// Runs the probe under `runtime` with `profile`; returns name -> result.
+fn probe(runtime: &str, checker: &Path, profile: &Value) -> Value {
+    let mut b = Bundle::own_rootfs(&["/checker", "syscall-probe"]);
+    std::fs::copy(checker, b.rootfs.join("checker")).unwrap();
+    b.config["linux"]["seccomp"] = profile.clone();
+    b.config["root"]["readonly"] = json!(false);
+    let caps = json!([
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FOWNER",
+        "CAP_FSETID",
+        "CAP_KILL",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SETFCAP",
+        "CAP_SETGID",
+        "CAP_SETPCAP",
+        "CAP_SETUID",
+        "CAP_SYS_CHROOT"
+    ]);
+    for set in ["bounding", "effective", "permitted"] {
+        b.config["process"]["capabilities"][set] = caps.clone();
+    }
+    b.write();
+    let root = std::env::temp_dir().join(support::unique_id(&format!("{runtime}-root")));
+    let id = support::unique_id("probe");
+    let out = std::process::Command::new(runtime)
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "--bundle", b.dir.to_str().unwrap(), &id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{runtime}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{runtime} probe output: {e}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        )
+    })
+}
+
+#[test]
+fn podman_default_profile_matches_runc() {
+    require_root!();
+    let (Some(checker), Some(profile)) = (checker(), podman_profile()) else {
+        return;
+    };
+    if !Path::new("/usr/sbin/runc").exists() {
+        assert!(
+            std::env::var_os("SKIFF_REQUIRE_ALL").is_none(),
+            "runc missing (apt install runc)"
+        );
+        eprintln!("SKIPPED: runc missing");
+        return;
+    }
+    let ours = probe(support::skiff_bin(), &checker, &profile);
+    let theirs = probe("/usr/sbin/runc", &checker, &profile);
+    let ours = ours.as_object().unwrap();
+    let theirs = theirs.as_object().unwrap();
+    assert!(ours.len() >= 45, "probe too small: {ours:?}");
+    let differ: Vec<String> = ours
+        .iter()
+        .filter(|(k, v)| theirs.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "{k}: skiff {v}, runc {}",
+                theirs.get(k).unwrap_or(&Value::Null)
+            )
+        })
+        .collect();
+    assert!(
+        differ.is_empty(),
+        "outcomes differ from runc:\n{}",
+        differ.join("\n")
+    );
+    // The probe must see both sides of the profile.
+    assert!(
+        ours.values().any(|v| v == "ok") && ours.values().any(|v| v == "EPERM" || v == "ENOSYS"),
+        "{ours:?}"
+    );
+}
+
+const SECCOMP_IOCTL_NOTIF_RECV: libc::c_ulong = 0xc0502100;
+const SECCOMP_IOCTL_NOTIF_SEND: libc::c_ulong = 0xc0182101;
+
+#[repr(C)]
+struct NotifData {
+    nr: i32,
+    arch: u32,
+    ip: u64,
+    args: [u64; 6],
+}
+
+#[repr(C)]
+struct Notif {
+    id: u64,
+    pid: u32,
+    flags: u32,
+    data: NotifData,
+}
+
+#[repr(C)]
+struct NotifResp {
+    id: u64,
+    val: i64,
+    error: i32,
+    flags: u32,
+}
+
+#[test]
+fn notify_reaches_an_agent_that_answers() {
+    require_root!();
+    // The agent: receives the listener with the container state, then
+    // answers the container's mkdir with EROFS.
+    let sock = std::env::temp_dir().join(support::unique_id("agent.sock"));
+    let listener = UnixListener::bind(&sock).unwrap();
+    let agent = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 65536];
+        let (n, fd) = skiff::fdpass::recv(std::os::fd::AsFd::as_fd(&conn), &mut buf).unwrap();
+        let state: Value = serde_json::from_slice(&buf[..n]).unwrap();
+        let fd: OwnedFd = fd.expect("no listener fd");
+        // SAFETY: seccomp_notif is plain integers; all-zero is what
+        // NOTIF_RECV requires.
+        let mut notif: Notif = unsafe { std::mem::zeroed() };
+        // SAFETY: NOTIF_RECV fills a seccomp_notif we own.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_RECV, &mut notif) };
+        assert_eq!(r, 0, "NOTIF_RECV: {}", std::io::Error::last_os_error());
+        let resp = NotifResp {
+            id: notif.id,
+            val: 0,
+            error: -libc::EROFS,
+            flags: 0,
+        };
+        // SAFETY: NOTIF_SEND reads a seccomp_notif_resp we own.
+        let r = unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_SEND, &resp) };
+        assert_eq!(r, 0, "NOTIF_SEND: {}", std::io::Error::last_os_error());
+        (state, notif.data.nr)
+    });
+    let skiff = Skiff::new();
+    let mut b = Bundle::sh("mkdir /tmp/x 2>&1; echo status=$?");
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": sock,
+        "listenerMetadata": "agent-metadata",
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    let id = support::unique_id("notify");
+    let run = skiff.run_bundle(&b, &id).ok();
+    assert!(
+        run.stdout.contains("Read-only file system") && run.stdout.contains("status=1"),
+        "{}",
+        run.stdout
+    );
+    let (state, nr) = agent.join().unwrap();
+    assert_eq!(state["fds"], json!(["seccompFd"]));
+    assert_eq!(state["metadata"], "agent-metadata");
+    assert_eq!(state["state"]["id"], id.as_str());
+    assert!(state["pid"].as_i64().unwrap() > 0);
+    assert!(
+        nr == libc::SYS_mkdir as i32 || nr == libc::SYS_mkdirat as i32,
+        "notified syscall {nr}"
+    );
+    support::assert_nothing_left(&skiff, &id);
+    let _ = std::fs::remove_file(sock);
+}
+
+#[test]
+fn bad_profiles_name_the_entry() {
+    require_root!();
+    let skiff = Skiff::new();
+    let cases = [
+        (
+            json!({"defaultAction": "SCMP_ACT_BOGUS"}),
+            "linux.seccomp.defaultAction",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_PDP11"]}),
+            "linux.seccomp.architectures[0]",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
+                "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_SIDEWAYS"}]}]}),
+            "linux.seccomp.syscalls[0].args[0].op",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
+                "args": [{"index": 9, "value": 1, "op": "SCMP_CMP_EQ"}]}]}),
+            "linux.seccomp.syscalls[0].args[0].index: 9 is above 5",
+        ),
+        (
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW", "errnoRet": 1}]}),
+            "linux.seccomp.syscalls[0].errnoRet: only valid with SCMP_ACT_ERRNO",
+        ),
+    ];
+    for (profile, want) in cases {
+        let mut b = Bundle::new(&["true"]);
+        b.config["linux"]["seccomp"] = profile;
+        let id = support::unique_id("badseccomp");
+        skiff.create(&b, &id).fails_with(&[want]);
+        support::assert_nothing_left(&skiff, &id);
+    }
+}
