@@ -250,8 +250,8 @@ fn invalid_fields_are_named() {
 fn unimplemented_security_fields_are_refused_not_ignored() {
     require_root!();
     let mut b = Bundle::new(&["true"]);
-    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ERRNO"});
-    create_fails(&b, &["linux.seccomp", "not supported by skiff yet"]);
+    b.config["linux"]["intelRdt"] = json!({"closID": "x"});
+    create_fails(&b, &["linux.intelRdt", "not supported by skiff yet"]);
 }
 
 #[test]
