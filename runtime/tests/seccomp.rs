@@ -25,8 +25,7 @@ fn checker() -> Option<PathBuf> {
 }
 
 /// Podman's containers-common profile resolved the way Podman resolves it
-/// for a root container with its default capabilities on x86-64:
-/// `includes`/`excludes` by capability, architecture and kernel version.
+/// for a root container with its default capabilities on x86-64.
 fn podman_profile() -> Option<Value> {
     let path = "/usr/share/containers/seccomp.json";
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -36,82 +35,12 @@ fn podman_profile() -> Option<Value> {
         return None;
     };
     let src: Value = serde_json::from_str(&text).unwrap();
-    let caps = [
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FOWNER",
-        "CAP_FSETID",
-        "CAP_KILL",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SETFCAP",
-        "CAP_SETGID",
-        "CAP_SETPCAP",
-        "CAP_SETUID",
-        "CAP_SYS_CHROOT",
-    ];
-    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
-    let kernel: Vec<u32> = release
-        .trim()
-        .split(['.', '-'])
-        .take(2)
-        .filter_map(|p| p.parse().ok())
-        .collect();
-    let strs = |v: &Value| -> Vec<String> {
-        v.as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|s| s.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let mut syscalls = Vec::new();
-    for s in src["syscalls"].as_array().unwrap() {
-        let inc = &s["includes"];
-        let exc = &s["excludes"];
-        if !strs(&inc["caps"])
-            .iter()
-            .all(|c| caps.contains(&c.as_str()))
-        {
-            continue;
-        }
-        if strs(&exc["caps"])
-            .iter()
-            .any(|c| caps.contains(&c.as_str()))
-        {
-            continue;
-        }
-        let arches = strs(&inc["arches"]);
-        if !arches.is_empty() && !arches.iter().any(|a| a == "amd64" || a == "x86_64") {
-            continue;
-        }
-        if strs(&exc["arches"])
-            .iter()
-            .any(|a| a == "amd64" || a == "x86_64")
-        {
-            continue;
-        }
-        if let Some(min) = inc["minKernel"].as_str() {
-            let want: Vec<u32> = min.split('.').filter_map(|p| p.parse().ok()).collect();
-            if kernel < want {
-                continue;
-            }
-        }
-        let mut rule = json!({"names": s["names"], "action": s["action"]});
-        if let Some(e) = s["errnoRet"].as_u64() {
-            rule["errnoRet"] = json!(e);
-        }
-        if let Some(args) = s["args"].as_array().filter(|a| !a.is_empty()) {
-            rule["args"] = json!(args);
-        }
-        syscalls.push(rule);
-    }
-    Some(json!({
-        "defaultAction": src["defaultAction"],
-        "defaultErrnoRet": src["defaultErrnoRet"],
-        "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
-        "syscalls": syscalls
-    }))
+    use skiff_seccomp::containers_common as cc;
+    Some(cc::resolve(
+        &src,
+        &cc::PODMAN_DEFAULT_CAPS,
+        cc::running_kernel(),
+    ))
 }
 
 /// Runs the probe under `runtime` with `profile`; returns name -> result.
@@ -120,19 +49,7 @@ fn probe(runtime: &str, checker: &Path, profile: &Value) -> Value {
     std::fs::copy(checker, b.rootfs.join("checker")).unwrap();
     b.config["linux"]["seccomp"] = profile.clone();
     b.config["root"]["readonly"] = json!(false);
-    let caps = json!([
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FOWNER",
-        "CAP_FSETID",
-        "CAP_KILL",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SETFCAP",
-        "CAP_SETGID",
-        "CAP_SETPCAP",
-        "CAP_SETUID",
-        "CAP_SYS_CHROOT"
-    ]);
+    let caps = json!(skiff_seccomp::containers_common::PODMAN_DEFAULT_CAPS);
     for set in ["bounding", "effective", "permitted"] {
         b.config["process"]["capabilities"][set] = caps.clone();
     }

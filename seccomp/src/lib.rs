@@ -7,6 +7,7 @@
 pub mod arch;
 mod bpf;
 mod compile;
+pub mod containers_common;
 mod install;
 #[cfg(test)]
 mod interp;

@@ -11,6 +11,7 @@
 //!   skiff-checker ls DIR              entries, one a line
 //!   skiff-checker syscall NAME        runs one syscall, prints "ok" or the errno
 //!   skiff-checker syscall-probe       ~50 syscalls, name -> "ok" or errno
+//!   skiff-checker syscall-loop N      ns per getppid over N calls
 //!   skiff-checker sleep SECS | exit CODE | wait-signal | pause
 
 use std::collections::BTreeMap;
@@ -570,6 +571,16 @@ fn main() {
         },
         "syscall" => syscall(arg(2), args.get(3).map(String::as_str)),
         "syscall-probe" => probe().to_string(),
+        "syscall-loop" => {
+            // Nanoseconds per getppid, over N calls (for seccomp benchmarks).
+            let n: u64 = arg(2).parse().unwrap_or(1_000_000);
+            let t = std::time::Instant::now();
+            for _ in 0..n {
+                // SAFETY: getppid takes no arguments.
+                unsafe { libc::syscall(libc::SYS_getppid) };
+            }
+            format!("{:.1}", t.elapsed().as_nanos() as f64 / n as f64)
+        }
         "sleep" => {
             std::thread::sleep(std::time::Duration::from_secs(
                 arg(2).parse().unwrap_or(3600),
