@@ -42,9 +42,7 @@ pub fn spec(spec: &Spec) -> Result {
 }
 
 /// Fields skiff does not implement yet. They are errors: running a
-/// container without what it asked for would be worse than not running it. Resource limits are logged (runc's
-/// own default config carries a device rule, so refusing them would refuse
-/// every config); the cgroup issue implements them.
+/// container without what it asked for would be worse than not running it.
 fn not_yet_supported(spec: &Spec) -> Result {
     let Some(linux) = spec.linux() else {
         return Ok(());
@@ -59,9 +57,6 @@ fn not_yet_supported(spec: &Spec) -> Result {
     ];
     if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
         return Err(Invalid::new(*field, "not supported by skiff yet"));
-    }
-    if linux.resources().is_some() {
-        crate::warn!("linux.resources: resource limits are not applied yet (the container is placed in its cgroup without limits)");
     }
     Ok(())
 }

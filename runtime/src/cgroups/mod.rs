@@ -5,7 +5,11 @@
 //! version. What was created is recorded in the container state, so delete
 //! removes exactly those directories and never a cgroup it did not create.
 
+mod bpf;
+pub mod devices;
 mod hierarchy;
+pub mod resources;
+pub mod stats;
 mod v1;
 mod v2;
 
@@ -13,6 +17,7 @@ use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
+use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 pub use hierarchy::Hierarchy;
@@ -50,6 +55,26 @@ pub enum CgroupError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Resource(#[from] resources::ResourceError),
+    #[error("{field}: writing {value:?} to {path}: {source}")]
+    Apply {
+        field: String,
+        path: PathBuf,
+        value: String,
+        source: std::io::Error,
+    },
+    #[error("{field}: the {controller} controller is not available on this host")]
+    NoController { field: String, controller: String },
+    #[error("linux.resources.devices: {0}")]
+    DeviceFilter(std::io::Error),
+    #[error("signalling pid {pid}: {source}")]
+    Signal {
+        pid: libc::pid_t,
+        source: std::io::Error,
+    },
+    #[error("{path}: timed out waiting for the freezer")]
+    Timeout { path: PathBuf },
 }
 
 /// One directory of the container's cgroup, in one hierarchy.
@@ -100,6 +125,63 @@ pub trait Manager {
     fn procs(&self) -> Result<Vec<libc::pid_t>, CgroupError>;
     /// Removes the directories skiff created.
     fn destroy(&self) -> Result<(), CgroupError>;
+    /// Applies `linux.resources` (at create and for `update`).
+    fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError>;
+    /// Freezes or thaws every process, and waits until that is done.
+    fn freeze(&self, frozen: bool) -> Result<(), CgroupError>;
+    /// True when the cgroup is frozen.
+    fn frozen(&self) -> bool;
+    /// Resource usage, in `runc events` form.
+    fn stats(&self) -> stats::Stats;
+    /// How many processes the OOM killer has killed in the cgroup so far.
+    fn oom_kills(&self) -> u64;
+    /// Sends `signal` to every process, with no process escaping by
+    /// forking meanwhile (v2 `cgroup.kill` for SIGKILL, otherwise signals
+    /// sent while the cgroup is frozen).
+    fn signal_all(&self, signal: libc::c_int) -> Result<(), CgroupError>;
+}
+
+/// Writes one value to a cgroup file, naming the spec field on failure.
+fn write_value(dir: &Path, file: &str, value: &str, field: &str) -> Result<(), CgroupError> {
+    std::fs::write(dir.join(file), value).map_err(|source| CgroupError::Apply {
+        field: field.to_string(),
+        path: dir.join(file),
+        value: value.to_string(),
+        source,
+    })
+}
+
+/// Signals each pid, ignoring those already gone.
+fn signal_pids(pids: &[libc::pid_t], signal: libc::c_int) -> Result<(), CgroupError> {
+    for pid in pids {
+        // SAFETY: kill with a plain pid and signal number.
+        if unsafe { libc::kill(*pid, signal) } < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.raw_os_error() != Some(libc::ESRCH) {
+                return Err(CgroupError::Signal {
+                    pid: *pid,
+                    source: e,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Polls `done` until it holds (freezing is asynchronous).
+fn wait_until(what: &Path, mut done: impl FnMut() -> bool) -> Result<(), CgroupError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut delay = std::time::Duration::from_micros(100);
+    while !done() {
+        if std::time::Instant::now() > deadline {
+            return Err(CgroupError::Timeout {
+                path: what.to_path_buf(),
+            });
+        }
+        std::thread::sleep(delay);
+        delay = (delay * 2).min(std::time::Duration::from_millis(10));
+    }
+    Ok(())
 }
 
 /// The default cgroup path: one `skiff` parent, one child per container.

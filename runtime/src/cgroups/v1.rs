@@ -4,8 +4,13 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
+use oci_spec::runtime::LinuxResources;
+
+use super::resources::{self, Write};
+use super::stats::{self, Stats};
 use super::{
-    mkdir_all, open_dir, read_procs, remove_created, write_pid, CgroupError, Dir, Manager, Record,
+    devices, mkdir_all, open_dir, read_procs, remove_created, signal_pids, wait_until, write_pid,
+    write_value, CgroupError, Dir, Manager, Record,
 };
 
 /// The v1 (and hybrid) backend. On a hybrid host the cgroup2 directory is
@@ -23,6 +28,46 @@ impl V1 {
             record,
             unified_fd: None,
         }
+    }
+
+    /// The directory of the hierarchy that has `controller`.
+    fn dir_of(&self, controller: &str) -> Option<&Dir> {
+        self.record
+            .dirs
+            .iter()
+            .find(|d| d.subsystems.split(',').any(|s| s == controller))
+    }
+
+    /// The cgroup2 directory of a hybrid host, when it offers `controller`.
+    fn unified_with(&self, controller: &str) -> Option<&Dir> {
+        let d = self.record.dirs.iter().find(|d| d.subsystems.is_empty())?;
+        let available =
+            std::fs::read_to_string(d.path.join("cgroup.controllers")).unwrap_or_default();
+        available
+            .split_whitespace()
+            .any(|c| c == controller)
+            .then_some(d)
+    }
+
+    /// Writes one value where its controller lives. A controller this host
+    /// does not mount is skipped with a warning, as runc skips it; on a
+    /// hybrid host hugetlb may live in the cgroup2 hierarchy instead.
+    fn write(&self, w: &Write) -> Result<(), CgroupError> {
+        if let Some(d) = self.dir_of(w.controller) {
+            return write_value(&d.path, &w.file, &w.value, w.field);
+        }
+        if w.controller == "hugetlb" {
+            if let Some(d) = self.unified_with("hugetlb") {
+                let file = w.file.replace(".limit_in_bytes", ".max");
+                return write_value(&d.path, &file, &w.value, w.field);
+            }
+        }
+        crate::warn!(
+            "{}: the {} controller is not mounted on this host; not applied (as runc does)",
+            w.field,
+            w.controller
+        );
+        Ok(())
     }
 
     /// The directories that still need the process after clone3.
@@ -127,6 +172,146 @@ impl Manager for V1 {
             .find(|d| !d.subsystems.is_empty())
             .or_else(|| self.record.dirs.first());
         dir.map_or(Ok(Vec::new()), |d| read_procs(&d.path))
+    }
+
+    fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        let mut writes = resources::v1(res)?;
+        // memory+swap must never be below memory: when the new limit is
+        // above the current memory+swap limit, raise that one first.
+        let pos = |f: &str| writes.iter().position(|w| w.file == f);
+        if let (Some(l), Some(s)) = (
+            pos("memory.limit_in_bytes"),
+            pos("memory.memsw.limit_in_bytes"),
+        ) {
+            let current = self.dir_of("memory").map_or(0, |d| {
+                stats::read_u64(&d.path, "memory.memsw.limit_in_bytes")
+            });
+            let new: i64 = writes[l].value.parse().unwrap_or(-1);
+            if new < 0 || new as u64 > current {
+                writes.swap(l, s);
+            }
+        }
+        for w in &writes {
+            self.write(w)?;
+        }
+        if let Some(rules) = devices::rules(res.devices().as_deref()) {
+            let Some(d) = self.dir_of("devices") else {
+                return Err(CgroupError::NoController {
+                    field: "linux.resources.devices".into(),
+                    controller: "devices".into(),
+                });
+            };
+            for (file, line) in devices::v1_writes(&rules) {
+                write_value(&d.path, file, &line, "linux.resources.devices")?;
+            }
+        }
+        Ok(())
+    }
+
+    fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        let Some(d) = self.dir_of("freezer") else {
+            return Err(CgroupError::NoController {
+                field: "pause".into(),
+                controller: "freezer".into(),
+            });
+        };
+        let want = if frozen { "FROZEN" } else { "THAWED" };
+        write_value(&d.path, "freezer.state", want, "freezer.state")?;
+        let state = d.path.join("freezer.state");
+        wait_until(&state, || {
+            std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == want)
+        })
+    }
+
+    fn frozen(&self) -> bool {
+        self.dir_of("freezer")
+            .and_then(|d| std::fs::read_to_string(d.path.join("freezer.state")).ok())
+            .is_some_and(|s| s.trim() == "FROZEN")
+    }
+
+    fn stats(&self) -> Stats {
+        let mut s = Stats::default();
+        if let Some(d) = self.dir_of("cpuacct") {
+            s.cpu.usage.total = stats::read_u64(&d.path, "cpuacct.usage");
+            s.cpu.usage.percpu = std::fs::read_to_string(d.path.join("cpuacct.usage_percpu"))
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|v| v.parse().ok())
+                .collect();
+            // cpuacct.stat counts USER_HZ (100) ticks; runc reports ns.
+            let ticks = stats::read_keyed(&d.path, "cpuacct.stat");
+            s.cpu.usage.user = ticks.get("user").copied().unwrap_or(0) * 10_000_000;
+            s.cpu.usage.kernel = ticks.get("system").copied().unwrap_or(0) * 10_000_000;
+        }
+        if let Some(d) = self.dir_of("cpu") {
+            let t = stats::read_keyed(&d.path, "cpu.stat");
+            s.cpu.throttling.periods = t.get("nr_periods").copied().unwrap_or(0);
+            s.cpu.throttling.throttled_periods = t.get("nr_throttled").copied().unwrap_or(0);
+            s.cpu.throttling.throttled_time = t.get("throttled_time").copied().unwrap_or(0);
+        }
+        if let Some(d) = self.dir_of("memory") {
+            let entry = |prefix: &str| stats::MemoryEntry {
+                limit: stats::read_u64(&d.path, &format!("{prefix}limit_in_bytes")),
+                usage: stats::read_u64(&d.path, &format!("{prefix}usage_in_bytes")),
+                max: stats::read_u64(&d.path, &format!("{prefix}max_usage_in_bytes")),
+                failcnt: stats::read_u64(&d.path, &format!("{prefix}failcnt")),
+            };
+            s.memory.usage = entry("memory.");
+            s.memory.swap = entry("memory.memsw.");
+            s.memory.raw = stats::read_keyed(&d.path, "memory.stat");
+            s.memory.cache = s.memory.raw.get("cache").copied().unwrap_or(0);
+        }
+        if let Some(d) = self.dir_of("pids") {
+            s.pids.current = stats::read_u64(&d.path, "pids.current");
+            s.pids.limit = stats::read_u64(&d.path, "pids.max");
+        }
+        if let Some(d) = self.dir_of("blkio") {
+            let read = |f: &str| {
+                stats::parse_v1_blkio(&std::fs::read_to_string(d.path.join(f)).unwrap_or_default())
+            };
+            s.blkio.io_service_bytes_recursive = read("blkio.throttle.io_service_bytes_recursive");
+            s.blkio.io_serviced_recursive = read("blkio.throttle.io_serviced_recursive");
+        }
+        let hugetlb = self
+            .dir_of("hugetlb")
+            .map(|d| (d, true))
+            .or_else(|| self.unified_with("hugetlb").map(|d| (d, false)));
+        if let Some((d, v1)) = hugetlb {
+            for size in stats::hugepage_sizes() {
+                let (usage, max) = if v1 {
+                    ("usage_in_bytes", "max_usage_in_bytes")
+                } else {
+                    ("current", "max")
+                };
+                let entry = stats::Hugetlb {
+                    usage: stats::read_u64(&d.path, &format!("hugetlb.{size}.{usage}")),
+                    max: stats::read_u64(&d.path, &format!("hugetlb.{size}.{max}")),
+                    failcnt: stats::read_u64(&d.path, &format!("hugetlb.{size}.failcnt")),
+                };
+                s.hugetlb.insert(size, entry);
+            }
+        }
+        s
+    }
+
+    fn oom_kills(&self) -> u64 {
+        self.dir_of("memory")
+            .map(|d| stats::read_keyed(&d.path, "memory.oom_control"))
+            .and_then(|m| m.get("oom_kill").copied())
+            .unwrap_or(0)
+    }
+
+    fn signal_all(&self, signal: libc::c_int) -> Result<(), CgroupError> {
+        // Frozen processes cannot fork a child that would miss the signal.
+        let freezer = self.dir_of("freezer").is_some() && !self.frozen();
+        if freezer {
+            self.freeze(true)?;
+        }
+        let result = self.procs().and_then(|pids| signal_pids(&pids, signal));
+        if freezer {
+            self.freeze(false)?;
+        }
+        result
     }
 
     fn destroy(&self) -> Result<(), CgroupError> {

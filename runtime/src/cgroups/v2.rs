@@ -4,9 +4,51 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+use std::path::Path;
+
+use oci_spec::runtime::LinuxResources;
+
+use super::stats::{self, Stats};
 use super::{
-    mkdir_all, open_dir, read_procs, remove_created, write_pid, CgroupError, Manager, Record,
+    bpf, devices, mkdir_all, open_dir, read_procs, remove_created, resources, signal_pids,
+    wait_until, write_pid, write_value, CgroupError, Manager, Record,
 };
+
+/// Makes the controllers the container's files need available in its
+/// directory: each ancestor below the mount must list them in
+/// `cgroup.subtree_control` (v2's "no internal processes" rule means a
+/// runtime has to enable them on the way down, as runc does).
+fn enable_controllers(mount: &Path, dir: &Path, wanted: &[&str]) -> Result<(), CgroupError> {
+    let Ok(rel) = dir.strip_prefix(mount) else {
+        return Ok(());
+    };
+    let mut parent = mount.to_path_buf();
+    for part in rel.components() {
+        let available =
+            std::fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
+        let enabled =
+            std::fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
+        for c in wanted {
+            let has = |text: &str| text.split_whitespace().any(|x| x == *c);
+            if has(&available) && !has(&enabled) {
+                write_value(
+                    &parent,
+                    "cgroup.subtree_control",
+                    &format!("+{c}"),
+                    "linux.resources",
+                )?;
+            }
+        }
+        parent.push(part);
+    }
+    Ok(())
+}
+
+/// The controller a v2 interface file belongs to (`memory.max` -> memory).
+fn controller_of(file: &str) -> Option<&str> {
+    let c = file.split('.').next()?;
+    (c != "cgroup").then_some(c)
+}
 
 /// The unified-hierarchy backend.
 pub struct V2 {
@@ -64,5 +106,119 @@ impl Manager for V2 {
 
     fn destroy(&self) -> Result<(), CgroupError> {
         remove_created(&self.record.dirs[0].created).map_or(Ok(()), Err)
+    }
+
+    fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        for f in resources::ignored_on_v2(res) {
+            crate::warn!("{f}: cgroup v2 has no such setting; not applied (as runc does)");
+        }
+        let writes = resources::v2(res)?;
+        let dir = &self.record.dirs[0];
+        let mut wanted: Vec<&str> = writes
+            .iter()
+            .filter_map(|w| controller_of(&w.file))
+            .collect();
+        wanted.sort();
+        wanted.dedup();
+        enable_controllers(&dir.mount, &dir.path, &wanted)?;
+        for w in &writes {
+            if !dir.path.join(&w.file).exists() {
+                return Err(CgroupError::NoController {
+                    field: w.field.to_string(),
+                    controller: controller_of(&w.file).unwrap_or("?").to_string(),
+                });
+            }
+            write_value(&dir.path, &w.file, &w.value, w.field)?;
+        }
+        if let Some(rules) = devices::rules(res.devices().as_deref()) {
+            let fd = match &self.dir_fd {
+                Some(fd) => fd.try_clone().map_err(CgroupError::DeviceFilter)?,
+                None => open_dir(&dir.path)?,
+            };
+            bpf::set_device_filter(fd.as_fd(), &devices::program(&rules))
+                .map_err(CgroupError::DeviceFilter)?;
+        }
+        Ok(())
+    }
+
+    fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        let dir = &self.record.dirs[0].path;
+        write_value(
+            dir,
+            "cgroup.freeze",
+            if frozen { "1" } else { "0" },
+            "cgroup.freeze",
+        )?;
+        wait_until(dir, || self.frozen() == frozen)
+    }
+
+    fn frozen(&self) -> bool {
+        stats::read_keyed(&self.record.dirs[0].path, "cgroup.events").get("frozen") == Some(&1)
+    }
+
+    fn stats(&self) -> Stats {
+        let d = &self.record.dirs[0].path;
+        let mut s = Stats::default();
+        let cpu = stats::read_keyed(d, "cpu.stat");
+        let get =
+            |m: &std::collections::BTreeMap<String, u64>, k: &str| m.get(k).copied().unwrap_or(0);
+        s.cpu.usage.total = get(&cpu, "usage_usec") * 1000;
+        s.cpu.usage.user = get(&cpu, "user_usec") * 1000;
+        s.cpu.usage.kernel = get(&cpu, "system_usec") * 1000;
+        s.cpu.throttling.periods = get(&cpu, "nr_periods");
+        s.cpu.throttling.throttled_periods = get(&cpu, "nr_throttled");
+        s.cpu.throttling.throttled_time = get(&cpu, "throttled_usec") * 1000;
+        let events = stats::read_keyed(d, "memory.events");
+        s.memory.usage = stats::MemoryEntry {
+            limit: stats::read_u64(d, "memory.max"),
+            usage: stats::read_u64(d, "memory.current"),
+            max: stats::read_u64(d, "memory.peak"),
+            failcnt: get(&events, "max"),
+        };
+        s.memory.swap = stats::MemoryEntry {
+            limit: stats::read_u64(d, "memory.swap.max"),
+            usage: stats::read_u64(d, "memory.swap.current"),
+            max: stats::read_u64(d, "memory.swap.peak"),
+            failcnt: 0,
+        };
+        s.memory.raw = stats::read_keyed(d, "memory.stat");
+        s.memory.cache = get(&s.memory.raw, "file");
+        s.pids.current = stats::read_u64(d, "pids.current");
+        s.pids.limit = stats::read_u64(d, "pids.max");
+        let (bytes, ios) =
+            stats::parse_io_stat(&std::fs::read_to_string(d.join("io.stat")).unwrap_or_default());
+        s.blkio.io_service_bytes_recursive = bytes;
+        s.blkio.io_serviced_recursive = ios;
+        for size in stats::hugepage_sizes() {
+            let events = stats::read_keyed(d, &format!("hugetlb.{size}.events"));
+            let entry = stats::Hugetlb {
+                usage: stats::read_u64(d, &format!("hugetlb.{size}.current")),
+                max: stats::read_u64(d, &format!("hugetlb.{size}.max")),
+                failcnt: get(&events, "max"),
+            };
+            s.hugetlb.insert(size, entry);
+        }
+        s
+    }
+
+    fn oom_kills(&self) -> u64 {
+        stats::read_keyed(&self.record.dirs[0].path, "memory.events")
+            .get("oom_kill")
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn signal_all(&self, signal: libc::c_int) -> Result<(), CgroupError> {
+        let dir = &self.record.dirs[0].path;
+        if signal == libc::SIGKILL && dir.join("cgroup.kill").exists() {
+            return write_value(dir, "cgroup.kill", "1", "cgroup.kill");
+        }
+        let thaw = !self.frozen();
+        self.freeze(true)?;
+        let result = self.procs().and_then(|pids| signal_pids(&pids, signal));
+        if thaw {
+            self.freeze(false)?;
+        }
+        result
     }
 }
