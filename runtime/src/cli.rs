@@ -82,6 +82,153 @@ pub enum Command {
     Run(RunArgs),
     /// Lists containers started by skiff with the given root
     List(ListArgs),
+    /// Suspend all processes inside the container
+    Pause(IdArg),
+    /// Resume all processes that have been previously paused
+    Resume(IdArg),
+    /// Display the processes running inside a container
+    Ps(PsArgs),
+    /// Display container events such as OOM notifications, cpu, memory, and IO usage statistics
+    Events(EventsArgs),
+    /// Update container resource constraints
+    Update(UpdateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// Select one of: table or json
+    #[arg(short, long, value_enum, default_value = "table")]
+    pub format: ListFormat,
+    /// The container id
+    pub id: String,
+    /// Options passed to ps(1) for the table format (default: -ef)
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub ps_args: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct EventsArgs {
+    /// Set the stats collection interval
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Display the container's stats then exit
+    #[arg(long)]
+    pub stats: bool,
+    /// The container id
+    pub id: String,
+}
+
+/// Go-style durations as runc takes them: `5s`, `500ms`, `1m30s`, `2h`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {text:?}");
+    let mut total = 0f64;
+    let mut rest = text;
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let value: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += value * scale;
+        rest = &rest[unit_len..];
+    }
+    if total <= 0.0 {
+        return Err("duration must be greater than 0".into());
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
+}
+
+#[derive(Debug, Args)]
+pub struct UpdateArgs {
+    /// Path to a file with the linux.resources JSON to apply, or '-' for stdin
+    #[arg(short, long, value_name = "FILE")]
+    pub resources: Option<PathBuf>,
+    /// Block IO weight, 10 to 1000
+    #[arg(long)]
+    pub blkio_weight: Option<u16>,
+    /// CPU CFS period (microseconds)
+    #[arg(long)]
+    pub cpu_period: Option<u64>,
+    /// CPU CFS quota (microseconds per period; -1 for none)
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// CPU shares (relative weight)
+    #[arg(long)]
+    pub cpu_share: Option<u64>,
+    /// CPU realtime period (microseconds)
+    #[arg(long)]
+    pub cpu_rt_period: Option<u64>,
+    /// CPU realtime runtime (microseconds per period)
+    #[arg(long, allow_hyphen_values = true)]
+    pub cpu_rt_runtime: Option<i64>,
+    /// CPUs to use (cpuset, e.g. 0-1)
+    #[arg(long)]
+    pub cpuset_cpus: Option<String>,
+    /// Memory nodes to use (cpuset, e.g. 0)
+    #[arg(long)]
+    pub cpuset_mems: Option<String>,
+    /// SCHED_IDLE for the cgroup: 0 or 1
+    #[arg(long)]
+    pub cpu_idle: Option<i64>,
+    /// Memory limit in bytes (suffixes k, m, g, t; -1 for none)
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_bytes)]
+    pub memory: Option<i64>,
+    /// Memory reservation (soft limit) in bytes
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_bytes)]
+    pub memory_reservation: Option<i64>,
+    /// Memory plus swap limit in bytes; -1 for unlimited swap
+    #[arg(long, allow_hyphen_values = true, value_parser = parse_bytes)]
+    pub memory_swap: Option<i64>,
+    /// Maximum number of pids (0 or -1 for no limit)
+    #[arg(long, allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// The container id
+    pub id: String,
+}
+
+/// Byte sizes as runc (docker's units.RAMInBytes) takes them: a number
+/// with an optional binary suffix, `512m`, `1g`, `1.5GiB`; `-1` passes.
+fn parse_bytes(text: &str) -> Result<i64, String> {
+    let bad =
+        || format!("invalid size {text:?}: expected a number with an optional suffix (k, m, g, t)");
+    let t = text.trim();
+    if t == "-1" {
+        return Ok(-1);
+    }
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let value: f64 = t[..split].parse().map_err(|_| bad())?;
+    let unit = t[split..].trim().to_ascii_lowercase();
+    let shift = match unit.trim_end_matches('b').trim_end_matches('i') {
+        "" => 0,
+        "k" => 10,
+        "m" => 20,
+        "g" => 30,
+        "t" => 40,
+        "p" => 50,
+        _ => return Err(bad()),
+    };
+    let bytes = value * (1u64 << shift) as f64;
+    if bytes > i64::MAX as f64 {
+        return Err(bad());
+    }
+    Ok(bytes as i64)
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +330,51 @@ mod tests {
 
     fn parse(args: &[&str]) -> Cli {
         Cli::try_parse_from(std::iter::once("skiff").chain(args.iter().copied())).unwrap()
+    }
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("5s").unwrap().as_millis(), 5000);
+        assert_eq!(parse_duration("1m30s").unwrap().as_secs(), 90);
+        assert_eq!(parse_duration("250ms").unwrap().as_millis(), 250);
+        assert!(parse_duration("5").is_err() && parse_duration("0s").is_err());
+        assert_eq!(parse_bytes("1024").unwrap(), 1024);
+        assert_eq!(parse_bytes("64m").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_bytes("-1").unwrap(), -1);
+        assert!(parse_bytes("12x").is_err() && parse_bytes("").is_err());
+    }
+
+    #[test]
+    fn update_and_ps_lines() {
+        let Command::Update(u) = parse(&[
+            "update",
+            "--memory",
+            "100m",
+            "--cpu-quota",
+            "-1",
+            "--pids-limit",
+            "5",
+            "c",
+        ])
+        .command
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (u.memory, u.cpu_quota, u.pids_limit),
+            (Some(100 << 20), Some(-1), Some(5))
+        );
+        let Command::Ps(p) = parse(&["ps", "--format", "json", "c", "-o", "pid,comm"]).command
+        else {
+            panic!()
+        };
+        assert_eq!(p.ps_args, vec!["-o", "pid,comm"]);
+        let Command::Events(e) = parse(&["events", "--stats", "--interval", "1s", "c"]).command
+        else {
+            panic!()
+        };
+        assert!(e.stats && e.interval.as_secs() == 1);
     }
 
     #[test]

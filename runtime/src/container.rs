@@ -10,7 +10,7 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 
 use crate::bundle::Bundle;
-use crate::cgroups::{self, CgroupError};
+use crate::cgroups::{self, CgroupError, Manager};
 use crate::hooks;
 use crate::spawn::{self, SpawnError};
 use crate::state::{self, OciState, Root, StateError, Status, Stored};
@@ -29,6 +29,10 @@ pub enum ContainerError {
     NotStartable(Status),
     #[error("container not running")]
     NotRunning,
+    #[error("cannot pause a container that is {0}")]
+    NotPausable(Status),
+    #[error("container not paused")]
+    NotPaused,
     #[error("cannot delete container {id} that is not stopped: {status}")]
     NotStopped { id: String, status: Status },
     #[error("{what}: {source}")]
@@ -237,44 +241,59 @@ impl Container {
         Ok(())
     }
 
-    /// Sends `signal` to the init, or with `all` to every process of the
-    /// container.
+    /// The container's cgroup backend.
+    pub fn cgroup(&self) -> Box<dyn Manager> {
+        cgroups::from_record(self.stored.cgroup.clone())
+    }
+
+    /// Sends `signal` to the init, or with `all` to every process in the
+    /// container's cgroup (with no process escaping by forking meanwhile).
     pub fn kill(&self, signal: libc::c_int, all: bool) -> Result<(), ContainerError> {
         let status = self.status();
-        if status == Status::Stopped {
-            // With --all a stopped init may still have left processes
-            // behind (no pid namespace); runc signals those too.
-            if all && !self.stored.own_pid_ns {
-                return self.signal_cgroup(signal);
+        if all {
+            let cgroup = self.cgroup();
+            // A stopped init may have left processes behind (no pid
+            // namespace); runc signals those too, and succeeds when none.
+            if status == Status::Stopped && cgroup.procs().map_or(true, |p| p.is_empty()) {
+                return Ok(());
             }
-            return Err(ContainerError::NotRunning);
+            return Ok(cgroup.signal_all(signal)?);
         }
-        if all && !self.stored.own_pid_ns {
-            return self.signal_cgroup(signal);
+        if status == Status::Stopped {
+            return Err(ContainerError::NotRunning);
         }
         let fd = self.init_pidfd().ok_or(ContainerError::NotRunning)?;
         syscalls::pidfd_send_signal(fd.as_fd(), signal).map_err(sys("unable to signal init"))
     }
 
-    /// Signals every process in the container's cgroup.
-    fn signal_cgroup(&self, signal: libc::c_int) -> Result<(), ContainerError> {
-        let cgroup = cgroups::from_record(self.stored.cgroup.clone());
-        for pid in cgroup.procs()? {
-            match nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid),
-                nix::sys::signal::Signal::try_from(signal).ok(),
-            ) {
-                Ok(()) | Err(Errno::ESRCH) => {}
-                Err(e) => return Err(sys(format!("signalling pid {pid}"))(e)),
-            }
+    /// Freezes every process of a created or running container.
+    pub fn pause(&self) -> Result<(), ContainerError> {
+        match self.status() {
+            Status::Created | Status::Running => Ok(self.cgroup().freeze(true)?),
+            other => Err(ContainerError::NotPausable(other)),
         }
-        Ok(())
+    }
+
+    /// Thaws a paused container.
+    pub fn resume(&self) -> Result<(), ContainerError> {
+        if self.status() != Status::Paused {
+            return Err(ContainerError::NotPaused);
+        }
+        Ok(self.cgroup().freeze(false)?)
     }
 
     /// Kills whatever is left and waits until it is gone.
     fn kill_all_and_wait(&self) -> Result<(), ContainerError> {
-        if let Some(fd) = self.init_pidfd() {
+        let cgroup = self.cgroup();
+        let init = self.init_pidfd();
+        if let Some(fd) = &init {
             let _ = syscalls::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
+        }
+        // A frozen process acts on SIGKILL only once thawed.
+        if cgroup.frozen() {
+            cgroup.freeze(false)?;
+        }
+        if let Some(fd) = &init {
             wait_exit(fd.as_fd(), Some(Duration::from_secs(10)))
                 .map_err(sys("waiting for the init"))?;
         }
@@ -282,7 +301,6 @@ impl Container {
             return Ok(());
         }
         // Without a pid namespace, children of the init survive it.
-        let cgroup = cgroups::from_record(self.stored.cgroup.clone());
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let pids = cgroup.procs().unwrap_or_default();
@@ -304,15 +322,14 @@ impl Container {
     /// needs it.
     pub fn delete(&self, force: bool) -> Result<(), ContainerError> {
         let status = self.status();
-        if status == Status::Running && !force {
+        if matches!(status, Status::Running | Status::Paused) && !force {
             return Err(ContainerError::NotStopped {
                 id: self.stored.id.clone(),
                 status,
             });
         }
         self.kill_all_and_wait()?;
-        let cgroup = cgroups::from_record(self.stored.cgroup.clone());
-        cgroup.destroy()?;
+        self.cgroup().destroy()?;
         std::fs::remove_dir_all(&self.dir).map_err(|e| {
             sys(format!("removing {}", self.dir.display()))(Errno::from_raw(
                 e.raw_os_error().unwrap_or(libc::EIO),

@@ -47,6 +47,8 @@ pub enum Status {
     Creating,
     Created,
     Running,
+    /// Alive with its cgroup frozen (`pause`).
+    Paused,
     Stopped,
 }
 
@@ -56,6 +58,7 @@ impl Status {
             Status::Creating => "creating",
             Status::Created => "created",
             Status::Running => "running",
+            Status::Paused => "paused",
             Status::Stopped => "stopped",
         }
     }
@@ -229,7 +232,9 @@ pub fn status(dir: &Path, stored: &Stored) -> Status {
     if !crate::procfs::is_alive(stored.pid, stored.start_time) {
         return Status::Stopped;
     }
-    if fifo_path(dir).exists() {
+    if cgroups::from_record(stored.cgroup.clone()).frozen() {
+        Status::Paused
+    } else if fifo_path(dir).exists() {
         Status::Created
     } else {
         Status::Running

@@ -8,6 +8,7 @@
 mod bpf;
 pub mod devices;
 mod hierarchy;
+pub mod oom;
 pub mod resources;
 pub mod stats;
 mod v1;
@@ -135,6 +136,9 @@ pub trait Manager {
     fn stats(&self) -> stats::Stats;
     /// How many processes the OOM killer has killed in the cgroup so far.
     fn oom_kills(&self) -> u64;
+    /// An fd that polls readable on memory events (see `oom`), when the
+    /// memory controller is there.
+    fn oom_watch(&self) -> Option<OwnedFd>;
     /// Sends `signal` to every process, with no process escaping by
     /// forking meanwhile (v2 `cgroup.kill` for SIGKILL, otherwise signals
     /// sent while the cgroup is frozen).
@@ -149,6 +153,28 @@ fn write_value(dir: &Path, file: &str, value: &str, field: &str) -> Result<(), C
         value: value.to_string(),
         source,
     })
+}
+
+/// Refuses hugepage sizes this host does not have (the limit would go to a
+/// file that does not exist, with a less helpful error).
+fn check_hugepage_sizes(res: &LinuxResources) -> Result<(), CgroupError> {
+    let limits = res.hugepage_limits().as_deref().unwrap_or_default();
+    if limits.is_empty() {
+        return Ok(());
+    }
+    let host = stats::hugepage_sizes();
+    match limits.iter().find(|l| !host.contains(l.page_size())) {
+        Some(l) => Err(resources::ResourceError {
+            field: "linux.resources.hugepageLimits.pageSize",
+            reason: format!(
+                "{} is not a hugepage size of this host ({})",
+                l.page_size(),
+                host.join(", ")
+            ),
+        }
+        .into()),
+        None => Ok(()),
+    }
 }
 
 /// Signals each pid, ignoring those already gone.
@@ -243,7 +269,10 @@ fn plan(
 
 /// The backend for a stored record.
 pub fn from_record(record: Record) -> Box<dyn Manager> {
-    if record.unified {
+    // The v2 backend has exactly one directory; a state without it (hand
+    // edited, truncated) goes to the v1 backend, which copes with any
+    // number, rather than panicking.
+    if record.unified && record.dirs.len() == 1 {
         Box::new(v2::V2::new(record))
     } else {
         Box::new(v1::V1::new(record))

@@ -63,7 +63,7 @@ impl V1 {
             }
         }
         crate::warn!(
-            "{}: the {} controller is not mounted on this host; not applied (as runc does)",
+            "{}: the {} controller is not available to containers on this host; not applied (as runc does)",
             w.field,
             w.controller
         );
@@ -175,6 +175,7 @@ impl Manager for V1 {
     }
 
     fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
+        super::check_hugepage_sizes(res)?;
         let mut writes = resources::v1(res)?;
         // memory+swap must never be below memory: when the new limit is
         // above the current memory+swap limit, raise that one first.
@@ -299,6 +300,10 @@ impl Manager for V1 {
             .map(|d| stats::read_keyed(&d.path, "memory.oom_control"))
             .and_then(|m| m.get("oom_kill").copied())
             .unwrap_or(0)
+    }
+
+    fn oom_watch(&self) -> Option<OwnedFd> {
+        super::oom::watch_v1(&self.dir_of("memory")?.path).ok()
     }
 
     fn signal_all(&self, signal: libc::c_int) -> Result<(), CgroupError> {

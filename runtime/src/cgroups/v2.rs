@@ -112,6 +112,7 @@ impl Manager for V2 {
         for f in resources::ignored_on_v2(res) {
             crate::warn!("{f}: cgroup v2 has no such setting; not applied (as runc does)");
         }
+        super::check_hugepage_sizes(res)?;
         let writes = resources::v2(res)?;
         let dir = &self.record.dirs[0];
         let mut wanted: Vec<&str> = writes
@@ -206,6 +207,10 @@ impl Manager for V2 {
             .get("oom_kill")
             .copied()
             .unwrap_or(0)
+    }
+
+    fn oom_watch(&self) -> Option<OwnedFd> {
+        super::oom::watch_v2(&self.record.dirs[0].path).ok()
     }
 
     fn signal_all(&self, signal: libc::c_int) -> Result<(), CgroupError> {

@@ -3,12 +3,17 @@
 
 mod create;
 mod delete;
+mod events;
 mod kill;
 mod list;
+mod pause;
+mod ps;
+mod resume;
 mod run;
 pub mod spec;
 mod start;
 mod state;
+mod update;
 
 use crate::cli::{Cli, Command};
 use crate::error::Error;
@@ -31,5 +36,10 @@ pub fn dispatch(cli: &Cli) -> Result<i32, Error> {
         Command::Delete(args) => delete::run(&root, args),
         Command::Run(args) => run::run(&root, args),
         Command::List(args) => list::run(&root, args),
+        Command::Pause(args) => pause::run(&root, &args.id),
+        Command::Resume(args) => resume::run(&root, &args.id),
+        Command::Ps(args) => ps::run(&root, args),
+        Command::Events(args) => events::run(&root, args),
+        Command::Update(args) => update::run(&root, args),
     }
 }

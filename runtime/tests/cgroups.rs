@@ -1,0 +1,474 @@
+//! `linux.resources` enforced by the kernel, and the commands that work on
+//! a live container's cgroup: pause/resume, kill --all, update, events, ps.
+//! Every assertion is on what the container experiences or what the host's
+//! cgroup files say, never on skiff's own report of itself alone.
+
+mod support;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{assert_nothing_left, Bundle, Skiff};
+
+/// True on a pure cgroup v2 host.
+fn unified() -> bool {
+    std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+/// The host path of one of the container's cgroup files: `v1` in the
+/// `controller` hierarchy, or `v2` in the unified one.
+fn cgroup_file(id: &str, controller: &str, v1: &str, v2: &str) -> PathBuf {
+    if unified() {
+        PathBuf::from("/sys/fs/cgroup/skiff").join(id).join(v2)
+    } else {
+        PathBuf::from("/sys/fs/cgroup")
+            .join(controller)
+            .join("skiff")
+            .join(id)
+            .join(v1)
+    }
+}
+
+fn read(path: &PathBuf) -> String {
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        .trim()
+        .to_string()
+}
+
+/// A memory limit with no swap on top, on either cgroup version.
+fn memory_limit(bytes: i64) -> Value {
+    json!({"limit": bytes, "swap": bytes})
+}
+
+fn stats(skiff: &Skiff, id: &str) -> Value {
+    let out = skiff.run(&["events", "--stats", id]).ok();
+    let event: Value = serde_json::from_str(out.stdout.trim()).unwrap();
+    assert_eq!(event["type"], "stats");
+    assert_eq!(event["id"], id);
+    event["data"].clone()
+}
+
+#[test]
+fn memory_limit_oom_kills_the_process() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("oom");
+    // dd holds a 128 MiB buffer: far above the 32 MiB limit.
+    let mut bundle = Bundle::new(&["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"]);
+    bundle.config["linux"]["resources"] = json!({"memory": memory_limit(32 << 20)});
+    let run = skiff.run_bundle(&bundle, &id);
+    assert_eq!(run.code, 137, "SIGKILLed by the OOM killer: {}", run.stderr);
+    assert_nothing_left(&skiff, &id);
+
+    // The same program fits without the limit.
+    let id = support::unique_id("nooom");
+    bundle.config["linux"]["resources"] = json!({});
+    skiff.run_bundle(&bundle, &id).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn events_reports_an_oom_kill() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("oomev");
+    let mut bundle = Bundle::sh(
+        "while [ ! -e /dev/shm/go ]; do sleep 0.05; done; \
+         dd if=/dev/zero of=/dev/null bs=128M count=1; sleep 1000",
+    );
+    bundle.config["linux"]["resources"] = json!({"memory": memory_limit(32 << 20)});
+    bundle.write();
+    skiff
+        .run(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id])
+        .ok();
+    let out = bundle.dir.join("events.out");
+    let mut events = skiff
+        .command(&["events", "--interval", "60s", &id])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    // The first stats line shows the stream is up before the OOM happens.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&out).unwrap().contains("\"stats\"") {
+        assert!(Instant::now() < deadline, "no stats event");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = skiff.state(&id)["pid"].as_i64().unwrap();
+    std::fs::write(format!("/proc/{pid}/root/dev/shm/go"), "").unwrap();
+    let text = loop {
+        let text = std::fs::read_to_string(&out).unwrap();
+        if text.contains("\"oom\"") || Instant::now() > deadline {
+            break text;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let _ = events.kill();
+    let _ = events.wait();
+    let oom: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|e: &Value| e["type"] == "oom")
+        .collect();
+    assert_eq!(oom.len(), 1, "one oom event expected in:\n{text}");
+    assert_eq!(oom[0]["id"], id.as_str());
+    // The shell survived; dd was killed.
+    assert_eq!(skiff.state(&id)["status"], "running");
+    skiff.run(&["delete", "--force", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn pids_limit_caps_forks_and_ps_lists_them() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("pids");
+    // A shell whose fork fails exits, so an inner one does the forking;
+    // the outer one then becomes one more sleep.
+    let mut bundle =
+        Bundle::sh("sh -c 'for i in $(seq 20); do sleep 1000 & done' 2>/dev/null; exec sleep 1000");
+    bundle.config["linux"]["resources"] = json!({"pids": {"limit": 8}});
+    bundle.write();
+    skiff
+        .run(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id])
+        .ok();
+    assert_eq!(read(&cgroup_file(&id, "pids", "pids.max", "pids.max")), "8");
+    // At most 8 at once (the two shells and 6 sleeps); once the inner
+    // shell's fork fails it exits and the outer one execs a sleep, leaving
+    // only sleeps. Twenty were asked for.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let table = loop {
+        let table = skiff.run(&["ps", &id, "-o", "pid,args"]).ok().stdout;
+        if table.lines().skip(1).all(|l| l.contains("sleep 1000")) || Instant::now() > deadline {
+            break table;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut lines = table.lines();
+    assert!(lines.next().unwrap().contains("PID"), "{table}");
+    let rows = lines.count();
+    assert!(
+        (2..8).contains(&rows),
+        "fork failed before 20 sleeps: {table}"
+    );
+    let out = skiff.run(&["ps", "--format", "json", &id]).ok();
+    let pids: Vec<i64> = serde_json::from_str(&out.stdout).unwrap();
+    assert_eq!(pids.len(), rows);
+    let data = stats(&skiff, &id);
+    assert_eq!(data["pids"]["current"], rows);
+    assert_eq!(data["pids"]["limit"], 8);
+    let events = cgroup_file(&id, "pids", "pids.events", "pids.events");
+    assert_ne!(read(&events), "max 0", "the kernel refused forks");
+    // The default table is ps -ef cut down to the container's processes.
+    let full = skiff.run(&["ps", &id]).ok().stdout;
+    assert!(full.lines().next().unwrap().contains("UID"), "{full}");
+    assert_eq!(full.lines().count(), rows + 1, "{full}");
+
+    skiff.run(&["kill", "--all", &id, "KILL"]).ok();
+    skiff.wait_status(&id, "stopped");
+    skiff.run(&["delete", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn cpu_quota_throttles_a_busy_loop() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("cpu");
+    let mut bundle = Bundle::sh("while :; do :; done");
+    bundle.config["linux"]["resources"] =
+        json!({"cpu": {"quota": 20000, "period": 100000, "shares": 512}});
+    bundle.write();
+    let started = Instant::now();
+    skiff
+        .run(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id])
+        .ok();
+    if unified() {
+        assert_eq!(
+            read(&cgroup_file(&id, "cpu", "", "cpu.max")),
+            "20000 100000"
+        );
+    } else {
+        assert_eq!(
+            read(&cgroup_file(&id, "cpu", "cpu.cfs_quota_us", "")),
+            "20000"
+        );
+        assert_eq!(read(&cgroup_file(&id, "cpu", "cpu.shares", "")), "512");
+    }
+    std::thread::sleep(Duration::from_millis(600));
+    let data = stats(&skiff, &id);
+    let wall = started.elapsed().as_nanos() as f64;
+    let used = data["cpu"]["usage"]["total"].as_f64().unwrap();
+    assert!(used > 0.0, "{data}");
+    // 20% of one CPU, plus one period of slack.
+    assert!(
+        used < 0.2 * wall + 100e6,
+        "used {used} ns of CPU in {wall} ns"
+    );
+    assert!(
+        data["cpu"]["throttling"]["throttled_periods"]
+            .as_u64()
+            .unwrap_or(0)
+            > 0,
+        "{data}"
+    );
+    skiff.run(&["delete", "--force", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn device_rules_deny_and_config_devices_stay_usable() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("dev");
+    // runc's default config: deny everything, then the default devices.
+    // /dev/k is /dev/kmsg made by mknod (allowed: `c *:* m`), so opening
+    // it (write-only: no syslog permission involved) is refused by the
+    // device cgroup alone.
+    let mut bundle = Bundle::sh(
+        "mknod /dev/k c 1 11 || exit 10; echo > /dev/null || exit 11; \
+         if echo > /dev/k; then exit 12; fi",
+    );
+    bundle.config["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    for set in ["bounding", "effective", "permitted"] {
+        bundle.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_MKNOD"));
+    }
+    let run = skiff.run_bundle(&bundle, &id);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("/dev/k: Operation not permitted"),
+        "{}",
+        run.stderr
+    );
+    assert_nothing_left(&skiff, &id);
+
+    // A device the config creates stays usable under the same deny-all.
+    let id = support::unique_id("dev");
+    bundle.config["process"]["args"] = json!(["sh", "-c", ": > /dev/kmsg"]);
+    bundle.config["linux"]["devices"] =
+        json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
+    let run = skiff.run_bundle(&bundle, &id);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn pause_freezes_and_resume_thaws() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("pause");
+    let bundle = Bundle::sh("i=0; while :; do i=$((i+1)); echo $i > /dev/shm/n; sleep 0.01; done");
+    bundle.write();
+    skiff
+        .run(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id])
+        .ok();
+    let pid = skiff.state(&id)["pid"].as_i64().unwrap();
+    let counter = PathBuf::from(format!("/proc/{pid}/root/dev/shm/n"));
+    let count = || -> u64 { read(&counter).parse().unwrap_or(0) };
+    std::thread::sleep(Duration::from_millis(100));
+
+    skiff.run(&["pause", &id]).ok();
+    assert_eq!(skiff.state(&id)["status"], "paused");
+    let list = skiff.run(&["list", "--format", "json"]).ok();
+    assert!(list.stdout.contains("\"paused\""), "{}", list.stdout);
+    let frozen = count();
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(count(), frozen, "a paused container makes no progress");
+    skiff
+        .run(&["pause", &id])
+        .fails_with(&["cannot pause a container that is paused"]);
+    skiff
+        .run(&["delete", &id])
+        .fails_with(&["not stopped: paused"]);
+    skiff
+        .run(&["start", &id])
+        .fails_with(&["cannot start a container that is paused"]);
+
+    skiff.run(&["resume", &id]).ok();
+    assert_eq!(skiff.state(&id)["status"], "running");
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(count() > frozen, "resumed container runs again");
+    skiff
+        .run(&["resume", &id])
+        .fails_with(&["container not paused"]);
+
+    // A paused container can be force-deleted: it is thawed to die.
+    skiff.run(&["pause", &id]).ok();
+    skiff.run(&["delete", "--force", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn kill_all_reaches_every_process() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("killall");
+    // The shell ignores TERM; its children do not.
+    let bundle = Bundle::sh("sleep 1000 & sleep 1000 & trap '' TERM; wait; wait; sleep 1000");
+    bundle.write();
+    skiff
+        .run(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id])
+        .ok();
+    let count = |skiff: &Skiff| -> usize {
+        let out = skiff.run(&["ps", "--format", "json", &id]).ok();
+        serde_json::from_str::<Vec<i64>>(&out.stdout).unwrap().len()
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count(&skiff) < 3 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    skiff.run(&["kill", "--all", &id, "TERM"]).ok();
+    // Both sleeps died; the shell ignored TERM and became a new sleep.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let table = skiff.run(&["ps", &id, "-o", "pid,args"]).ok().stdout;
+        if table.matches("sleep 1000").count() == 1 && table.lines().count() == 2 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{table}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(skiff.state(&id)["status"], "running");
+    skiff.run(&["kill", "--all", &id, "KILL"]).ok();
+    skiff.wait_status(&id, "stopped");
+    skiff.run(&["kill", "--all", &id, "KILL"]).ok();
+    skiff.run(&["delete", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn update_changes_live_limits() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("update");
+    let mut bundle = Bundle::sh("sleep 1000");
+    bundle.config["linux"]["resources"] =
+        json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 10}});
+    bundle.write();
+    skiff
+        .run(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id])
+        .ok();
+    let mem = cgroup_file(&id, "memory", "memory.limit_in_bytes", "memory.max");
+    let pids = cgroup_file(&id, "pids", "pids.max", "pids.max");
+    assert_eq!(read(&mem), (64u64 << 20).to_string());
+
+    skiff
+        .run(&[
+            "update",
+            "--memory",
+            "128m",
+            "--pids-limit",
+            "30",
+            "--cpu-quota",
+            "50000",
+            "--cpu-period",
+            "100000",
+            &id,
+        ])
+        .ok();
+    assert_eq!(read(&mem), (128u64 << 20).to_string());
+    assert_eq!(read(&pids), "30");
+    if unified() {
+        assert_eq!(
+            read(&cgroup_file(&id, "cpu", "", "cpu.max")),
+            "50000 100000"
+        );
+    } else {
+        assert_eq!(
+            read(&cgroup_file(&id, "cpu", "cpu.cfs_quota_us", "")),
+            "50000"
+        );
+    }
+
+    // A resources file; fields it does not name stay as they are.
+    let file = bundle.dir.join("resources.json");
+    std::fs::write(&file, r#"{"memory": {"limit": 100663296}}"#).unwrap();
+    skiff
+        .run(&["update", "--resources", file.to_str().unwrap(), &id])
+        .ok();
+    assert_eq!(read(&mem), "100663296");
+    assert_eq!(read(&pids), "30");
+    // 0 means no limit, as with runc.
+    skiff.run(&["update", "--pids-limit", "0", &id]).ok();
+    assert_eq!(read(&pids), "max");
+
+    std::fs::write(&file, r#"{"memory": {"limit": "lots"}}"#).unwrap();
+    skiff
+        .run(&["update", "-r", file.to_str().unwrap(), &id])
+        .fails_with(&["resources.memory.limit"]);
+    // A usage error, reported by the argument parser as runc's is.
+    let bad = skiff.run(&["update", "--memory", "12x", &id]);
+    assert!(bad.code != 0 && bad.stderr.contains("--memory") && bad.stderr.contains("12x"));
+    skiff
+        .run(&["update", "--cpuset-cpus", "0-4096", &id])
+        .fails_with(&["linux.resources.cpu.cpus"]);
+
+    skiff.run(&["kill", &id, "KILL"]).ok();
+    skiff.wait_status(&id, "stopped");
+    skiff
+        .run(&["update", "--memory", "64m", &id])
+        .fails_with(&["container not running"]);
+    skiff.run(&["delete", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn stats_report_real_usage() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("stats");
+    // 8 MiB of shared memory touched: charged to the container.
+    let mut bundle = Bundle::sh(
+        "dd if=/dev/zero of=/dev/shm/blob bs=1M count=8 2>/dev/null; touch /dev/shm/ready; sleep 1000",
+    );
+    bundle.config["linux"]["resources"] = json!({"memory": {"limit": 256 << 20}});
+    bundle.write();
+    skiff
+        .run(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id])
+        .ok();
+    let pid = skiff.state(&id)["pid"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !PathBuf::from(format!("/proc/{pid}/root/dev/shm/ready")).exists() {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let data = stats(&skiff, &id);
+    let usage = data["memory"]["usage"]["usage"].as_u64().unwrap();
+    assert!(usage >= 8 << 20, "{data}");
+    assert_eq!(data["memory"]["usage"]["limit"], 256u64 << 20);
+    assert!(data["cpu"]["usage"]["total"].as_u64().unwrap() > 0);
+    assert!(data["pids"]["current"].as_u64().unwrap() >= 1);
+    skiff.run(&["delete", "--force", &id]).ok();
+    skiff
+        .run(&["events", "--stats", &id])
+        .fails_with(&["does not exist"]);
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
+fn bad_resources_fail_cleanly() {
+    require_root!();
+    let skiff = Skiff::new();
+    for (resources, field) in [
+        (
+            json!({"cpu": {"cpus": "0-4096"}}),
+            "linux.resources.cpu.cpus",
+        ),
+        (json!({"cpu": {"mems": "7"}}), "linux.resources.cpu.mems"),
+        (
+            json!({"hugepageLimits": [{"pageSize": "3MB", "limit": 0}]}),
+            "linux.resources.hugepageLimits.pageSize",
+        ),
+    ] {
+        let id = support::unique_id("badres");
+        let mut bundle = Bundle::sh("true");
+        bundle.config["linux"]["resources"] = resources;
+        skiff.run_bundle(&bundle, &id).fails_with(&[field]);
+        assert_nothing_left(&skiff, &id);
+    }
+}
