@@ -162,7 +162,7 @@ fn pids_limit_caps_forks_and_ps_lists_them() {
     assert_ne!(read(&events), "max 0", "the kernel refused forks");
     // The default table is ps -ef cut down to the container's processes.
     let full = skiff.run(&["ps", &id]).ok().stdout;
-    assert!(full.lines().next().unwrap().contains("UID"), "{full}");
+    assert!(full.lines().next().unwrap().contains("PID"), "{full}");
     assert_eq!(full.lines().count(), rows + 1, "{full}");
 
     skiff.run(&["kill", "--all", &id, "KILL"]).ok();
