@@ -12,6 +12,9 @@ pub struct Write {
     pub value: String,
     /// The spec field it comes from, for errors.
     pub field: &'static str,
+    /// `(file, value)` to write instead when `file` does not exist: the
+    /// BFQ scheduler's weight files replace the CFQ ones on current kernels.
+    pub alt: Option<(String, String)>,
 }
 
 /// A resource the host's cgroup version cannot express.
@@ -44,7 +47,22 @@ impl Writes {
             file: file.into(),
             value: value.to_string(),
             field,
+            alt: None,
         });
+    }
+
+    /// Like `push`, with the file to use when `file` is missing.
+    fn push_or(
+        &mut self,
+        controller: &'static str,
+        (file, value): (&str, String),
+        alt: (&str, String),
+        field: &'static str,
+    ) {
+        self.push(controller, file, value, field);
+        if let Some(last) = self.0.last_mut() {
+            last.alt = Some((alt.0.to_string(), alt.1));
+        }
     }
 }
 
@@ -200,10 +218,10 @@ pub fn v1(res: &LinuxResources) -> Result<Vec<Write>, ResourceError> {
     }
     if let Some(b) = res.block_io() {
         if let Some(weight) = b.weight().filter(|w| *w != 0) {
-            w.push(
+            w.push_or(
                 "blkio",
-                "blkio.weight",
-                weight,
+                ("blkio.weight", weight.to_string()),
+                ("blkio.bfq.weight", weight.to_string()),
                 "linux.resources.blockIO.weight",
             );
         }
@@ -217,10 +235,11 @@ pub fn v1(res: &LinuxResources) -> Result<Vec<Write>, ResourceError> {
         }
         for d in b.weight_device().as_deref().unwrap_or_default() {
             if let Some(weight) = d.weight() {
-                w.push(
+                let line = format!("{}:{} {weight}", d.major(), d.minor());
+                w.push_or(
                     "blkio",
-                    "blkio.weight_device",
-                    format!("{}:{} {weight}", d.major(), d.minor()),
+                    ("blkio.weight_device", line.clone()),
+                    ("blkio.bfq.weight_device", line),
                     "linux.resources.blockIO.weightDevice",
                 );
             }
@@ -407,20 +426,26 @@ pub fn v2(res: &LinuxResources) -> Result<Vec<Write>, ResourceError> {
         w.push("", "pids.max", v, "linux.resources.pids.limit");
     }
     if let Some(b) = res.block_io() {
+        // runc prefers BFQ's file, which takes blkio weights as they are,
+        // and falls back to io.weight with the value converted.
         if let Some(weight) = b.weight().filter(|w| *w != 0) {
-            w.push(
+            w.push_or(
                 "",
-                "io.weight",
-                format!("default {}", blkio_to_io_weight(weight)),
+                ("io.bfq.weight", weight.to_string()),
+                (
+                    "io.weight",
+                    format!("default {}", blkio_to_io_weight(weight)),
+                ),
                 "linux.resources.blockIO.weight",
             );
         }
         for d in b.weight_device().as_deref().unwrap_or_default() {
             if let Some(weight) = d.weight() {
-                w.push(
+                let dev = format!("{}:{}", d.major(), d.minor());
+                w.push_or(
                     "",
-                    "io.weight",
-                    format!("{}:{} {}", d.major(), d.minor(), blkio_to_io_weight(weight)),
+                    ("io.bfq.weight", format!("{dev} {weight}")),
+                    ("io.weight", format!("{dev} {}", blkio_to_io_weight(weight))),
                     "linux.resources.blockIO.weightDevice",
                 );
             }
@@ -641,7 +666,16 @@ mod tests {
         assert!(w1.contains(&("net_cls.classid".into(), "1048577".into())));
         assert!(w1.contains(&("net_prio.ifpriomap".into(), "eth0 5".into())));
         let w2 = pairs(&v2(&r).unwrap());
-        assert!(w2.contains(&("io.weight".into(), "default 4950".into())));
+        let weight = v2(&r)
+            .unwrap()
+            .into_iter()
+            .find(|w| w.file == "io.bfq.weight")
+            .unwrap();
+        assert_eq!(weight.value, "500", "BFQ takes the blkio weight as it is");
+        assert_eq!(
+            weight.alt,
+            Some(("io.weight".into(), "default 4950".into()))
+        );
         assert!(w2.contains(&("io.max".into(), "8:0 rbps=1048576".into())));
         assert!(w2.contains(&("hugetlb.2MB.max".into(), "4194304".into())));
         assert_eq!(ignored_on_v2(&r), ["linux.resources.network"]);

@@ -54,6 +54,11 @@ impl V1 {
     /// hybrid host hugetlb may live in the cgroup2 hierarchy instead.
     fn write(&self, w: &Write) -> Result<(), CgroupError> {
         if let Some(d) = self.dir_of(w.controller) {
+            if let Some((file, value)) = &w.alt {
+                if !d.path.join(&w.file).exists() {
+                    return write_value(&d.path, file, value, w.field);
+                }
+            }
             return write_value(&d.path, &w.file, &w.value, w.field);
         }
         if w.controller == "hugetlb" {

@@ -123,6 +123,12 @@ impl Manager for V2 {
         wanted.dedup();
         enable_controllers(&dir.mount, &dir.path, &wanted)?;
         for w in &writes {
+            if let Some((file, value)) = &w.alt {
+                if !dir.path.join(&w.file).exists() {
+                    write_value(&dir.path, file, value, w.field)?;
+                    continue;
+                }
+            }
             if !dir.path.join(&w.file).exists() {
                 return Err(CgroupError::NoController {
                     field: w.field.to_string(),
