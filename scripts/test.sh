@@ -11,7 +11,7 @@ require_root
 # busybox-static: every test rootfs; file: checks it is static; runc and
 # crun: the peers the benchmark and comparisons use;
 # golang-github-containers-common: Podman's default seccomp profile.
-apt_install busybox-static file runc crun golang-github-containers-common
+apt_install busybox-static file procps mount runc crun golang-github-containers-common
 ensure_rust
 
 echo "== cargo fmt --check"

@@ -29,7 +29,9 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn build_bundle(dir: &Path, busybox: &Path) {
+/// Writes a busybox bundle running /bin/true; `limits` adds a memory,
+/// pids and cpu limit (what a Kubernetes pod with requests and limits has).
+fn build_bundle(dir: &Path, busybox: &Path, limits: bool) {
     let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();
     std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
@@ -45,6 +47,12 @@ fn build_bundle(dir: &Path, busybox: &Path) {
     config["process"]["args"] = serde_json::json!(["/bin/true"]);
     // runc's default namespaces (no cgroup namespace), for a like-for-like run.
     config["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]);
+    if limits {
+        config["linux"]["resources"]["memory"] = serde_json::json!({"limit": 256 << 20});
+        config["linux"]["resources"]["pids"] = serde_json::json!({"limit": 100});
+        config["linux"]["resources"]["cpu"] =
+            serde_json::json!({"shares": 512, "quota": 50000, "period": 100000});
+    }
     std::fs::write(
         dir.join("config.json"),
         serde_json::to_vec_pretty(&config).unwrap(),
@@ -195,7 +203,9 @@ fn main() {
     }
     let work = std::env::temp_dir().join(format!("skiff-bench-{}", std::process::id()));
     let bundle = work.join("bundle");
-    build_bundle(&bundle, &busybox);
+    build_bundle(&bundle, &busybox, false);
+    let limited = work.join("limited");
+    build_bundle(&limited, &busybox, true);
     let state = work.join("state");
     private_namespace(&state);
     // SAFETY: prctl with integer arguments.
@@ -203,6 +213,7 @@ fn main() {
 
     let n = runtimes.len();
     let mut run_ms = vec![Vec::new(); n];
+    let mut limited_ms = vec![Vec::new(); n];
     let mut rss_kib = vec![Vec::new(); n];
     let mut life_ms = vec![Vec::new(); n];
     let warmup = 5;
@@ -215,8 +226,19 @@ fn main() {
                 &["run", "--bundle", bundle.to_str().unwrap(), &id],
             ));
             let life = lifecycle(rt, &state, &bundle, &format!("l{i}"));
+            let (limits, _) = timed(runtime_cmd(
+                rt,
+                &state,
+                &[
+                    "run",
+                    "--bundle",
+                    limited.to_str().unwrap(),
+                    &format!("m{i}"),
+                ],
+            ));
             if i >= warmup {
                 run_ms[r].push(t.as_secs_f64() * 1e3);
+                limited_ms[r].push(limits.as_secs_f64() * 1e3);
                 rss_kib[r].push(rss as f64);
                 life_ms[r].push(life.as_secs_f64() * 1e3);
             }
@@ -227,42 +249,43 @@ fn main() {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         (percentile(v, 0.5), percentile(v, 0.9))
     };
-    let run_stats: Vec<(f64, f64)> = run_ms.iter_mut().map(stats).collect();
-    let life_stats: Vec<(f64, f64)> = life_ms.iter_mut().map(stats).collect();
     let rss_stats: Vec<(f64, f64)> = rss_kib.iter_mut().map(stats).collect();
-    let ratio = |v: &[(f64, f64)], r: usize| match crun {
-        Some(c) => format!("{:.2}x", v[r].0 / v[c].0),
-        None => "-".into(),
-    };
     println!(
         "{runs} interleaved runs each (after {warmup} warm-up), state on tmpfs, busybox /bin/true"
     );
     println!(
-        "{:<8} {:>14} {:>10} {:>8} {:>18} {:>10} {:>8} {:>14} {:>8} {:>12}",
-        "runtime",
-        "run median ms",
-        "p90",
-        "vs crun",
-        "lifecycle med ms",
-        "p90",
-        "vs crun",
-        "peak RSS MiB",
-        "vs crun",
-        "binary"
+        "{:<22} {:<8} {:>10} {:>10} {:>8}",
+        "scenario", "runtime", "median ms", "p90 ms", "vs crun"
+    );
+    let scenarios = [
+        ("run", &mut run_ms),
+        ("run, mem+pids+cpu", &mut limited_ms),
+        ("create/start/delete", &mut life_ms),
+    ];
+    for (scenario, samples) in scenarios {
+        let s: Vec<(f64, f64)> = samples.iter_mut().map(stats).collect();
+        for (r, rt) in runtimes.iter().enumerate() {
+            let ratio = crun.map_or("-".into(), |c| format!("{:.2}x", s[r].0 / s[c].0));
+            println!(
+                "{:<22} {:<8} {:>10.2} {:>10.2} {:>8}",
+                scenario, rt.name, s[r].0, s[r].1, ratio
+            );
+        }
+    }
+    println!(
+        "\n{:<8} {:>14} {:>8} {:>12}",
+        "runtime", "peak RSS MiB", "vs crun", "binary"
     );
     for (r, rt) in runtimes.iter().enumerate() {
         let size = std::fs::metadata(&rt.path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
+        let ratio = crun.map_or("-".into(), |c| {
+            format!("{:.2}x", rss_stats[r].0 / rss_stats[c].0)
+        });
         println!(
-            "{:<8} {:>14.2} {:>10.2} {:>8} {:>18.2} {:>10.2} {:>8} {:>14.2} {:>8} {:>7.2} MB {}",
+            "{:<8} {:>14.2} {:>8} {:>7.2} MB {}",
             rt.name,
-            run_stats[r].0,
-            run_stats[r].1,
-            ratio(&run_stats, r),
-            life_stats[r].0,
-            life_stats[r].1,
-            ratio(&life_stats, r),
             rss_stats[r].0 / 1024.0,
-            ratio(&rss_stats, r),
+            ratio,
             size,
             linked(&rt.path)
         );

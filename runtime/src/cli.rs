@@ -168,7 +168,7 @@ pub struct UpdateArgs {
     #[arg(long, allow_hyphen_values = true)]
     pub cpu_quota: Option<i64>,
     /// CPU shares (relative weight)
-    #[arg(long)]
+    #[arg(long, alias = "cpu-shares")]
     pub cpu_share: Option<u64>,
     /// CPU realtime period (microseconds)
     #[arg(long)]

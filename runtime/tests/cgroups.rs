@@ -126,8 +126,10 @@ fn pids_limit_caps_forks_and_ps_lists_them() {
     let id = support::unique_id("pids");
     // A shell whose fork fails exits, so an inner one does the forking;
     // the outer one then becomes one more sleep.
-    let mut bundle =
-        Bundle::sh("sh -c 'for i in $(seq 20); do sleep 1000 & done' 2>/dev/null; exec sleep 1000");
+    let mut bundle = Bundle::sh(
+        "sh -c 'for i in $(seq 20); do sleep 1000 & done' 2>/dev/null; \
+         touch /dev/shm/done; exec sleep 1000",
+    );
     bundle.config["linux"]["resources"] = json!({"pids": {"limit": 8}});
     bundle.write();
     skiff
@@ -137,10 +139,23 @@ fn pids_limit_caps_forks_and_ps_lists_them() {
     // At most 8 at once (the two shells and 6 sleeps); once the inner
     // shell's fork fails it exits and the outer one execs a sleep, leaving
     // only sleeps. Twenty were asked for.
+    let pid = skiff.state(&id)["pid"].as_i64().unwrap();
+    let done = PathBuf::from(format!("/proc/{pid}/root/dev/shm/done"));
     let deadline = Instant::now() + Duration::from_secs(10);
+    while !done.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the forking shell never finished"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let table = loop {
         let table = skiff.run(&["ps", &id, "-o", "pid,args"]).ok().stdout;
-        if table.lines().skip(1).all(|l| l.contains("sleep 1000")) || Instant::now() > deadline {
+        let only_sleeps = table
+            .lines()
+            .skip(1)
+            .all(|l| l.split_whitespace().skip(1).collect::<Vec<_>>() == ["sleep", "1000"]);
+        if only_sleeps || Instant::now() > deadline {
             break table;
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -397,6 +412,27 @@ fn update_changes_live_limits() {
     skiff.run(&["update", "--pids-limit", "0", &id]).ok();
     assert_eq!(read(&pids), "max");
 
+    // checkBeforeUpdate refuses a limit below what is already in use.
+    std::fs::write(
+        &file,
+        r#"{"memory": {"limit": 4096, "checkBeforeUpdate": true}}"#,
+    )
+    .unwrap();
+    skiff
+        .run(&["update", "-r", file.to_str().unwrap(), &id])
+        .fails_with(&["linux.resources.memory.limit", "checkBeforeUpdate"]);
+    assert_eq!(read(&mem), "100663296");
+    std::fs::write(
+        &file,
+        r#"{"memory": {"limit": 83886080, "checkBeforeUpdate": true}}"#,
+    )
+    .unwrap();
+    skiff
+        .run(&["update", "-r", file.to_str().unwrap(), &id])
+        .ok();
+    assert_eq!(read(&mem), "83886080");
+    skiff.run(&["update", "--cpu-shares", "256", &id]).ok();
+
     std::fs::write(&file, r#"{"memory": {"limit": "lots"}}"#).unwrap();
     skiff
         .run(&["update", "-r", file.to_str().unwrap(), &id])
@@ -471,4 +507,113 @@ fn bad_resources_fail_cleanly() {
         skiff.run_bundle(&bundle, &id).fails_with(&[field]);
         assert_nothing_left(&skiff, &id);
     }
+}
+
+/// A loop device over a scratch file, detached on drop: a block device
+/// the tests may read and throttle (the host's own disks are off limits).
+struct LoopDevice {
+    path: String,
+    major: u32,
+    minor: u32,
+}
+
+impl LoopDevice {
+    fn new(backing: &std::path::Path) -> LoopDevice {
+        std::fs::write(backing, vec![0u8; 4 << 20]).unwrap();
+        let free = std::process::Command::new("losetup")
+            .arg("-f")
+            .output()
+            .unwrap();
+        let path = String::from_utf8_lossy(&free.stdout).trim().to_string();
+        assert!(
+            free.status.success() && !path.is_empty(),
+            "losetup -f: {free:?}"
+        );
+        let attach = std::process::Command::new("losetup")
+            .arg(&path)
+            .arg(backing)
+            .status()
+            .unwrap();
+        assert!(attach.success(), "losetup {path} {}", backing.display());
+        let name = path.trim_start_matches("/dev/");
+        let dev = read(&PathBuf::from(format!("/sys/block/{name}/dev")));
+        let (major, minor) = dev.split_once(':').unwrap();
+        LoopDevice {
+            path,
+            major: major.parse().unwrap(),
+            minor: minor.parse().unwrap(),
+        }
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("losetup")
+            .arg("-d")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+#[test]
+fn io_throttle_limits_reads() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("io");
+    let mut bundle = Bundle::new(&["true"]);
+    let dev = LoopDevice::new(&bundle.dir.join("disk.img"));
+    // 1.5 MiB read with O_DIRECT (past the page cache) at 512 KiB/s.
+    bundle.config["process"]["args"] = json!([
+        "dd",
+        "if=/dev/disk",
+        "of=/dev/null",
+        "bs=64k",
+        "count=24",
+        "iflag=direct"
+    ]);
+    bundle.config["linux"]["devices"] =
+        json!([{"path": "/dev/disk", "type": "b", "major": dev.major, "minor": dev.minor}]);
+    bundle.config["linux"]["resources"] = json!({"blockIO": {"throttleReadBpsDevice": [
+        {"major": dev.major, "minor": dev.minor, "rate": 512 << 10}
+    ]}});
+    let started = Instant::now();
+    skiff.run_bundle(&bundle, &id).ok();
+    let throttled = started.elapsed();
+    assert_nothing_left(&skiff, &id);
+
+    let id = support::unique_id("io");
+    bundle.config["linux"]["resources"] = json!({});
+    let started = Instant::now();
+    skiff.run_bundle(&bundle, &id).ok();
+    let free = started.elapsed();
+    assert_nothing_left(&skiff, &id);
+    // At 512 KiB/s, 1.5 MiB needs well over a second (the kernel lets the
+    // first slice through at once); unthrottled it is a moment.
+    assert!(
+        throttled > Duration::from_millis(1500) && throttled > free * 3,
+        "throttled {throttled:?}, unthrottled {free:?}"
+    );
+
+    // The limit is in the cgroup file while the container lives.
+    let id = support::unique_id("io");
+    bundle.config["process"]["args"] = json!(["sleep", "1000"]);
+    bundle.config["linux"]["resources"] = json!({"blockIO": {"throttleReadBpsDevice": [
+        {"major": dev.major, "minor": dev.minor, "rate": 512 << 10}
+    ]}});
+    bundle.write();
+    skiff
+        .run(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id])
+        .ok();
+    let file = cgroup_file(&id, "blkio", "blkio.throttle.read_bps_device", "io.max");
+    let expect = if unified() {
+        format!(
+            "{}:{} rbps=524288 wbps=max riops=max wiops=max",
+            dev.major, dev.minor
+        )
+    } else {
+        format!("{}:{} 524288", dev.major, dev.minor)
+    };
+    assert_eq!(read(&file), expect);
+    skiff.run(&["delete", "--force", &id]).ok();
+    assert_nothing_left(&skiff, &id);
 }

@@ -177,6 +177,35 @@ fn check_hugepage_sizes(res: &LinuxResources) -> Result<(), CgroupError> {
     }
 }
 
+/// `memory.checkBeforeUpdate`: a new limit below what the cgroup already
+/// uses is refused instead of written (writing it would make the kernel
+/// reclaim or OOM-kill to get there).
+fn check_before_update(
+    res: &LinuxResources,
+    usage: impl FnOnce() -> u64,
+) -> Result<(), CgroupError> {
+    let Some(m) = res.memory() else {
+        return Ok(());
+    };
+    let Some(limit) = m.limit().filter(|l| *l > 0) else {
+        return Ok(());
+    };
+    if m.check_before_update() != Some(true) {
+        return Ok(());
+    }
+    let usage = usage();
+    if (limit as u64) < usage {
+        return Err(resources::ResourceError {
+            field: "linux.resources.memory.limit",
+            reason: format!(
+                "{limit} is below the current usage of {usage} bytes (checkBeforeUpdate)"
+            ),
+        }
+        .into());
+    }
+    Ok(())
+}
+
 /// Signals each pid, ignoring those already gone.
 fn signal_pids(pids: &[libc::pid_t], signal: libc::c_int) -> Result<(), CgroupError> {
     for pid in pids {

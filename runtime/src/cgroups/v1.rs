@@ -181,6 +181,10 @@ impl Manager for V1 {
 
     fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
         super::check_hugepage_sizes(res)?;
+        super::check_before_update(res, || {
+            self.dir_of("memory")
+                .map_or(0, |d| stats::read_u64(&d.path, "memory.usage_in_bytes"))
+        })?;
         let mut writes = resources::v1(res)?;
         // memory+swap must never be below memory: when the new limit is
         // above the current memory+swap limit, raise that one first.

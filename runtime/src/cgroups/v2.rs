@@ -113,6 +113,9 @@ impl Manager for V2 {
             crate::warn!("{f}: cgroup v2 has no such setting; not applied (as runc does)");
         }
         super::check_hugepage_sizes(res)?;
+        super::check_before_update(res, || {
+            stats::read_u64(&self.record.dirs[0].path, "memory.current")
+        })?;
         let writes = resources::v2(res)?;
         let dir = &self.record.dirs[0];
         let mut wanted: Vec<&str> = writes
