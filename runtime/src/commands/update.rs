@@ -44,7 +44,7 @@ fn read_resources(path: &std::path::Path) -> Result<LinuxResources, Error> {
     } else {
         text = std::fs::read_to_string(path).map_err(io)?;
     }
-    let de = &mut serde_json::Deserializer::from_str(&text);
+    let de = &mut serde_json::Deserializer::from_slice(text.as_bytes());
     serde_path_to_error::deserialize(de).map_err(|e| {
         Error::Message(format!(
             "{}: resources.{}: {}",
