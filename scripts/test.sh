@@ -23,6 +23,8 @@ cargo build --workspace -q
 echo "== cargo test (unit + integration, as root)"
 # Every prerequisite is installed above: a test that would skip fails.
 SKIFF_REQUIRE_ALL=1 cargo test --workspace -q
+echo "== OCI conformance suite: skiff beside runc and crun"
+./scripts/conformance.sh
 echo "== integration suites again, in a pure cgroup v2 guest (qemu, TCG)"
 ./scripts/v2-tests.sh
 echo "== all tests passed"

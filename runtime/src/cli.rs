@@ -92,6 +92,20 @@ pub enum Command {
     Events(EventsArgs),
     /// Update container resource constraints
     Update(UpdateArgs),
+    /// Show the enabled features
+    Features,
+    /// Checkpoint a running container (not supported yet)
+    Checkpoint(Unsupported),
+    /// Restore a container from a previous checkpoint (not supported yet)
+    Restore(Unsupported),
+}
+
+/// Arguments of a command skiff refuses: whatever a manager passes is
+/// accepted so the refusal, not a usage error, is what it sees.
+#[derive(Debug, Args)]
+pub struct Unsupported {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
 }
 
 #[derive(Debug, Args)]

@@ -24,6 +24,16 @@ pub enum Kind {
 }
 
 impl Kind {
+    /// Every kind, in the order the lifecycle runs them.
+    pub const ALL: [Kind; 6] = [
+        Kind::Prestart,
+        Kind::CreateRuntime,
+        Kind::CreateContainer,
+        Kind::StartContainer,
+        Kind::Poststart,
+        Kind::Poststop,
+    ];
+
     /// The spec's name for the hook list.
     pub fn name(self) -> &'static str {
         match self {

@@ -9,6 +9,7 @@ pub mod commands;
 pub mod container;
 pub mod error;
 pub mod fdpass;
+pub mod features;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;

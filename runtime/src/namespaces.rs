@@ -44,6 +44,18 @@ pub fn of_spec(spec: &Spec) -> &[LinuxNamespace] {
         .unwrap_or_default()
 }
 
+/// Every namespace type skiff creates and joins.
+pub const ALL: [LinuxNamespaceType; 8] = [
+    LinuxNamespaceType::Cgroup,
+    LinuxNamespaceType::Ipc,
+    LinuxNamespaceType::Mount,
+    LinuxNamespaceType::Network,
+    LinuxNamespaceType::Pid,
+    LinuxNamespaceType::Time,
+    LinuxNamespaceType::User,
+    LinuxNamespaceType::Uts,
+];
+
 /// The clone flag for a namespace type.
 pub fn clone_flag(typ: LinuxNamespaceType) -> CloneFlags {
     match typ {
@@ -69,6 +81,15 @@ pub fn type_name(typ: LinuxNamespaceType) -> &'static str {
         LinuxNamespaceType::User => "user",
         LinuxNamespaceType::Cgroup => "cgroup",
         LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// The namespace's file in `/proc/<pid>/ns`.
+pub fn proc_name(typ: LinuxNamespaceType) -> &'static str {
+    match typ {
+        LinuxNamespaceType::Network => "net",
+        LinuxNamespaceType::Mount => "mnt",
+        other => type_name(other),
     }
 }
 
@@ -255,12 +276,7 @@ pub fn userns_with_maps(
 /// Saves the caller's namespace of `typ` so it can be restored after a
 /// temporary `setns`/`unshare` that only matters for the next child.
 pub fn current(typ: LinuxNamespaceType) -> Result<OwnedFd, NamespaceError> {
-    let name = match typ {
-        LinuxNamespaceType::Time => "time",
-        LinuxNamespaceType::Pid => "pid",
-        other => type_name(other),
-    };
-    let path = format!("/proc/self/ns/{name}");
+    let path = format!("/proc/self/ns/{}", proc_name(typ));
     File::open(&path)
         .map(OwnedFd::from)
         .map_err(|source| NamespaceError::Write { path, source })

@@ -74,6 +74,15 @@ pub fn from_oci(arch: OciArch) -> Option<Arch> {
     }
 }
 
+/// The spec's name for an architecture.
+pub fn to_oci(arch: Arch) -> OciArch {
+    match arch {
+        Arch::X86_64 => OciArch::ScmpArchX86_64,
+        Arch::X86 => OciArch::ScmpArchX86,
+        Arch::X32 => OciArch::ScmpArchX32,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,6 +99,16 @@ pub fn action_value(action: LinuxSeccompAction, errno: Option<u32>) -> u32 {
     }
 }
 
+/// The seccomp(2) bit for a spec filter flag.
+pub fn filter_flag(f: LinuxSeccompFilterFlag) -> u32 {
+    match f {
+        LinuxSeccompFilterFlag::SeccompFilterFlagTsync => flag::TSYNC,
+        LinuxSeccompFilterFlag::SeccompFilterFlagLog => flag::LOG,
+        LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => flag::SPEC_ALLOW,
+        LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => flag::WAIT_KILLABLE_RECV,
+    }
+}
+
 fn takes_errno(action: LinuxSeccompAction) -> bool {
     matches!(
         action,
@@ -170,12 +180,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
 
     let mut flags = 0;
     for f in profile.flags().as_deref().unwrap_or_default() {
-        flags |= match f {
-            LinuxSeccompFilterFlag::SeccompFilterFlagTsync => flag::TSYNC,
-            LinuxSeccompFilterFlag::SeccompFilterFlagLog => flag::LOG,
-            LinuxSeccompFilterFlag::SeccompFilterFlagSpecAllow => flag::SPEC_ALLOW,
-            LinuxSeccompFilterFlag::SeccompFilterFlagWaitKillableRecv => flag::WAIT_KILLABLE_RECV,
-        };
+        flags |= filter_flag(*f);
     }
 
     let mut chains: BTreeMap<Arch, BTreeMap<u32, Chain>> =

@@ -8,6 +8,7 @@ pub mod arch;
 mod bpf;
 mod compile;
 pub mod containers_common;
+pub mod features;
 mod install;
 #[cfg(test)]
 mod interp;

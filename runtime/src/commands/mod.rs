@@ -1,9 +1,11 @@
 //! One module per subcommand; each parses nothing and decides little: it
 //! calls the library and prints what runc would print.
 
+mod checkpoint;
 mod create;
 mod delete;
 mod events;
+mod features;
 mod kill;
 mod list;
 mod pause;
@@ -41,5 +43,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32, Error> {
         Command::Ps(args) => ps::run(&root, args),
         Command::Events(args) => events::run(&root, args),
         Command::Update(args) => update::run(&root, args),
+        Command::Features => features::run(),
+        Command::Checkpoint(_) => checkpoint::run("checkpoint"),
+        Command::Restore(_) => checkpoint::run("restore"),
     }
 }

@@ -5,7 +5,7 @@
 mod copyup;
 pub mod devices;
 mod mount;
-mod options;
+pub mod options;
 mod paths;
 mod pivot;
 pub mod resolve;

@@ -36,35 +36,110 @@ pub struct MountOptions {
 }
 
 /// What a single attribute option does.
+#[derive(Clone, Copy)]
 enum AttrOp {
     Set(u64),
     Clear(u64),
     Atime(Option<u64>),
 }
 
+/// Per-mount attributes; each also exists recursively with an `r` prefix.
+const ATTRS: &[(&str, AttrOp)] = &[
+    ("ro", AttrOp::Set(libc::MOUNT_ATTR_RDONLY)),
+    ("rw", AttrOp::Clear(libc::MOUNT_ATTR_RDONLY)),
+    ("nosuid", AttrOp::Set(libc::MOUNT_ATTR_NOSUID)),
+    ("suid", AttrOp::Clear(libc::MOUNT_ATTR_NOSUID)),
+    ("nodev", AttrOp::Set(libc::MOUNT_ATTR_NODEV)),
+    ("dev", AttrOp::Clear(libc::MOUNT_ATTR_NODEV)),
+    ("noexec", AttrOp::Set(libc::MOUNT_ATTR_NOEXEC)),
+    ("exec", AttrOp::Clear(libc::MOUNT_ATTR_NOEXEC)),
+    ("nodiratime", AttrOp::Set(libc::MOUNT_ATTR_NODIRATIME)),
+    ("diratime", AttrOp::Clear(libc::MOUNT_ATTR_NODIRATIME)),
+    ("nosymfollow", AttrOp::Set(libc::MOUNT_ATTR_NOSYMFOLLOW)),
+    ("symfollow", AttrOp::Clear(libc::MOUNT_ATTR_NOSYMFOLLOW)),
+    ("noatime", AttrOp::Atime(Some(libc::MOUNT_ATTR_NOATIME))),
+    ("relatime", AttrOp::Atime(Some(libc::MOUNT_ATTR_RELATIME))),
+    (
+        "strictatime",
+        AttrOp::Atime(Some(libc::MOUNT_ATTR_STRICTATIME)),
+    ),
+    // These only undo an earlier option of the same list; the kernel
+    // default (relatime) is what remains.
+    ("atime", AttrOp::Atime(None)),
+    ("norelatime", AttrOp::Atime(None)),
+    ("nostrictatime", AttrOp::Atime(None)),
+];
+
 fn attr_op(name: &str) -> Option<AttrOp> {
-    use AttrOp::*;
-    Some(match name {
-        "ro" => Set(libc::MOUNT_ATTR_RDONLY),
-        "rw" => Clear(libc::MOUNT_ATTR_RDONLY),
-        "nosuid" => Set(libc::MOUNT_ATTR_NOSUID),
-        "suid" => Clear(libc::MOUNT_ATTR_NOSUID),
-        "nodev" => Set(libc::MOUNT_ATTR_NODEV),
-        "dev" => Clear(libc::MOUNT_ATTR_NODEV),
-        "noexec" => Set(libc::MOUNT_ATTR_NOEXEC),
-        "exec" => Clear(libc::MOUNT_ATTR_NOEXEC),
-        "nodiratime" => Set(libc::MOUNT_ATTR_NODIRATIME),
-        "diratime" => Clear(libc::MOUNT_ATTR_NODIRATIME),
-        "nosymfollow" => Set(libc::MOUNT_ATTR_NOSYMFOLLOW),
-        "symfollow" => Clear(libc::MOUNT_ATTR_NOSYMFOLLOW),
-        "noatime" => Atime(Some(libc::MOUNT_ATTR_NOATIME)),
-        "relatime" => Atime(Some(libc::MOUNT_ATTR_RELATIME)),
-        "strictatime" => Atime(Some(libc::MOUNT_ATTR_STRICTATIME)),
-        // These only undo an earlier option of the same list; the kernel
-        // default (relatime) is what remains.
-        "atime" | "norelatime" | "nostrictatime" => Atime(None),
-        _ => return None,
-    })
+    ATTRS.iter().find(|(n, _)| *n == name).map(|(_, op)| *op)
+}
+
+/// Propagation types; each also exists recursively with an `r` prefix.
+const PROPAGATIONS: &[(&str, u64)] = &[
+    ("shared", libc::MS_SHARED),
+    ("slave", libc::MS_SLAVE),
+    ("private", libc::MS_PRIVATE),
+    ("unbindable", libc::MS_UNBINDABLE),
+];
+
+/// Superblock flags the VFS itself understands for any filesystem.
+const SB_FLAGS: &[&str] = &[
+    "sync",
+    "async",
+    "dirsync",
+    "mand",
+    "nomand",
+    "lazytime",
+    "nolazytime",
+];
+
+/// Options with a meaning of their own to skiff.
+#[derive(Clone, Copy)]
+enum Special {
+    Bind {
+        recursive: bool,
+    },
+    Remount,
+    Idmap {
+        recursive: bool,
+    },
+    TmpCopyUp,
+    /// No kernel meaning: `defaults` is the empty set; `(no)iversion` and
+    /// `silent`/`loud` are legacy MS_ flags the fd API has no use for.
+    Ignored,
+}
+
+const SPECIAL: &[(&str, Special)] = &[
+    ("bind", Special::Bind { recursive: false }),
+    ("rbind", Special::Bind { recursive: true }),
+    ("remount", Special::Remount),
+    ("idmap", Special::Idmap { recursive: false }),
+    ("ridmap", Special::Idmap { recursive: true }),
+    ("tmpcopyup", Special::TmpCopyUp),
+    ("defaults", Special::Ignored),
+    ("iversion", Special::Ignored),
+    ("noiversion", Special::Ignored),
+    ("silent", Special::Ignored),
+    ("loud", Special::Ignored),
+];
+
+/// Every option name skiff recognises (the rest are filesystem data), for
+/// the `features` output; built from the same tables the parser uses.
+pub fn recognized() -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    for (n, _) in ATTRS {
+        names.push(n.to_string());
+        names.push(format!("r{n}"));
+    }
+    for (n, _) in PROPAGATIONS {
+        names.push(n.to_string());
+        names.push(format!("r{n}"));
+    }
+    names.extend(SB_FLAGS.iter().map(|n| n.to_string()));
+    names.extend(SPECIAL.iter().map(|(n, _)| n.to_string()));
+    names.sort();
+    names.dedup();
+    names
 }
 
 fn apply(attr: &mut MountAttr, op: AttrOp) {
@@ -86,32 +161,26 @@ fn apply(attr: &mut MountAttr, op: AttrOp) {
 }
 
 fn propagation(name: &str) -> Option<Propagation> {
-    let (recursive, base) = match name.strip_prefix('r') {
-        Some(b) if matches!(b, "shared" | "slave" | "private" | "unbindable") => (true, b),
-        _ => (false, name),
-    };
-    let flag = match base {
-        "shared" => libc::MS_SHARED,
-        "slave" => libc::MS_SLAVE,
-        "private" => libc::MS_PRIVATE,
-        "unbindable" => libc::MS_UNBINDABLE,
-        _ => return None,
-    };
-    Some(Propagation { flag, recursive })
+    let find = |n: &str| PROPAGATIONS.iter().find(|(p, _)| *p == n).map(|(_, f)| *f);
+    if let Some(flag) = find(name) {
+        return Some(Propagation {
+            flag,
+            recursive: false,
+        });
+    }
+    let flag = find(name.strip_prefix('r')?)?;
+    Some(Propagation {
+        flag,
+        recursive: true,
+    })
 }
 
-/// Superblock flags the VFS itself understands for any filesystem.
 fn sb_flag(name: &str) -> Option<&'static str> {
-    Some(match name {
-        "sync" => "sync",
-        "async" => "async",
-        "dirsync" => "dirsync",
-        "mand" => "mand",
-        "nomand" => "nomand",
-        "lazytime" => "lazytime",
-        "nolazytime" => "nolazytime",
-        _ => return None,
-    })
+    SB_FLAGS.iter().find(|f| **f == name).copied()
+}
+
+fn special(name: &str) -> Option<Special> {
+    SPECIAL.iter().find(|(n, _)| *n == name).map(|(_, s)| *s)
 }
 
 impl MountOptions {
@@ -137,17 +206,22 @@ impl MountOptions {
                 out.sb_flags.push(f);
                 continue;
             }
+            if let Some(s) = special(opt) {
+                match s {
+                    Special::Bind { recursive } => {
+                        out.bind = Some(recursive || out.bind.unwrap_or(false))
+                    }
+                    Special::Remount => out.remount = true,
+                    Special::Idmap { recursive } => {
+                        out.idmap = Some(recursive || out.idmap.unwrap_or(false))
+                    }
+                    Special::TmpCopyUp => out.tmpcopyup = true,
+                    Special::Ignored => {}
+                }
+                continue;
+            }
             match opt {
-                "bind" => out.bind = Some(out.bind.unwrap_or(false)),
-                "rbind" => out.bind = Some(true),
-                "remount" => out.remount = true,
-                "idmap" => out.idmap = Some(out.idmap.unwrap_or(false)),
-                "ridmap" => out.idmap = Some(true),
-                "tmpcopyup" => out.tmpcopyup = true,
-                // No kernel meaning: `defaults` is the empty set; `x-*` are
-                // for userspace helpers; `(no)iversion` and `silent`/`loud`
-                // are legacy MS_ flags the fd API has no use for.
-                "defaults" | "iversion" | "noiversion" | "silent" | "loud" => {}
+                // `x-*` options are for userspace helpers.
                 _ if opt.starts_with("x-") => {}
                 "" => {}
                 _ => {

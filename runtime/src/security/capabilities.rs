@@ -4,6 +4,54 @@
 
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
 
+/// Every capability skiff recognises, in kernel number order.
+pub const ALL: [Capability; 41] = {
+    use Capability::*;
+    [
+        Chown,
+        DacOverride,
+        DacReadSearch,
+        Fowner,
+        Fsetid,
+        Kill,
+        Setgid,
+        Setuid,
+        Setpcap,
+        LinuxImmutable,
+        NetBindService,
+        NetBroadcast,
+        NetAdmin,
+        NetRaw,
+        IpcLock,
+        IpcOwner,
+        SysModule,
+        SysRawio,
+        SysChroot,
+        SysPtrace,
+        SysPacct,
+        SysAdmin,
+        SysBoot,
+        SysNice,
+        SysResource,
+        SysTime,
+        SysTtyConfig,
+        Mknod,
+        Lease,
+        AuditWrite,
+        AuditControl,
+        Setfcap,
+        MacOverride,
+        MacAdmin,
+        Syslog,
+        WakeAlarm,
+        BlockSuspend,
+        AuditRead,
+        Perfmon,
+        Bpf,
+        CheckpointRestore,
+    ]
+};
+
 /// The kernel's number for a capability.
 pub fn number(cap: Capability) -> u32 {
     use Capability::*;
@@ -164,6 +212,13 @@ pub fn apply_sets(m: &CapMasks) -> nix::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn all_is_complete_and_in_number_order() {
+        for (i, cap) in super::ALL.iter().enumerate() {
+            assert_eq!(number(*cap) as usize, i, "{cap:?}");
+        }
+    }
+
     use super::*;
 
     const ALL: HostCaps = HostCaps {

@@ -1,0 +1,157 @@
+//! The runtime-spec features document (`skiff features`): what skiff
+//! recognises, built from the same tables and enums the implementation
+//! uses, so it cannot drift from what is really handled. Only
+//! `seccomp.supportedFlags` depends on the host (flags the kernel accepts),
+//! as the spec defines it.
+
+use serde::Serialize;
+
+use crate::hooks::Kind;
+use crate::namespaces;
+use crate::rootfs::options;
+use crate::security::capabilities;
+use crate::state::OCI_VERSION;
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Features {
+    pub oci_version_min: &'static str,
+    pub oci_version_max: &'static str,
+    pub hooks: Vec<&'static str>,
+    pub mount_options: Vec<String>,
+    pub linux: Linux,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Linux {
+    pub namespaces: Vec<&'static str>,
+    pub capabilities: Vec<String>,
+    pub cgroup: Cgroup,
+    pub seccomp: Seccomp,
+    pub apparmor: Enabled,
+    pub selinux: Enabled,
+    pub intel_rdt: Enabled,
+    pub mount_extensions: MountExtensions,
+    pub net_devices: Enabled,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Cgroup {
+    pub v1: bool,
+    pub v2: bool,
+    pub systemd: bool,
+    pub systemd_user: bool,
+    pub rdma: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Seccomp {
+    pub enabled: bool,
+    pub actions: Vec<String>,
+    pub operators: Vec<String>,
+    pub archs: Vec<String>,
+    pub known_flags: Vec<String>,
+    pub supported_flags: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Enabled {
+    pub enabled: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MountExtensions {
+    pub idmap: Enabled,
+}
+
+/// The features of this build, on this kernel.
+pub fn features() -> Features {
+    let seccomp = skiff_seccomp::features::features();
+    let capabilities = capabilities::ALL
+        .iter()
+        .filter_map(|c| serde_json::to_value(c).ok()?.as_str().map(str::to_string))
+        .collect();
+    Features {
+        oci_version_min: "1.0.0",
+        oci_version_max: OCI_VERSION,
+        hooks: Kind::ALL.iter().map(|k| k.name()).collect(),
+        mount_options: options::recognized(),
+        linux: Linux {
+            namespaces: namespaces::ALL
+                .iter()
+                .map(|t| namespaces::type_name(*t))
+                .collect(),
+            capabilities,
+            // Both cgroup backends and the rdma controller are built in;
+            // cgroups through systemd are not.
+            cgroup: Cgroup {
+                v1: true,
+                v2: true,
+                systemd: false,
+                systemd_user: false,
+                rdma: true,
+            },
+            seccomp: Seccomp {
+                enabled: true,
+                actions: seccomp.actions,
+                operators: seccomp.operators,
+                archs: seccomp.archs,
+                known_flags: seccomp.known_flags,
+                supported_flags: seccomp.supported_flags,
+            },
+            apparmor: Enabled { enabled: true },
+            selinux: Enabled { enabled: true },
+            // Refused by validation until implemented.
+            intel_rdt: Enabled { enabled: false },
+            mount_extensions: MountExtensions {
+                idmap: Enabled { enabled: true },
+            },
+            net_devices: Enabled { enabled: false },
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn document_names_match_the_spec() {
+        let v = serde_json::to_value(features()).unwrap();
+        assert_eq!(v["ociVersionMax"], OCI_VERSION);
+        assert_eq!(v["hooks"].as_array().unwrap().len(), 6);
+        let caps = v["linux"]["capabilities"].as_array().unwrap();
+        assert_eq!(caps[0], "CAP_CHOWN");
+        assert_eq!(caps.len(), 41);
+        let ns = v["linux"]["namespaces"].as_array().unwrap();
+        assert!(ns.contains(&"network".into()) && ns.contains(&"time".into()));
+        let opts = v["mountOptions"].as_array().unwrap();
+        for o in [
+            "rbind",
+            "rro",
+            "rprivate",
+            "idmap",
+            "tmpcopyup",
+            "nosymfollow",
+        ] {
+            assert!(opts.contains(&o.into()), "{o}");
+        }
+        assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], true);
+        assert_eq!(v["linux"]["cgroup"]["systemdUser"], false);
+    }
+
+    #[test]
+    fn every_listed_mount_option_is_recognized() {
+        use crate::rootfs::options::MountOptions;
+        for o in options::recognized() {
+            let parsed = MountOptions::parse(&[o.as_str()]);
+            assert!(
+                parsed.data.is_empty(),
+                "{o} would be passed to the filesystem"
+            );
+        }
+    }
+}
