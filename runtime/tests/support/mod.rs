@@ -308,8 +308,11 @@ pub fn assert_nothing_left(skiff: &Skiff, id: &str) {
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
         let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
         let text = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        // Whole arguments: one test's id can be a substring of another's
+        // ("hooks-1-1" in "warnhooks-1-19"), and tests run in parallel.
+        let mentions_id = cmdline.split(|b| *b == 0).any(|arg| arg == id.as_bytes());
         assert!(
-            !(text.contains(skiff_bin()) && text.contains(id)),
+            !(text.contains(skiff_bin()) && mentions_id),
             "process {} left behind: {text}",
             entry.file_name().to_string_lossy()
         );
