@@ -20,14 +20,11 @@ use super::channel::{Channel, ChannelError, ToChild, ToParent};
 use crate::cgroups::{CgroupError, Manager};
 use crate::hooks::{self, HookError};
 use crate::namespaces::{self, NamespaceError, Plan};
-use crate::process::attributes::{self, AttributeError};
-use crate::process::exec::{self, ExecError, Handover};
-use crate::process::rlimits::{self, RlimitError};
+use super::phase::{self, ProcessError};
+use crate::process::exec::{self, ExecError};
 use crate::procfs::{PrivateProc, ProcError};
 use crate::rootfs::{self, MountContext, Prepared, RootfsError};
-use crate::security::capabilities::{self, CapMasks};
-use crate::security::lsm::{self, LsmError};
-use crate::security::{identity, set_no_new_privs};
+use crate::security::capabilities::CapMasks;
 use crate::state::{OciState, OCI_VERSION};
 use crate::terminal::{self, TerminalError};
 
@@ -73,17 +70,11 @@ enum InitError {
     #[error(transparent)]
     Proc(#[from] ProcError),
     #[error(transparent)]
-    Rlimit(#[from] RlimitError),
-    #[error(transparent)]
-    Attribute(#[from] AttributeError),
-    #[error(transparent)]
-    Lsm(#[from] LsmError),
+    Process(#[from] ProcessError),
     #[error(transparent)]
     Exec(#[from] ExecError),
     #[error(transparent)]
     Terminal(#[from] TerminalError),
-    #[error("linux.seccomp: {0}")]
-    Seccomp(String),
     #[error("{what}: {source}")]
     Sys { what: String, source: Errno },
     #[error("unexpected message from the runtime: {0:?}")]
@@ -216,13 +207,7 @@ fn private_proc(spec: &Spec) -> Result<Option<PrivateProc>, InitError> {
         .as_ref()
         .and_then(|l| l.sysctl().as_ref())
         .is_some_and(|s| !s.is_empty())
-        || process.and_then(|p| p.oom_score_adj()).is_some()
-        || process
-            .and_then(|p| p.apparmor_profile().as_deref())
-            .is_some_and(|p| !p.is_empty())
-        || process
-            .and_then(|p| p.selinux_label().as_deref())
-            .is_some_and(|l| !l.is_empty());
+        || process.is_some_and(phase::needs_proc);
     if !needed {
         return Ok(None);
     }
@@ -237,47 +222,6 @@ fn apply_sysctls(spec: &Spec, proc: Option<&PrivateProc>) -> Result<(), InitErro
     for (key, value) in sysctl {
         let path = format!("sys/{}", key.replace('.', "/"));
         proc.write(&path, value.as_bytes())?;
-    }
-    Ok(())
-}
-
-/// Changes into `process.cwd`, creating it if needed, resolved inside the
-/// root without magic links, and checks the result is inside the root
-/// (CVE-2024-21626: a leaked fd must never become the working directory).
-fn enter_cwd(cwd: &Path) -> Result<(), InitError> {
-    let root = nix::fcntl::open(
-        "/",
-        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-        nix::sys::stat::Mode::empty(),
-    )
-    .map_err(sys("opening /"))?;
-    let dir = rootfs::resolve::mkdir_all(root.as_fd(), cwd)
-        .map_err(sys(format!("process.cwd {}", cwd.display())))?;
-    nix::unistd::fchdir(dir.as_fd()).map_err(sys(format!("process.cwd {}", cwd.display())))?;
-    let now =
-        nix::unistd::getcwd().map_err(sys(format!("process.cwd {}: getcwd", cwd.display())))?;
-    if !now.is_absolute() {
-        return Err(sys(format!(
-            "process.cwd {}: outside the container",
-            cwd.display()
-        ))(Errno::EPERM));
-    }
-    Ok(())
-}
-
-/// Installs the container's seccomp filter, handing a user-notification
-/// listener to the runtime (which passes it to the agent).
-fn install_seccomp(cfg: &Config<'_>, channel: &Channel) -> Result<(), InitError> {
-    let Some(filter) = cfg.seccomp else {
-        return Ok(());
-    };
-    let (listener, dropped) =
-        skiff_seccomp::install(filter).map_err(|e| InitError::Seccomp(e.to_string()))?;
-    if dropped != 0 {
-        crate::debug!("linux.seccomp.flags: this kernel does not support flags {dropped:#x}; installed without them");
-    }
-    if let Some(fd) = listener {
-        channel.send_with_fd(&ToParent::SeccompListener, fd.as_fd())?;
     }
     Ok(())
 }
@@ -393,77 +337,17 @@ fn setup_and_exec(
         }
     }
     apply_sysctls(spec, proc.as_ref())?;
-    if let (Some(score), Some(proc)) = (process.oom_score_adj(), proc.as_ref()) {
-        // The private procfs is of our own pid namespace, so getpid() names
-        // us there (and `self` is a symlink the verified open refuses).
-        let path = format!("{}/oom_score_adj", nix::unistd::getpid());
-        proc.write(&path, score.to_string().as_bytes())?;
-    }
-    rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
-    if !cfg.no_new_keyring {
-        attributes::join_session_keyring(cfg.id)?;
-    }
-    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
-        attributes::set_personality(p)?;
-    }
-    if let Some(prio) = process.io_priority() {
-        attributes::set_io_priority(prio.class(), prio.priority())?;
-    }
-    if let Some(sched) = process.scheduler() {
-        attributes::set_scheduler(sched)?;
-    }
-    if let Some(affinity) = process.exec_cpu_affinity() {
-        let list = affinity
-            .cpu_affinity_final()
-            .as_deref()
-            .or(affinity.initial().as_deref());
-        if let Some(list) = list.filter(|l| !l.is_empty()) {
-            attributes::set_cpu_affinity(list)?;
-        }
-    }
-    if let Some(proc) = proc.as_ref() {
-        lsm::apply_on_exec(
-            proc,
-            process.apparmor_profile().as_deref(),
-            process.selinux_label().as_deref(),
-        )?;
-    }
-    drop(proc);
-    enter_cwd(process.cwd())?;
-    let mut env = process.env().clone().unwrap_or_default();
-    identity::ensure_home(&mut env, process.user().uid());
-
-    // Installing a filter needs no_new_privs or CAP_SYS_ADMIN: without
-    // no_new_privs it goes on while the init still has every capability
-    // (as in runc); with it, as late as possible, so that only the exec
-    // and the last handshakes run under it.
-    let nnp = process.no_new_privileges().unwrap_or(false);
-    if !nnp {
-        install_seccomp(cfg, channel)?;
-    }
-    capabilities::apply_bounding(cfg.caps.bounding, cfg.last_cap)
-        .map_err(sys("process.capabilities.bounding"))?;
-    identity::switch_user(process.user()).map_err(|(what, e)| sys(what)(e))?;
-    capabilities::apply_sets(&cfg.caps).map_err(sys("process.capabilities"))?;
-    let umask = process.user().umask().unwrap_or(0o022);
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
-    if nnp {
-        set_no_new_privs().map_err(sys("process.noNewPrivileges"))?;
-    }
-    let args = process.args().as_deref().unwrap_or_default();
-    let program = exec::find_program(&args[0], &env)?;
-    let handover = Handover {
+    let phase = phase::Phase {
+        process,
+        personality: spec.linux().as_ref().and_then(|l| l.personality().as_ref()),
+        caps: cfg.caps,
+        last_cap: cfg.last_cap,
+        seccomp: cfg.seccomp,
+        keyring: (!cfg.no_new_keyring).then_some(cfg.id),
         preserve_fds: cfg.preserve_fds,
         sigmask: cfg.sigmask,
-        // An SELinux exec label must land on the program, not on the
-        // trampoline (and SELinux's container policy guards the runtime
-        // binary itself).
-        via_trampoline: process.selinux_label().as_deref().is_none_or(str::is_empty),
     };
-    let ready = exec::prepare(&program, args, &env, &handover)?;
-    if nnp {
-        install_seccomp(cfg, channel)?;
-    }
+    let ready = phase::prepare(&phase, proc, channel)?;
 
     channel.send(&ToParent::Created)?;
     *created = true;

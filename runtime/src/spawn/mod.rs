@@ -8,6 +8,7 @@
 
 pub mod channel;
 mod init;
+mod phase;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;

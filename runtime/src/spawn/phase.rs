@@ -1,0 +1,192 @@
+//! The process's own setup, shared by the container init and `exec`: once
+//! namespaces, cgroup and filesystem are in place, everything about the
+//! process itself (OOM score, rlimits, scheduling, LSM label, working
+//! directory, environment, seccomp, capabilities, user, no_new_privs) up
+//! to a prepared execve.
+
+use std::os::fd::AsFd;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::signal::SigSet;
+use oci_spec::runtime::{LinuxPersonality, Process};
+
+use super::channel::{Channel, ChannelError, ToParent};
+use crate::process::attributes::{self, AttributeError};
+use crate::process::exec::{self, ExecError, Handover, Prepared};
+use crate::process::rlimits::{self, RlimitError};
+use crate::procfs::{PrivateProc, ProcError};
+use crate::rootfs;
+use crate::security::capabilities::{self, CapMasks};
+use crate::security::lsm::{self, LsmError};
+use crate::security::{identity, set_no_new_privs};
+
+/// A failure in the process phase.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error(transparent)]
+    Channel(#[from] ChannelError),
+    #[error(transparent)]
+    Proc(#[from] ProcError),
+    #[error(transparent)]
+    Rlimit(#[from] RlimitError),
+    #[error(transparent)]
+    Attribute(#[from] AttributeError),
+    #[error(transparent)]
+    Lsm(#[from] LsmError),
+    #[error(transparent)]
+    Exec(#[from] ExecError),
+    #[error("linux.seccomp: {0}")]
+    Seccomp(String),
+    #[error("{what}: {source}")]
+    Sys { what: String, source: Errno },
+}
+
+fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> ProcessError {
+    let what = what.into();
+    move |source| ProcessError::Sys { what, source }
+}
+
+/// What the phase applies, prepared by the runtime before fork.
+pub struct Phase<'a> {
+    pub process: &'a Process,
+    pub personality: Option<&'a LinuxPersonality>,
+    pub caps: CapMasks,
+    pub last_cap: u32,
+    pub seccomp: Option<&'a skiff_seccomp::Filter>,
+    /// Join a new session keyring named after this container id.
+    pub keyring: Option<&'a str>,
+    pub preserve_fds: u32,
+    pub sigmask: Option<&'a SigSet>,
+}
+
+/// True when the phase writes to procfs (so the caller opens a private one).
+pub fn needs_proc(process: &Process) -> bool {
+    let set = |v: Option<&String>| v.is_some_and(|s| !s.is_empty());
+    process.oom_score_adj().is_some()
+        || set(process.apparmor_profile().as_ref())
+        || set(process.selinux_label().as_ref())
+}
+
+/// Changes into `process.cwd`, creating it if needed, resolved inside the
+/// root without magic links, and checks the result is inside the root
+/// (CVE-2024-21626: a leaked fd must never become the working directory).
+fn enter_cwd(cwd: &Path) -> Result<(), ProcessError> {
+    let root = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(sys("opening /"))?;
+    let dir = rootfs::resolve::mkdir_all(root.as_fd(), cwd)
+        .map_err(sys(format!("process.cwd {}", cwd.display())))?;
+    nix::unistd::fchdir(dir.as_fd()).map_err(sys(format!("process.cwd {}", cwd.display())))?;
+    let now =
+        nix::unistd::getcwd().map_err(sys(format!("process.cwd {}: getcwd", cwd.display())))?;
+    if !now.is_absolute() {
+        return Err(sys(format!(
+            "process.cwd {}: outside the container",
+            cwd.display()
+        ))(Errno::EPERM));
+    }
+    Ok(())
+}
+
+/// Installs the seccomp filter, handing a user-notification listener to
+/// the runtime (which passes it to the agent).
+fn install_seccomp(phase: &Phase<'_>, channel: &Channel) -> Result<(), ProcessError> {
+    let Some(filter) = phase.seccomp else {
+        return Ok(());
+    };
+    let (listener, dropped) =
+        skiff_seccomp::install(filter).map_err(|e| ProcessError::Seccomp(e.to_string()))?;
+    if dropped != 0 {
+        crate::debug!("linux.seccomp.flags: this kernel does not support flags {dropped:#x}; installed without them");
+    }
+    if let Some(fd) = listener {
+        channel.send_with_fd(&ToParent::SeccompListener, fd.as_fd())?;
+    }
+    Ok(())
+}
+
+/// Runs the phase. `proc` is dropped before the process changes identity.
+pub fn prepare<'a>(
+    phase: &Phase<'a>,
+    proc: Option<PrivateProc>,
+    channel: &Channel,
+) -> Result<Prepared<'a>, ProcessError> {
+    let process = phase.process;
+    if let (Some(score), Some(proc)) = (process.oom_score_adj(), proc.as_ref()) {
+        // The private procfs is of our own pid namespace, so getpid() names
+        // us there (and `self` is a symlink the verified open refuses).
+        let path = format!("{}/oom_score_adj", nix::unistd::getpid());
+        proc.write(&path, score.to_string().as_bytes())?;
+    }
+    rlimits::apply(process.rlimits().as_deref().unwrap_or_default())?;
+    if let Some(id) = phase.keyring {
+        attributes::join_session_keyring(id)?;
+    }
+    if let Some(p) = phase.personality {
+        attributes::set_personality(p)?;
+    }
+    if let Some(prio) = process.io_priority() {
+        attributes::set_io_priority(prio.class(), prio.priority())?;
+    }
+    if let Some(sched) = process.scheduler() {
+        attributes::set_scheduler(sched)?;
+    }
+    if let Some(affinity) = process.exec_cpu_affinity() {
+        let list = affinity
+            .cpu_affinity_final()
+            .as_deref()
+            .or(affinity.initial().as_deref());
+        if let Some(list) = list.filter(|l| !l.is_empty()) {
+            attributes::set_cpu_affinity(list)?;
+        }
+    }
+    if let Some(proc) = proc.as_ref() {
+        lsm::apply_on_exec(
+            proc,
+            process.apparmor_profile().as_deref(),
+            process.selinux_label().as_deref(),
+        )?;
+    }
+    drop(proc);
+    enter_cwd(process.cwd())?;
+    let mut env = process.env().clone().unwrap_or_default();
+    identity::ensure_home(&mut env, process.user().uid());
+
+    // Installing a filter needs no_new_privs or CAP_SYS_ADMIN: without
+    // no_new_privs it goes on while the process still has every capability
+    // (as in runc); with it, as late as possible, so that only the exec
+    // and the last handshakes run under it.
+    let nnp = process.no_new_privileges().unwrap_or(false);
+    if !nnp {
+        install_seccomp(phase, channel)?;
+    }
+    capabilities::apply_bounding(phase.caps.bounding, phase.last_cap)
+        .map_err(sys("process.capabilities.bounding"))?;
+    identity::switch_user(process.user()).map_err(|(what, e)| sys(what)(e))?;
+    capabilities::apply_sets(&phase.caps).map_err(sys("process.capabilities"))?;
+    let umask = process.user().umask().unwrap_or(0o022);
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
+    if nnp {
+        set_no_new_privs().map_err(sys("process.noNewPrivileges"))?;
+    }
+    let args = process.args().as_deref().unwrap_or_default();
+    let program = exec::find_program(&args[0], &env)?;
+    let handover = Handover {
+        preserve_fds: phase.preserve_fds,
+        sigmask: phase.sigmask,
+        // An SELinux exec label must land on the program, not on the
+        // trampoline (and SELinux's container policy guards the runtime
+        // binary itself).
+        via_trampoline: process.selinux_label().as_deref().is_none_or(str::is_empty),
+    };
+    let ready = exec::prepare(&program, args, &env, &handover)?;
+    if nnp {
+        install_seccomp(phase, channel)?;
+    }
+    Ok(ready)
+}
