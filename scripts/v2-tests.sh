@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 ensure_rust
-suites=${*:-lifecycle errors process rootfs namespaces hooks terminal cgroups}
+suites=${*:-lifecycle errors process rootfs namespaces hooks terminal cgroups exec}
 
 # Static test executables, built on the host, run in the guest as they are.
 cargo test -q --no-run -p skiff --message-format=json 2>/dev/null \

@@ -33,6 +33,10 @@ pub enum ContainerError {
     NotPausable(Status),
     #[error("container not paused")]
     NotPaused,
+    #[error("cannot exec in a stopped container")]
+    ExecStopped,
+    #[error("cannot exec in a paused container (use --ignore-paused to override)")]
+    ExecPaused,
     #[error("cannot delete container {id} that is not stopped: {status}")]
     NotStopped { id: String, status: Status },
     #[error("{what}: {source}")]
@@ -53,6 +57,14 @@ pub struct CreateOptions<'a> {
     pub sigmask: Option<nix::sys::signal::SigSet>,
     /// The socket the init sends its pty master to (`process.terminal`).
     pub console: Option<OwnedFd>,
+}
+
+/// Options of `exec`.
+pub struct ExecOptions<'a> {
+    pub console: Option<BorrowedFd<'a>>,
+    pub preserve_fds: u32,
+    pub sigmask: Option<nix::sys::signal::SigSet>,
+    pub ignore_paused: bool,
 }
 
 /// A container with a state file.
@@ -142,10 +154,12 @@ impl Container {
             dir: dir.to_path_buf(),
             stored,
         };
-        let written = state::save(dir, &container.stored).and_then(|()| match opts.pid_file {
-            Some(p) => state::write_pid_file(p, spawned.pid),
-            None => Ok(()),
-        });
+        let written = state::save_spec(dir, &bundle.spec)
+            .and_then(|()| state::save(dir, &container.stored))
+            .and_then(|()| match opts.pid_file {
+                Some(p) => state::write_pid_file(p, spawned.pid),
+                None => Ok(()),
+            });
         if let Err(e) = written {
             let _ = syscalls::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
             let _ = wait_exit(spawned.pidfd.as_fd(), Some(Duration::from_secs(5)));
@@ -196,6 +210,35 @@ impl Container {
 
     fn hook_state(&self, status: Status) -> Vec<u8> {
         self.state_json(status, "", false).into_bytes()
+    }
+
+    /// Starts `process` in the container (`exec`). Checks the status as
+    /// runc does: never in a stopped container, in a paused one only when
+    /// asked to.
+    pub fn exec(
+        &self,
+        process: &oci_spec::runtime::Process,
+        opts: &ExecOptions<'_>,
+    ) -> Result<spawn::exec::Execd, ContainerError> {
+        match self.status() {
+            Status::Stopped => return Err(ContainerError::ExecStopped),
+            Status::Paused if !opts.ignore_paused => return Err(ContainerError::ExecPaused),
+            _ => {}
+        }
+        let spec = state::load_spec(&self.dir)?;
+        let pidfd = self.init_pidfd().ok_or(ContainerError::NotRunning)?;
+        let state = self.state_json(self.status(), "", false);
+        let req = spawn::exec::ExecRequest {
+            spec: &spec,
+            process,
+            init_pid: self.stored.pid,
+            init_pidfd: pidfd.as_fd(),
+            state: state.as_bytes(),
+            console: opts.console,
+            preserve_fds: opts.preserve_fds,
+            sigmask: opts.sigmask,
+        };
+        Ok(spawn::exec::exec(&req, self.cgroup().as_mut())?)
     }
 
     /// A pidfd for the init, if it is still the process we started.

@@ -12,6 +12,7 @@ fn reserve_preserved_fds(cli: &Cli) {
     let n = match &cli.command {
         skiff::cli::Command::Create(c) => c.preserve_fds,
         skiff::cli::Command::Run(r) => r.create.preserve_fds,
+        skiff::cli::Command::Exec(e) => e.preserve_fds,
         _ => 0,
     };
     for fd in 3..3 + n as libc::c_int {

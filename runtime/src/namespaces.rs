@@ -3,7 +3,7 @@
 //! type verified before anything forks.
 
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -27,6 +27,13 @@ pub enum NamespaceError {
     },
     #[error("joining the {kind} namespace: {source}")]
     Join { kind: &'static str, source: Errno },
+    #[error("{path}: {source}")]
+    Inspect {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("joining the container's namespaces ({flags:?}): {source}")]
+    JoinProcess { flags: CloneFlags, source: Errno },
     #[error("creating namespaces ({flags:?}): {source}")]
     Unshare { flags: CloneFlags, source: Errno },
     #[error("writing {path}: {source}")]
@@ -206,6 +213,36 @@ pub fn join(joined: &Joined) -> Result<(), NamespaceError> {
             source,
         }
     })
+}
+
+/// The namespaces process `pid` does not share with the caller, as clone
+/// flags: what a process entering the container (`exec`) has to join.
+/// A type the kernel lacks is skipped.
+pub fn not_shared_with(pid: libc::pid_t) -> Result<CloneFlags, NamespaceError> {
+    use std::os::unix::fs::MetadataExt;
+    let mut flags = CloneFlags::empty();
+    for typ in ALL {
+        let name = proc_name(typ);
+        let Ok(ours) = std::fs::metadata(format!("/proc/self/ns/{name}")) else {
+            continue;
+        };
+        let path = format!("/proc/{pid}/ns/{name}");
+        let theirs =
+            std::fs::metadata(&path).map_err(|source| NamespaceError::Inspect { path, source })?;
+        if (ours.dev(), ours.ino()) != (theirs.dev(), theirs.ino()) {
+            flags |= clone_flag(typ);
+        }
+    }
+    Ok(flags)
+}
+
+/// Joins the namespaces in `flags` of the process behind `pidfd`, all in
+/// one `setns` (the kernel orders them, user namespace first).
+pub fn join_process(pidfd: BorrowedFd<'_>, flags: CloneFlags) -> Result<(), NamespaceError> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    nix::sched::setns(pidfd, flags).map_err(|source| NamespaceError::JoinProcess { flags, source })
 }
 
 /// Creates the namespaces in `flags` for the calling process.

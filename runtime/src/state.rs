@@ -19,6 +19,9 @@ pub const OCI_VERSION: &str = "1.2.1";
 
 const STATE_FILE: &str = "state.json";
 const EXEC_FIFO: &str = "exec.fifo";
+/// The container's configuration as parsed at create: `exec` runs its new
+/// process with the container's namespaces, seccomp profile and defaults.
+const CONFIG_FILE: &str = "config.json";
 
 /// Why state could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +215,23 @@ pub fn save(dir: &Path, stored: &Stored) -> Result<(), StateError> {
     let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
     f.write_all(&bytes).map_err(io(&tmp))?;
     std::fs::rename(&tmp, &path).map_err(io(&path))
+}
+
+/// Keeps the parsed configuration for later `exec`s.
+pub fn save_spec(dir: &Path, spec: &oci_spec::runtime::Spec) -> Result<(), StateError> {
+    let path = dir.join(CONFIG_FILE);
+    let bytes = serde_json::to_vec(spec).map_err(|source| StateError::Corrupt {
+        path: path.clone(),
+        source,
+    })?;
+    std::fs::write(&path, bytes).map_err(io(&path))
+}
+
+/// The configuration kept by `save_spec`.
+pub fn load_spec(dir: &Path) -> Result<oci_spec::runtime::Spec, StateError> {
+    let path = dir.join(CONFIG_FILE);
+    let bytes = std::fs::read(&path).map_err(io(&path))?;
+    serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })
 }
 
 /// Writes a pid file atomically, as runc does (managers poll for it).

@@ -145,8 +145,28 @@ pub fn get_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
         .then_some((ws.ws_row, ws.ws_col))
 }
 
-/// Makes the pty the init's controlling terminal, stdio and /dev/console.
-pub fn attach(pty: &Pty) -> Result<(), TerminalError> {
+/// Opens a pty of `process.consoleSize`, makes it the caller's controlling
+/// terminal and stdio (and, for the init, /dev/console), and sends the
+/// master to the manager over `console`.
+pub fn hand_over(
+    process: &oci_spec::runtime::Process,
+    console: BorrowedFd<'_>,
+    as_dev_console: bool,
+) -> Result<(), TerminalError> {
+    let size = process
+        .console_size()
+        .map(|b| (b.height() as u16, b.width() as u16));
+    let pty = open_pty(size)?;
+    if as_dev_console {
+        mount_dev_console(&pty)?;
+    }
+    attach(&pty)?;
+    send_fd(console, &pty.name, pty.master.as_fd())
+        .map_err(fail("sending the pty master to the console socket"))
+}
+
+/// Mounts the pty peer over /dev/console.
+fn mount_dev_console(pty: &Pty) -> Result<(), TerminalError> {
     let root = nix::fcntl::open(
         "/",
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
@@ -161,8 +181,11 @@ pub fn attach(pty: &Pty) -> Result<(), TerminalError> {
         libc::OPEN_TREE_CLONE | libc::AT_EMPTY_PATH as libc::c_uint,
     )
     .map_err(fail("clone pty for /dev/console"))?;
-    syscalls::move_mount_to_fd(tree.as_fd(), console.as_fd())
-        .map_err(fail("mount /dev/console"))?;
+    syscalls::move_mount_to_fd(tree.as_fd(), console.as_fd()).map_err(fail("mount /dev/console"))
+}
+
+/// Makes the pty the caller's controlling terminal and stdio.
+fn attach(pty: &Pty) -> Result<(), TerminalError> {
     nix::unistd::setsid().map_err(fail("setsid"))?;
     // SAFETY: TIOCSCTTY with argument 0 on a terminal fd we own.
     if unsafe { libc::ioctl(pty.peer.as_raw_fd(), libc::TIOCSCTTY, 0) } < 0 {

@@ -110,6 +110,9 @@ pub trait Manager {
     fn record(&self) -> &Record;
     /// Creates the directories.
     fn create(&mut self) -> Result<(), CgroupError>;
+    /// Opens what `clone_target` hands out, for a cgroup that exists
+    /// already (`exec` starting a process in a live container).
+    fn attach(&mut self) -> Result<(), CgroupError>;
     /// A cgroup2 directory fd for `clone3(CLONE_INTO_CGROUP)`, when the
     /// backend can start the child directly in (part of) its cgroup.
     fn clone_target(&self) -> Option<BorrowedFd<'_>>;

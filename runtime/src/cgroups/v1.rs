@@ -147,6 +147,13 @@ impl Manager for V1 {
         Ok(())
     }
 
+    fn attach(&mut self) -> Result<(), CgroupError> {
+        if let Some(unified) = self.record.dirs.iter().find(|d| d.subsystems.is_empty()) {
+            self.unified_fd = Some(open_dir(&unified.path)?);
+        }
+        Ok(())
+    }
+
     fn clone_target(&self) -> Option<BorrowedFd<'_>> {
         self.unified_fd.as_ref().map(AsFd::as_fd)
     }

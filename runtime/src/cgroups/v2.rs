@@ -85,6 +85,11 @@ impl Manager for V2 {
         }
     }
 
+    fn attach(&mut self) -> Result<(), CgroupError> {
+        self.dir_fd = Some(open_dir(&self.record.dirs[0].path)?);
+        Ok(())
+    }
+
     fn clone_target(&self) -> Option<BorrowedFd<'_>> {
         self.dir_fd.as_ref().map(AsFd::as_fd)
     }

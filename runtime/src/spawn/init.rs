@@ -17,10 +17,10 @@ use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::channel::{Channel, ChannelError, ToChild, ToParent};
+use super::phase::{self, ProcessError};
 use crate::cgroups::{CgroupError, Manager};
 use crate::hooks::{self, HookError};
 use crate::namespaces::{self, NamespaceError, Plan};
-use super::phase::{self, ProcessError};
 use crate::process::exec::{self, ExecError};
 use crate::procfs::{PrivateProc, ProcError};
 use crate::rootfs::{self, MountContext, Prepared, RootfsError};
@@ -114,14 +114,6 @@ fn await_proceed(channel: &Channel) -> Result<libc::pid_t, InitError> {
         ToChild::Proceed { pid } => Ok(pid),
         other => Err(InitError::Protocol(other)),
     }
-}
-
-fn set_dumpable(on: bool) -> Result<(), InitError> {
-    // SAFETY: prctl with integer arguments.
-    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, libc::c_ulong::from(on), 0, 0, 0) } < 0 {
-        return Err(sys("prctl(PR_SET_DUMPABLE)")(Errno::last()));
-    }
-    Ok(())
 }
 
 /// Namespaces: joined ones, then (on the slow path) new ones, then the
@@ -250,9 +242,7 @@ fn setup_and_exec(
     channel: &Channel,
     created: &mut bool,
 ) -> Result<Infallible, InitError> {
-    // Until execve, /proc/<pid>/exe is skiff itself: keep it unreachable
-    // for anything in the container (CVE-2019-5736).
-    set_dumpable(false)?;
+    phase::set_undumpable().map_err(sys("prctl(PR_SET_DUMPABLE)"))?;
     let spec = cfg.spec;
     let process = spec.process().as_ref().ok_or(InitError::Sys {
         what: "process".into(),
@@ -306,15 +296,7 @@ fn setup_and_exec(
         rootfs::enter(root.as_fd(), cfg.no_pivot)?;
     }
     if let (true, Some(console)) = (process.terminal().unwrap_or(false), cfg.console) {
-        let size = process
-            .console_size()
-            .map(|b| (b.height() as u16, b.width() as u16));
-        let pty = terminal::open_pty(size)?;
-        terminal::attach(&pty)?;
-        terminal::send_fd(console, &pty.name, pty.master.as_fd()).map_err(|e| TerminalError {
-            step: "sending the pty master to the console socket".into(),
-            source: e,
-        })?;
+        terminal::hand_over(process, console, true)?;
     }
     let proc = private_proc(spec)?;
     if new_mount_ns {

@@ -7,6 +7,7 @@
 //! fails; a failure kills the init and removes the cgroup.
 
 pub mod channel;
+pub mod exec;
 mod init;
 mod phase;
 
@@ -52,6 +53,8 @@ pub enum SpawnError {
     Seccomp(String),
     #[error("{what}: {source}")]
     Sys { what: &'static str, source: Errno },
+    #[error(transparent)]
+    Invalid(#[from] crate::validate::Invalid),
     /// The init's own account of what failed.
     #[error("{0}")]
     Init(String),

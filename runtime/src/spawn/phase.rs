@@ -61,6 +61,16 @@ pub struct Phase<'a> {
     pub sigmask: Option<&'a SigSet>,
 }
 
+/// Until execve, /proc/<pid>/exe is skiff itself: keep it unreachable for
+/// anything in the container (CVE-2019-5736).
+pub fn set_undumpable() -> nix::Result<()> {
+    // SAFETY: prctl with integer arguments.
+    if unsafe { libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) } < 0 {
+        return Err(Errno::last());
+    }
+    Ok(())
+}
+
 /// True when the phase writes to procfs (so the caller opens a private one).
 pub fn needs_proc(process: &Process) -> bool {
     let set = |v: Option<&String>| v.is_some_and(|s| !s.is_empty());
