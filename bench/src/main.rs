@@ -29,13 +29,13 @@ fn which(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-/// Writes a busybox bundle running /bin/true; `limits` adds a memory,
-/// pids and cpu limit (what a Kubernetes pod with requests and limits has).
-fn build_bundle(dir: &Path, busybox: &Path, limits: bool) {
+/// Writes a busybox bundle running `args`; `limits` adds a memory, pids
+/// and cpu limit (what a Kubernetes pod with requests and limits has).
+fn build_bundle(dir: &Path, busybox: &Path, args: &[&str], limits: bool) {
     let rootfs = dir.join("rootfs");
     std::fs::create_dir_all(rootfs.join("bin")).unwrap();
     std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "true"] {
+    for applet in ["sh", "true", "sleep"] {
         let _ = symlink("busybox", rootfs.join("bin").join(applet));
     }
     for d in ["proc", "sys", "dev", "tmp"] {
@@ -44,7 +44,7 @@ fn build_bundle(dir: &Path, busybox: &Path, limits: bool) {
     let mut config: serde_json::Value =
         serde_json::from_str(include_str!("../../runtime/src/default_spec.json")).unwrap();
     config["process"]["terminal"] = serde_json::json!(false);
-    config["process"]["args"] = serde_json::json!(["/bin/true"]);
+    config["process"]["args"] = serde_json::json!(args);
     // runc's default namespaces (no cgroup namespace), for a like-for-like run.
     config["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]);
     if limits {
@@ -203,9 +203,11 @@ fn main() {
     }
     let work = std::env::temp_dir().join(format!("skiff-bench-{}", std::process::id()));
     let bundle = work.join("bundle");
-    build_bundle(&bundle, &busybox, false);
+    build_bundle(&bundle, &busybox, &["/bin/true"], false);
     let limited = work.join("limited");
-    build_bundle(&limited, &busybox, true);
+    build_bundle(&limited, &busybox, &["/bin/true"], true);
+    let sleeper = work.join("sleeper");
+    build_bundle(&sleeper, &busybox, &["/bin/sleep", "100000"], false);
     let state = work.join("state");
     private_namespace(&state);
     // SAFETY: prctl with integer arguments.
@@ -216,6 +218,15 @@ fn main() {
     let mut limited_ms = vec![Vec::new(); n];
     let mut rss_kib = vec![Vec::new(); n];
     let mut life_ms = vec![Vec::new(); n];
+    let mut exec_ms = vec![Vec::new(); n];
+    // One long-running container per runtime to exec into.
+    for rt in &runtimes {
+        timed(runtime_cmd(
+            rt,
+            &state,
+            &["run", "-d", "--bundle", sleeper.to_str().unwrap(), "target"],
+        ));
+    }
     let warmup = 5;
     for i in 0..runs + warmup {
         for (r, rt) in runtimes.iter().enumerate() {
@@ -236,7 +247,9 @@ fn main() {
                     &format!("m{i}"),
                 ],
             ));
+            let (exec, _) = timed(runtime_cmd(rt, &state, &["exec", "target", "/bin/true"]));
             if i >= warmup {
+                exec_ms[r].push(exec.as_secs_f64() * 1e3);
                 run_ms[r].push(t.as_secs_f64() * 1e3);
                 limited_ms[r].push(limits.as_secs_f64() * 1e3);
                 rss_kib[r].push(rss as f64);
@@ -261,6 +274,7 @@ fn main() {
         ("run", &mut run_ms),
         ("run, mem+pids+cpu", &mut limited_ms),
         ("create/start/delete", &mut life_ms),
+        ("exec /bin/true", &mut exec_ms),
     ];
     for (scenario, samples) in scenarios {
         let s: Vec<(f64, f64)> = samples.iter_mut().map(stats).collect();
@@ -289,6 +303,9 @@ fn main() {
             size,
             linked(&rt.path)
         );
+    }
+    for rt in &runtimes {
+        timed(runtime_cmd(rt, &state, &["delete", "--force", "target"]));
     }
     let _ = nix::mount::umount2(&state, MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir_all(&work);

@@ -44,6 +44,8 @@ pub struct Bundle {
     pub rootfs: PathBuf,
     /// The parsed configuration.
     pub spec: Spec,
+    /// config.json as read, kept in the state for `exec`.
+    pub config: Vec<u8>,
 }
 
 impl Bundle {
@@ -62,7 +64,12 @@ impl Bundle {
         check_version(&spec, &config)?;
         let rootfs = resolve_rootfs(&dir, &spec)?;
         validate::spec(&spec)?;
-        Ok(Bundle { dir, rootfs, spec })
+        Ok(Bundle {
+            dir,
+            rootfs,
+            spec,
+            config: bytes,
+        })
     }
 }
 

@@ -154,7 +154,7 @@ impl Container {
             dir: dir.to_path_buf(),
             stored,
         };
-        let written = state::save_spec(dir, &bundle.spec)
+        let written = state::save_config(dir, &bundle.config)
             .and_then(|()| state::save(dir, &container.stored))
             .and_then(|()| match opts.pid_file {
                 Some(p) => state::write_pid_file(p, spawned.pid),

@@ -37,6 +37,8 @@ pub enum StateError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error("the container's saved configuration: {0}")]
+    Config(String),
     #[error("{path}: corrupt state: {source}")]
     Corrupt {
         path: PathBuf,
@@ -217,21 +219,18 @@ pub fn save(dir: &Path, stored: &Stored) -> Result<(), StateError> {
     std::fs::rename(&tmp, &path).map_err(io(&path))
 }
 
-/// Keeps the parsed configuration for later `exec`s.
-pub fn save_spec(dir: &Path, spec: &oci_spec::runtime::Spec) -> Result<(), StateError> {
+/// Keeps config.json, as it was at create, for later `exec`s (copied as
+/// bytes: the bundle may change or go away meanwhile).
+pub fn save_config(dir: &Path, config: &[u8]) -> Result<(), StateError> {
     let path = dir.join(CONFIG_FILE);
-    let bytes = serde_json::to_vec(spec).map_err(|source| StateError::Corrupt {
-        path: path.clone(),
-        source,
-    })?;
-    std::fs::write(&path, bytes).map_err(io(&path))
+    std::fs::write(&path, config).map_err(io(&path))
 }
 
-/// The configuration kept by `save_spec`.
+/// The configuration kept by `save_config`, parsed.
 pub fn load_spec(dir: &Path) -> Result<oci_spec::runtime::Spec, StateError> {
     let path = dir.join(CONFIG_FILE);
     let bytes = std::fs::read(&path).map_err(io(&path))?;
-    serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt { path, source })
+    crate::bundle::parse_spec(&bytes, &path).map_err(|e| StateError::Config(e.to_string()))
 }
 
 /// Writes a pid file atomically, as runc does (managers poll for it).
