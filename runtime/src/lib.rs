@@ -2,6 +2,7 @@
 //! runc. The library holds the whole create pipeline so the binary, the
 //! shim and the tests can all drive it.
 
+pub mod activation;
 pub mod bundle;
 pub mod cgroups;
 pub mod cli;

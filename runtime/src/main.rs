@@ -15,6 +15,7 @@ fn reserve_preserved_fds(cli: &Cli) {
         skiff::cli::Command::Exec(e) => e.preserve_fds,
         _ => 0,
     };
+    let n = n + skiff::activation::listen_fds();
     for fd in 3..3 + n as libc::c_int {
         // SAFETY: F_GETFD only queries; open/dup2 only fill an unused number.
         unsafe {

@@ -381,24 +381,7 @@ fn preserve_fds_reach_the_process() {
     std::fs::write(&file, "through fd 3\n").unwrap();
     let f = std::fs::File::open(&file).unwrap();
     let mut cmd = skiff.command(&["exec", "--preserve-fds", "1", &id, "sh", "-c", "cat <&3"]);
-    let raw = std::os::fd::AsRawFd::as_raw_fd(&f);
-    // SAFETY: in the forked child, dup2 onto fd 3 before exec.
-    unsafe {
-        use std::os::unix::process::CommandExt;
-        cmd.pre_exec(move || {
-            // dup2 onto itself would keep close-on-exec set.
-            let ok = if raw == 3 {
-                libc::fcntl(3, libc::F_SETFD, 0) == 0
-            } else {
-                libc::dup2(raw, 3) == 3
-            };
-            if ok {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    support::give_fd3(&mut cmd, &f);
     let out = cmd.output().unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "through fd 3\n");
     let state: Value = skiff.state(&id);

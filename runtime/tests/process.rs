@@ -274,21 +274,7 @@ fn preserved_fds_are_passed() {
         b.dir.to_str().unwrap(),
         &id,
     ]);
-    use std::os::fd::AsRawFd;
-    let raw = file.as_raw_fd();
-    // SAFETY: dup2 in the child between fork and exec only.
-    unsafe {
-        std::os::unix::process::CommandExt::pre_exec(&mut cmd, move || {
-            if raw == 3 {
-                if libc::fcntl(3, libc::F_SETFD, 0) < 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-            } else if libc::dup2(raw, 3) < 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
+    support::give_fd3(&mut cmd, &file);
     let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
@@ -296,4 +282,56 @@ fn preserved_fds_are_passed() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout), "through fd 3\n5\n");
+}
+
+#[test]
+fn socket_activation_fds_come_first() {
+    require_root!();
+    let skiff = Skiff::new();
+    let b = Bundle::sh("echo $LISTEN_FDS $LISTEN_PID; cat <&3; cat <&4");
+    b.write();
+    let id = support::unique_id("activation");
+    let one = b.dir.join("one");
+    let two = b.dir.join("two");
+    std::fs::write(&one, "activation fd\n").unwrap();
+    std::fs::write(&two, "preserved fd\n").unwrap();
+    // As systemd starts a service: LISTEN_PID names skiff itself.
+    let script = format!(
+        "LISTEN_FDS=1 LISTEN_PID=$$ exec \"$0\" --root {} run --preserve-fds 1 --bundle {} {id} 3<{} 4<{}",
+        skiff.root.display(),
+        b.dir.display(),
+        one.display(),
+        two.display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script, support::skiff_bin()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "1 1\nactivation fd\npreserved fd\n"
+    );
+    support::assert_nothing_left(&skiff, &id);
+    // LISTEN_PID naming another process: the fds were not meant for us.
+    let id = support::unique_id("activation");
+    let script = format!(
+        "LISTEN_FDS=1 LISTEN_PID=1 exec \"$0\" --root {} run --bundle {} {id} 3<{}",
+        skiff.root.display(),
+        b.dir.display(),
+        one.display()
+    );
+    let out = std::process::Command::new("sh")
+        .args(["-c", &script, support::skiff_bin()])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&out.stdout).starts_with("\n"),
+        "{out:?}"
+    );
+    support::assert_nothing_left(&skiff, &id);
 }

@@ -2,6 +2,7 @@
 
 use std::path::Path;
 
+use crate::activation;
 use crate::bundle::Bundle;
 use crate::cli::CreateArgs;
 use crate::container::{Container, CreateOptions};
@@ -9,11 +10,18 @@ use crate::error::Error;
 use crate::state::Root;
 use crate::terminal;
 
-/// Loads the bundle named by `--bundle` (default: the current directory).
+/// Loads the bundle named by `--bundle` (default: the current directory),
+/// announcing socket-activation fds to its process.
 pub fn load_bundle(args: &CreateArgs) -> Result<Bundle, Error> {
-    Ok(Bundle::load(
-        args.bundle.as_deref().unwrap_or(Path::new(".")),
-    )?)
+    let mut bundle = Bundle::load(args.bundle.as_deref().unwrap_or(Path::new(".")))?;
+    let listen = activation::listen_fds();
+    if listen > 0 {
+        if let Some(mut process) = bundle.spec.process().clone() {
+            activation::announce(&mut process, listen);
+            bundle.spec.set_process(Some(process));
+        }
+    }
+    Ok(bundle)
 }
 
 /// The create options from the command line (connecting to the console
@@ -29,7 +37,7 @@ pub fn options(args: &CreateArgs) -> Result<CreateOptions<'_>, Error> {
         pid_file: args.pid_file.as_deref(),
         no_pivot: args.no_pivot,
         no_new_keyring: args.no_new_keyring,
-        preserve_fds: args.preserve_fds,
+        preserve_fds: activation::listen_fds() + args.preserve_fds,
         sigmask: None,
         console,
     })

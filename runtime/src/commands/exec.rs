@@ -15,7 +15,7 @@ use crate::cli::ExecArgs;
 use crate::container::{Container, ExecOptions};
 use crate::error::Error;
 use crate::state::{self, Root};
-use crate::{signals, supervise, terminal};
+use crate::{activation, signals, supervise, terminal};
 
 pub fn run(root: &Root, args: &ExecArgs) -> Result<i32, Error> {
     if !args.cgroup.is_empty() {
@@ -32,6 +32,9 @@ pub fn run(root: &Root, args: &ExecArgs) -> Result<i32, Error> {
             from_flags(base, args)?
         }
     };
+    let listen = activation::listen_fds();
+    let mut process = process;
+    activation::announce(&mut process, listen);
     let tty = process.terminal().unwrap_or(false);
     let console = match &args.console_socket {
         Some(path) => Some(
@@ -41,7 +44,7 @@ pub fn run(root: &Root, args: &ExecArgs) -> Result<i32, Error> {
     };
     let mut opts = ExecOptions {
         console: console.as_ref().map(AsFd::as_fd),
-        preserve_fds: args.preserve_fds,
+        preserve_fds: listen + args.preserve_fds,
         sigmask: None,
         ignore_paused: args.ignore_paused,
     };

@@ -329,3 +329,25 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     }
     dirs
 }
+
+/// Makes `file` fd 3 of the command's process (for --preserve-fds).
+pub fn give_fd3(cmd: &mut Command, file: &std::fs::File) {
+    use std::os::fd::AsRawFd;
+    let raw = file.as_raw_fd();
+    // SAFETY: only fcntl/dup2 in the child between fork and exec.
+    unsafe {
+        std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+            // dup2 onto itself would keep close-on-exec set.
+            let ok = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0) == 0
+            } else {
+                libc::dup2(raw, 3) == 3
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
+}
