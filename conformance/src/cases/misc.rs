@@ -90,6 +90,74 @@ fn missing_process(ctx: &mut Ctx) -> Check {
     create_fails(ctx, &b)
 }
 
+/// The value sets of the features schema (schema/features-schema.json,
+/// features-linux.json and the definitions they use, runtime-spec 1.2).
+mod schema {
+    pub const HOOKS: &[&str] = &[
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ];
+    pub const NAMESPACES: &[&str] = &[
+        "mount", "pid", "network", "uts", "ipc", "user", "cgroup", "time",
+    ];
+    pub const ACTIONS: &[&str] = &[
+        "SCMP_ACT_KILL",
+        "SCMP_ACT_KILL_PROCESS",
+        "SCMP_ACT_KILL_THREAD",
+        "SCMP_ACT_TRAP",
+        "SCMP_ACT_ERRNO",
+        "SCMP_ACT_TRACE",
+        "SCMP_ACT_ALLOW",
+        "SCMP_ACT_LOG",
+        "SCMP_ACT_NOTIFY",
+    ];
+    pub const OPERATORS: &[&str] = &[
+        "SCMP_CMP_NE",
+        "SCMP_CMP_LT",
+        "SCMP_CMP_LE",
+        "SCMP_CMP_EQ",
+        "SCMP_CMP_GE",
+        "SCMP_CMP_GT",
+        "SCMP_CMP_MASKED_EQ",
+    ];
+    pub const FLAGS: &[&str] = &[
+        "SECCOMP_FILTER_FLAG_TSYNC",
+        "SECCOMP_FILTER_FLAG_LOG",
+        "SECCOMP_FILTER_FLAG_SPEC_ALLOW",
+        "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
+    ];
+    pub const BOOL_OBJECTS: &[(&str, &[&str])] = &[
+        ("cgroup", &["v1", "v2", "systemd", "systemdUser", "rdma"]),
+        ("seccomp", &["enabled"]),
+        ("apparmor", &["enabled"]),
+        ("selinux", &["enabled"]),
+        ("intelRdt", &["enabled"]),
+    ];
+}
+
+/// An optional array of strings, each in `allowed` (or matching `ok`).
+fn strings_in(v: &serde_json::Value, field: &str, ok: impl Fn(&str) -> bool) -> Check<Vec<String>> {
+    if v.is_null() {
+        return Ok(Vec::new());
+    }
+    let list = v
+        .as_array()
+        .ok_or_else(|| Failure::Fail(format!("{field}: not an array: {v}")))?;
+    let mut out = Vec::new();
+    for item in list {
+        let s = item
+            .as_str()
+            .ok_or_else(|| Failure::Fail(format!("{field}: {item} is not a string")))?;
+        ensure!(ok(s), "{field}: {s:?} is not a value the schema allows");
+        out.push(s.to_string());
+    }
+    Ok(out)
+}
+
 fn features(ctx: &mut Ctx) -> Check {
     let out = ctx.rt(&["features"]).ok("features")?;
     let v: serde_json::Value = serde_json::from_str(&out.stdout)
@@ -97,6 +165,55 @@ fn features(ctx: &mut Ctx) -> Check {
     ensure!(
         v["ociVersionMin"].is_string() && v["ociVersionMax"].is_string(),
         "ociVersionMin/Max missing: {v}"
+    );
+    strings_in(&v["hooks"], "hooks", |s| schema::HOOKS.contains(&s))?;
+    strings_in(&v["mountOptions"], "mountOptions", |s| !s.is_empty())?;
+    let linux = &v["linux"];
+    if linux.is_null() {
+        return Ok(());
+    }
+    strings_in(&linux["namespaces"], "linux.namespaces", |s| {
+        schema::NAMESPACES.contains(&s)
+    })?;
+    strings_in(&linux["capabilities"], "linux.capabilities", |s| {
+        s.strip_prefix("CAP_")
+            .is_some_and(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+    })?;
+    let seccomp = &linux["seccomp"];
+    strings_in(&seccomp["actions"], "linux.seccomp.actions", |s| {
+        schema::ACTIONS.contains(&s)
+    })?;
+    strings_in(&seccomp["operators"], "linux.seccomp.operators", |s| {
+        schema::OPERATORS.contains(&s)
+    })?;
+    strings_in(&seccomp["archs"], "linux.seccomp.archs", |s| {
+        s.starts_with("SCMP_ARCH_")
+    })?;
+    let known = strings_in(&seccomp["knownFlags"], "linux.seccomp.knownFlags", |s| {
+        schema::FLAGS.contains(&s)
+    })?;
+    let supported = strings_in(
+        &seccomp["supportedFlags"],
+        "linux.seccomp.supportedFlags",
+        |s| schema::FLAGS.contains(&s),
+    )?;
+    ensure!(
+        supported.iter().all(|f| known.contains(f)),
+        "linux.seccomp.supportedFlags must be a subset of knownFlags"
+    );
+    for (object, fields) in schema::BOOL_OBJECTS {
+        for field in *fields {
+            let value = &linux[object][field];
+            ensure!(
+                value.is_null() || value.is_boolean(),
+                "linux.{object}.{field}: {value} is not a boolean"
+            );
+        }
+    }
+    let idmap = &linux["mountExtensions"]["idmap"]["enabled"];
+    ensure!(
+        idmap.is_null() || idmap.is_boolean(),
+        "linux.mountExtensions.idmap.enabled: {idmap} is not a boolean"
     );
     Ok(())
 }
