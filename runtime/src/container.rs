@@ -65,6 +65,8 @@ pub struct ExecOptions<'a> {
     pub preserve_fds: u32,
     pub sigmask: Option<nix::sys::signal::SigSet>,
     pub ignore_paused: bool,
+    /// `--cgroup`: sub-cgroups of the container's to start in.
+    pub sub_cgroups: &'a [String],
 }
 
 /// A container with a state file.
@@ -238,7 +240,15 @@ impl Container {
             preserve_fds: opts.preserve_fds,
             sigmask: opts.sigmask,
         };
-        Ok(spawn::exec::exec(&req, self.cgroup().as_mut())?)
+        let record = if opts.sub_cgroups.is_empty() {
+            self.stored.cgroup.clone()
+        } else {
+            cgroups::sub_cgroup(&self.stored.cgroup, opts.sub_cgroups)?
+        };
+        Ok(spawn::exec::exec(
+            &req,
+            cgroups::from_record(record).as_mut(),
+        )?)
     }
 
     /// A pidfd for the init, if it is still the process we started.

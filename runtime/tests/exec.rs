@@ -389,3 +389,55 @@ fn preserve_fds_reach_the_process() {
     skiff.run(&["delete", "--force", &id]).ok();
     assert_nothing_left(&skiff, &id);
 }
+
+#[test]
+fn cgroup_flag_starts_in_a_sub_cgroup() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("exec-subcg");
+    let b = Bundle::new(&["sleep", "1000"]);
+    start(&skiff, &b, &id);
+    // The sub-cgroup is made in the unified hierarchy (pure v2) or in the
+    // pids one (v1).
+    let v2 = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
+    let (container_dir, flag) = if v2 {
+        (format!("/sys/fs/cgroup/skiff/{id}"), "sub")
+    } else {
+        (format!("/sys/fs/cgroup/pids/skiff/{id}"), "pids:sub")
+    };
+    let sub = std::path::Path::new(&container_dir).join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let pid_file = b.dir.join("sub.pid");
+    skiff
+        .run(&[
+            "exec",
+            "-d",
+            "--cgroup",
+            flag,
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id,
+            "sleep",
+            "1000",
+        ])
+        .ok();
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let procs = std::fs::read_to_string(sub.join("cgroup.procs")).unwrap();
+    assert!(procs.lines().any(|l| l == pid), "{pid} not in {procs}");
+    skiff
+        .run(&["exec", "--cgroup", "missing", &id, "true"])
+        .fails_with(&["--cgroup", "does not exist"]);
+    skiff
+        .run(&["exec", "--cgroup", "../escape", &id, "true"])
+        .fails_with(&["--cgroup", "below the container"]);
+    skiff.run(&["kill", "--all", &id, "KILL"]).ok();
+    skiff.wait_status(&id, "stopped");
+    // skiff removes only what it created: the sub-cgroup is the test's.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while std::fs::remove_dir(&sub).is_err() {
+        assert!(Instant::now() < deadline, "sub-cgroup still busy");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    skiff.run(&["delete", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}

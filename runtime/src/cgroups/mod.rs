@@ -158,6 +158,66 @@ fn write_value(dir: &Path, file: &str, value: &str, field: &str) -> Result<(), C
     })
 }
 
+/// The record of a sub-cgroup of `record` (`exec --cgroup`): each entry is
+/// `PATH` (every hierarchy) or `CONTROLLER[,CONTROLLER...]:PATH` (the v1
+/// hierarchies holding those controllers; on cgroup2 the controllers are
+/// ignored). PATH is relative to the container's cgroup and must exist.
+pub fn sub_cgroup(record: &Record, entries: &[String]) -> Result<Record, CgroupError> {
+    let mut out = record.clone();
+    for entry in entries {
+        let (controllers, path) = match entry.split_once(':') {
+            Some((c, p)) => (Some(c.split(',').collect::<Vec<_>>()), p),
+            None => (None, entry.as_str()),
+        };
+        let rel = Path::new(path.trim_start_matches('/'));
+        let bad = |reason: &str| {
+            CgroupError::Resource(resources::ResourceError {
+                field: "--cgroup",
+                reason: format!("{entry:?}: {reason}"),
+            })
+        };
+        if rel.as_os_str().is_empty()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
+            return Err(bad("the path must name a cgroup below the container's"));
+        }
+        let mut matched = false;
+        for (i, dir) in out.dirs.iter_mut().enumerate() {
+            let subsystems: Vec<&str> = dir.subsystems.split(',').collect();
+            // The cgroup2 directory of a hybrid host only follows a path
+            // given without controllers; on pure v2 it always does.
+            let wanted = if dir.subsystems.is_empty() {
+                record.unified || controllers.is_none()
+            } else {
+                controllers
+                    .as_ref()
+                    .is_none_or(|c| c.iter().any(|c| subsystems.contains(c)))
+            };
+            if !wanted {
+                continue;
+            }
+            let target = record.dirs[i].path.join(rel);
+            if !target.is_dir() {
+                return Err(bad(&format!("{} does not exist", target.display())));
+            }
+            dir.path = target;
+            matched = true;
+        }
+        if !matched {
+            return Err(bad("no hierarchy has those controllers"));
+        }
+    }
+    if let Some(first) = out.dirs.first() {
+        out.path = first
+            .path
+            .strip_prefix(&first.mount)
+            .map_or(out.path.clone(), |p| Path::new("/").join(p));
+    }
+    Ok(out)
+}
+
 /// Refuses hugepage sizes this host does not have (the limit would go to a
 /// file that does not exist, with a less helpful error).
 fn check_hugepage_sizes(res: &LinuxResources) -> Result<(), CgroupError> {
@@ -474,6 +534,42 @@ mod tests {
             plan(&[], None, "x"),
             Err(CgroupError::NoHierarchy)
         ));
+    }
+
+    #[test]
+    fn sub_cgroups_by_controller() {
+        let tmp = std::env::temp_dir().join(format!("skiff-sub-{}", std::process::id()));
+        let record = Record {
+            path: "/c".into(),
+            unified: false,
+            dirs: vec![
+                Dir {
+                    path: tmp.join("memory/c"),
+                    mount: tmp.join("memory"),
+                    subsystems: "memory".into(),
+                    created: vec![],
+                },
+                Dir {
+                    path: tmp.join("pids/c"),
+                    mount: tmp.join("pids"),
+                    subsystems: "pids".into(),
+                    created: vec![],
+                },
+            ],
+        };
+        std::fs::create_dir_all(tmp.join("memory/c/sub")).unwrap();
+        std::fs::create_dir_all(tmp.join("pids/c")).unwrap();
+        let sub = sub_cgroup(&record, &["memory:sub".into()]).unwrap();
+        assert_eq!(sub.dirs[0].path, tmp.join("memory/c/sub"));
+        assert_eq!(sub.dirs[1].path, tmp.join("pids/c"));
+        let err = sub_cgroup(&record, &["sub".into()])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not exist"), "{err}");
+        for bad in ["../x", "", "cpu:sub"] {
+            assert!(sub_cgroup(&record, &[bad.into()]).is_err(), "{bad}");
+        }
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]

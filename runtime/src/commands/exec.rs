@@ -18,11 +18,6 @@ use crate::state::{self, Root};
 use crate::{activation, signals, supervise, terminal};
 
 pub fn run(root: &Root, args: &ExecArgs) -> Result<i32, Error> {
-    if !args.cgroup.is_empty() {
-        return Err(Error::Message(
-            "--cgroup: running an exec in a sub-cgroup is not supported yet".into(),
-        ));
-    }
     let container = Container::load(root, &args.id)?;
     let process = match &args.process {
         Some(path) => read_process(path)?,
@@ -47,6 +42,7 @@ pub fn run(root: &Root, args: &ExecArgs) -> Result<i32, Error> {
         preserve_fds: listen + args.preserve_fds,
         sigmask: None,
         ignore_paused: args.ignore_paused,
+        sub_cgroups: &args.cgroup,
     };
     if args.detach {
         let execd = container.exec(&process, &opts)?;
