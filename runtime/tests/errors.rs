@@ -295,6 +295,18 @@ fn systemd_cgroup_is_refused_clearly() {
 }
 
 #[test]
+fn checkpoint_and_restore_are_refused_clearly() {
+    require_root!();
+    let skiff = Skiff::new();
+    skiff
+        .run(&["checkpoint", "--image-path", "/tmp/img", "c1"])
+        .fails_with(&["checkpoint", "not supported"]);
+    skiff
+        .run(&["restore", "--image-path", "/tmp/img", "c1"])
+        .fails_with(&["restore", "not supported"]);
+}
+
+#[test]
 fn log_file_in_json() {
     require_root!();
     let skiff = Skiff::new();

@@ -112,3 +112,44 @@ fn foreground_run_relays_the_pty() {
     );
     support::assert_nothing_left(&skiff, &id);
 }
+
+#[test]
+fn foreground_exec_relays_the_pty() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("exec-relay");
+    let b = Bundle::new(&["sleep", "1000"]);
+    b.write();
+    skiff
+        .run(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id])
+        .ok();
+    let mut child = skiff
+        .command(&[
+            "exec",
+            "-t",
+            &id,
+            "sh",
+            "-c",
+            "tty; read line; echo got-$line; exit 6",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"pong\n").unwrap();
+    let mut out = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(6), "{out}");
+    assert!(out.contains("/dev/pts/"), "{out}");
+    assert!(
+        out.contains("got-pong\r\n"),
+        "pty line discipline output: {out:?}"
+    );
+    skiff.run(&["delete", "--force", &id]).ok();
+    support::assert_nothing_left(&skiff, &id);
+}
