@@ -57,8 +57,6 @@ pub enum SeccompError {
         arg: usize,
         index: usize,
     },
-    #[error("linux.seccomp.syscalls[{rule}].args[{arg}]: SCMP_CMP_MASKED_EQ needs valueTwo")]
-    MaskedEqWithoutValueTwo { rule: usize, arg: usize },
     #[error("linux.seccomp.syscalls[{rule}].names: empty")]
     NoNames { rule: usize },
     #[error("linux.seccomp.listenerPath: required when an action is SCMP_ACT_NOTIFY")]
@@ -146,13 +144,13 @@ fn conds(rule: usize, args: &[LinuxSeccompArg]) -> Result<Vec<Cond>, SeccompErro
                     index: a.index(),
                 });
             }
-            if a.op() == LinuxSeccompOperator::ScmpCmpMaskedEq && a.value_two().is_none() {
-                return Err(SeccompError::MaskedEqWithoutValueTwo { rule, arg });
-            }
             Ok(Cond {
                 index: a.index() as u32,
                 op: a.op(),
                 value: a.value(),
+                // Go runtimes omit a zero valueTwo (`omitempty`):
+                // containerd's default profile masks clone flags with
+                // `(flags & CLONE_NEW*) == 0` written without it.
                 value_two: a.value_two().unwrap_or(0),
             })
         })
@@ -651,6 +649,21 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn masked_eq_without_value_two_compares_to_zero() {
+        // containerd's default profile: clone allowed only without
+        // CLONE_NEW* flags, valueTwo omitted because it is 0.
+        let f = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [{"names": ["clone"], "action": "SCMP_ACT_ALLOW",
+                "args": [{"index": 0, "value": 2114060288u64, "op": "SCMP_CMP_MASKED_EQ"}]}]
+        })))
+        .unwrap();
+        let clone = |flags: u64| verdict(&f, Data::x86_64(nr("clone"), [flags, 0, 0, 0, 0, 0]));
+        assert_eq!(clone(libc::SIGCHLD as u64), ret::ALLOW);
+        assert_eq!(clone(libc::CLONE_NEWNS as u64), ret::ERRNO | 1);
     }
 
     #[test]
