@@ -114,7 +114,48 @@ pub fn remove_parent_cgroup(name: &str) {
     let mut dirs: Vec<PathBuf> = entries.flatten().map(|e| e.path().join(name)).collect();
     dirs.push(Path::new("/sys/fs/cgroup").join(name));
     for d in dirs {
-        let _ = std::fs::remove_dir(d);
+        remove_empty_tree(&d);
+    }
+}
+
+/// rmdir of a cgroup and its sub-cgroups, deepest first (Podman puts
+/// conmon in `libpod_parent/conmon`).
+fn remove_empty_tree(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+/// Paths outside the work directory that an engine creates even when told
+/// to keep its state elsewhere (Podman's blob-info cache under
+/// /var/lib/containers). Those that did not exist when the guard was made
+/// are removed when it drops; existing ones are never touched.
+pub struct CreatedOutside {
+    new: Vec<PathBuf>,
+}
+
+impl CreatedOutside {
+    pub fn watch(paths: &[&str]) -> CreatedOutside {
+        CreatedOutside {
+            new: paths
+                .iter()
+                .map(PathBuf::from)
+                .filter(|p| !p.exists())
+                .collect(),
+        }
+    }
+}
+
+impl Drop for CreatedOutside {
+    fn drop(&mut self) {
+        for p in &self.new {
+            let _ = std::fs::remove_dir_all(p);
+        }
     }
 }
 

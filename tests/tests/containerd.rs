@@ -21,7 +21,7 @@ impl Ctr {
         let mut c = Command::new("ctr");
         c.arg("--address")
             .arg(&self.sock)
-            .args(["--namespace", "e2e"]);
+            .args(["--namespace", "skiff-e2e"]);
         c.args(args);
         c
     }
@@ -161,7 +161,7 @@ fn containerd_runs_skiff() {
     );
     drop(ctr);
     drop(daemon);
-    skiff_e2e::remove_parent_cgroup("e2e");
+    skiff_e2e::remove_parent_cgroup("skiff-e2e");
     report.finish();
 }
 
@@ -256,7 +256,7 @@ fn scenarios(ctr: &Ctr, rt: &str, report: &mut Report) {
         ] {
             let c = id(&format!("sig{code}"));
             let mut run = ctr.run(rt, &["--rm"], &c, &["sh", "-c", script]);
-            let child = run
+            let mut child = run
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .spawn()
@@ -266,9 +266,13 @@ fn scenarios(ctr: &Ctr, rt: &str, report: &mut Report) {
                     std::path::Path::new(&format!("/proc/{p}/root/tmp/ready")).exists()
                 })
             });
+            if ready {
+                check(&mut ctr.cmd(&["task", "kill", "-s", signal, &c]));
+            } else {
+                ctr.cleanup(&c);
+            }
+            let status = child.wait().unwrap();
             expect!(ready, "{c} never started");
-            check(&mut ctr.cmd(&["task", "kill", "-s", signal, &c]));
-            let status = child.wait_with_output().unwrap().status;
             expect!(status.code() == Some(code), "{signal}: {status:?}");
         }
         Ok(())
