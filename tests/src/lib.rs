@@ -6,6 +6,8 @@
 //! Each suite starts its own daemon with private config, root, state and
 //! socket directories; nothing global is touched.
 
+pub mod cli;
+
 use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
