@@ -1,0 +1,131 @@
+//! Docker 20.10 drives skiff: a private dockerd (`--add-runtime skiff=...
+//! --default-runtime skiff`, no iptables, no bridge, its own data, exec
+//! root and socket), containers with `--network none`. Every scenario also
+//! runs with runc (`--runtime runc`) for comparison.
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use skiff_e2e::cli::{self, Engine};
+use skiff_e2e::{check, require, Daemon, Report, Workdir};
+
+const IMAGE: &str = "busybox:e2e";
+/// The Debian client; /usr/local/bin may hold another.
+const DOCKER: &str = "/usr/bin/docker";
+
+struct Docker {
+    sock: PathBuf,
+}
+
+impl Engine for Docker {
+    fn cmd(&self, _runtime: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(DOCKER);
+        c.arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .args(args);
+        c
+    }
+
+    fn run_flags(&self, runtime: &str) -> Vec<String> {
+        vec!["--runtime".into(), runtime.into()]
+    }
+
+    fn image(&self) -> &str {
+        IMAGE
+    }
+}
+
+fn start_dockerd(work: &Workdir) -> Daemon {
+    let sock = work.join("docker.sock");
+    let config = work.join("daemon.json");
+    std::fs::write(&config, "{}").unwrap();
+    Daemon::start(
+        "dockerd",
+        Command::new("dockerd")
+            .arg("--config-file")
+            .arg(&config)
+            .arg("--data-root")
+            .arg(work.join("data"))
+            .arg("--exec-root")
+            .arg(work.join("exec"))
+            .arg("--pidfile")
+            .arg(work.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            .arg("--add-runtime")
+            .arg(format!("skiff={}", skiff_e2e::skiff_bin().display()))
+            .args(["--default-runtime", "skiff"])
+            // Podman-like rlimit defaults would fail here: the bounding set
+            // lacks CAP_SYS_RESOURCE (Docker keeps the host's by default).
+            .args(["--default-ulimit", "nofile=1024:1024"]),
+        work.join("dockerd.log"),
+        || {
+            Command::new(DOCKER)
+                .arg("-H")
+                .arg(format!("unix://{}", sock.display()))
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        },
+    )
+}
+
+#[test]
+fn docker_runs_skiff() {
+    require!("dockerd", "runc");
+    if !std::path::Path::new(DOCKER).exists() {
+        assert!(
+            std::env::var_os("SKIFF_REQUIRE_ALL").is_none(),
+            "{DOCKER} missing"
+        );
+        eprintln!("SKIPPED docker: {DOCKER} missing (apt install docker.io)");
+        return;
+    }
+    // dockerd writes its trust key under /etc/docker whatever --data-root
+    // says.
+    let _outside = skiff_e2e::CreatedOutside::watch(&["/etc/docker"]);
+    let work = Workdir::new("docker");
+    let rootfs = work.join("rootfs");
+    skiff_e2e::busybox_rootfs(&rootfs);
+    let tar = work.join("rootfs.tar");
+    skiff_e2e::tar_dir(&rootfs, &tar);
+    let daemon = start_dockerd(&work);
+    let docker = Docker {
+        sock: work.join("docker.sock"),
+    };
+    check(&mut docker.cmd("skiff", &["import", tar.to_str().unwrap(), IMAGE]));
+    let mut report = Report::new("docker");
+    // The default runtime is skiff: a container without --runtime uses it.
+    report.run("skiff is the default runtime", "skiff", || {
+        let out = docker
+            .cmd(
+                "skiff",
+                &["run", "--rm", "--network", "none", IMAGE, "true"],
+            )
+            .output()
+            .unwrap();
+        let info = docker
+            .cmd("skiff", &["info", "--format", "{{.DefaultRuntime}}"])
+            .output()
+            .unwrap();
+        let default = String::from_utf8_lossy(&info.stdout).trim().to_string();
+        skiff_e2e::expect!(
+            out.status.success() && default == "skiff",
+            "{out:?} default={default}"
+        );
+        Ok(())
+    });
+    for rt in ["skiff", "runc"] {
+        cli::scenarios(&docker, rt, &mut report);
+    }
+    cli::status_matches_runc(&docker, &mut report);
+    let ids = docker.cmd("skiff", &["ps", "-aq"]).output().unwrap();
+    for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+        let _ = docker.cmd("skiff", &["rm", "-f", id]).output();
+    }
+    drop(daemon);
+    drop(work);
+    skiff_e2e::remove_parent_cgroup("docker");
+    report.finish();
+}
