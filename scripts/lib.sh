@@ -21,6 +21,22 @@ apt_install() {
     apt-get install -y -q --no-install-recommends $missing >/dev/null
 }
 
+# apt_install_no_start PKG...: like apt_install, for packages that ship
+# daemons (containerd, docker.io): their services must not start, the
+# tests run private instances. A policy-rc.d is put in place for the
+# install only, when the machine has none.
+apt_install_no_start() {
+    policy=/usr/sbin/policy-rc.d
+    ours=""
+    if [ ! -e "$policy" ]; then
+        printf '#!/bin/sh\nexit 101\n' > "$policy" && chmod +x "$policy" && ours=1
+    fi
+    status=0
+    apt_install "$@" || status=$?
+    [ -z "$ours" ] || rm -f "$policy"
+    return $status
+}
+
 # ensure_rust: a Rust toolchain new enough for the workspace (rustup).
 ensure_rust() {
     [ -d "$HOME/.cargo/bin" ] && PATH="$HOME/.cargo/bin:$PATH" && export PATH
