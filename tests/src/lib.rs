@@ -7,6 +7,7 @@
 //! socket directories; nothing global is touched.
 
 pub mod cli;
+pub mod engines;
 
 use std::io::Write;
 use std::os::unix::fs::symlink;
@@ -67,11 +68,12 @@ pub fn skiff_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().unwrap_or_default();
-    // target/<triple>/<profile>/deps/<test> -> target/<triple>/<profile>/skiff
-    exe.parent()
-        .and_then(Path::parent)
-        .map(|d| d.join("skiff"))
-        .unwrap_or_default()
+    // Tests live in target/<triple>/<profile>/deps, binaries next to skiff.
+    let mut dir = exe.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    dir.join("skiff")
 }
 
 /// A private directory under /tmp, removed when dropped.

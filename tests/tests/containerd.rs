@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use skiff_e2e::{check, expect, require, stdout, wait_for, Daemon, Pty, Report, Workdir};
+use skiff_e2e::{check, expect, require, stdout, wait_for, Pty, Report, Workdir};
 
 const IMAGE: &str = "docker.io/library/busybox:e2e";
 
@@ -84,36 +84,6 @@ impl Ctr {
     }
 }
 
-fn start_containerd(work: &Workdir) -> Daemon {
-    let w = work.path.display();
-    let config = format!(
-        r#"version = 2
-root = "{w}/root"
-state = "{w}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
-[grpc]
-  address = "{w}/containerd.sock"
-[ttrpc]
-  address = "{w}/containerd.sock.ttrpc"
-[debug]
-  address = "{w}/debug.sock"
-[metrics]
-  address = ""
-[plugins."io.containerd.internal.v1.opt"]
-  path = "{w}/opt"
-"#
-    );
-    let cfg = work.join("config.toml");
-    std::fs::write(&cfg, config).unwrap();
-    let sock = work.join("containerd.sock");
-    Daemon::start(
-        "containerd",
-        Command::new("containerd").arg("--config").arg(&cfg),
-        work.join("containerd.log"),
-        || sock.exists(),
-    )
-}
-
 #[test]
 fn containerd_runs_skiff() {
     require!("containerd", "ctr", "containerd-shim-runc-v2", "runc");
@@ -123,7 +93,7 @@ fn containerd_runs_skiff() {
     let tar = work.join("rootfs.tar");
     skiff_e2e::tar_dir(&rootfs, &tar);
     let archive = skiff_e2e::oci_archive(&tar, &work.path, IMAGE);
-    let daemon = start_containerd(&work);
+    let daemon = skiff_e2e::engines::start_containerd(&work);
     let ctr = Ctr {
         sock: work.join("containerd.sock"),
         work: work.path.clone(),

@@ -17,25 +17,13 @@ struct Podman {
 
 impl Engine for Podman {
     fn cmd(&self, runtime: &str, args: &[&str]) -> Command {
-        let w = &self.work;
         let bin = if runtime == "skiff" {
             skiff_e2e::skiff_bin()
         } else {
             skiff_e2e::which("runc").unwrap()
         };
-        let mut c = Command::new("podman");
-        c.env("CONTAINERS_CONF", w.join("containers.conf"))
-            .env("CONTAINERS_STORAGE_CONF", w.join("storage.conf"))
-            .arg("--root")
-            .arg(w.join("root"))
-            .arg("--runroot")
-            .arg(w.join("runroot"))
-            .arg("--tmpdir")
-            .arg(w.join("tmp"))
-            .arg("--runtime")
-            .arg(bin)
-            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"])
-            .args(args);
+        let mut c = skiff_e2e::engines::podman(&self.work, &bin);
+        c.args(args);
         c
     }
 
@@ -48,26 +36,6 @@ impl Engine for Podman {
     }
 }
 
-fn configure(work: &Workdir) {
-    let w = work.path.display();
-    // The bounding set here lacks CAP_SYS_RESOURCE: Podman's default
-    // rlimits (1048576) cannot be set, so the suite asks for lower ones.
-    std::fs::write(
-        work.join("containers.conf"),
-        format!(
-            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
-             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
-             events_logfile_path = \"{w}/events.log\"\n"
-        ),
-    )
-    .unwrap();
-    std::fs::write(
-        work.join("storage.conf"),
-        format!("[storage]\ndriver = \"overlay\"\ngraphroot = \"{w}/root\"\nrunroot = \"{w}/runroot\"\n"),
-    )
-    .unwrap();
-}
-
 #[test]
 fn podman_runs_skiff() {
     require!("podman", "conmon", "runc");
@@ -75,7 +43,7 @@ fn podman_runs_skiff() {
     // whatever --root says.
     let _outside = skiff_e2e::CreatedOutside::watch(&["/var/lib/containers"]);
     let work = Workdir::new("podman");
-    configure(&work);
+    skiff_e2e::engines::configure_podman(&work);
     let rootfs = work.join("rootfs");
     skiff_e2e::busybox_rootfs(&rootfs);
     let tar = work.join("rootfs.tar");

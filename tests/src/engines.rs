@@ -1,0 +1,77 @@
+//! Private instances of the engines: a containerd with its own config,
+//! root, state and sockets; Podman with its own storage, run and tmp
+//! directories and configuration. Shared by the suites and the benchmark.
+
+use std::path::Path;
+use std::process::Command;
+
+use crate::{Daemon, Workdir};
+
+/// Starts containerd with everything under `work` and the CRI plugin off.
+pub fn start_containerd(work: &Workdir) -> Daemon {
+    let w = work.path.display();
+    let config = format!(
+        r#"version = 2
+root = "{w}/root"
+state = "{w}/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+[grpc]
+  address = "{w}/containerd.sock"
+[ttrpc]
+  address = "{w}/containerd.sock.ttrpc"
+[debug]
+  address = "{w}/debug.sock"
+[metrics]
+  address = ""
+[plugins."io.containerd.internal.v1.opt"]
+  path = "{w}/opt"
+"#
+    );
+    let cfg = work.join("config.toml");
+    std::fs::write(&cfg, config).unwrap();
+    let sock = work.join("containerd.sock");
+    Daemon::start(
+        "containerd",
+        Command::new("containerd").arg("--config").arg(&cfg),
+        work.join("containerd.log"),
+        || sock.exists(),
+    )
+}
+
+/// Writes Podman's configuration under `work`.
+pub fn configure_podman(work: &Workdir) {
+    let w = work.path.display();
+    // The bounding set here lacks CAP_SYS_RESOURCE: Podman's default
+    // rlimits (1048576) cannot be set, so the suite asks for lower ones.
+    std::fs::write(
+        work.join("containers.conf"),
+        format!(
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=4096:4096\"]\n\
+             [engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n\
+             events_logfile_path = \"{w}/events.log\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        work.join("storage.conf"),
+        format!("[storage]\ndriver = \"overlay\"\ngraphroot = \"{w}/root\"\nrunroot = \"{w}/runroot\"\n"),
+    )
+    .unwrap();
+}
+
+/// `podman` with the private configuration of `work` and `runtime`.
+pub fn podman(work: &Path, runtime: &Path) -> Command {
+    let mut c = Command::new("podman");
+    c.env("CONTAINERS_CONF", work.join("containers.conf"))
+        .env("CONTAINERS_STORAGE_CONF", work.join("storage.conf"))
+        .arg("--root")
+        .arg(work.join("root"))
+        .arg("--runroot")
+        .arg(work.join("runroot"))
+        .arg("--tmpdir")
+        .arg(work.join("tmp"))
+        .arg("--runtime")
+        .arg(runtime)
+        .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
+    c
+}
