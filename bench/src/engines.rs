@@ -68,7 +68,7 @@ fn main() {
     let tar = work.join("rootfs.tar");
     skiff_e2e::tar_dir(&rootfs, &tar);
     let archive = skiff_e2e::oci_archive(&tar, &work.path, IMAGE);
-    let daemon = engines::start_containerd(&work);
+    let daemon = engines::start_containerd(&work, None);
     let ctr = |args: &[&str]| {
         let mut c = Command::new("ctr");
         c.arg("--address").arg(work.join("containerd.sock"));

@@ -7,8 +7,10 @@ use std::process::Command;
 
 use crate::{Daemon, Workdir};
 
-/// Starts containerd with everything under `work` and the CRI plugin off.
-pub fn start_containerd(work: &Workdir) -> Daemon {
+/// Starts containerd with everything under `work` and the CRI plugin off;
+/// `shims` (if any) goes first on its PATH, where containerd looks for
+/// `containerd-shim-NAME-v2` binaries.
+pub fn start_containerd(work: &Workdir, shims: Option<&Path>) -> Daemon {
     let w = work.path.display();
     let config = format!(
         r#"version = 2
@@ -30,12 +32,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
     let cfg = work.join("config.toml");
     std::fs::write(&cfg, config).unwrap();
     let sock = work.join("containerd.sock");
-    Daemon::start(
-        "containerd",
-        Command::new("containerd").arg("--config").arg(&cfg),
-        work.join("containerd.log"),
-        || sock.exists(),
-    )
+    let _ = std::fs::remove_file(&sock);
+    let mut cmd = Command::new("containerd");
+    cmd.arg("--config").arg(&cfg);
+    if let Some(dir) = shims {
+        let path = std::env::var("PATH").unwrap_or_default();
+        cmd.env("PATH", format!("{}:{path}", dir.display()));
+    }
+    Daemon::start("containerd", &mut cmd, work.join("containerd.log"), || {
+        sock.exists()
+    })
 }
 
 /// Writes Podman's configuration under `work`.

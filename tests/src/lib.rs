@@ -7,6 +7,7 @@
 //! socket directories; nothing global is touched.
 
 pub mod cli;
+pub mod ctr;
 pub mod engines;
 
 use std::io::Write;

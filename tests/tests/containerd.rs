@@ -2,87 +2,10 @@
 //! (`ctr run --runtime io.containerd.runc.v2 --runc-binary skiff`). Every
 //! scenario also runs with runc under the same daemon, for comparison.
 
-use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
-use std::time::Duration;
 
-use skiff_e2e::{check, expect, require, stdout, wait_for, Pty, Report, Workdir};
-
-const IMAGE: &str = "docker.io/library/busybox:e2e";
-
-struct Ctr {
-    sock: PathBuf,
-    work: PathBuf,
-}
-
-impl Ctr {
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("ctr");
-        c.arg("--address")
-            .arg(&self.sock)
-            .args(["--namespace", "skiff-e2e"]);
-        c.args(args);
-        c
-    }
-
-    /// `ctr run` flags that make the stock shim call `runtime`.
-    fn runtime_flags(&self, runtime: &str) -> Vec<String> {
-        let bin = if runtime == "skiff" {
-            skiff_e2e::skiff_bin()
-        } else {
-            skiff_e2e::which("runc").unwrap()
-        };
-        vec![
-            "--runtime".into(),
-            "io.containerd.runc.v2".into(),
-            "--runc-binary".into(),
-            bin.display().to_string(),
-            "--runc-root".into(),
-            self.work
-                .join(format!("runc-root-{runtime}"))
-                .display()
-                .to_string(),
-        ]
-    }
-
-    /// `ctr run [flags] IMAGE ID ARGS...` as a command.
-    fn run(&self, runtime: &str, flags: &[&str], id: &str, args: &[&str]) -> Command {
-        let mut c = self.cmd(&["run"]);
-        c.args(self.runtime_flags(runtime))
-            .args(flags)
-            .arg(IMAGE)
-            .arg(id)
-            .args(args);
-        c
-    }
-
-    fn output(&self, mut c: Command) -> std::process::Output {
-        c.stdin(Stdio::null()).output().unwrap()
-    }
-
-    /// Kills and removes a task and container, ignoring errors.
-    fn cleanup(&self, id: &str) {
-        let _ = self.output(self.cmd(&["task", "kill", "-s", "SIGKILL", id]));
-        let _ = wait_for(10, || {
-            let out = self.output(self.cmd(&["task", "ls"]));
-            !stdout(&out)
-                .lines()
-                .any(|l| l.starts_with(id) && l.contains("RUNNING"))
-        });
-        let _ = self.output(self.cmd(&["task", "delete", id]));
-        let _ = self.output(self.cmd(&["container", "delete", id]));
-    }
-
-    fn task_pid(&self, id: &str) -> Option<u32> {
-        let out = self.output(self.cmd(&["task", "ls"]));
-        stdout(&out)
-            .lines()
-            .find(|l| l.split_whitespace().next() == Some(id))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|p| p.parse().ok())
-    }
-}
+use skiff_e2e::ctr::{Ctr, IMAGE};
+use skiff_e2e::{check, require, Report, Workdir};
 
 #[test]
 fn containerd_runs_skiff() {
@@ -93,272 +16,31 @@ fn containerd_runs_skiff() {
     let tar = work.join("rootfs.tar");
     skiff_e2e::tar_dir(&rootfs, &tar);
     let archive = skiff_e2e::oci_archive(&tar, &work.path, IMAGE);
-    let daemon = skiff_e2e::engines::start_containerd(&work);
+    let daemon = skiff_e2e::engines::start_containerd(&work, None);
+    let runc_shim = |runtime: &str, bin: PathBuf| {
+        let root = work.join(&format!("runc-root-{runtime}"));
+        let flags = ["--runtime", "io.containerd.runc.v2", "--runc-binary"];
+        let mut flags: Vec<String> = flags.iter().map(|s| s.to_string()).collect();
+        flags.push(bin.display().to_string());
+        flags.push("--runc-root".into());
+        flags.push(root.display().to_string());
+        (runtime.to_string(), flags)
+    };
     let ctr = Ctr {
         sock: work.join("containerd.sock"),
-        work: work.path.clone(),
+        runtimes: vec![
+            runc_shim("skiff", skiff_e2e::skiff_bin()),
+            runc_shim("runc", skiff_e2e::which("runc").unwrap()),
+        ],
     };
     check(&mut ctr.cmd(&["images", "import", archive.to_str().unwrap()]));
     let mut report = Report::new("containerd");
     for rt in ["skiff", "runc"] {
-        scenarios(&ctr, rt, &mut report);
+        skiff_e2e::ctr::scenarios(&ctr, rt, &mut report);
     }
-    report.run(
-        "status matches runc (default seccomp, caps)",
-        "skiff",
-        || {
-            let status = |rt: &str| {
-                let out = ctr.output(ctr.run(
-                    rt,
-                    &["--rm", "--seccomp"],
-                    &format!("status-{rt}"),
-                    &[
-                        "grep",
-                        "-E",
-                        "^(Cap|Seccomp|NoNewPrivs)",
-                        "/proc/self/status",
-                    ],
-                ));
-                stdout(&out)
-            };
-            let (ours, theirs) = (status("skiff"), status("runc"));
-            expect!(
-                ours == theirs && ours.contains("Seccomp:\t2"),
-                "skiff:\n{ours}\nrunc:\n{theirs}"
-            );
-            Ok(())
-        },
-    );
+    skiff_e2e::ctr::status_matches(&ctr, "skiff", "runc", &mut report);
     drop(ctr);
     drop(daemon);
     skiff_e2e::remove_parent_cgroup("skiff-e2e");
     report.finish();
-}
-
-fn scenarios(ctr: &Ctr, rt: &str, report: &mut Report) {
-    let id = |name: &str| format!("{name}-{rt}");
-    report.run("run and capture stdout", rt, || {
-        let out = ctr.output(ctr.run(rt, &["--rm"], &id("echo"), &["echo", "hello from busybox"]));
-        expect!(stdout(&out) == "hello from busybox\n", "{out:?}");
-        Ok(())
-    });
-    report.run("exit code", rt, || {
-        let out = ctr.output(ctr.run(rt, &["--rm"], &id("exit"), &["sh", "-c", "exit 3"]));
-        expect!(out.status.code() == Some(3), "{out:?}");
-        Ok(())
-    });
-    report.run("env, workdir, read-only rootfs", rt, || {
-        let out = ctr.output(ctr.run(
-            rt,
-            &[
-                "--rm",
-                "--env",
-                "GREETING=hi",
-                "--cwd",
-                "/tmp",
-                "--read-only",
-            ],
-            &id("env"),
-            &["sh", "-c", "echo $GREETING; pwd; touch /ro 2>&1; true"],
-        ));
-        let text = stdout(&out);
-        expect!(
-            text.starts_with("hi\n/tmp\n") && text.contains("Read-only file system"),
-            "{out:?}"
-        );
-        Ok(())
-    });
-    report.run("exec: exit code, pid namespace, user, cwd", rt, || {
-        let c = id("exec");
-        let mut run = ctr.run(rt, &["-d"], &c, &["sleep", "1000"]);
-        check(&mut run);
-        let result = (|| {
-            let out =
-                ctr.output(ctr.cmd(&["task", "exec", "--exec-id", "e1", &c, "sh", "-c", "exit 4"]));
-            expect!(out.status.code() == Some(4), "exec exit code: {out:?}");
-            let out = ctr.output(ctr.cmd(&[
-                "task",
-                "exec",
-                "--exec-id",
-                "e2",
-                &c,
-                "sh",
-                "-c",
-                "readlink /proc/1/ns/pid; readlink /proc/self/ns/pid",
-            ]));
-            let lines: Vec<String> = stdout(&out).lines().map(String::from).collect();
-            expect!(
-                lines.len() == 2 && lines[0] == lines[1],
-                "pid namespaces: {out:?}"
-            );
-            let out = ctr.output(ctr.cmd(&[
-                "task",
-                "exec",
-                "--exec-id",
-                "e3",
-                "--user",
-                "1000",
-                "--cwd",
-                "/tmp",
-                &c,
-                "sh",
-                "-c",
-                "id -u; pwd",
-            ]));
-            expect!(stdout(&out) == "1000\n/tmp\n", "user and cwd: {out:?}");
-            Ok(())
-        })();
-        ctr.cleanup(&c);
-        result
-    });
-    report.run("SIGTERM trapped, SIGKILL", rt, || {
-        for (signal, script, code) in [
-            (
-                "SIGTERM",
-                "trap 'exit 42' TERM; touch /tmp/ready; while :; do sleep 0.05; done",
-                42,
-            ),
-            (
-                "SIGKILL",
-                "touch /tmp/ready; while :; do sleep 0.05; done",
-                137,
-            ),
-        ] {
-            let c = id(&format!("sig{code}"));
-            let mut run = ctr.run(rt, &["--rm"], &c, &["sh", "-c", script]);
-            let mut child = run
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .spawn()
-                .unwrap();
-            let ready = wait_for(20, || {
-                ctr.task_pid(&c).is_some_and(|p| {
-                    std::path::Path::new(&format!("/proc/{p}/root/tmp/ready")).exists()
-                })
-            });
-            if ready {
-                check(&mut ctr.cmd(&["task", "kill", "-s", signal, &c]));
-            } else {
-                ctr.cleanup(&c);
-            }
-            let status = child.wait().unwrap();
-            expect!(ready, "{c} never started");
-            expect!(status.code() == Some(code), "{signal}: {status:?}");
-        }
-        Ok(())
-    });
-    report.run("pause and resume stop a counter", rt, || {
-        let c = id("pause");
-        check(&mut ctr.run(
-            rt,
-            &["-d"],
-            &c,
-            &[
-                "sh",
-                "-c",
-                "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.01; done",
-            ],
-        ));
-        let result = (|| {
-            let pid = ctr.task_pid(&c).ok_or("no task pid")?;
-            let counter = format!("/proc/{pid}/root/tmp/n");
-            let read = || {
-                std::fs::read_to_string(&counter)
-                    .unwrap_or_default()
-                    .trim()
-                    .parse::<u64>()
-                    .unwrap_or(0)
-            };
-            expect!(wait_for(10, || read() > 0), "counter never started");
-            check(&mut ctr.cmd(&["task", "pause", &c]));
-            let frozen = read();
-            std::thread::sleep(Duration::from_millis(300));
-            expect!(read() == frozen, "counter moved while paused");
-            check(&mut ctr.cmd(&["task", "resume", &c]));
-            expect!(wait_for(10, || read() > frozen), "counter did not resume");
-            Ok(())
-        })();
-        ctr.cleanup(&c);
-        result
-    });
-    report.run("memory limit enforced (OOM kill)", rt, || {
-        let c = id("oom");
-        let out = ctr.output(ctr.run(
-            rt,
-            &["--rm", "--memory-limit", "33554432"],
-            &c,
-            &["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"],
-        ));
-        expect!(out.status.code() == Some(137), "{out:?}");
-        Ok(())
-    });
-    report.run("memory limit visible in the cgroup", rt, || {
-        let c = id("memlimit");
-        check(&mut ctr.run(
-            rt,
-            &["-d", "--memory-limit", "33554432"],
-            &c,
-            &["sleep", "1000"],
-        ));
-        let result = (|| {
-            let pid = ctr.task_pid(&c).ok_or("no task pid")?;
-            let cgroups =
-                std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
-            let path = cgroups
-                .lines()
-                .find_map(|l| {
-                    l.strip_prefix(|c: char| c.is_ascii_digit())
-                        .and_then(|r| r.strip_prefix(":memory:"))
-                })
-                .ok_or(format!("no memory cgroup: {cgroups}"))?;
-            let limit = std::fs::read_to_string(format!(
-                "/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"
-            ))
-            .unwrap_or_default();
-            expect!(limit.trim() == "33554432", "limit {limit:?}");
-            Ok(())
-        })();
-        ctr.cleanup(&c);
-        result
-    });
-    report.run("tty with a window size", rt, || {
-        let mut pty = Pty::open(24, 91);
-        // ctr sets the size once the task runs: wait for it. busybox
-        // `stty size` exits 0 even when it cannot tell, so its output
-        // decides.
-        let script = "for i in $(seq 100); do s=$(stty size 2>/dev/null); \
-                      [ -n \"$s\" ] && break; sleep 0.05; done; echo $s; tty";
-        let mut run = ctr.run(rt, &["--rm", "-t"], &id("tty"), &["sh", "-c", script]);
-        pty.attach(&mut run);
-        let mut child = run.spawn().unwrap();
-        let text = pty.read_until(30, |t| t.contains("/dev/pts/"));
-        let status = child.wait().unwrap();
-        expect!(
-            status.success() && text.contains("24 91"),
-            "{status:?}: {text:?}"
-        );
-        Ok(())
-    });
-    report.run("piped stdin", rt, || {
-        let mut run = ctr.run(
-            rt,
-            &["--rm"],
-            &id("stdin"),
-            &["sh", "-c", "read line; echo got:$line"],
-        );
-        let mut child = run
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // ctr loses an EOF that arrives before the task exists: the line
-        // is read as soon as it comes, EOF never matters.
-        std::thread::sleep(Duration::from_millis(500));
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"piped\n").unwrap();
-        let out = child.wait_with_output().unwrap();
-        drop(stdin);
-        expect!(stdout(&out) == "got:piped\n", "{out:?}");
-        Ok(())
-    });
 }

@@ -1,0 +1,212 @@
+//! How the shim drives skiff. Creating a container or an exec forks, and
+//! skiff's fork paths need a single-threaded caller, which a ttrpc server
+//! is not: those two run the `skiff` binary. Everything that only reads
+//! state, writes cgroup files or sends signals (start, kill, pause,
+//! resume, update, delete, stats, pids) calls the skiff library in
+//! process, which saves an exec of the runtime per request.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use containerd_shim::monitor::{Subject, Topic};
+use containerd_shim::synchronous::monitor::{monitor_subscribe, wait_pid};
+use skiff::container::Container;
+use skiff::state::Root;
+
+use crate::error::ShimError;
+use crate::stdio::ChildIo;
+
+/// The skiff binary and the state root the shim's containers live under.
+#[derive(Debug, Clone)]
+pub struct Runtime {
+    pub binary: PathBuf,
+    pub root: PathBuf,
+}
+
+/// Where the init's or an exec's skiff command writes its pid and log.
+pub struct Files {
+    pub pid: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Files {
+    pub fn in_bundle(bundle: &Path, name: &str) -> Files {
+        Files {
+            pid: bundle.join(format!("{name}.pid")),
+            log: bundle.join(format!("{name}-log.json")),
+        }
+    }
+}
+
+impl Runtime {
+    /// The skiff binary: containerd's runtime options may name one;
+    /// otherwise the one installed beside the shim, otherwise `skiff` on
+    /// PATH.
+    pub fn locate(binary_name: &str, root: &str, namespace: &str) -> Runtime {
+        let binary = if !binary_name.is_empty() {
+            PathBuf::from(binary_name)
+        } else {
+            std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(|d| d.join("skiff")))
+                .filter(|p| p.exists())
+                .unwrap_or_else(|| PathBuf::from("skiff"))
+        };
+        let root = if root.is_empty() {
+            PathBuf::from("/run/containerd/skiff")
+        } else {
+            PathBuf::from(root)
+        };
+        Runtime {
+            binary,
+            root: root.join(namespace),
+        }
+    }
+
+    pub fn state_root(&self) -> Root {
+        Root::new(self.root.clone())
+    }
+
+    pub fn load(&self, id: &str) -> Result<Container, ShimError> {
+        Container::load(&self.state_root(), id).map_err(ShimError::container(id))
+    }
+
+    /// `skiff create`; returns the init's pid.
+    pub fn create(
+        &self,
+        id: &str,
+        bundle: &Path,
+        io: ChildIo,
+        console: Option<&Path>,
+        files: &Files,
+        no_pivot: bool,
+    ) -> Result<u32, ShimError> {
+        let mut cmd = self.command(&files.log);
+        cmd.arg("create").arg("--bundle").arg(bundle);
+        cmd.arg("--pid-file").arg(&files.pid);
+        if let Some(socket) = console {
+            cmd.arg("--console-socket").arg(socket);
+        }
+        if no_pivot {
+            cmd.arg("--no-pivot");
+        }
+        cmd.arg(id);
+        self.run(cmd, io, "create", id, files)
+    }
+
+    /// `skiff exec --detach --process`; returns the process's pid.
+    pub fn exec(
+        &self,
+        id: &str,
+        process_json: &Path,
+        io: ChildIo,
+        console: Option<&Path>,
+        files: &Files,
+    ) -> Result<u32, ShimError> {
+        let mut cmd = self.command(&files.log);
+        cmd.args(["exec", "--detach", "--process"])
+            .arg(process_json);
+        cmd.arg("--pid-file").arg(&files.pid);
+        if let Some(socket) = console {
+            cmd.arg("--console-socket").arg(socket);
+        }
+        cmd.arg(id);
+        self.run(cmd, io, "exec", id, files)
+    }
+
+    fn command(&self, log: &Path) -> Command {
+        let mut cmd = Command::new(&self.binary);
+        cmd.arg("--root").arg(&self.root);
+        cmd.arg("--log").arg(log).args(["--log-format", "json"]);
+        cmd
+    }
+
+    /// Runs skiff to completion and reads the pid it wrote. The shim's
+    /// reaper thread reaps every child, skiff included, so the exit status
+    /// comes through a monitor subscription taken before the fork.
+    fn run(
+        &self,
+        mut cmd: Command,
+        io: ChildIo,
+        op: &'static str,
+        id: &str,
+        files: &Files,
+    ) -> Result<u32, ShimError> {
+        let _ = std::fs::remove_file(&files.log);
+        let _ = std::fs::remove_file(&files.pid);
+        cmd.stdin(io.stdin).stdout(io.stdout).stderr(io.stderr);
+        let subscription = monitor_subscribe(Topic::Pid)
+            .map_err(|e| ShimError::io("subscribe to exits")(std::io::Error::other(e)))?;
+        let child = cmd
+            .spawn()
+            .map_err(ShimError::io(format!("run {}", self.binary.display())))?;
+        // Our copies of the fifo fds went with `cmd`'s drop below; the
+        // child holds its own.
+        drop(cmd);
+        let status = wait_pid(child.id() as i32, subscription);
+        let log = std::fs::read_to_string(&files.log).unwrap_or_default();
+        let _ = std::fs::remove_file(&files.log);
+        if status != 0 {
+            return Err(ShimError::Runtime {
+                op,
+                id: id.to_string(),
+                message: last_error(&log).unwrap_or_else(|| format!("exited with status {status}")),
+            });
+        }
+        let pid = std::fs::read_to_string(&files.pid)
+            .map_err(ShimError::io(format!("read {}", files.pid.display())))?;
+        pid.trim().parse().map_err(|_| ShimError::Invalid {
+            field: files.pid.display().to_string(),
+            detail: format!("not a pid: {pid:?}"),
+        })
+    }
+}
+
+/// The message of the last error line in a JSON log.
+fn last_error(log: &str) -> Option<String> {
+    log.lines().rev().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        (v.get("level")?.as_str()? == "error").then(|| v.get("msg")?.as_str().map(String::from))?
+    })
+}
+
+/// Used by the exit watcher to tell pid exits from exec-id notifications.
+pub fn pid_of(subject: &Subject) -> Option<i32> {
+    match subject {
+        Subject::Pid(pid) => Some(*pid),
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_error_is_the_last_error_line() {
+        let log = concat!(
+            r#"{"level":"error","msg":"first","time":"t"}"#,
+            "\n",
+            r#"{"level":"warning","msg":"careful","time":"t"}"#,
+            "\n",
+            r#"{"level":"error","msg":"config.json: process.args: must not be empty","time":"t"}"#,
+            "\n",
+            r#"{"level":"info","msg":"bye","time":"t"}"#,
+            "\n"
+        );
+        assert_eq!(
+            last_error(log).as_deref(),
+            Some("config.json: process.args: must not be empty")
+        );
+        assert_eq!(last_error("not json\n"), None);
+    }
+
+    #[test]
+    fn root_is_per_namespace() {
+        let rt = Runtime::locate("/usr/bin/skiff", "", "k8s.io");
+        assert_eq!(rt.root, PathBuf::from("/run/containerd/skiff/k8s.io"));
+        assert_eq!(rt.binary, PathBuf::from("/usr/bin/skiff"));
+        let rt = Runtime::locate("", "/tmp/r", "default");
+        assert_eq!(rt.root, PathBuf::from("/tmp/r/default"));
+    }
+}

@@ -1,0 +1,280 @@
+//! A process's stdio as containerd hands it over: fifo paths (empty for
+//! none), or a pty when `terminal` is set.
+//!
+//! Without a terminal the container gets the fifos themselves: no pipe and
+//! no copy loop in the shim, so no thread and no buffer per container. The
+//! shim keeps one read-write fd on every fifo while the process lives: a
+//! writer never sees EPIPE while containerd (the reader) restarts, and a
+//! reader in the container never sees EOF before the client has opened
+//! its end. stdin's keep-alive goes at CloseIO, the rest at exit, which is
+//! when the client sees EOF.
+//!
+//! With a terminal, skiff sends the pty master over a console socket and
+//! two small threads copy between it and the fifos.
+
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixListener;
+use std::path::{Path, PathBuf};
+use std::process::Stdio as ChildStdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::error::ShimError;
+
+/// The fifo paths of one process, as the request gave them.
+#[derive(Debug, Clone, Default)]
+pub struct Paths {
+    pub stdin: String,
+    pub stdout: String,
+    pub stderr: String,
+    pub terminal: bool,
+}
+
+/// What the shim holds for a live process's stdio.
+#[derive(Default)]
+pub struct Held {
+    /// Read-write fds keeping the stdout/stderr fifos open.
+    outputs: Vec<OwnedFd>,
+    /// Read-write fd keeping the stdin fifo open until CloseIO.
+    stdin: Option<OwnedFd>,
+    /// The pty master, for resizes.
+    console: Option<File>,
+}
+
+impl Held {
+    /// CloseIO: the client is done writing.
+    pub fn close_stdin(&mut self) {
+        self.stdin = None;
+    }
+
+    /// The process exited: let the client see EOF.
+    pub fn release(&mut self) {
+        *self = Held::default();
+    }
+
+    /// ResizePty.
+    pub fn resize(&self, width: u32, height: u32) -> Result<(), ShimError> {
+        let Some(console) = &self.console else {
+            return Err(ShimError::Invalid {
+                field: "resize".into(),
+                detail: "the process has no terminal".into(),
+            });
+        };
+        let size = libc::winsize {
+            ws_row: height.min(u16::MAX as u32) as u16,
+            ws_col: width.min(u16::MAX as u32) as u16,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads a winsize from the pointer we pass.
+        if unsafe { libc::ioctl(console.as_raw_fd(), libc::TIOCSWINSZ, &size) } < 0 {
+            return Err(ShimError::io("resize the pty")(
+                std::io::Error::last_os_error(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The three stdio handles of the skiff command, which passes them on to
+/// the container process when there is no terminal.
+pub struct ChildIo {
+    pub stdin: ChildStdio,
+    pub stdout: ChildStdio,
+    pub stderr: ChildStdio,
+}
+
+fn open_fifo(path: &str, read: bool, write: bool) -> Result<OwnedFd, ShimError> {
+    // O_NONBLOCK so that opening never waits for the other side; cleared
+    // again below because the container expects blocking stdio.
+    let file = OpenOptions::new()
+        .read(read)
+        .write(write)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+        .map_err(ShimError::io(format!("open fifo {path}")))?;
+    let fd = OwnedFd::from(file);
+    // SAFETY: F_GETFL/F_SETFL on an fd we own.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
+    }
+    Ok(fd)
+}
+
+/// Opens the fifos for a process without a terminal.
+pub fn open_direct(paths: &Paths) -> Result<(ChildIo, Held), ShimError> {
+    let mut held = Held::default();
+    let stdin = if paths.stdin.is_empty() {
+        ChildStdio::null()
+    } else {
+        held.stdin = Some(open_fifo(&paths.stdin, true, true)?);
+        ChildStdio::from(open_fifo(&paths.stdin, true, false)?)
+    };
+    let mut output = |path: &str| -> Result<ChildStdio, ShimError> {
+        if path.is_empty() {
+            return Ok(ChildStdio::null());
+        }
+        held.outputs.push(open_fifo(path, true, true)?);
+        Ok(ChildStdio::from(open_fifo(path, false, true)?))
+    };
+    let stdout = output(&paths.stdout)?;
+    let stderr = output(&paths.stderr)?;
+    Ok((
+        ChildIo {
+            stdin,
+            stdout,
+            stderr,
+        },
+        held,
+    ))
+}
+
+/// A listening console socket, removed when dropped.
+pub struct ConsoleSocket {
+    listener: UnixListener,
+    path: PathBuf,
+}
+
+static SOCKETS: AtomicU64 = AtomicU64::new(0);
+
+impl ConsoleSocket {
+    /// Binds a fresh socket in the runtime directory (bundle paths can be
+    /// longer than a socket address allows).
+    pub fn bind(dir: &Path) -> Result<ConsoleSocket, ShimError> {
+        std::fs::create_dir_all(dir).map_err(ShimError::io(format!("mkdir {}", dir.display())))?;
+        let n = SOCKETS.fetch_add(1, Ordering::Relaxed);
+        let path = dir.join(format!("console-{}-{n}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let listener =
+            UnixListener::bind(&path).map_err(ShimError::io(format!("bind {}", path.display())))?;
+        Ok(ConsoleSocket { listener, path })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Takes the pty master skiff sent (it has connected and sent before
+    /// its command returned, so this does not block for long).
+    pub fn receive(&self) -> Result<File, ShimError> {
+        let (stream, _) = self
+            .listener
+            .accept()
+            .map_err(ShimError::io("accept on the console socket"))?;
+        let mut buf = [0u8; 256];
+        let (_, fd) = skiff::fdpass::recv(stream.as_fd(), &mut buf).map_err(|e| {
+            ShimError::io("receive the pty master")(std::io::Error::from_raw_os_error(e as i32))
+        })?;
+        fd.map(File::from).ok_or_else(|| ShimError::Invalid {
+            field: "console socket".into(),
+            detail: "no pty master came with the message".into(),
+        })
+    }
+}
+
+impl Drop for ConsoleSocket {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Starts copying between the pty master and the fifos; returns what the
+/// shim holds for the process.
+pub fn relay_terminal(paths: &Paths, master: File) -> Result<Held, ShimError> {
+    let mut held = Held::default();
+    if !paths.stdin.is_empty() {
+        held.stdin = Some(open_fifo(&paths.stdin, true, true)?);
+        let mut input = File::from(open_fifo(&paths.stdin, true, false)?);
+        let mut to_pty = master
+            .try_clone()
+            .map_err(ShimError::io("dup the pty master"))?;
+        spawn_copy("pty stdin", move || {
+            let _ = copy(&mut input, &mut to_pty);
+        })?;
+    }
+    if !paths.stdout.is_empty() {
+        let mut output = File::from(open_fifo(&paths.stdout, true, true)?);
+        let mut from_pty = master
+            .try_clone()
+            .map_err(ShimError::io("dup the pty master"))?;
+        // The thread owns the stdout fifo: it closes it once the pty
+        // reports EIO (every slave fd closed), so the client sees EOF
+        // only after all output is through.
+        spawn_copy("pty stdout", move || {
+            let _ = copy(&mut from_pty, &mut output);
+        })?;
+    }
+    held.console = Some(master);
+    Ok(held)
+}
+
+fn spawn_copy(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), ShimError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .stack_size(64 * 1024)
+        .spawn(f)
+        .map(drop)
+        .map_err(ShimError::io(format!("spawn the {name} thread")))
+}
+
+/// Copies until EOF or an error (a pty master reads EIO once the slave side
+/// is gone).
+fn copy(from: &mut File, to: &mut File) -> std::io::Result<()> {
+    let mut buf = [0u8; 8192];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        to.write_all(&buf[..n])?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fifo(dir: &Path, name: &str) -> String {
+        let path = dir.join(name);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        path.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn reader_sees_eof_only_after_release() {
+        let dir = std::env::temp_dir().join(format!("skiff-shim-stdio-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = fifo(&dir, "out");
+        // The client's end, opened before the task as containerd does.
+        let mut reader = File::from(open_fifo(&out, true, false).unwrap());
+        let paths = Paths {
+            stdout: out.clone(),
+            ..Paths::default()
+        };
+        let (child, mut held) = open_direct(&paths).unwrap();
+        let mut cmd = std::process::Command::new("/bin/sh");
+        cmd.args(["-c", "echo hello"])
+            .stdin(child.stdin)
+            .stdout(child.stdout)
+            .stderr(child.stderr);
+        assert!(cmd.status().unwrap().success());
+        drop(cmd);
+        let mut buf = [0u8; 64];
+        let n = reader.read(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"hello\n");
+        // Still held: a read would block, so check with poll.
+        let mut fds = [nix::poll::PollFd::new(
+            reader.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        assert_eq!(nix::poll::poll(&mut fds, 50u16).unwrap(), 0);
+        held.release();
+        assert_eq!(reader.read(&mut buf).unwrap(), 0);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

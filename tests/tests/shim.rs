@@ -1,0 +1,403 @@
+//! containerd 1.6 runs tasks through skiff's own shim,
+//! containerd-shim-skiff-v2 (`ctr run --runtime io.containerd.skiff.v2`,
+//! found on containerd's PATH): the scenarios every containerd path
+//! passes, then what only a shim does: events, update, stats, pids,
+//! a containerd restart under a running task, pod grouping and bad input.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::MessageField;
+use containerd_shim_protos::shim::shim::{StateRequest, UpdateTaskRequest};
+use containerd_shim_protos::ttrpc::context;
+use containerd_shim_protos::{Client, TaskClient};
+use skiff_e2e::ctr::{Ctr, IMAGE};
+use skiff_e2e::{check, expect, require, stdout, wait_for, Report, Workdir};
+
+/// The shim next to the skiff binary the tests built.
+fn shim_bin() -> PathBuf {
+    skiff_e2e::skiff_bin().with_file_name("containerd-shim-skiff-v2")
+}
+
+/// `ctr events` in the background, collecting every line.
+struct EventLog {
+    child: Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl EventLog {
+    fn start(ctr: &Ctr) -> EventLog {
+        let mut child = ctr
+            .cmd(&["events"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = child.stdout.take().unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(out).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        EventLog { child, lines }
+    }
+
+    /// Waits until an event with `topic` for container `id` arrived.
+    fn saw(&self, topic: &str, id: &str) -> bool {
+        wait_for(10, || {
+            self.lines
+                .lock()
+                .unwrap()
+                .iter()
+                .any(|l| l.contains(topic) && l.contains(id))
+        })
+    }
+}
+
+impl Drop for EventLog {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A ttrpc client of the shim serving task `id`, for what ctr 1.6 cannot
+/// ask (Update) and for requests containerd would refuse itself.
+struct ShimClient(TaskClient);
+
+impl ShimClient {
+    fn of(sock: &Path, id: &str) -> ShimClient {
+        let bundle = sock
+            .parent()
+            .unwrap()
+            .join("state/io.containerd.runtime.v2.task/skiff-e2e")
+            .join(id);
+        let address = std::fs::read_to_string(bundle.join("address")).unwrap();
+        ShimClient(TaskClient::new(Client::connect(address.trim()).unwrap()))
+    }
+
+    fn update(&self, id: &str, resources_json: &str) -> Result<(), String> {
+        let req = UpdateTaskRequest {
+            id: id.to_string(),
+            resources: MessageField::some(Any {
+                type_url: "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources".into(),
+                value: resources_json.as_bytes().to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.0
+            .update(context::with_timeout(10_000_000_000), &req)
+            .map(drop)
+            .map_err(|e| format!("update: {e:?}"))
+    }
+
+    fn state(&self, id: &str) -> Result<(), String> {
+        let req = StateRequest {
+            id: id.to_string(),
+            ..Default::default()
+        };
+        self.0
+            .state(context::with_timeout(10_000_000_000), &req)
+            .map(drop)
+            .map_err(|e| format!("{e:?}"))
+    }
+}
+
+fn shim_processes() -> Vec<u32> {
+    let out = Command::new("pgrep")
+        .args(["-f", "containerd-shim-skiff-v2"])
+        .output()
+        .unwrap();
+    stdout(&out)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
+}
+
+#[test]
+fn containerd_runs_skiff_shim() {
+    require!("containerd", "ctr", "containerd-shim-runc-v2", "runc");
+    assert!(shim_bin().exists(), "{} not built", shim_bin().display());
+    let work = Workdir::new("shim");
+    let bin = work.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::os::unix::fs::symlink(shim_bin(), bin.join("containerd-shim-skiff-v2")).unwrap();
+    let rootfs = work.join("rootfs");
+    skiff_e2e::busybox_rootfs(&rootfs);
+    let tar = work.join("rootfs.tar");
+    skiff_e2e::tar_dir(&rootfs, &tar);
+    let archive = skiff_e2e::oci_archive(&tar, &work.path, IMAGE);
+    let mut daemon = Some(skiff_e2e::engines::start_containerd(&work, Some(&bin)));
+    let runc = skiff_e2e::which("runc").unwrap().display().to_string();
+    let ctr = Ctr {
+        sock: work.join("containerd.sock"),
+        runtimes: vec![
+            (
+                "skiff".into(),
+                vec!["--runtime".into(), "io.containerd.skiff.v2".into()],
+            ),
+            (
+                "runc".into(),
+                vec![
+                    "--runtime".into(),
+                    "io.containerd.runc.v2".into(),
+                    "--runc-binary".into(),
+                    runc,
+                ],
+            ),
+        ],
+    };
+    check(&mut ctr.cmd(&["images", "import", archive.to_str().unwrap()]));
+    let events = EventLog::start(&ctr);
+    let mut report = Report::new("skiff shim");
+    skiff_e2e::ctr::scenarios(&ctr, "skiff", &mut report);
+    skiff_e2e::ctr::status_matches(&ctr, "skiff", "runc", &mut report);
+    shim_scenarios(&ctr, &events, &mut report);
+    report.run("containerd restart under a running task", "skiff", || {
+        let c = "restart-skiff";
+        check(&mut ctr.run("skiff", &["-d"], c, &["sleep", "1000"]));
+        let before = ctr.task_pid(c).ok_or("no task pid")?;
+        drop(daemon.take());
+        daemon = Some(skiff_e2e::engines::start_containerd(&work, Some(&bin)));
+        let result = (|| {
+            expect!(
+                ctr.task_pid(c) == Some(before),
+                "task lost across the restart"
+            );
+            let out = ctr.output(ctr.cmd(&[
+                "task",
+                "exec",
+                "--exec-id",
+                "after",
+                c,
+                "echo",
+                "still here",
+            ]));
+            expect!(
+                stdout(&out) == "still here\n",
+                "exec after restart: {out:?}"
+            );
+            check(&mut ctr.cmd(&["task", "kill", "-s", "SIGKILL", c]));
+            let stopped = wait_for(10, || {
+                stdout(&ctr.output(ctr.cmd(&["task", "ls"])))
+                    .lines()
+                    .any(|l| l.starts_with(c) && l.contains("STOPPED"))
+            });
+            expect!(stopped, "no exit after the restart");
+            Ok(())
+        })();
+        ctr.cleanup(c);
+        result
+    });
+    drop(events);
+    expect_no_leftovers(&mut report);
+    drop(ctr);
+    drop(daemon);
+    skiff_e2e::remove_parent_cgroup("skiff-e2e");
+    report.finish();
+}
+
+fn expect_no_leftovers(report: &mut Report) {
+    report.run("every shim exits after its last task", "skiff", || {
+        expect!(
+            wait_for(10, || shim_processes().is_empty()),
+            "shims still running: {:?}",
+            shim_processes()
+        );
+        Ok(())
+    });
+}
+
+fn shim_scenarios(ctr: &Ctr, events: &EventLog, report: &mut Report) {
+    report.run("task events reach containerd", "skiff", || {
+        let c = "events-skiff";
+        check(&mut ctr.run("skiff", &["-d"], c, &["sleep", "1000"]));
+        let result = (|| {
+            check(&mut ctr.cmd(&["task", "exec", "--exec-id", "ev1", c, "true"]));
+            check(&mut ctr.cmd(&["task", "pause", c]));
+            check(&mut ctr.cmd(&["task", "resume", c]));
+            for topic in [
+                "/tasks/create",
+                "/tasks/start",
+                "/tasks/exec-added",
+                "/tasks/exec-started",
+                "/tasks/paused",
+                "/tasks/resumed",
+            ] {
+                expect!(events.saw(topic, c), "no {topic} event for {c}");
+            }
+            Ok(())
+        })();
+        ctr.cleanup(c);
+        expect!(events.saw("/tasks/exit", c), "no /tasks/exit event for {c}");
+        expect!(
+            events.saw("/tasks/delete", c),
+            "no /tasks/delete event for {c}"
+        );
+        result
+    });
+    report.run("OOM kill publishes /tasks/oom", "skiff", || {
+        let c = "oomev-skiff";
+        let out = ctr.output(ctr.run(
+            "skiff",
+            &["--rm", "--memory-limit", "33554432"],
+            c,
+            &["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"],
+        ));
+        expect!(out.status.code() == Some(137), "{out:?}");
+        expect!(events.saw("/tasks/oom", c), "no /tasks/oom event");
+        Ok(())
+    });
+    report.run(
+        "update, stats (task metrics) and pids (task ps)",
+        "skiff",
+        || {
+            let c = "update-skiff";
+            check(&mut ctr.run("skiff", &["-d"], c, &["sleep", "1000"]));
+            let result = (|| {
+                // ctr 1.6 has no `task update`: talk to the shim directly.
+                let shim = ShimClient::of(&ctr.sock, c);
+                shim.update(c, r#"{"memory":{"limit":50331648}}"#)?;
+                let unknown = shim.state("no-such-task").err().unwrap_or_default();
+                expect!(
+                    unknown.contains("NOT_FOUND") || unknown.contains("not found"),
+                    "state of an unknown task: {unknown}"
+                );
+                let pid = ctr.task_pid(c).ok_or("no task pid")?;
+                let cgroups =
+                    std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap_or_default();
+                let limit = match cgroups
+                    .lines()
+                    .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+                {
+                    Some(path) => std::fs::read_to_string(format!(
+                        "/sys/fs/cgroup/memory{path}/memory.limit_in_bytes"
+                    )),
+                    None => {
+                        let path = cgroups
+                            .lines()
+                            .find_map(|l| l.strip_prefix("0::"))
+                            .ok_or("no cgroup")?;
+                        std::fs::read_to_string(format!("/sys/fs/cgroup{path}/memory.max"))
+                    }
+                }
+                .unwrap_or_default();
+                expect!(
+                    limit.trim() == "50331648",
+                    "memory limit after update: {limit:?}"
+                );
+                let out = check(&mut ctr.cmd(&["task", "metrics", c]));
+                let text = stdout(&out);
+                let limit_row = text
+                    .lines()
+                    .any(|l| l.contains("limit") && l.contains("50331648"));
+                expect!(limit_row, "metrics without the new limit:\n{text}");
+                let out = check(&mut ctr.cmd(&["task", "ps", c]));
+                expect!(stdout(&out).contains(&pid.to_string()), "task ps: {out:?}");
+                Ok(())
+            })();
+            ctr.cleanup(c);
+            result
+        },
+    );
+    report.run(
+        "bad input: exec id reused, kill of an exited task",
+        "skiff",
+        || {
+            let c = "bad-skiff";
+            check(&mut ctr.run("skiff", &["-d"], c, &["sleep", "1000"]));
+            let result = (|| {
+                let mut first = ctr.cmd(&["task", "exec", "--exec-id", "same", c, "sleep", "1000"]);
+                let mut first = first
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .spawn()
+                    .unwrap();
+                std::thread::sleep(Duration::from_millis(500));
+                let out = ctr.output(ctr.cmd(&["task", "exec", "--exec-id", "same", c, "true"]));
+                let _ = first.kill();
+                let _ = first.wait();
+                let err = String::from_utf8_lossy(&out.stderr).into_owned();
+                expect!(
+                    !out.status.success() && err.contains("already exists"),
+                    "reused exec id: {out:?}"
+                );
+                Ok(())
+            })();
+            ctr.cleanup(c);
+            result?;
+            let c = "exited-skiff";
+            check(&mut ctr.run("skiff", &["-d"], c, &["true"]));
+            let result = (|| {
+                let stopped = wait_for(10, || {
+                    stdout(&ctr.output(ctr.cmd(&["task", "ls"])))
+                        .lines()
+                        .any(|l| l.starts_with(c) && l.contains("STOPPED"))
+                });
+                expect!(stopped, "task never stopped");
+                let out = ctr.output(ctr.cmd(&["task", "kill", c]));
+                let err = String::from_utf8_lossy(&out.stderr).into_owned();
+                expect!(
+                    !out.status.success() && err.contains("finished"),
+                    "kill of an exited task: {out:?}"
+                );
+                Ok(())
+            })();
+            ctr.cleanup(c);
+            result
+        },
+    );
+    report.run(
+        "pod grouping: one shim, a broken bundle does not hurt the other",
+        "skiff",
+        || {
+            let pod = ["--annotation", "io.kubernetes.cri.sandbox-id=pod-skiff"];
+            let run = |id: &str, args: &[&str]| {
+                ctr.output(ctr.run("skiff", &[&["-d"][..], &pod[..]].concat(), id, args))
+            };
+            let shims_before = shim_processes().len();
+            let out = run("pod-a-skiff", &["sleep", "1000"]);
+            expect!(out.status.success(), "{out:?}");
+            let result = (|| {
+                let out = run("pod-b-skiff", &["sleep", "1000"]);
+                expect!(out.status.success(), "{out:?}");
+                expect!(
+                    shim_processes().len() == shims_before + 1,
+                    "pod containers got shims {:?}",
+                    shim_processes()
+                );
+                let out = run("pod-c-skiff", &["/no/such/binary"]);
+                let err = String::from_utf8_lossy(&out.stderr).into_owned();
+                expect!(
+                    !out.status.success() && err.contains("/no/such/binary"),
+                    "broken bundle: {out:?}"
+                );
+                let out = ctr.output(ctr.cmd(&[
+                    "task",
+                    "exec",
+                    "--exec-id",
+                    "alive",
+                    "pod-a-skiff",
+                    "echo",
+                    "ok",
+                ]));
+                expect!(
+                    stdout(&out) == "ok\n",
+                    "shim stopped serving after a bad create: {out:?}"
+                );
+                Ok(())
+            })();
+            for c in ["pod-a-skiff", "pod-b-skiff", "pod-c-skiff"] {
+                ctr.cleanup(c);
+            }
+            result
+        },
+    );
+}
