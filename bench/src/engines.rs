@@ -10,30 +10,15 @@
 //! cgroup2 mount), which adds an unshare and a umount to each of its calls.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::process::Command;
 
 use skiff_e2e::{engines, Workdir};
 
+#[path = "measure.rs"]
+mod measure;
+use measure::{median_p90, timed};
+
 const IMAGE: &str = "docker.io/library/busybox:bench";
-
-fn timed(cmd: &mut Command) -> f64 {
-    let start = Instant::now();
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
-    let ms = start.elapsed().as_secs_f64() * 1e3;
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ms
-}
-
-fn median_p90(v: &mut [f64]) -> (f64, f64) {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    let at = |p: f64| v[(((v.len() - 1) as f64) * p).round() as usize];
-    (at(0.5), at(0.9))
-}
 
 fn main() {
     let mut args = std::env::args().skip(1);

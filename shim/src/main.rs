@@ -3,6 +3,7 @@
 //! stdio and exit status and drives skiff for the container work.
 
 mod error;
+mod events;
 mod legacy_start;
 mod lifecycle;
 mod metrics;

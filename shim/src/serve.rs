@@ -16,13 +16,13 @@ use std::sync::Arc;
 
 use containerd_shim::protos::shim::shim_ttrpc::create_task;
 use containerd_shim::protos::ttrpc::Server;
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::synchronous::monitor::monitor_notify_by_pid;
 use containerd_shim::util::write_address;
 use containerd_shim::{Flags, Shim as _};
 use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
+use crate::events::Publisher;
 use crate::lifecycle::Shim;
 
 /// Why the daemon could not serve.
@@ -45,6 +45,10 @@ fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> ServeError {
 }
 
 pub fn run(runtime_id: &str, flags: &Flags) -> Result<(), ServeError> {
+    // One malloc arena for every thread: the shim allocates little, and a
+    // per-thread arena would cost each of its threads resident pages.
+    // SAFETY: mallopt before any thread exists.
+    unsafe { libc::mallopt(libc::M_ARENA_MAX, 1) };
     let wakeups = install_signal_handlers()?;
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) on ourselves.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } < 0 {
@@ -74,9 +78,8 @@ pub fn run(runtime_id: &str, flags: &Flags) -> Result<(), ServeError> {
     };
     let ttrpc_address = std::env::var("TTRPC_ADDRESS")
         .map_err(|e| io("TTRPC_ADDRESS")(std::io::Error::other(e)))?;
-    let publisher = RemotePublisher::new(&ttrpc_address)?;
-    let task: Arc<dyn containerd_shim::Task + Send + Sync> =
-        Arc::new(shim.create_task_service(publisher));
+    let publisher = Publisher::connect(&ttrpc_address, &flags.namespace)?;
+    let task: Arc<dyn containerd_shim::Task + Send + Sync> = Arc::new(shim.service(publisher));
     let mut methods = create_task(task.clone());
     let v2: Vec<_> = create_task(task)
         .into_iter()
@@ -88,7 +91,13 @@ pub fn run(runtime_id: &str, flags: &Flags) -> Result<(), ServeError> {
         })
         .collect();
     methods.extend(v2);
+    // Two idle workers per connection instead of three: containerd keeps
+    // one connection, a Wait parks one worker for the task's lifetime, and
+    // one more serves everything else (the pool grows when none is idle).
     let mut server = Server::new()
+        .set_thread_count_min(1)
+        .set_thread_count_default(2)
+        .set_thread_count_max(3)
         .add_listener(listener.into_raw_fd())?
         .register_service(methods);
     server.start()?;

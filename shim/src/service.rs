@@ -7,7 +7,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use containerd_shim::api::{self, Options, Status};
-use containerd_shim::event::Event;
 use containerd_shim::monitor::Topic;
 use containerd_shim::protos::events::task::{
     TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskOOM, TaskPaused,
@@ -15,13 +14,13 @@ use containerd_shim::protos::events::task::{
 };
 use containerd_shim::protos::protobuf::{Message, MessageField};
 use containerd_shim::protos::types::task::ProcessInfo;
-use containerd_shim::publisher::RemotePublisher;
 use containerd_shim::synchronous::monitor::monitor_subscribe;
 use containerd_shim::util::write_options;
-use containerd_shim::{Context, ExitSignal, TtrpcContext, TtrpcResult};
+use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
 use skiff::state::Status as SkiffStatus;
 
 use crate::error::ShimError;
+use crate::events::{Publisher, TaskEvent};
 use crate::lifecycle::runtime_for;
 use crate::runtime::{pid_of, Files};
 use crate::stdio::{self, ConsoleSocket, Paths};
@@ -31,28 +30,17 @@ use crate::{metrics, rootfs};
 /// Where console sockets live while skiff connects to them.
 const CONSOLE_DIR: &str = "/run/skiff-shim";
 
-/// Publishes task events to containerd.
-struct Events {
-    publisher: RemotePublisher,
-    namespace: String,
-}
-
-impl Events {
-    fn publish(&self, event: impl Event + 'static) {
-        let topic = event.topic();
-        if let Err(e) =
-            self.publisher
-                .publish(Context::default(), &topic, &self.namespace, Box::new(event))
-        {
-            log::warn!("publish {topic}: {e}");
-        }
+fn publish<E: TaskEvent>(events: &Option<Publisher>, event: E) {
+    match events {
+        Some(p) => p.publish(event),
+        None => log::warn!("{} dropped: not connected to containerd", E::TOPIC),
     }
 }
 
 /// The Task service.
 pub struct Service {
     tasks: Arc<Tasks>,
-    events: Arc<Events>,
+    events: Arc<Option<Publisher>>,
     exit: Arc<ExitSignal>,
     namespace: String,
 }
@@ -60,12 +48,10 @@ pub struct Service {
 type R<T> = Result<T, ShimError>;
 
 impl Service {
-    pub fn new(namespace: String, publisher: RemotePublisher, exit: Arc<ExitSignal>) -> Service {
+    /// Without a publisher (containerd unreachable) events are dropped.
+    pub fn new(namespace: String, publisher: Option<Publisher>, exit: Arc<ExitSignal>) -> Service {
         let tasks = Arc::new(Tasks::default());
-        let events = Arc::new(Events {
-            publisher,
-            namespace: namespace.clone(),
-        });
+        let events = Arc::new(publisher);
         // Subscribed before any task exists, so no exit is missed.
         match monitor_subscribe(Topic::All) {
             Ok(sub) => {
@@ -79,7 +65,7 @@ impl Service {
                                 continue;
                             };
                             if let Some(exit) = tasks.record_exit(pid, ev.exit_code) {
-                                events.publish(exit);
+                                publish(&events, exit);
                             }
                         }
                     });
@@ -161,20 +147,23 @@ impl Service {
         );
         drop(tasks);
         self.watch_oom(&req.id, runtime);
-        self.events.publish(TaskCreate {
-            container_id: req.id.clone(),
-            bundle: req.bundle.clone(),
-            rootfs: req.rootfs.clone(),
-            io: MessageField::some(TaskIO {
-                stdin: req.stdin.clone(),
-                stdout: req.stdout.clone(),
-                stderr: req.stderr.clone(),
-                terminal: req.terminal,
+        publish(
+            &self.events,
+            TaskCreate {
+                container_id: req.id.clone(),
+                bundle: req.bundle.clone(),
+                rootfs: req.rootfs.clone(),
+                io: MessageField::some(TaskIO {
+                    stdin: req.stdin.clone(),
+                    stdout: req.stdout.clone(),
+                    stderr: req.stderr.clone(),
+                    terminal: req.terminal,
+                    ..Default::default()
+                }),
+                pid,
                 ..Default::default()
-            }),
-            pid,
-            ..Default::default()
-        });
+            },
+        );
         Ok(api::CreateTaskResponse {
             pid,
             ..Default::default()
@@ -223,10 +212,13 @@ impl Service {
                     }
                     if now > seen {
                         seen = now;
-                        events.publish(TaskOOM {
-                            container_id: id.clone(),
-                            ..Default::default()
-                        });
+                        publish(
+                            &events,
+                            TaskOOM {
+                                container_id: id.clone(),
+                                ..Default::default()
+                            },
+                        );
                     }
                 }
             });
@@ -256,11 +248,14 @@ impl Service {
             process.started = true;
             let pid = process.pid;
             drop(tasks);
-            self.events.publish(TaskStart {
-                container_id: id.to_string(),
-                pid,
-                ..Default::default()
-            });
+            publish(
+                &self.events,
+                TaskStart {
+                    container_id: id.to_string(),
+                    pid,
+                    ..Default::default()
+                },
+            );
             return Ok(pid);
         }
         let spec_path = bundle.join(format!("{exec_id}.process.json"));
@@ -276,12 +271,15 @@ impl Service {
         process.held = held;
         process.started = true;
         drop(tasks);
-        self.events.publish(TaskExecStarted {
-            container_id: id.to_string(),
-            exec_id: exec_id.to_string(),
-            pid,
-            ..Default::default()
-        });
+        publish(
+            &self.events,
+            TaskExecStarted {
+                container_id: id.to_string(),
+                exec_id: exec_id.to_string(),
+                pid,
+                ..Default::default()
+            },
+        );
         Ok(pid)
     }
 
@@ -321,14 +319,17 @@ impl Service {
         }
         drop(tasks);
         deleted?;
-        self.events.publish(TaskDelete {
-            container_id: id.to_string(),
-            id: id.to_string(),
-            pid: response.pid,
-            exit_status: response.exit_status,
-            exited_at: response.exited_at.clone(),
-            ..Default::default()
-        });
+        publish(
+            &self.events,
+            TaskDelete {
+                container_id: id.to_string(),
+                id: id.to_string(),
+                pid: response.pid,
+                exit_status: response.exit_status,
+                exited_at: response.exited_at.clone(),
+                ..Default::default()
+            },
+        );
         Ok(response)
     }
 
@@ -449,11 +450,14 @@ impl Service {
             },
         );
         drop(tasks);
-        self.events.publish(TaskExecAdded {
-            container_id: req.id.clone(),
-            exec_id: req.exec_id.clone(),
-            ..Default::default()
-        });
+        publish(
+            &self.events,
+            TaskExecAdded {
+                container_id: req.id.clone(),
+                exec_id: req.exec_id.clone(),
+                ..Default::default()
+            },
+        );
         Ok(())
     }
 
@@ -581,10 +585,13 @@ impl containerd_shim::Task for Service {
             c.pause().map_err(ShimError::container(&req.id))
         });
         if r.is_ok() {
-            self.events.publish(TaskPaused {
-                container_id: req.id.clone(),
-                ..Default::default()
-            });
+            publish(
+                &self.events,
+                TaskPaused {
+                    container_id: req.id.clone(),
+                    ..Default::default()
+                },
+            );
         }
         empty(r)
     }
@@ -594,10 +601,13 @@ impl containerd_shim::Task for Service {
             c.resume().map_err(ShimError::container(&req.id))
         });
         if r.is_ok() {
-            self.events.publish(TaskResumed {
-                container_id: req.id.clone(),
-                ..Default::default()
-            });
+            publish(
+                &self.events,
+                TaskResumed {
+                    container_id: req.id.clone(),
+                    ..Default::default()
+                },
+            );
         }
         empty(r)
     }

@@ -125,6 +125,13 @@ fn shim_processes() -> Vec<u32> {
 fn containerd_runs_skiff_shim() {
     require!("containerd", "ctr", "containerd-shim-runc-v2", "runc");
     assert!(shim_bin().exists(), "{} not built", shim_bin().display());
+    // The shim's state root and console sockets, and containerd's shim
+    // socket directory: removed at the end if this test created them.
+    let _outside = skiff_e2e::CreatedOutside::watch(&[
+        "/run/containerd",
+        "/run/containerd/skiff",
+        "/run/skiff-shim",
+    ]);
     let work = Workdir::new("shim");
     let bin = work.join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -196,12 +203,78 @@ fn containerd_runs_skiff_shim() {
         ctr.cleanup(c);
         result
     });
+    lost_shim_is_cleaned_up(&ctr, &mut report);
     drop(events);
     expect_no_leftovers(&mut report);
     drop(ctr);
     drop(daemon);
     skiff_e2e::remove_parent_cgroup("skiff-e2e");
     report.finish();
+}
+
+/// What a task may leave behind on the host: its skiff state directory,
+/// mounts under its bundle and its cgroup directories.
+fn leftovers(id: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let state = format!("/run/containerd/skiff/skiff-e2e/{id}");
+    if Path::new(&state).exists() {
+        found.push(state);
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    found.extend(
+        mounts
+            .lines()
+            .filter(|l| l.contains(&format!("/{id}/")))
+            .map(String::from),
+    );
+    for hierarchy in ["memory", "pids", "cpu", "unified", ""] {
+        let dir = format!("/sys/fs/cgroup/{hierarchy}/skiff-e2e/{id}");
+        if Path::new(&dir).exists() {
+            found.push(dir);
+        }
+    }
+    found
+}
+
+fn lost_shim_is_cleaned_up(ctr: &Ctr, report: &mut Report) {
+    report.run(
+        "a killed shim: containerd's `shim delete` cleans up",
+        "skiff",
+        || {
+            let c = "lost-skiff";
+            check(&mut ctr.run("skiff", &["-d"], c, &["sleep", "1000"]));
+            let init = ctr.task_pid(c).ok_or("no task pid")?;
+            let result = (|| {
+                // The check below must see a live task's traces.
+                expect!(
+                    leftovers(c).len() >= 2,
+                    "no state or cgroup seen: {:?}",
+                    leftovers(c)
+                );
+                let out = Command::new("pgrep")
+                    .args(["-f", &format!("containerd-shim-skiff-v2 .*-id {c} ")])
+                    .output()
+                    .unwrap();
+                let shim: i32 = stdout(&out)
+                    .trim()
+                    .parse()
+                    .map_err(|_| format!("shim pid: {out:?}"))?;
+                // SAFETY: kill(2) of the shim found above.
+                unsafe { libc::kill(shim, libc::SIGKILL) };
+                let gone = wait_for(20, || {
+                    !Path::new(&format!("/proc/{init}")).exists() && leftovers(c).is_empty()
+                });
+                expect!(
+                    gone,
+                    "after the shim died: init {init} alive or {:?} left",
+                    leftovers(c)
+                );
+                Ok(())
+            })();
+            ctr.cleanup(c);
+            result
+        },
+    );
 }
 
 fn expect_no_leftovers(report: &mut Report) {
@@ -378,6 +451,11 @@ fn shim_scenarios(ctr: &Ctr, events: &EventLog, report: &mut Report) {
                 expect!(
                     !out.status.success() && err.contains("/no/such/binary"),
                     "broken bundle: {out:?}"
+                );
+                expect!(
+                    leftovers("pod-c-skiff").is_empty(),
+                    "the failed create left {:?}",
+                    leftovers("pod-c-skiff")
                 );
                 let out = ctr.output(ctr.cmd(&[
                     "task",
