@@ -10,6 +10,9 @@ use skiff_e2e::{check, require, Report, Workdir};
 #[test]
 fn containerd_runs_skiff() {
     require!("containerd", "ctr", "containerd-shim-runc-v2", "runc");
+    // containerd's shim sockets and fifos, the runc shim's state root:
+    // removed at the end if this test created them.
+    let _outside = skiff_e2e::CreatedOutside::watch(&["/run/containerd"]);
     let work = Workdir::new("containerd");
     let rootfs = work.join("rootfs");
     skiff_e2e::busybox_rootfs(&rootfs);

@@ -289,6 +289,34 @@ fn expect_no_leftovers(report: &mut Report) {
 }
 
 fn shim_scenarios(ctr: &Ctr, events: &EventLog, report: &mut Report) {
+    report.run("-v and -info", "skiff", || {
+        let out = check(Command::new(shim_bin()).arg("-v"));
+        expect!(
+            stdout(&out).starts_with("containerd-shim-skiff-v2:\n  Version:"),
+            "-v: {out:?}"
+        );
+        let out = check(Command::new(shim_bin()).arg("-info").stdin(Stdio::null()));
+        // A RuntimeInfo message: field 1 holds the runtime's name.
+        expect!(
+            out.stdout
+                .windows(22)
+                .any(|w| w == b"io.containerd.skiff.v2"),
+            "-info: {out:?}"
+        );
+        Ok(())
+    });
+    report.run("checkpoint is refused clearly", "skiff", || {
+        let c = "ckpt-skiff";
+        check(&mut ctr.run("skiff", &["-d"], c, &["sleep", "1000"]));
+        let out = ctr.output(ctr.cmd(&["task", "checkpoint", c]));
+        ctr.cleanup(c);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        expect!(
+            !out.status.success() && err.contains("not implemented"),
+            "checkpoint: {out:?}"
+        );
+        Ok(())
+    });
     report.run("task events reach containerd", "skiff", || {
         let c = "events-skiff";
         check(&mut ctr.run("skiff", &["-d"], c, &["sleep", "1000"]));
