@@ -85,10 +85,8 @@ impl containerd_shim::Shim for Shim {
             err: e,
         })?;
         let runtime = runtime_for(&bundle, &self.namespace);
-        if let Ok(container) = runtime.load(&self.id) {
-            if let Err(e) = container.delete(true) {
-                log::warn!("delete {}: {e}", self.id);
-            }
+        if let Err(e) = runtime.delete(&self.id, &bundle) {
+            log::warn!("delete {}: {e}", self.id);
         }
         rootfs::unmount(&bundle);
         Ok(DeleteResponse {

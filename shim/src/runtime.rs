@@ -121,44 +121,105 @@ impl Runtime {
         cmd
     }
 
-    /// Runs skiff to completion and reads the pid it wrote. The shim's
-    /// reaper thread reaps every child, skiff included, so the exit status
-    /// comes through a monitor subscription taken before the fork.
+    /// Runs skiff to completion and reads the pid it wrote.
     fn run(
         &self,
-        mut cmd: Command,
+        cmd: Command,
         io: ChildIo,
         op: &'static str,
         id: &str,
         files: &Files,
     ) -> Result<u32, ShimError> {
-        let _ = std::fs::remove_file(&files.log);
         let _ = std::fs::remove_file(&files.pid);
-        cmd.stdin(io.stdin).stdout(io.stdout).stderr(io.stderr);
-        let subscription = monitor_subscribe(Topic::Pid)
-            .map_err(|e| ShimError::io("subscribe to exits")(std::io::Error::other(e)))?;
-        let child = cmd
-            .spawn()
-            .map_err(ShimError::io(format!("run {}", self.binary.display())))?;
-        // Our copies of the fifo fds went with `cmd`'s drop below; the
-        // child holds its own.
-        drop(cmd);
-        let status = wait_pid(child.id() as i32, subscription);
-        let log = std::fs::read_to_string(&files.log).unwrap_or_default();
-        let _ = std::fs::remove_file(&files.log);
-        if status != 0 {
-            return Err(ShimError::Runtime {
-                op,
-                id: id.to_string(),
-                message: last_error(&log).unwrap_or_else(|| format!("exited with status {status}")),
-            });
-        }
+        self.run_to_end(cmd, io, op, id, &files.log)?;
         let pid = std::fs::read_to_string(&files.pid)
             .map_err(ShimError::io(format!("read {}", files.pid.display())))?;
         pid.trim().parse().map_err(|_| ShimError::Invalid {
             field: files.pid.display().to_string(),
             detail: format!("not a pid: {pid:?}"),
         })
+    }
+
+    /// Runs skiff to completion; its last logged error on failure. The
+    /// shim's reaper thread reaps every child, skiff included, so the exit
+    /// status comes through a monitor subscription taken before the fork.
+    fn run_to_end(
+        &self,
+        mut cmd: Command,
+        io: ChildIo,
+        op: &'static str,
+        id: &str,
+        log: &Path,
+    ) -> Result<(), ShimError> {
+        let _ = std::fs::remove_file(log);
+        cmd.stdin(io.stdin).stdout(io.stdout).stderr(io.stderr);
+        let subscription = monitor_subscribe(Topic::Pid)
+            .map_err(|e| ShimError::io("subscribe to exits")(std::io::Error::other(e)))?;
+        let child = cmd
+            .spawn()
+            .map_err(ShimError::io(format!("run {}", self.binary.display())))?;
+        // Drops our copies of the fifo fds: the child holds its own.
+        drop(cmd);
+        let status = wait_pid(child.id() as i32, subscription);
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let _ = std::fs::remove_file(log);
+        if status != 0 {
+            return Err(ShimError::Runtime {
+                op,
+                id: id.to_string(),
+                message: last_error(&text)
+                    .unwrap_or_else(|| format!("exited with status {status}")),
+            });
+        }
+        Ok(())
+    }
+
+    /// Starts the created container. Poststart hooks run as children of
+    /// whoever starts it, and in the shim the reaper would take their exit
+    /// statuses: a container with such hooks is started by the binary.
+    pub fn start(&self, id: &str, bundle: &Path) -> Result<(), ShimError> {
+        let container = self.load(id)?;
+        let hooks = container.stored.hooks.as_ref();
+        if hooks
+            .and_then(|h| h.poststart().as_ref())
+            .is_some_and(|v| !v.is_empty())
+        {
+            return self.run_plain(&["start", id], "start", id, bundle);
+        }
+        container.start().map_err(ShimError::container(id))
+    }
+
+    /// Deletes the container, killing what is left (see `start` for why
+    /// poststop hooks go through the binary).
+    pub fn delete(&self, id: &str, bundle: &Path) -> Result<(), ShimError> {
+        let container = self.load(id)?;
+        let hooks = container.stored.hooks.as_ref();
+        if hooks
+            .and_then(|h| h.poststop().as_ref())
+            .is_some_and(|v| !v.is_empty())
+        {
+            return self.run_plain(&["delete", "--force", id], "delete", id, bundle);
+        }
+        container.delete(true).map_err(ShimError::container(id))
+    }
+
+    fn run_plain(
+        &self,
+        args: &[&str],
+        op: &'static str,
+        id: &str,
+        bundle: &Path,
+    ) -> Result<(), ShimError> {
+        let log = bundle.join(format!("{op}-log.json"));
+        let mut cmd = self.command(&log);
+        cmd.args(args);
+        let null = std::process::Stdio::null;
+        let io = ChildIo {
+            stdin: null(),
+            stdout: null(),
+            stderr: null(),
+        };
+        self.run_to_end(cmd, io, op, id, &log)
     }
 }
 

@@ -241,10 +241,7 @@ impl Service {
             });
         }
         if exec_id.is_empty() {
-            runtime
-                .load(id)?
-                .start()
-                .map_err(ShimError::container(id))?;
+            runtime.start(id, &bundle)?;
             process.started = true;
             let pid = process.pid;
             drop(tasks);
@@ -310,10 +307,7 @@ impl Service {
         };
         // Force: a created (never started) init is killed, and processes
         // that outlived the init (host pid namespace) go with the cgroup.
-        let deleted = task
-            .runtime
-            .load(id)
-            .and_then(|c| c.delete(true).map_err(ShimError::container(id)));
+        let deleted = task.runtime.delete(id, &task.bundle);
         if task.mounted_rootfs {
             rootfs::unmount(&task.bundle);
         }

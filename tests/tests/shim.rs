@@ -12,7 +12,10 @@ use std::time::Duration;
 
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
 use containerd_shim_protos::protobuf::MessageField;
-use containerd_shim_protos::shim::shim::{StateRequest, UpdateTaskRequest};
+use containerd_shim_protos::shim::shim::{
+    CreateTaskRequest, DeleteRequest, KillRequest, ShutdownRequest, StartRequest, StateRequest,
+    UpdateTaskRequest, WaitRequest,
+};
 use containerd_shim_protos::ttrpc::context;
 use containerd_shim_protos::{Client, TaskClient};
 use skiff_e2e::ctr::{Ctr, IMAGE};
@@ -203,6 +206,7 @@ fn containerd_runs_skiff_shim() {
         ctr.cleanup(c);
         result
     });
+    hooks_through_the_shim(&ctr.sock, &rootfs, &mut report);
     lost_shim_is_cleaned_up(&ctr, &mut report);
     drop(events);
     expect_no_leftovers(&mut report);
@@ -234,6 +238,118 @@ fn leftovers(id: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// Drives a shim directly over ttrpc, without containerd's task service:
+/// a bundle of our own with poststart and poststop hooks (which ctr cannot
+/// set), through create, start, kill, wait, delete and shutdown.
+fn hooks_through_the_shim(sock: &Path, rootfs: &Path, report: &mut Report) {
+    report.run("poststart and poststop hooks (direct ttrpc)", "skiff", || {
+        let id = "hooks-skiff";
+        let bundle = sock.parent().unwrap().join("hook-bundle");
+        std::fs::create_dir_all(&bundle).unwrap();
+        check(
+            Command::new(skiff_e2e::skiff_bin())
+                .args(["spec", "--bundle"])
+                .arg(&bundle),
+        );
+        let config = bundle.join("config.json");
+        let mut spec: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+        let mark = |name: &str| bundle.join(name).display().to_string();
+        let hook = |file: String| {
+            serde_json::json!([{"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {file}")]}])
+        };
+        spec["root"] = serde_json::json!({"path": rootfs, "readonly": true});
+        spec["process"]["terminal"] = false.into();
+        spec["process"]["args"] = serde_json::json!(["sleep", "1000"]);
+        spec["hooks"] = serde_json::json!({
+            "poststart": hook(mark("poststart")),
+            "poststop": hook(mark("poststop")),
+        });
+        std::fs::write(&config, serde_json::to_vec(&spec).unwrap()).unwrap();
+        // The shim logs to the fifo containerd makes in the bundle; hold
+        // it open read-write so its writes never block or fail.
+        let log = bundle.join("log");
+        let c_log = std::ffi::CString::new(log.display().to_string()).unwrap();
+        // SAFETY: mkfifo with a NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c_log.as_ptr(), 0o600) }, 0);
+        let _log = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&log)
+            .unwrap();
+        let out = check(
+            Command::new(shim_bin())
+                .args(["-namespace", "skiff-e2e", "-id", id, "-address"])
+                .arg(sock)
+                .arg("start")
+                .current_dir(&bundle)
+                .env("TTRPC_ADDRESS", sock.with_extension("sock.ttrpc"))
+                .stdin(Stdio::null()),
+        );
+        let address = stdout(&out);
+        let shim = ShimClient(TaskClient::new(Client::connect(address.trim()).unwrap()));
+        let ctx = || context::with_timeout(30_000_000_000);
+        let created = shim.0.create(
+            ctx(),
+            &CreateTaskRequest {
+                id: id.into(),
+                bundle: bundle.display().to_string(),
+                ..Default::default()
+            },
+        );
+        expect!(created.is_ok(), "create: {created:?}");
+        let start = |exec_id: &str| StartRequest {
+            id: id.into(),
+            exec_id: exec_id.into(),
+            ..Default::default()
+        };
+        let started = shim.0.start(ctx(), &start(""));
+        let poststart = std::fs::read_to_string(mark("poststart")).unwrap_or_default();
+        let killed = shim.0.kill(
+            ctx(),
+            &KillRequest {
+                id: id.into(),
+                signal: 9,
+                ..Default::default()
+            },
+        );
+        let waited = shim.0.wait(
+            ctx(),
+            &WaitRequest {
+                id: id.into(),
+                ..Default::default()
+            },
+        );
+        let deleted = shim.0.delete(
+            ctx(),
+            &DeleteRequest {
+                id: id.into(),
+                ..Default::default()
+            },
+        );
+        let poststop = std::fs::read_to_string(mark("poststop")).unwrap_or_default();
+        let _ = shim.0.shutdown(
+            ctx(),
+            &ShutdownRequest {
+                id: id.into(),
+                ..Default::default()
+            },
+        );
+        expect!(started.is_ok() && killed.is_ok(), "start {started:?}, kill {killed:?}");
+        expect!(
+            waited.is_ok_and(|w| w.exit_status == 137) && deleted.is_ok_and(|d| d.exit_status == 137),
+            "wait/delete did not report SIGKILL"
+        );
+        // Each hook got the container state on stdin.
+        expect!(
+            poststart.contains("\"running\"") && poststop.contains(id),
+            "hooks: poststart {poststart:?}, poststop {poststop:?}"
+        );
+        expect!(leftovers(id).is_empty(), "left {:?}", leftovers(id));
+        Ok(())
+    });
 }
 
 fn lost_shim_is_cleaned_up(ctr: &Ctr, report: &mut Report) {
