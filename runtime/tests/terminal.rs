@@ -82,6 +82,30 @@ fn terminal_without_console_socket_is_refused_when_detached() {
 }
 
 #[test]
+fn console_socket_without_terminal_is_refused() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("nottysock");
+    let sock_path = std::env::temp_dir().join(support::unique_id("console.sock"));
+    // Listening but never accepting: a caller waiting for a pty.
+    let _listener = UnixListener::bind(&sock_path).unwrap();
+    let b = Bundle::new(&["true"]);
+    b.write();
+    skiff
+        .run(&[
+            "create",
+            "--console-socket",
+            sock_path.to_str().unwrap(),
+            "--bundle",
+            b.dir.to_str().unwrap(),
+            &id,
+        ])
+        .fails_with(&["process.terminal", "console socket"]);
+    support::assert_nothing_left(&skiff, &id);
+    let _ = std::fs::remove_file(sock_path);
+}
+
+#[test]
 fn foreground_run_relays_the_pty() {
     require_root!();
     let skiff = Skiff::new();

@@ -124,6 +124,9 @@ impl Service {
         let (pid, held) = match spawned {
             Ok(v) => v,
             Err(e) => {
+                // skiff may have created the container before the failure
+                // (a terminal that never came): nothing may stay behind.
+                let _ = runtime.delete(&req.id, &bundle);
                 if mounted_rootfs {
                     rootfs::unmount(&bundle);
                 }

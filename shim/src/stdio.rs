@@ -157,13 +157,31 @@ impl ConsoleSocket {
         &self.path
     }
 
-    /// Takes the pty master skiff sent (it has connected and sent before
-    /// its command returned, so this does not block for long).
+    /// Takes the pty master skiff sent. skiff has connected and sent it
+    /// before its command returned; if it never did (a spec without
+    /// `process.terminal` while the request asked for one), waiting is
+    /// bounded: the shim holds its task lock here.
     pub fn receive(&self) -> Result<File, ShimError> {
+        let mut fds = [nix::poll::PollFd::new(
+            self.listener.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
+        let ready = nix::poll::poll(&mut fds, 5000u16).unwrap_or(0);
+        // (skiff itself refuses a console socket without a terminal; this
+        // guards against a runtime that does not.)
+        if ready == 0 {
+            return Err(ShimError::Invalid {
+                field: "terminal".into(),
+                detail: "skiff sent no pty master (does process.terminal match the request?)"
+                    .into(),
+            });
+        }
         let (stream, _) = self
             .listener
             .accept()
             .map_err(ShimError::io("accept on the console socket"))?;
+        // Bounded too: a runtime that connected but never sends.
+        let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
         let mut buf = [0u8; 256];
         let (_, fd) = skiff::fdpass::recv(stream.as_fd(), &mut buf).map_err(|e| {
             ShimError::io("receive the pty master")(std::io::Error::from_raw_os_error(e as i32))

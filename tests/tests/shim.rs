@@ -291,6 +291,23 @@ fn hooks_through_the_shim(sock: &Path, rootfs: &Path, report: &mut Report) {
         let address = stdout(&out);
         let shim = ShimClient(TaskClient::new(Client::connect(address.trim()).unwrap()));
         let ctx = || context::with_timeout(30_000_000_000);
+        // A request asking for a terminal the spec does not have: a clear
+        // error, the created container rolled back.
+        let mismatch = shim.0.create(
+            ctx(),
+            &CreateTaskRequest {
+                id: id.into(),
+                bundle: bundle.display().to_string(),
+                terminal: true,
+                ..Default::default()
+            },
+        );
+        let message = format!("{mismatch:?}");
+        expect!(
+            mismatch.is_err() && message.contains("cannot use console socket"),
+            "terminal mismatch: {message}"
+        );
+        expect!(leftovers(id).is_empty(), "mismatch left {:?}", leftovers(id));
         let created = shim.0.create(
             ctx(),
             &CreateTaskRequest {

@@ -107,6 +107,13 @@ fn validate(process: &Process, console: bool) -> Result<(), SpawnError> {
             "cannot allocate a tty if skiff will detach without setting --console-socket",
         ));
     }
+    // As runc: the caller would wait on that socket for a pty that never
+    // comes, and the connection would live on in the process.
+    if !process.terminal().unwrap_or(false) && console {
+        return Err(SpawnError::Terminal(
+            "cannot use console socket if skiff will not allocate a tty",
+        ));
+    }
     Ok(())
 }
 

@@ -101,6 +101,13 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
             "cannot allocate a tty if skiff will detach without setting --console-socket",
         ));
     }
+    // As runc: the caller would wait on that socket for a pty that never
+    // comes, and the connection would live on in the init.
+    if !process.terminal().unwrap_or(false) && req.console.is_some() {
+        return Err(SpawnError::Terminal(
+            "cannot use console socket if skiff will not allocate a tty",
+        ));
+    }
     let plan = Plan::from_spec(spec)?;
     let apparmor = process.apparmor_profile().as_deref();
     let selinux = process.selinux_label().as_deref();
