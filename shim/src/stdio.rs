@@ -1,5 +1,6 @@
 //! A process's stdio as containerd hands it over: fifo paths (empty for
-//! none), or a pty when `terminal` is set.
+//! none; outputs may also be `file://` log URIs), or a pty when
+//! `terminal` is set.
 //!
 //! Without a terminal the container gets the fifos themselves: no pipe and
 //! no copy loop in the shim, so no thread and no buffer per container. The
@@ -104,7 +105,51 @@ fn open_fifo(path: &str, read: bool, write: bool) -> Result<OwnedFd, ShimError> 
     Ok(fd)
 }
 
-/// Opens the fifos for a process without a terminal.
+/// Where an output goes. containerd gives a fifo path; `ctr run
+/// --log-uri file:///PATH` gives a file the shim appends to itself.
+enum Output<'a> {
+    Fifo(&'a str),
+    File(&'a str),
+}
+
+fn output(uri: &str) -> Result<Output<'_>, ShimError> {
+    if let Some(path) = uri.strip_prefix("file://") {
+        return Ok(Output::File(path));
+    }
+    if let Some(path) = uri.strip_prefix("fifo://") {
+        return Ok(Output::Fifo(path));
+    }
+    match uri.split_once("://") {
+        Some((scheme, _)) => Err(ShimError::Invalid {
+            field: format!("stdio {uri}"),
+            detail: format!("{scheme}:// log URIs are not supported (fifo and file are)"),
+        }),
+        None => Ok(Output::Fifo(uri)),
+    }
+}
+
+/// An fd to write the output to, and for a fifo the read-write fd that
+/// keeps it open.
+fn open_output(uri: &str) -> Result<(OwnedFd, Option<OwnedFd>), ShimError> {
+    match output(uri)? {
+        Output::Fifo(path) => {
+            let keep = open_fifo(path, true, true)?;
+            Ok((open_fifo(path, false, true)?, Some(keep)))
+        }
+        Output::File(path) => {
+            let file = OpenOptions::new()
+                .append(true)
+                .create(true)
+                .mode(0o640)
+                .custom_flags(libc::O_CLOEXEC)
+                .open(path)
+                .map_err(ShimError::io(format!("open log file {path}")))?;
+            Ok((OwnedFd::from(file), None))
+        }
+    }
+}
+
+/// Opens the fifos (or log files) for a process without a terminal.
 pub fn open_direct(paths: &Paths) -> Result<(ChildIo, Held), ShimError> {
     let mut held = Held::default();
     let stdin = if paths.stdin.is_empty() {
@@ -113,12 +158,13 @@ pub fn open_direct(paths: &Paths) -> Result<(ChildIo, Held), ShimError> {
         held.stdin = Some(open_fifo(&paths.stdin, true, true)?);
         ChildStdio::from(open_fifo(&paths.stdin, true, false)?)
     };
-    let mut output = |path: &str| -> Result<ChildStdio, ShimError> {
-        if path.is_empty() {
+    let mut output = |uri: &str| -> Result<ChildStdio, ShimError> {
+        if uri.is_empty() {
             return Ok(ChildStdio::null());
         }
-        held.outputs.push(open_fifo(path, true, true)?);
-        Ok(ChildStdio::from(open_fifo(path, false, true)?))
+        let (fd, keep) = open_output(uri)?;
+        held.outputs.extend(keep);
+        Ok(ChildStdio::from(fd))
     };
     let stdout = output(&paths.stdout)?;
     let stderr = output(&paths.stderr)?;
@@ -214,15 +260,17 @@ pub fn relay_terminal(paths: &Paths, master: File) -> Result<Held, ShimError> {
         })?;
     }
     if !paths.stdout.is_empty() {
-        let mut output = File::from(open_fifo(&paths.stdout, true, true)?);
+        let (fd, keep) = open_output(&paths.stdout)?;
+        let mut output = File::from(fd);
         let mut from_pty = master
             .try_clone()
             .map_err(ShimError::io("dup the pty master"))?;
-        // The thread owns the stdout fifo: it closes it once the pty
-        // reports EIO (every slave fd closed), so the client sees EOF
-        // only after all output is through.
+        // The thread owns the output (and a fifo's keep-alive fd): it
+        // closes them once the pty reports EIO (every slave fd closed), so
+        // the client sees EOF only after all output is through.
         spawn_copy("pty stdout", move || {
             let _ = copy(&mut from_pty, &mut output);
+            drop(keep);
         })?;
     }
     held.console = Some(master);
@@ -261,6 +309,30 @@ mod tests {
         let path = dir.join(name);
         nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
         path.to_string_lossy().into_owned()
+    }
+
+    #[test]
+    fn output_uris() {
+        assert!(matches!(
+            output("/run/x/stdout"),
+            Ok(Output::Fifo("/run/x/stdout"))
+        ));
+        assert!(matches!(
+            output("fifo:///run/x/o"),
+            Ok(Output::Fifo("/run/x/o"))
+        ));
+        assert!(matches!(
+            output("file:///var/log/c.log"),
+            Ok(Output::File("/var/log/c.log"))
+        ));
+        let err = output("binary:///usr/bin/logger?x=1")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("binary:// log URIs are not supported"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -172,7 +172,15 @@ fn containerd_runs_skiff_shim() {
     shim_scenarios(&ctr, &events, &mut report);
     report.run("containerd restart under a running task", "skiff", || {
         let c = "restart-skiff";
-        check(&mut ctr.run("skiff", &["-d"], c, &["sleep", "1000"]));
+        // Output to a log file the shim writes (`--log-uri file://`).
+        let log = ctr.sock.with_file_name("restart.log");
+        let uri = format!("file://{}", log.display());
+        check(&mut ctr.run(
+            "skiff",
+            &["-d", "--log-uri", &uri],
+            c,
+            &["sh", "-c", "echo before; exec sleep 1000"],
+        ));
         let before = ctr.task_pid(c).ok_or("no task pid")?;
         drop(daemon.take());
         daemon = Some(skiff_e2e::engines::start_containerd(&work, Some(&bin)));
@@ -193,6 +201,22 @@ fn containerd_runs_skiff_shim() {
             expect!(
                 stdout(&out) == "still here\n",
                 "exec after restart: {out:?}"
+            );
+            let out = ctr.output(ctr.cmd(&[
+                "task",
+                "exec",
+                "--exec-id",
+                "log",
+                c,
+                "sh",
+                "-c",
+                "echo after >> /proc/1/fd/1",
+            ]));
+            expect!(out.status.success(), "{out:?}");
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            expect!(
+                text == "before\nafter\n",
+                "the init's output across the restart: {text:?}"
             );
             check(&mut ctr.cmd(&["task", "kill", "-s", "SIGKILL", c]));
             let stopped = wait_for(10, || {
