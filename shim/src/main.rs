@@ -6,6 +6,7 @@ mod error;
 mod events;
 mod legacy_start;
 mod lifecycle;
+mod log_binary;
 mod metrics;
 mod rootfs;
 mod runtime;
@@ -26,8 +27,18 @@ fn main() {
         return;
     }
     match flags {
+        // No reaper in `start`: the crate's SIGCHLD handler livelocks in
+        // signal-hook's unregister when the spawned daemon exits during
+        // start's teardown (it does at once when it joins a pod's shim),
+        // and start needs no exit statuses. Nor does it need to be a
+        // subreaper: the daemon is reparented as containerd expects.
         Some(f) if f.action == "start" => legacy_start::translate_reply(|| {
-            containerd_shim::run::<lifecycle::Shim>(RUNTIME_ID, None)
+            let config = containerd_shim::Config {
+                no_reaper: true,
+                no_sub_reaper: true,
+                ..Default::default()
+            };
+            containerd_shim::run::<lifecycle::Shim>(RUNTIME_ID, Some(config))
         }),
         Some(f) if f.action.is_empty() && !f.info && !f.namespace.is_empty() => {
             if let Err(e) = serve::run(RUNTIME_ID, &f) {

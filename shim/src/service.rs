@@ -118,7 +118,11 @@ impl Service {
             terminal: req.terminal,
         };
         let files = Files::in_bundle(&bundle, "init");
-        let spawned = spawn_process(&stdio, |io, console| {
+        let owner = stdio::Owner {
+            id: &req.id,
+            namespace: &self.namespace,
+        };
+        let spawned = spawn_process(&stdio, &owner, |io, console| {
             runtime.create(&req.id, &bundle, io, console, &files, options.no_pivot_root)
         });
         let (pid, held) = match spawned {
@@ -262,7 +266,11 @@ impl Service {
         std::fs::write(&spec_path, &process.spec)
             .map_err(ShimError::io(format!("write {}", spec_path.display())))?;
         let files = Files::in_bundle(&bundle, exec_id);
-        let spawned = spawn_process(&process.stdio, |io, console| {
+        let owner = stdio::Owner {
+            id,
+            namespace: &self.namespace,
+        };
+        let spawned = spawn_process(&process.stdio, &owner, |io, console| {
             runtime.exec(id, &spec_path, io, console, &files)
         });
         let _ = std::fs::remove_file(&spec_path);
@@ -501,6 +509,7 @@ impl Service {
 /// and console socket, and returns the pid and what the shim holds.
 fn spawn_process(
     paths: &Paths,
+    owner: &stdio::Owner<'_>,
     spawn: impl FnOnce(stdio::ChildIo, Option<&Path>) -> R<u32>,
 ) -> R<(u32, stdio::Held)> {
     if paths.terminal {
@@ -513,9 +522,9 @@ fn spawn_process(
         };
         let pid = spawn(io, Some(socket.path()))?;
         let master = socket.receive()?;
-        return Ok((pid, stdio::relay_terminal(paths, master)?));
+        return Ok((pid, stdio::relay_terminal(paths, owner, master)?));
     }
-    let (io, held) = stdio::open_direct(paths)?;
+    let (io, held) = stdio::open_direct(paths, owner)?;
     Ok((spawn(io, None)?, held))
 }
 

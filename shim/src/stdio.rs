@@ -23,6 +23,7 @@ use std::process::Stdio as ChildStdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::error::ShimError;
+use crate::log_binary;
 
 /// The fifo paths of one process, as the request gave them.
 #[derive(Debug, Clone, Default)]
@@ -122,7 +123,7 @@ fn output(uri: &str) -> Result<Output<'_>, ShimError> {
     match uri.split_once("://") {
         Some((scheme, _)) => Err(ShimError::Invalid {
             field: format!("stdio {uri}"),
-            detail: format!("{scheme}:// log URIs are not supported (fifo and file are)"),
+            detail: format!("{scheme}:// log URIs are not supported (fifo, file and binary are)"),
         }),
         None => Ok(Output::Fifo(uri)),
     }
@@ -149,8 +150,15 @@ fn open_output(uri: &str) -> Result<(OwnedFd, Option<OwnedFd>), ShimError> {
     }
 }
 
-/// Opens the fifos (or log files) for a process without a terminal.
-pub fn open_direct(paths: &Paths) -> Result<(ChildIo, Held), ShimError> {
+/// The task a process belongs to, for a logging binary's environment.
+pub struct Owner<'a> {
+    pub id: &'a str,
+    pub namespace: &'a str,
+}
+
+/// Opens the fifos (or log files, or a logging binary) for a process
+/// without a terminal.
+pub fn open_direct(paths: &Paths, owner: &Owner<'_>) -> Result<(ChildIo, Held), ShimError> {
     let mut held = Held::default();
     let stdin = if paths.stdin.is_empty() {
         ChildStdio::null()
@@ -166,8 +174,13 @@ pub fn open_direct(paths: &Paths) -> Result<(ChildIo, Held), ShimError> {
         held.outputs.extend(keep);
         Ok(ChildStdio::from(fd))
     };
-    let stdout = output(&paths.stdout)?;
-    let stderr = output(&paths.stderr)?;
+    let (stdout, stderr) = match paths.stdout.strip_prefix("binary://") {
+        Some(uri) => {
+            let (out, err) = log_binary::start(uri, owner.id, owner.namespace)?;
+            (ChildStdio::from(out), ChildStdio::from(err))
+        }
+        None => (output(&paths.stdout)?, output(&paths.stderr)?),
+    };
     Ok((
         ChildIo {
             stdin,
@@ -247,7 +260,7 @@ impl Drop for ConsoleSocket {
 
 /// Starts copying between the pty master and the fifos; returns what the
 /// shim holds for the process.
-pub fn relay_terminal(paths: &Paths, master: File) -> Result<Held, ShimError> {
+pub fn relay_terminal(paths: &Paths, owner: &Owner<'_>, master: File) -> Result<Held, ShimError> {
     let mut held = Held::default();
     if !paths.stdin.is_empty() {
         held.stdin = Some(open_fifo(&paths.stdin, true, true)?);
@@ -260,7 +273,10 @@ pub fn relay_terminal(paths: &Paths, master: File) -> Result<Held, ShimError> {
         })?;
     }
     if !paths.stdout.is_empty() {
-        let (fd, keep) = open_output(&paths.stdout)?;
+        let (fd, keep) = match paths.stdout.strip_prefix("binary://") {
+            Some(uri) => (log_binary::start(uri, owner.id, owner.namespace)?.0, None),
+            None => open_output(&paths.stdout)?,
+        };
         let mut output = File::from(fd);
         let mut from_pty = master
             .try_clone()
@@ -346,7 +362,11 @@ mod tests {
             stdout: out.clone(),
             ..Paths::default()
         };
-        let (child, mut held) = open_direct(&paths).unwrap();
+        let owner = Owner {
+            id: "c",
+            namespace: "ns",
+        };
+        let (child, mut held) = open_direct(&paths, &owner).unwrap();
         let mut cmd = std::process::Command::new("/bin/sh");
         cmd.args(["-c", "echo hello"])
             .stdin(child.stdin)

@@ -462,6 +462,50 @@ fn shim_scenarios(ctr: &Ctr, events: &EventLog, report: &mut Report) {
         );
         Ok(())
     });
+    report.run(
+        "binary:// logging (containerd's logging-binary protocol)",
+        "skiff",
+        || {
+            let dir = ctr.sock.parent().unwrap();
+            let logger = dir.join("logger.sh");
+            let file = dir.join("binary.log");
+            std::fs::write(
+                &logger,
+                "#!/bin/sh\n\
+             exec 5>&-\n\
+             echo \"id=$CONTAINER_ID ns=$CONTAINER_NAMESPACE $1\" > \"$2\"\n\
+             cat <&3 >> \"$2\" &\n\
+             cat <&4 >> \"$2\"\n\
+             wait\n",
+            )
+            .unwrap();
+            std::fs::set_permissions(&logger, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+            let uri = format!("binary://{}?out={}", logger.display(), file.display());
+            let c = "binlog-skiff";
+            check(&mut ctr.run(
+                "skiff",
+                &["-d", "--log-uri", &uri],
+                c,
+                &[
+                    "sh",
+                    "-c",
+                    "echo to-stdout; echo to-stderr >&2; exec sleep 1000",
+                ],
+            ));
+            let read = || std::fs::read_to_string(&file).unwrap_or_default();
+            let complete = wait_for(10, || {
+                read().contains("to-stdout") && read().contains("to-stderr")
+            });
+            ctr.cleanup(c);
+            let text = read();
+            expect!(
+                complete && text.starts_with(&format!("id={c} ns=skiff-e2e out\n")),
+                "logging binary wrote {text:?}"
+            );
+            Ok(())
+        },
+    );
     report.run("checkpoint is refused clearly", "skiff", || {
         let c = "ckpt-skiff";
         check(&mut ctr.run("skiff", &["-d"], c, &["sleep", "1000"]));
