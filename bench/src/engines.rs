@@ -48,11 +48,8 @@ fn main() {
 
     let _outside = skiff_e2e::CreatedOutside::watch(&["/var/lib/containers"]);
     let work = Workdir::new("bench-engines");
-    let rootfs = work.join("rootfs");
-    skiff_e2e::busybox_rootfs(&rootfs);
-    let tar = work.join("rootfs.tar");
-    skiff_e2e::tar_dir(&rootfs, &tar);
-    let archive = skiff_e2e::oci_archive(&tar, &work.path, IMAGE);
+    let image = skiff_e2e::busybox_image(&work, IMAGE);
+    let (tar, archive) = (image.tar, image.archive);
     let daemon = engines::start_containerd(&work, None);
     let ctr = |args: &[&str]| {
         let mut c = Command::new("ctr");

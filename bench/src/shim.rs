@@ -65,14 +65,8 @@ fn main() {
         "/run/skiff-shim",
     ]);
     let work = Workdir::new("bench-shim");
-    let bin = work.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(&shim, bin.join("containerd-shim-skiff-v2")).unwrap();
-    let rootfs = work.join("rootfs");
-    skiff_e2e::busybox_rootfs(&rootfs);
-    let tar = work.join("rootfs.tar");
-    skiff_e2e::tar_dir(&rootfs, &tar);
-    let archive = skiff_e2e::oci_archive(&tar, &work.path, IMAGE);
+    let bin = engines::shim_dir(&work, &shim);
+    let archive = skiff_e2e::busybox_image(&work, IMAGE).archive;
     let daemon = engines::start_containerd(&work, Some(Path::new(&bin)));
     let ctr = |args: &[&str]| {
         let mut c = Command::new("ctr");

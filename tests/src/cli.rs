@@ -292,11 +292,9 @@ pub fn scenarios(e: &dyn Engine, rt: &str, report: &mut Report) {
     });
     report.run("tty with a window size", rt, || {
         let mut pty = Pty::open(24, 91);
-        // Docker's client sets the size once the container runs: wait for
-        // it (Podman's conmon sets it before). busybox `stty size` exits 0
-        // even when it cannot tell, so its output decides.
-        let script = "for i in $(seq 100); do s=$(stty size 2>/dev/null); \
-                      [ -n \"$s\" ] && break; sleep 0.05; done; echo $s; tty";
+        // Docker's client sets the size once the container runs (Podman's
+        // conmon sets it before): the script waits for it.
+        let script = crate::TTY_SIZE_SCRIPT;
         let mut cmd = run_cmd(e, rt, &["--rm", "-t"], &["sh", "-c", script]);
         pty.attach(&mut cmd);
         let mut child = cmd.spawn().unwrap();

@@ -301,11 +301,7 @@ pub fn scenarios(ctr: &Ctr, rt: &str, report: &mut Report) {
     });
     report.run("tty with a window size", rt, || {
         let mut pty = Pty::open(24, 91);
-        // ctr sets the size once the task runs: wait for it. busybox
-        // `stty size` exits 0 even when it cannot tell, so its output
-        // decides.
-        let script = "for i in $(seq 100); do s=$(stty size 2>/dev/null); \
-                      [ -n \"$s\" ] && break; sleep 0.05; done; echo $s; tty";
+        let script = crate::TTY_SIZE_SCRIPT;
         let mut run = ctr.run(rt, &["--rm", "-t"], &id("tty"), &["sh", "-c", script]);
         pty.attach(&mut run);
         let mut child = run.spawn().unwrap();

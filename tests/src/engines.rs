@@ -44,6 +44,16 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
     })
 }
 
+/// A directory holding only `shim` under its own name, for the front of
+/// containerd's PATH (containerd runs `containerd-shim-NAME-v2` from it).
+pub fn shim_dir(work: &Workdir, shim: &Path) -> std::path::PathBuf {
+    let bin = work.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let name = shim.file_name().unwrap();
+    std::os::unix::fs::symlink(shim, bin.join(name)).unwrap();
+    bin
+}
+
 /// Writes Podman's configuration under `work`.
 pub fn configure_podman(work: &Workdir) {
     let w = work.path.display();

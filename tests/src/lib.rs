@@ -164,6 +164,34 @@ impl Drop for CreatedOutside {
     }
 }
 
+/// Prints the terminal's size and name. Engines set the size once the
+/// container runs, so this waits for it; busybox `stty size` exits 0 even
+/// when it cannot tell, so its output decides.
+pub const TTY_SIZE_SCRIPT: &str = "for i in $(seq 100); do s=$(stty size 2>/dev/null); \
+                                   [ -n \"$s\" ] && break; sleep 0.05; done; echo $s; tty";
+
+/// What the suites build an image from: the busybox rootfs under `work`,
+/// its tarball (`podman import`, `docker import`) and an OCI archive of it
+/// named `image` (`ctr images import`).
+pub struct BusyboxImage {
+    pub rootfs: PathBuf,
+    pub tar: PathBuf,
+    pub archive: PathBuf,
+}
+
+pub fn busybox_image(work: &Workdir, image: &str) -> BusyboxImage {
+    let rootfs = work.join("rootfs");
+    busybox_rootfs(&rootfs);
+    let tar = work.join("rootfs.tar");
+    tar_dir(&rootfs, &tar);
+    let archive = oci_archive(&tar, &work.path, image);
+    BusyboxImage {
+        rootfs,
+        tar,
+        archive,
+    }
+}
+
 /// A busybox-static rootfs with every applet, a root and a `tester` (1000)
 /// user, and the directories engines mount over.
 pub fn busybox_rootfs(dir: &Path) {

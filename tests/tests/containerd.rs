@@ -14,11 +14,7 @@ fn containerd_runs_skiff() {
     // removed at the end if this test created them.
     let _outside = skiff_e2e::CreatedOutside::watch(&["/run/containerd"]);
     let work = Workdir::new("containerd");
-    let rootfs = work.join("rootfs");
-    skiff_e2e::busybox_rootfs(&rootfs);
-    let tar = work.join("rootfs.tar");
-    skiff_e2e::tar_dir(&rootfs, &tar);
-    let archive = skiff_e2e::oci_archive(&tar, &work.path, IMAGE);
+    let archive = skiff_e2e::busybox_image(&work, IMAGE).archive;
     let daemon = skiff_e2e::engines::start_containerd(&work, None);
     let runc_shim = |runtime: &str, bin: PathBuf| {
         let root = work.join(&format!("runc-root-{runtime}"));

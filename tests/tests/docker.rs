@@ -86,10 +86,7 @@ fn docker_runs_skiff() {
     // says.
     let _outside = skiff_e2e::CreatedOutside::watch(&["/etc/docker"]);
     let work = Workdir::new("docker");
-    let rootfs = work.join("rootfs");
-    skiff_e2e::busybox_rootfs(&rootfs);
-    let tar = work.join("rootfs.tar");
-    skiff_e2e::tar_dir(&rootfs, &tar);
+    let tar = skiff_e2e::busybox_image(&work, IMAGE).tar;
     let daemon = start_dockerd(&work);
     let docker = Docker {
         sock: work.join("docker.sock"),

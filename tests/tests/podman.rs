@@ -44,10 +44,7 @@ fn podman_runs_skiff() {
     let _outside = skiff_e2e::CreatedOutside::watch(&["/var/lib/containers"]);
     let work = Workdir::new("podman");
     skiff_e2e::engines::configure_podman(&work);
-    let rootfs = work.join("rootfs");
-    skiff_e2e::busybox_rootfs(&rootfs);
-    let tar = work.join("rootfs.tar");
-    skiff_e2e::tar_dir(&rootfs, &tar);
+    let tar = skiff_e2e::busybox_image(&work, IMAGE).tar;
     let podman = Podman {
         work: work.path.clone(),
     };

@@ -136,14 +136,9 @@ fn containerd_runs_skiff_shim() {
         "/run/skiff-shim",
     ]);
     let work = Workdir::new("shim");
-    let bin = work.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::os::unix::fs::symlink(shim_bin(), bin.join("containerd-shim-skiff-v2")).unwrap();
-    let rootfs = work.join("rootfs");
-    skiff_e2e::busybox_rootfs(&rootfs);
-    let tar = work.join("rootfs.tar");
-    skiff_e2e::tar_dir(&rootfs, &tar);
-    let archive = skiff_e2e::oci_archive(&tar, &work.path, IMAGE);
+    let bin = skiff_e2e::engines::shim_dir(&work, &shim_bin());
+    let image = skiff_e2e::busybox_image(&work, IMAGE);
+    let (rootfs, archive) = (image.rootfs, image.archive);
     let mut daemon = Some(skiff_e2e::engines::start_containerd(&work, Some(&bin)));
     let runc = skiff_e2e::which("runc").unwrap().display().to_string();
     let ctr = Ctr {
