@@ -6,7 +6,7 @@ use std::io::Write;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::{check, expect, stdout, wait_for, Pty, Report};
+use crate::{check, expect, stdout, wait_for, Report};
 
 /// How a suite talks to its engine.
 pub trait Engine {
@@ -291,20 +291,10 @@ pub fn scenarios(e: &dyn Engine, rt: &str, report: &mut Report) {
         Ok(())
     });
     report.run("tty with a window size", rt, || {
-        let mut pty = Pty::open(24, 91);
         // Docker's client sets the size once the container runs (Podman's
         // conmon sets it before): the script waits for it.
         let script = crate::TTY_SIZE_SCRIPT;
-        let mut cmd = run_cmd(e, rt, &["--rm", "-t"], &["sh", "-c", script]);
-        pty.attach(&mut cmd);
-        let mut child = cmd.spawn().unwrap();
-        let text = pty.read_until(30, |t| t.contains("/dev/pts/"));
-        let status = child.wait().unwrap();
-        expect!(
-            status.success() && text.contains("24 91"),
-            "{status:?}: {text:?}"
-        );
-        Ok(())
+        crate::check_tty_size(run_cmd(e, rt, &["--rm", "-t"], &["sh", "-c", script]))
     });
     report.run("piped stdin", rt, || {
         let mut cmd = run_cmd(e, rt, &["--rm", "-i"], &["sh", "-c", "cat; echo done"]);

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use crate::{check, expect, stdout, wait_for, Pty, Report};
+use crate::{check, expect, stdout, wait_for, Report};
 
 /// The busybox image the suites import.
 pub const IMAGE: &str = "docker.io/library/busybox:e2e";
@@ -300,18 +300,8 @@ pub fn scenarios(ctr: &Ctr, rt: &str, report: &mut Report) {
         result
     });
     report.run("tty with a window size", rt, || {
-        let mut pty = Pty::open(24, 91);
         let script = crate::TTY_SIZE_SCRIPT;
-        let mut run = ctr.run(rt, &["--rm", "-t"], &id("tty"), &["sh", "-c", script]);
-        pty.attach(&mut run);
-        let mut child = run.spawn().unwrap();
-        let text = pty.read_until(30, |t| t.contains("/dev/pts/"));
-        let status = child.wait().unwrap();
-        expect!(
-            status.success() && text.contains("24 91"),
-            "{status:?}: {text:?}"
-        );
-        Ok(())
+        crate::check_tty_size(ctr.run(rt, &["--rm", "-t"], &id("tty"), &["sh", "-c", script]))
     });
     report.run("piped stdin", rt, || {
         let mut run = ctr.run(

@@ -170,6 +170,21 @@ impl Drop for CreatedOutside {
 pub const TTY_SIZE_SCRIPT: &str = "for i in $(seq 100); do s=$(stty size 2>/dev/null); \
                                    [ -n \"$s\" ] && break; sleep 0.05; done; echo $s; tty";
 
+/// Runs `cmd` (an engine's `run -t` of TTY_SIZE_SCRIPT) on a 24x91 pty
+/// and checks that the container saw that size on a pts.
+pub fn check_tty_size(mut cmd: Command) -> Result<(), String> {
+    let mut pty = Pty::open(24, 91);
+    pty.attach(&mut cmd);
+    let mut child = cmd.spawn().unwrap();
+    let text = pty.read_until(30, |t| t.contains("/dev/pts/"));
+    let status = child.wait().unwrap();
+    expect!(
+        status.success() && text.contains("24 91"),
+        "{status:?}: {text:?}"
+    );
+    Ok(())
+}
+
 /// What the suites build an image from: the busybox rootfs under `work`,
 /// its tarball (`podman import`, `docker import`) and an OCI archive of it
 /// named `image` (`ctr images import`).
