@@ -43,7 +43,7 @@ fn grouping(bundle: &Path, id: &str) -> String {
 }
 
 /// The runtime named by the options containerd saved in the bundle.
-pub fn runtime_for(bundle: &Path, namespace: &str) -> Runtime {
+fn runtime_for(bundle: &Path, namespace: &str) -> Runtime {
     let opts = read_options(bundle).unwrap_or_else(|_| Options::default());
     Runtime::locate(&opts.binary_name, &opts.root, namespace)
 }

@@ -63,12 +63,8 @@ impl Runtime {
         }
     }
 
-    pub fn state_root(&self) -> Root {
-        Root::new(self.root.clone())
-    }
-
     pub fn load(&self, id: &str) -> Result<Container, ShimError> {
-        Container::load(&self.state_root(), id).map_err(ShimError::container(id))
+        Container::load(&Root::new(self.root.clone()), id).map_err(ShimError::container(id))
     }
 
     /// `skiff create`; returns the init's pid.
@@ -213,13 +209,7 @@ impl Runtime {
         let log = bundle.join(format!("{op}-log.json"));
         let mut cmd = self.command(&log);
         cmd.args(args);
-        let null = std::process::Stdio::null;
-        let io = ChildIo {
-            stdin: null(),
-            stdout: null(),
-            stderr: null(),
-        };
-        self.run_to_end(cmd, io, op, id, &log)
+        self.run_to_end(cmd, ChildIo::null(), op, id, &log)
     }
 }
 

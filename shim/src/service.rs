@@ -21,10 +21,9 @@ use skiff::state::Status as SkiffStatus;
 
 use crate::error::ShimError;
 use crate::events::{Publisher, TaskEvent};
-use crate::lifecycle::runtime_for;
-use crate::runtime::{pid_of, Files};
+use crate::runtime::{pid_of, Files, Runtime};
 use crate::stdio::{self, ConsoleSocket, Paths};
-use crate::tasks::{Exit, Process, Task, Tasks};
+use crate::tasks::{self, Exit, Process, Task, Tasks};
 use crate::{metrics, rootfs};
 
 /// Where console sockets live while skiff connects to them.
@@ -106,7 +105,7 @@ impl Service {
             what: format!("write options in {}", bundle.display()),
             source: std::io::Error::other(e),
         })?;
-        let runtime = runtime_for(&bundle, &self.namespace);
+        let runtime = Runtime::locate(&options.binary_name, &options.root, &self.namespace);
         let mounted_rootfs = !req.rootfs.is_empty();
         if mounted_rootfs {
             rootfs::mount(&bundle, &req.rootfs)?;
@@ -179,7 +178,7 @@ impl Service {
 
     /// Publishes TaskOOM whenever the kernel's OOM killer strikes in the
     /// container's cgroup; ends once the task is gone.
-    fn watch_oom(&self, id: &str, runtime: crate::runtime::Runtime) {
+    fn watch_oom(&self, id: &str, runtime: Runtime) {
         let (tasks, events, id) = (self.tasks.clone(), self.events.clone(), id.to_string());
         let spawned = std::thread::Builder::new()
             .name("oom".into())
@@ -236,9 +235,7 @@ impl Service {
 
     fn start_process(&self, id: &str, exec_id: &str) -> R<u32> {
         let mut tasks = self.tasks.lock();
-        let task = tasks
-            .get_mut(id)
-            .ok_or_else(|| ShimError::TaskNotFound(id.to_string()))?;
+        let task = tasks::find(&mut tasks, id)?;
         let (runtime, bundle) = (task.runtime.clone(), task.bundle.clone());
         let process = task.process(id, exec_id)?;
         if process.started || process.exit.is_some() {
@@ -293,9 +290,7 @@ impl Service {
 
     fn delete_process(&self, id: &str, exec_id: &str) -> R<api::DeleteResponse> {
         let mut tasks = self.tasks.lock();
-        let task = tasks
-            .get_mut(id)
-            .ok_or_else(|| ShimError::TaskNotFound(id.to_string()))?;
+        let task = tasks::find(&mut tasks, id)?;
         let process = task.process(id, exec_id)?;
         if process.started && process.exit.is_none() {
             return Err(ShimError::Precondition {
@@ -340,9 +335,7 @@ impl Service {
 
     fn kill_process(&self, req: &api::KillRequest) -> R<()> {
         let mut tasks = self.tasks.lock();
-        let task = tasks
-            .get_mut(&req.id)
-            .ok_or_else(|| ShimError::TaskNotFound(req.id.clone()))?;
+        let task = tasks::find(&mut tasks, &req.id)?;
         let runtime = task.runtime.clone();
         let process = task.process(&req.id, &req.exec_id)?;
         let finished = process.exit.is_some();
@@ -384,9 +377,7 @@ impl Service {
 
     fn state_of(&self, id: &str, exec_id: &str) -> R<api::StateResponse> {
         let mut tasks = self.tasks.lock();
-        let task = tasks
-            .get_mut(id)
-            .ok_or_else(|| ShimError::TaskNotFound(id.to_string()))?;
+        let task = tasks::find(&mut tasks, id)?;
         let (bundle, runtime) = (task.bundle.clone(), task.runtime.clone());
         let process = task.process(id, exec_id)?;
         let mut status = process.status();
@@ -415,9 +406,7 @@ impl Service {
 
     fn add_exec(&self, req: &api::ExecProcessRequest) -> R<()> {
         let mut tasks = self.tasks.lock();
-        let task = tasks
-            .get_mut(&req.id)
-            .ok_or_else(|| ShimError::TaskNotFound(req.id.clone()))?;
+        let task = tasks::find(&mut tasks, &req.id)?;
         if task.execs.contains_key(&req.exec_id) || req.exec_id.is_empty() {
             return Err(ShimError::ExecExists {
                 id: req.id.clone(),
@@ -472,11 +461,8 @@ impl Service {
         id: &str,
         f: impl FnOnce(&skiff::container::Container) -> R<T>,
     ) -> R<T> {
-        let tasks = self.tasks.lock();
-        let task = tasks
-            .get(id)
-            .ok_or_else(|| ShimError::TaskNotFound(id.to_string()))?;
-        let container = task.runtime.load(id)?;
+        let mut tasks = self.tasks.lock();
+        let container = tasks::find(&mut tasks, id)?.runtime.load(id)?;
         f(&container)
     }
 
@@ -514,13 +500,7 @@ fn spawn_process(
 ) -> R<(u32, stdio::Held)> {
     if paths.terminal {
         let socket = ConsoleSocket::bind(Path::new(CONSOLE_DIR))?;
-        let null = || std::process::Stdio::null();
-        let io = stdio::ChildIo {
-            stdin: null(),
-            stdout: null(),
-            stderr: null(),
-        };
-        let pid = spawn(io, Some(socket.path()))?;
+        let pid = spawn(stdio::ChildIo::null(), Some(socket.path()))?;
         let master = socket.receive()?;
         return Ok((pid, stdio::relay_terminal(paths, owner, master)?));
     }
@@ -637,9 +617,7 @@ impl containerd_shim::Task for Service {
     fn resize_pty(&self, _: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
         let mut tasks = self.tasks.lock();
         empty(
-            tasks
-                .get_mut(&req.id)
-                .ok_or_else(|| ShimError::TaskNotFound(req.id.clone()))
+            tasks::find(&mut tasks, &req.id)
                 .and_then(|t| t.process(&req.id, &req.exec_id).map(|p| &p.held))
                 .and_then(|held| held.resize(req.width, req.height)),
         )
@@ -648,9 +626,7 @@ impl containerd_shim::Task for Service {
     fn close_io(&self, _: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
         let mut tasks = self.tasks.lock();
         empty(
-            tasks
-                .get_mut(&req.id)
-                .ok_or_else(|| ShimError::TaskNotFound(req.id.clone()))
+            tasks::find(&mut tasks, &req.id)
                 .and_then(|t| t.process(&req.id, &req.exec_id))
                 .map(|p| p.held.close_stdin()),
         )

@@ -88,6 +88,17 @@ pub struct ChildIo {
     pub stderr: ChildStdio,
 }
 
+impl ChildIo {
+    /// /dev/null for all three (a terminal process, a plain skiff call).
+    pub fn null() -> ChildIo {
+        ChildIo {
+            stdin: ChildStdio::null(),
+            stdout: ChildStdio::null(),
+            stderr: ChildStdio::null(),
+        }
+    }
+}
+
 fn open_fifo(path: &str, read: bool, write: bool) -> Result<OwnedFd, ShimError> {
     // O_NONBLOCK so that opening never waits for the other side; cleared
     // again below because the container expects blocking stdio.
@@ -104,6 +115,13 @@ fn open_fifo(path: &str, read: bool, write: bool) -> Result<OwnedFd, ShimError> 
         libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags & !libc::O_NONBLOCK);
     }
     Ok(fd)
+}
+
+/// The stdin fifo: a read-write keep-alive for the shim (until CloseIO)
+/// and the read end for the process or the relay.
+fn open_stdin(path: &str) -> Result<(OwnedFd, OwnedFd), ShimError> {
+    let keep = open_fifo(path, true, true)?;
+    Ok((keep, open_fifo(path, true, false)?))
 }
 
 /// Where an output goes. containerd gives a fifo path; `ctr run
@@ -163,8 +181,9 @@ pub fn open_direct(paths: &Paths, owner: &Owner<'_>) -> Result<(ChildIo, Held), 
     let stdin = if paths.stdin.is_empty() {
         ChildStdio::null()
     } else {
-        held.stdin = Some(open_fifo(&paths.stdin, true, true)?);
-        ChildStdio::from(open_fifo(&paths.stdin, true, false)?)
+        let (keep, input) = open_stdin(&paths.stdin)?;
+        held.stdin = Some(keep);
+        ChildStdio::from(input)
     };
     let mut output = |uri: &str| -> Result<ChildStdio, ShimError> {
         if uri.is_empty() {
@@ -263,8 +282,9 @@ impl Drop for ConsoleSocket {
 pub fn relay_terminal(paths: &Paths, owner: &Owner<'_>, master: File) -> Result<Held, ShimError> {
     let mut held = Held::default();
     if !paths.stdin.is_empty() {
-        held.stdin = Some(open_fifo(&paths.stdin, true, true)?);
-        let mut input = File::from(open_fifo(&paths.stdin, true, false)?);
+        let (keep, input) = open_stdin(&paths.stdin)?;
+        held.stdin = Some(keep);
+        let mut input = File::from(input);
         let mut to_pty = master
             .try_clone()
             .map_err(ShimError::io("dup the pty master"))?;

@@ -79,6 +79,12 @@ impl Task {
     }
 }
 
+/// The task named `id` in the locked map.
+pub fn find<'a>(map: &'a mut HashMap<String, Task>, id: &str) -> Result<&'a mut Task, ShimError> {
+    map.get_mut(id)
+        .ok_or_else(|| ShimError::TaskNotFound(id.to_string()))
+}
+
 /// Every task, behind one lock; `exited` wakes Wait callers.
 #[derive(Default)]
 pub struct Tasks {
@@ -135,10 +141,7 @@ impl Tasks {
     pub fn wait(&self, id: &str, exec_id: &str) -> Result<Exit, ShimError> {
         let mut map = self.lock();
         loop {
-            let task = map
-                .get_mut(id)
-                .ok_or_else(|| ShimError::TaskNotFound(id.to_string()))?;
-            if let Some(exit) = &task.process(id, exec_id)?.exit {
+            if let Some(exit) = &find(&mut map, id)?.process(id, exec_id)?.exit {
                 return Ok(exit.clone());
             }
             map = self.exited.wait(map).unwrap_or_else(|p| p.into_inner());
