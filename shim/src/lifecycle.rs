@@ -9,7 +9,7 @@ use containerd_shim::api::Options;
 use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
 use containerd_shim::protos::protobuf::MessageField;
 use containerd_shim::publisher::RemotePublisher;
-use containerd_shim::util::{read_options, write_address};
+use containerd_shim::util::{read_address, read_options, write_address};
 use containerd_shim::{Config, DeleteResponse, ExitSignal, Flags, StartOpts};
 
 use crate::events::Publisher;
@@ -48,6 +48,19 @@ fn runtime_for(bundle: &Path, namespace: &str) -> Runtime {
     Runtime::locate(&opts.binary_name, &opts.root, namespace)
 }
 
+/// Removes a shim socket nobody serves any more. A pod's shim that is
+/// alive keeps its socket: containerd runs `delete` for one container of
+/// a pod too.
+fn remove_dead_socket(address: &str) {
+    let path = address
+        .trim()
+        .strip_prefix("unix://")
+        .unwrap_or(address.trim());
+    if std::os::unix::net::UnixStream::connect(path).is_err() {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
 impl Shim {
     /// The Task service the daemon serves.
     pub fn service(&self, publisher: Publisher) -> Service {
@@ -78,7 +91,7 @@ impl containerd_shim::Shim for Shim {
     }
 
     /// containerd lost the shim: force-delete the container, unmount its
-    /// rootfs and report it killed.
+    /// rootfs, remove the dead shim's socket and report it killed.
     fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
         let bundle = std::env::current_dir().map_err(|e| containerd_shim::Error::IoError {
             context: "current dir".into(),
@@ -89,6 +102,9 @@ impl containerd_shim::Shim for Shim {
             log::warn!("delete {}: {e}", self.id);
         }
         rootfs::unmount(&bundle);
+        if let Ok(address) = read_address() {
+            remove_dead_socket(&address);
+        }
         Ok(DeleteResponse {
             exit_status: 128 + libc::SIGKILL as u32,
             exited_at: MessageField::some(Timestamp::now()),

@@ -24,7 +24,21 @@ impl Ctr {
         c.arg("--address")
             .arg(&self.sock)
             .args(["--namespace", "skiff-e2e"]);
-        c.args(args);
+        // ctr keeps the IO fifos of `run` and `task exec` under
+        // /run/containerd/fifo unless told otherwise, and a killed ctr
+        // leaves them there: keep them in the private work directory.
+        let fifo_dir = self.sock.with_file_name("fifo");
+        match args {
+            ["run", rest @ ..] | ["task", "exec", rest @ ..] => {
+                c.args(&args[..args.len() - rest.len()])
+                    .arg("--fifo-dir")
+                    .arg(fifo_dir)
+                    .args(rest);
+            }
+            _ => {
+                c.args(args);
+            }
+        }
         c
     }
 

@@ -70,19 +70,26 @@ impl Drop for EventLog {
     }
 }
 
+/// The ttrpc address of the shim serving task `id` (the `address` file
+/// containerd keeps in the task's bundle).
+fn shim_address(sock: &Path, id: &str) -> String {
+    let bundle = sock
+        .parent()
+        .unwrap()
+        .join("state/io.containerd.runtime.v2.task/skiff-e2e")
+        .join(id);
+    let address = std::fs::read_to_string(bundle.join("address")).unwrap();
+    address.trim().to_string()
+}
+
 /// A ttrpc client of the shim serving task `id`, for what ctr 1.6 cannot
 /// ask (Update) and for requests containerd would refuse itself.
 struct ShimClient(TaskClient);
 
 impl ShimClient {
     fn of(sock: &Path, id: &str) -> ShimClient {
-        let bundle = sock
-            .parent()
-            .unwrap()
-            .join("state/io.containerd.runtime.v2.task/skiff-e2e")
-            .join(id);
-        let address = std::fs::read_to_string(bundle.join("address")).unwrap();
-        ShimClient(TaskClient::new(Client::connect(address.trim()).unwrap()))
+        let address = shim_address(sock, id);
+        ShimClient(TaskClient::new(Client::connect(&address).unwrap()))
     }
 
     fn update(&self, id: &str, resources_json: &str) -> Result<(), String> {
@@ -250,10 +257,14 @@ fn leftovers(id: &str) -> Vec<String> {
             .filter(|l| l.contains(&format!("/{id}/")))
             .map(String::from),
     );
+    // ctr's specs put the cgroup under the namespace; a bare spec gets
+    // skiff's default parent.
     for hierarchy in ["memory", "pids", "cpu", "unified", ""] {
-        let dir = format!("/sys/fs/cgroup/{hierarchy}/skiff-e2e/{id}");
-        if Path::new(&dir).exists() {
-            found.push(dir);
+        for parent in ["skiff-e2e", "skiff"] {
+            let dir = format!("/sys/fs/cgroup/{hierarchy}/{parent}/{id}");
+            if Path::new(&dir).exists() {
+                found.push(dir);
+            }
         }
     }
     found
@@ -403,6 +414,8 @@ fn lost_shim_is_cleaned_up(ctr: &Ctr, report: &mut Report) {
                     "no state or cgroup seen: {:?}",
                     leftovers(c)
                 );
+                let socket = shim_address(&ctr.sock, c).replace("unix://", "");
+                expect!(Path::new(&socket).exists(), "no shim socket {socket}");
                 let out = Command::new("pgrep")
                     .args(["-f", &format!("containerd-shim-skiff-v2 .*-id {c} ")])
                     .output()
@@ -414,11 +427,13 @@ fn lost_shim_is_cleaned_up(ctr: &Ctr, report: &mut Report) {
                 // SAFETY: kill(2) of the shim found above.
                 unsafe { libc::kill(shim, libc::SIGKILL) };
                 let gone = wait_for(20, || {
-                    !Path::new(&format!("/proc/{init}")).exists() && leftovers(c).is_empty()
+                    !Path::new(&format!("/proc/{init}")).exists()
+                        && leftovers(c).is_empty()
+                        && !Path::new(&socket).exists()
                 });
                 expect!(
                     gone,
-                    "after the shim died: init {init} alive or {:?} left",
+                    "after the shim died: init {init} alive, socket {socket} kept or {:?} left",
                     leftovers(c)
                 );
                 Ok(())

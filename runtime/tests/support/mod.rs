@@ -48,16 +48,29 @@ macro_rules! require_root {
     };
 }
 
+/// This test binary's scratch directory, made on first use.
+static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
+
 fn scratch() -> &'static PathBuf {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    DIR.get_or_init(|| {
+    SCRATCH.get_or_init(|| {
         let base = std::env::var_os("SKIFF_TEST_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("skiff-tests"));
         let dir = base.join(format!("{}-{}", std::process::id(), unique_suffix()));
         std::fs::create_dir_all(&dir).unwrap();
+        // SAFETY: registers a plain function to run at process exit.
+        unsafe { libc::atexit(remove_scratch) };
         dir
     })
+}
+
+/// Removes this test binary's scratch directory when it exits (bundles,
+/// state roots and rootfs copies; containers are already deleted by the
+/// tests themselves).
+extern "C" fn remove_scratch() {
+    if let Some(dir) = SCRATCH.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }
 
 fn unique_suffix() -> u64 {
