@@ -235,18 +235,16 @@ impl ConsoleSocket {
         &self.path
     }
 
-    /// Takes the pty master skiff sent. skiff has connected and sent it
-    /// before its command returned; if it never did (a spec without
-    /// `process.terminal` while the request asked for one), waiting is
-    /// bounded: the shim holds its task lock here.
+    /// Takes the pty master the runtime sent before its command returned.
+    /// Waiting is bounded, because the shim holds its task lock here:
+    /// skiff refuses a console socket without `process.terminal`, but a
+    /// runtime that connects and never sends must not hang the shim.
     pub fn receive(&self) -> Result<File, ShimError> {
         let mut fds = [nix::poll::PollFd::new(
             self.listener.as_fd(),
             nix::poll::PollFlags::POLLIN,
         )];
         let ready = nix::poll::poll(&mut fds, 5000u16).unwrap_or(0);
-        // (skiff itself refuses a console socket without a terminal; this
-        // guards against a runtime that does not.)
         if ready == 0 {
             return Err(ShimError::Invalid {
                 field: "terminal".into(),
@@ -258,7 +256,6 @@ impl ConsoleSocket {
             .listener
             .accept()
             .map_err(ShimError::io("accept on the console socket"))?;
-        // Bounded too: a runtime that connected but never sends.
         let _ = stream.set_read_timeout(Some(std::time::Duration::from_secs(5)));
         let mut buf = [0u8; 256];
         let (_, fd) = skiff::fdpass::recv(stream.as_fd(), &mut buf).map_err(|e| {
