@@ -126,7 +126,15 @@ fn run_short_lived_never_hangs() {
                 assert!(status.success());
                 break;
             }
-            assert!(std::time::Instant::now() < deadline, "run of true hung");
+            if std::time::Instant::now() > deadline {
+                let mut report = support::process_tree_report(child.id());
+                std::thread::sleep(std::time::Duration::from_secs(2));
+                report += "two seconds later:\n";
+                report += &support::process_tree_report(child.id());
+                let _ = child.kill();
+                skiff.cleanup(&id);
+                panic!("run of true hung:\n{report}");
+            }
             std::thread::sleep(std::time::Duration::from_millis(5));
         }
     }

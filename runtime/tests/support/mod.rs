@@ -332,6 +332,62 @@ pub fn assert_nothing_left(skiff: &Skiff, id: &str) {
     }
 }
 
+/// Where `pid` and its descendants are (state, wait channel, kernel stack,
+/// blocked and pending signals): what a test prints when a process hangs.
+pub fn process_tree_report(pid: u32) -> String {
+    let mut report = format!(
+        "loadavg {}",
+        std::fs::read_to_string("/proc/loadavg").unwrap_or_default()
+    );
+    let mut todo = vec![(pid, 0usize)];
+    while let Some((pid, depth)) = todo.pop() {
+        let proc_dir = PathBuf::from(format!("/proc/{pid}"));
+        let read = |f: &str| std::fs::read_to_string(proc_dir.join(f)).unwrap_or_default();
+        let cmdline = read("cmdline").replace('\0', " ");
+        let status = read("status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(str::trim)
+                .unwrap_or("?")
+                .to_string()
+        };
+        // After the command name (which may hold spaces): state is field 3,
+        // minflt 10, majflt 12, utime 14, stime 15 (man 5 proc).
+        let stat = read("stat");
+        let after_name: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
+        let stat_field = |n: usize| after_name.get(n - 3).copied().unwrap_or("?");
+        let pad = "  ".repeat(depth);
+        report += &format!(
+            "{pad}pid {pid} [{}] state {} wchan {} syscall {} utime {} stime {} minflt {} majflt {} \
+             SigBlk {} SigPnd {} ShdPnd {}: {}\n",
+            field("Name:"),
+            field("State:"),
+            read("wchan"),
+            read("syscall").trim(),
+            stat_field(14),
+            stat_field(15),
+            stat_field(10),
+            stat_field(12),
+            field("SigBlk:"),
+            field("SigPnd:"),
+            field("ShdPnd:"),
+            cmdline.trim()
+        );
+        for frame in read("stack").lines() {
+            report += &format!("{pad}    {frame}\n");
+        }
+        let children = read(&format!("task/{pid}/children"));
+        for child in children.split_whitespace().filter_map(|c| c.parse().ok()) {
+            todo.push((child, depth + 1));
+        }
+    }
+    report
+}
+
 /// The default cgroup directories of container `id` in every hierarchy.
 pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     let mut dirs = vec![PathBuf::from("/sys/fs/cgroup/skiff").join(id)];
