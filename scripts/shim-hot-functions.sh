@@ -1,0 +1,88 @@
+#!/bin/sh
+# Records which functions a shim daemon runs and writes them to
+# shim/hot-functions.txt, the order file shim/build.rs links first (see
+# there for why). Run it again when the shim or its dependencies change
+# much; a stale list only costs memory.
+#
+#     ./scripts/shim-hot-functions.sh
+#
+# The workload is skiff-bench-shim's (ctr run --rm, containers left running
+# and then stopped). Only the daemons count: `start` and `delete` are
+# short-lived processes.
+#  1. Every shim process runs under callgrind, which names each function
+#     run (skiff runs natively: valgrind has no clone3).
+#  2. callgrind misses what valgrind changes: glibc picks other string
+#     functions for valgrind's CPU, and valgrind has no pidfd_send_signal,
+#     so a daemon under it fails every kill. So the list is refined with
+#     the kernel's view: relink with it, run the workload natively under
+#     `perf record -e page-faults`, and add every function whose page a
+#     daemon faulted in outside the listed ones, until no such fault is
+#     left (or a few rounds).
+set -eu
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+require_root
+ensure_rust
+apt_install valgrind linux-perf python3
+apt_install_no_start containerd runc
+
+list=shim/hot-functions.txt
+release=target/x86_64-unknown-linux-gnu/release
+work=$(mktemp -d /tmp/skiff-hot.XXXXXX)
+mkdir "$work/vg" "$work/perf"
+# A daemon under valgrind cannot kill its container, so the bench's
+# teardown leaves those containers and their daemons: removed here.
+remove_leftovers() {
+    pkill -KILL -f "callgrind-out-file=$work/" 2>/dev/null || true
+    states=/run/containerd/skiff/skiff-bench
+    for id in $(ls "$states" 2>/dev/null); do
+        "$work/vg/skiff" --root "$states" delete --force "$id" || true
+    done
+    rmdir "$states" 2>/dev/null || true
+    rmdir /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/skiff-bench 2>/dev/null || true
+    for f in "$work"/vg/callgrind.*; do
+        sock=$(sed -n 's|^cmd:.*-socket unix://\([^ ]*\).*|\1|p' "$f" 2>/dev/null)
+        if [ -n "$sock" ]; then rm -f "$sock"; fi
+    done
+}
+trap 'remove_leftovers; rm -rf "$work"' EXIT
+
+# build DIR: a release build with symbols, copied to DIR.
+build() {
+    SKIFF_SHIM_KEEP_SYMBOLS=1 cargo build -q --release \
+        -p containerd-shim-skiff -p skiff -p skiff-bench
+    cp "$release/skiff" "$release/skiff-bench-shim" "$1/"
+    cp "$release/containerd-shim-skiff-v2" "$1/shim"
+}
+
+build "$work/vg"
+# containerd runs containerd-shim-skiff-v2 from the bench's directory.
+cat > "$work/vg/containerd-shim-skiff-v2" <<EOF
+#!/bin/sh
+exec valgrind -q --tool=callgrind --demangle=no --trace-children=yes \
+    --trace-children-skip='*/skiff' --callgrind-out-file=$work/vg/callgrind.%p \
+    $work/vg/shim "\$@"
+EOF
+chmod +x "$work/vg/containerd-shim-skiff-v2"
+"$work/vg/skiff-bench-shim" --runs 3 --containers 3 >/dev/null
+remove_leftovers
+python3 scripts/shim_hot_functions.py callgrind "$work/vg/shim" "$list" "$work"/vg/callgrind.*
+
+round=1
+while [ $round -le 4 ]; do
+    build "$work/perf"
+    ln -sf shim "$work/perf/containerd-shim-skiff-v2"
+    perf record -q -c 1 -e page-faults -d -a -o "$work/perf/perf.data" -- \
+        "$work/perf/skiff-bench-shim" --runs 3 --containers 3 >/dev/null
+    perf script -i "$work/perf/perf.data" --show-mmap-events -F comm,pid,addr \
+        > "$work/perf/faults" 2>/dev/null
+    set +e
+    python3 scripts/shim_hot_functions.py faults "$work/perf/shim" "$list" "$work/perf/faults"
+    status=$?
+    set -e
+    [ $status = 3 ] && break
+    [ $status = 0 ] || die "reading the page faults failed"
+    round=$((round + 1))
+done
+# The release build again, stripped, with the final list.
+cargo build -q --release -p containerd-shim-skiff
