@@ -17,7 +17,9 @@
 #     the kernel's view: relink with it, run the workload natively under
 #     `perf record -e page-faults`, and add every function whose page a
 #     daemon faulted in outside the listed ones, until no such fault is
-#     left (or a few rounds).
+#     left (or a few rounds). Which pages fault depends on where ASLR puts
+#     the binary (a fault maps the 64 KiB window around it), so each round
+#     watches many daemons.
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -69,11 +71,11 @@ remove_leftovers
 python3 scripts/shim_hot_functions.py callgrind "$work/vg/shim" "$list" "$work"/vg/callgrind.*
 
 round=1
-while [ $round -le 4 ]; do
+while [ $round -le 5 ]; do
     build "$work/perf"
     ln -sf shim "$work/perf/containerd-shim-skiff-v2"
-    perf record -q -c 1 -e page-faults -d -a -o "$work/perf/perf.data" -- \
-        "$work/perf/skiff-bench-shim" --runs 3 --containers 3 >/dev/null
+    perf record -q -c 1 -m 4096 -e page-faults -d -a -o "$work/perf/perf.data" -- \
+        "$work/perf/skiff-bench-shim" --runs 3 --containers 12 >/dev/null
     perf script -i "$work/perf/perf.data" --show-mmap-events -F comm,pid,addr \
         > "$work/perf/faults" 2>/dev/null
     set +e
