@@ -17,9 +17,9 @@
 #     the kernel's view: relink with it, run the workload natively under
 #     `perf record -e page-faults`, and add every function whose page a
 #     daemon faulted in outside the listed ones, until no such fault is
-#     left (or a few rounds). Which pages fault depends on where ASLR puts
-#     the binary (a fault maps the 64 KiB window around it), so each round
-#     watches many daemons.
+#     left (or a few rounds). A fault maps the 64 KiB around it, so a
+#     function shows up only once no other fault maps its page first: that
+#     is why it takes rounds.
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -70,16 +70,21 @@ chmod +x "$work/vg/containerd-shim-skiff-v2"
 remove_leftovers
 python3 scripts/shim_hot_functions.py callgrind "$work/vg/shim" "$list" "$work"/vg/callgrind.*
 
+# The rounds run the binaries where the linker wrote them: the page cache
+# holds a file the linker wrote in single pages, but a copied file in large
+# folios, and a fault maps its whole folio, which hides the faults counted
+# here.
 round=1
 while [ $round -le 5 ]; do
-    build "$work/perf"
-    ln -sf shim "$work/perf/containerd-shim-skiff-v2"
+    SKIFF_SHIM_KEEP_SYMBOLS=1 cargo build -q --release \
+        -p containerd-shim-skiff -p skiff -p skiff-bench
     perf record -q -c 1 -m 4096 -e page-faults -d -a -o "$work/perf/perf.data" -- \
-        "$work/perf/skiff-bench-shim" --runs 3 --containers 12 >/dev/null
+        "$release/skiff-bench-shim" --in-place --runs 3 --containers 12 >/dev/null
     perf script -i "$work/perf/perf.data" --show-mmap-events -F comm,pid,addr \
         > "$work/perf/faults" 2>/dev/null
     set +e
-    python3 scripts/shim_hot_functions.py faults "$work/perf/shim" "$list" "$work/perf/faults"
+    python3 scripts/shim_hot_functions.py faults "$release/containerd-shim-skiff-v2" "$list" \
+        "$work/perf/faults"
     status=$?
     set -e
     [ $status = 3 ] && break

@@ -3,9 +3,16 @@
 //! runc: `ctr run --rm` of /bin/true, interleaved, and the shims' RSS per
 //! container with 20 containers running (sum of shim VmRSS / 20).
 //!
-//! Usage: skiff-bench-shim [--runs N] [--containers N]
+//! Usage: skiff-bench-shim [--runs N] [--containers N] [--in-place]
+//!
+//! The shim and skiff are installed (copied) into the work directory, as
+//! a package would install them: the page cache holds a copied file in
+//! large folios, and a fault maps a whole folio, so the binaries the
+//! linker wrote (held in single pages) would show less memory than a node
+//! sees. `--in-place` uses them where they were built
+//! (scripts/shim-hot-functions.sh needs single-page faults).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use skiff_e2e::{engines, Workdir};
@@ -37,16 +44,29 @@ fn memory_kib(name: &str) -> (u64, u64) {
         })
 }
 
+/// Copies the shim and skiff into `work`/bin (the shim runs the skiff
+/// beside it); returns the directory and the copy of skiff.
+fn install(work: &Workdir, shim: &Path, skiff: &Path) -> (PathBuf, PathBuf) {
+    let bin = work.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for file in [shim, skiff] {
+        std::fs::copy(file, bin.join(file.file_name().unwrap())).unwrap();
+    }
+    let skiff = bin.join("skiff");
+    (bin, skiff)
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    let (mut runs, mut containers) = (30usize, 20usize);
+    let (mut runs, mut containers, mut in_place) = (30usize, 20usize, false);
     while let Some(a) = args.next() {
         let mut num = |d: usize| args.next().and_then(|n| n.parse().ok()).unwrap_or(d);
         match a.as_str() {
             "--runs" => runs = num(runs),
             "--containers" => containers = num(containers),
+            "--in-place" => in_place = true,
             _ => {
-                eprintln!("usage: skiff-bench-shim [--runs N] [--containers N]");
+                eprintln!("usage: skiff-bench-shim [--runs N] [--containers N] [--in-place]");
                 std::process::exit(2);
             }
         }
@@ -65,7 +85,11 @@ fn main() {
         "/run/skiff-shim",
     ]);
     let work = Workdir::new("bench-shim");
-    let bin = engines::shim_dir(&work, &shim);
+    let (bin, skiff) = if in_place {
+        (engines::shim_dir(&work, &shim), exe.with_file_name("skiff"))
+    } else {
+        install(&work, &shim, &exe.with_file_name("skiff"))
+    };
     let archive = skiff_e2e::busybox_image(&work, IMAGE).archive;
     let daemon = engines::start_containerd(&work, Some(Path::new(&bin)));
     let ctr = |args: &[&str]| {
@@ -89,7 +113,7 @@ fn main() {
     ];
     // Latency also of the stock shim calling skiff: what the shim itself
     // adds, apart from the runtime it calls.
-    let skiff = exe.with_file_name("skiff").display().to_string();
+    let skiff = skiff.display().to_string();
     let ways: [(&str, Vec<&str>); 3] = [
         ("skiff shim", vec!["--runtime", "io.containerd.skiff.v2"]),
         (
