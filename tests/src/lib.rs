@@ -344,6 +344,23 @@ impl Daemon {
     /// Starts `cmd` with its output in `log`, and waits until `ready` holds.
     pub fn start(name: &str, cmd: &mut Command, log: PathBuf, ready: impl Fn() -> bool) -> Daemon {
         let file = std::fs::File::create(&log).unwrap();
+        // The daemon also stops when its starter dies without dropping it:
+        // benchmarks are built with panic=abort, so a failed step there
+        // runs no Drop and would leave a private containerd behind.
+        let starter = std::process::id() as libc::pid_t;
+        // SAFETY: prctl and getppid between fork and exec only.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The starter may have died before the prctl.
+                if libc::getppid() != starter {
+                    return Err(std::io::Error::other("the starter is gone"));
+                }
+                Ok(())
+            });
+        }
         let child = cmd
             .stdin(Stdio::null())
             .stdout(file.try_clone().unwrap())
