@@ -2,7 +2,7 @@
 //! failure reaches containerd with (containerd maps the codes back to its
 //! errdefs: NotFound, AlreadyExists, FailedPrecondition, ...).
 
-use containerd_shim::protos::ttrpc::{self, Code};
+use crate::ttrpc::Code;
 
 /// A failed shim request.
 #[derive(Debug, thiserror::Error)]
@@ -57,34 +57,27 @@ impl ShimError {
         }
     }
 
-    fn code(&self) -> Code {
+    pub fn code(&self) -> Code {
         use skiff::container::ContainerError as C;
         match self {
-            ShimError::TaskNotFound(_) | ShimError::ExecNotFound { .. } => Code::NOT_FOUND,
-            ShimError::Finished { .. } => Code::NOT_FOUND,
-            ShimError::TaskExists(_) | ShimError::ExecExists { .. } => Code::ALREADY_EXISTS,
-            ShimError::Precondition { .. } => Code::FAILED_PRECONDITION,
-            ShimError::Invalid { .. } => Code::INVALID_ARGUMENT,
-            ShimError::CheckpointUnsupported => Code::UNIMPLEMENTED,
+            ShimError::TaskNotFound(_) | ShimError::ExecNotFound { .. } => Code::NotFound,
+            ShimError::Finished { .. } => Code::NotFound,
+            ShimError::TaskExists(_) | ShimError::ExecExists { .. } => Code::AlreadyExists,
+            ShimError::Precondition { .. } => Code::FailedPrecondition,
+            ShimError::Invalid { .. } => Code::InvalidArgument,
+            ShimError::CheckpointUnsupported => Code::Unimplemented,
             ShimError::Container { source, .. } => match **source {
-                C::NotRunning => Code::NOT_FOUND,
+                C::NotRunning => Code::NotFound,
                 C::NotStartable(_)
                 | C::NotPausable(_)
                 | C::NotPaused
                 | C::ExecStopped
                 | C::ExecPaused
-                | C::NotStopped { .. } => Code::FAILED_PRECONDITION,
-                _ => Code::UNKNOWN,
+                | C::NotStopped { .. } => Code::FailedPrecondition,
+                _ => Code::Unknown,
             },
-            ShimError::Runtime { .. } | ShimError::Io { .. } => Code::UNKNOWN,
+            ShimError::Runtime { .. } | ShimError::Io { .. } => Code::Unknown,
         }
-    }
-}
-
-impl From<ShimError> for ttrpc::Error {
-    fn from(e: ShimError) -> ttrpc::Error {
-        log::warn!("{e}");
-        ttrpc::Error::RpcStatus(ttrpc::get_status(e.code(), e.to_string()))
     }
 }
 
@@ -93,35 +86,29 @@ mod tests {
     use super::*;
 
     fn code_of(e: ShimError) -> Code {
-        match ttrpc::Error::from(e) {
-            ttrpc::Error::RpcStatus(s) => s.code(),
-            other => panic!("not a status: {other:?}"),
-        }
+        e.code()
     }
 
     #[test]
     fn codes_are_the_ones_containerd_maps() {
-        assert_eq!(
-            code_of(ShimError::TaskNotFound("a".into())),
-            Code::NOT_FOUND
-        );
+        assert_eq!(code_of(ShimError::TaskNotFound("a".into())), Code::NotFound);
         assert_eq!(
             code_of(ShimError::Finished {
                 id: "a".into(),
                 exec_id: String::new()
             }),
-            Code::NOT_FOUND
+            Code::NotFound
         );
         assert_eq!(
             code_of(ShimError::ExecExists {
                 id: "a".into(),
                 exec_id: "e".into()
             }),
-            Code::ALREADY_EXISTS
+            Code::AlreadyExists
         );
         assert_eq!(
             code_of(ShimError::CheckpointUnsupported),
-            Code::UNIMPLEMENTED
+            Code::Unimplemented
         );
     }
 

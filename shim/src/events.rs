@@ -1,86 +1,134 @@
-//! Publishing task events to containerd (Events.Forward over its ttrpc
-//! socket). The shim crate's publisher names each event's type through
-//! protobuf reflection, which builds the descriptors of the whole event
-//! schema on the heap of every shim; the type names are fixed strings, so
-//! the envelope is built here without reflection.
+//! Publishing task events to containerd: Events.Forward over containerd's
+//! ttrpc socket (TTRPC_ADDRESS), one call at a time from the shim's one
+//! serving thread. The connection is made when first needed and made again
+//! after a failure (containerd restarts while shims live on).
 
-use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskExit, TaskOOM, TaskPaused,
-    TaskResumed, TaskStart,
+use std::time::Duration;
+
+use crate::api::{
+    Any, Envelope, ForwardRequest, TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted,
+    TaskExit, TaskIdOnly, TaskStart, Timestamp,
 };
-use containerd_shim::protos::protobuf::well_known_types::any::Any;
-use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::{Message, MessageField};
-use containerd_shim::protos::shim::event::Envelope;
-use containerd_shim::protos::shim::events::ForwardRequest;
-use containerd_shim::protos::ttrpc::context;
-use containerd_shim::protos::{Client, EventsClient};
+use crate::proto::Message;
+use crate::ttrpc::Client;
+
+const SERVICE: &str = "containerd.services.events.ttrpc.v1.Events";
+/// containerd answers a forward at once; a stuck containerd must not stop
+/// the shim from serving its tasks for long.
+const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A task event: its topic and the type name containerd decodes it by.
-pub trait TaskEvent: Message {
-    const TOPIC: &'static str;
-    const TYPE: &'static str;
+pub struct Event {
+    topic: &'static str,
+    type_name: &'static str,
+    body: Vec<u8>,
 }
 
-macro_rules! task_events {
-    ($($ty:ident => $topic:literal),* $(,)?) => {
-        $(impl TaskEvent for $ty {
-            const TOPIC: &'static str = $topic;
-            const TYPE: &'static str = concat!("containerd.events.", stringify!($ty));
-        })*
-    };
+fn event(topic: &'static str, type_name: &'static str, m: &impl Message) -> Event {
+    Event {
+        topic,
+        type_name,
+        body: m.to_bytes(),
+    }
 }
 
-task_events! {
-    TaskCreate => "/tasks/create",
-    TaskStart => "/tasks/start",
-    TaskExit => "/tasks/exit",
-    TaskDelete => "/tasks/delete",
-    TaskExecAdded => "/tasks/exec-added",
-    TaskExecStarted => "/tasks/exec-started",
-    TaskPaused => "/tasks/paused",
-    TaskResumed => "/tasks/resumed",
-    TaskOOM => "/tasks/oom",
+impl Event {
+    pub fn create(m: &TaskCreate) -> Event {
+        event("/tasks/create", "containerd.events.TaskCreate", m)
+    }
+    pub fn start(m: &TaskStart) -> Event {
+        event("/tasks/start", "containerd.events.TaskStart", m)
+    }
+    pub fn exit(m: &TaskExit) -> Event {
+        event("/tasks/exit", "containerd.events.TaskExit", m)
+    }
+    pub fn delete(m: &TaskDelete) -> Event {
+        event("/tasks/delete", "containerd.events.TaskDelete", m)
+    }
+    pub fn exec_added(m: &TaskExecAdded) -> Event {
+        event("/tasks/exec-added", "containerd.events.TaskExecAdded", m)
+    }
+    pub fn exec_started(m: &TaskExecStarted) -> Event {
+        event(
+            "/tasks/exec-started",
+            "containerd.events.TaskExecStarted",
+            m,
+        )
+    }
+    pub fn paused(id: &str) -> Event {
+        event("/tasks/paused", "containerd.events.TaskPaused", &only(id))
+    }
+    pub fn resumed(id: &str) -> Event {
+        event("/tasks/resumed", "containerd.events.TaskResumed", &only(id))
+    }
+    pub fn oom(id: &str) -> Event {
+        event("/tasks/oom", "containerd.events.TaskOOM", &only(id))
+    }
+}
+
+fn only(id: &str) -> TaskIdOnly {
+    TaskIdOnly {
+        container_id: id.to_string(),
+    }
 }
 
 /// Publishes events for one namespace.
 pub struct Publisher {
-    client: EventsClient,
+    address: String,
     namespace: String,
+    client: Option<Client>,
 }
 
 impl Publisher {
-    pub fn connect(address: &str, namespace: &str) -> Result<Publisher, containerd_shim::Error> {
-        let fd = containerd_shim::util::connect(address)?;
-        Ok(Publisher {
-            client: EventsClient::new(Client::new(fd)?),
+    pub fn new(address: &str, namespace: &str) -> Publisher {
+        Publisher {
+            address: address
+                .strip_prefix("unix://")
+                .unwrap_or(address)
+                .to_string(),
             namespace: namespace.to_string(),
-        })
+            client: None,
+        }
+    }
+
+    fn forward_request(&self, e: &Event) -> Vec<u8> {
+        ForwardRequest {
+            envelope: Some(Envelope {
+                timestamp: Some(Timestamp::now()),
+                namespace: self.namespace.clone(),
+                topic: e.topic.to_string(),
+                event: Some(Any {
+                    type_url: e.type_name.to_string(),
+                    value: e.body.clone(),
+                }),
+            }),
+        }
+        .to_bytes()
     }
 
     /// Sends one event; a failure is logged (containerd may be restarting,
     /// and the task's state stays queryable either way).
-    pub fn publish<E: TaskEvent>(&self, event: E) {
-        let value = match event.write_to_bytes() {
-            Ok(v) => v,
-            Err(e) => return log::warn!("encode {}: {e}", E::TOPIC),
-        };
-        let req = ForwardRequest {
-            envelope: MessageField::some(Envelope {
-                timestamp: MessageField::some(Timestamp::now()),
-                namespace: self.namespace.clone(),
-                topic: E::TOPIC.to_string(),
-                event: MessageField::some(Any {
-                    type_url: E::TYPE.to_string(),
-                    value,
-                    ..Default::default()
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        if let Err(e) = self.client.forward(context::with_timeout(0), &req) {
-            log::warn!("publish {}: {e}", E::TOPIC);
+    pub fn publish(&mut self, e: Event) {
+        let payload = self.forward_request(&e);
+        // A kept connection may have died with a restarted containerd:
+        // one fresh attempt after a failure on an old one.
+        for attempt in 0..2 {
+            if self.client.is_none() {
+                match Client::connect(&self.address, TIMEOUT) {
+                    Ok(c) => self.client = Some(c),
+                    Err(err) => return log::warn!("publish {}: {}: {err}", e.topic, self.address),
+                }
+            }
+            let client = self.client.as_mut().expect("connected above");
+            match client.call(SERVICE, "Forward", payload.clone()) {
+                Ok(_) => return,
+                Err(err) => {
+                    self.client = None;
+                    if attempt == 1 {
+                        log::warn!("publish {}: {err}", e.topic);
+                    }
+                }
+            }
         }
     }
 }
@@ -88,15 +136,18 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use containerd_shim::protos::protobuf::MessageFull;
 
     #[test]
-    fn type_names_are_the_message_names() {
-        assert_eq!(TaskExit::TYPE, TaskExit::descriptor().full_name());
-        assert_eq!(TaskOOM::TYPE, TaskOOM::descriptor().full_name());
-        assert_eq!(
-            TaskExecStarted::TYPE,
-            TaskExecStarted::descriptor().full_name()
-        );
+    fn envelope_carries_topic_type_and_event() {
+        let p = Publisher::new("unix:///run/c.sock.ttrpc", "k8s.io");
+        assert_eq!(p.address, "/run/c.sock.ttrpc");
+        let bytes = p.forward_request(&Event::oom("web"));
+        let env = ForwardRequest::decode(&bytes).unwrap().envelope.unwrap();
+        assert_eq!(env.namespace, "k8s.io");
+        assert_eq!(env.topic, "/tasks/oom");
+        let any = env.event.unwrap();
+        assert_eq!(any.type_url, "containerd.events.TaskOOM");
+        assert_eq!(TaskIdOnly::decode(&any.value).unwrap().container_id, "web");
+        assert!(env.timestamp.unwrap().seconds > 0);
     }
 }

@@ -1,30 +1,42 @@
 //! The shim binary's own lifecycle, as containerd drives it: `start`
-//! (spawn the daemon or join the pod's), `delete` (clean up after a lost
-//! shim), serving until Shutdown.
+//! (spawn the daemon, or join the pod's), `delete` (clean up after a lost
+//! shim) and `-info`.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 
-use containerd_shim::api::Options;
-use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::MessageField;
-use containerd_shim::publisher::RemotePublisher;
-use containerd_shim::util::{read_address, read_options, write_address};
-use containerd_shim::{Config, DeleteResponse, ExitSignal, Flags, StartOpts};
+use sha2::{Digest, Sha256};
 
-use crate::events::Publisher;
-use crate::rootfs;
+use crate::api::{DeleteResponse, RuntimeInfo, RuntimeVersion, Timestamp};
+use crate::flags::Flags;
+use crate::proto::Message;
 use crate::runtime::Runtime;
-use crate::service::Service;
+use crate::{options, rootfs};
 
 /// The annotation CRI puts on every container of a pod: containers of one
 /// pod share one shim.
 const SANDBOX_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
+/// Where shim sockets live, as containerd's own shims place them.
+const SOCKET_DIR: &str = "/run/containerd/s";
 
-pub struct Shim {
-    exit: Arc<ExitSignal>,
-    namespace: String,
-    id: String,
+/// Why an action failed.
+#[derive(Debug, thiserror::Error)]
+pub enum LifecycleError {
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("the shim daemon for {0} did not come up (see containerd's log)")]
+    DaemonFailed(String),
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LifecycleError {
+    let what = what.into();
+    move |source| LifecycleError::Io { what, source }
 }
 
 /// The id whose shim serves this container: its pod's sandbox id when CRI
@@ -42,88 +54,117 @@ fn grouping(bundle: &Path, id: &str) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
-/// The runtime named by the options containerd saved in the bundle.
-fn runtime_for(bundle: &Path, namespace: &str) -> Runtime {
-    let opts = read_options(bundle).unwrap_or_else(|_| Options::default());
-    Runtime::locate(&opts.binary_name, &opts.root, namespace)
+/// The socket of the shim serving `group`: a hash, because namespaces and
+/// ids can be longer than a socket path allows.
+fn socket_address(containerd: &str, namespace: &str, group: &str) -> String {
+    let digest = Sha256::digest(format!("{containerd}/{namespace}/{group}").as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("unix://{SOCKET_DIR}/{hex}")
+}
+
+pub fn socket_path(address: &str) -> &str {
+    let address = address.trim();
+    address.strip_prefix("unix://").unwrap_or(address)
+}
+
+fn bundle_dir(flags: &Flags) -> Result<PathBuf, LifecycleError> {
+    if !flags.bundle.is_empty() {
+        return Ok(PathBuf::from(&flags.bundle));
+    }
+    std::env::current_dir().map_err(io("current dir"))
+}
+
+/// `start`: prints the address of the shim that serves this container,
+/// spawning the daemon unless the pod's shim already runs. The reply is
+/// the plain address, which every containerd release reads.
+pub fn start(flags: &Flags) -> Result<(), LifecycleError> {
+    let bundle = bundle_dir(flags)?;
+    let group = grouping(&bundle, &flags.id);
+    let address = socket_address(&flags.address, &flags.namespace, &group);
+    if UnixStream::connect(socket_path(&address)).is_err() {
+        spawn_daemon(flags, &bundle, &address)?;
+    }
+    std::fs::write(bundle.join("address"), &address).map_err(io("write the address file"))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(address.as_bytes())
+        .and_then(|()| out.flush())
+        .map_err(io("write the address"))
+}
+
+/// Runs this binary as the daemon, in the bundle, in its own process
+/// group (a signal to containerd's group must not reach running shims),
+/// and waits until it serves: it closes its stdout once listening.
+fn spawn_daemon(flags: &Flags, bundle: &Path, address: &str) -> Result<(), LifecycleError> {
+    let exe = std::env::current_exe().map_err(io("locate the shim binary"))?;
+    let mut cmd = Command::new(exe);
+    cmd.current_dir(bundle)
+        .args(["-namespace", &flags.namespace, "-id", &flags.id])
+        .args(["-address", &flags.address, "-socket", address])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .process_group(0);
+    if flags.debug {
+        cmd.arg("-debug");
+    }
+    let mut child = cmd.spawn().map_err(io("spawn the shim daemon"))?;
+    let mut ready = Vec::new();
+    if let Some(mut out) = child.stdout.take() {
+        let _ = out.read_to_end(&mut ready);
+    }
+    // The daemon is reaped by whoever inherits it once we exit.
+    drop(child);
+    if UnixStream::connect(socket_path(address)).is_err() {
+        return Err(LifecycleError::DaemonFailed(flags.id.clone()));
+    }
+    Ok(())
 }
 
 /// Removes a shim socket nobody serves any more. A pod's shim that is
 /// alive keeps its socket: containerd runs `delete` for one container of
 /// a pod too.
 fn remove_dead_socket(address: &str) {
-    let path = address
-        .trim()
-        .strip_prefix("unix://")
-        .unwrap_or(address.trim());
-    if std::os::unix::net::UnixStream::connect(path).is_err() {
+    let path = socket_path(address);
+    if UnixStream::connect(path).is_err() {
         let _ = std::fs::remove_file(path);
     }
 }
 
-impl Shim {
-    /// The Task service the daemon serves.
-    pub fn service(&self, publisher: Publisher) -> Service {
-        Service::new(self.namespace.clone(), Some(publisher), self.exit.clone())
+/// `delete`: containerd lost the shim. Force-deletes the container,
+/// unmounts its rootfs, removes the dead shim's socket and reports the
+/// task killed.
+pub fn delete(flags: &Flags) -> Result<(), LifecycleError> {
+    let bundle = bundle_dir(flags)?;
+    let opts = options::load(&bundle);
+    let runtime = Runtime::locate(&opts.binary_name, &opts.root, &flags.namespace);
+    if let Err(e) = runtime.delete(&flags.id, &bundle) {
+        eprintln!("delete {}: {e}", flags.id);
     }
+    rootfs::unmount(&bundle);
+    if let Ok(address) = std::fs::read_to_string(bundle.join("address")) {
+        remove_dead_socket(&address);
+    }
+    let reply = DeleteResponse {
+        exit_status: 128 + libc::SIGKILL as u32,
+        exited_at: Some(Timestamp::now()),
+        ..Default::default()
+    };
+    std::io::stdout()
+        .write_all(&reply.to_bytes())
+        .map_err(io("write the delete reply"))
 }
 
-impl containerd_shim::Shim for Shim {
-    type T = Service;
-
-    fn new(_runtime_id: &str, args: &Flags, _config: &mut Config) -> Self {
-        Shim {
-            exit: Arc::new(ExitSignal::default()),
-            namespace: args.namespace.clone(),
-            id: args.id.clone(),
-        }
-    }
-
-    fn start_shim(&mut self, opts: StartOpts) -> containerd_shim::Result<String> {
-        let cwd = std::env::current_dir().map_err(|e| containerd_shim::Error::IoError {
-            context: "current dir".into(),
-            err: e,
-        })?;
-        let group = grouping(&cwd, &opts.id);
-        let (_, address) = containerd_shim::spawn(opts, &group, Vec::new())?;
-        write_address(&address)?;
-        Ok(address)
-    }
-
-    /// containerd lost the shim: force-delete the container, unmount its
-    /// rootfs, remove the dead shim's socket and report it killed.
-    fn delete_shim(&mut self) -> containerd_shim::Result<DeleteResponse> {
-        let bundle = std::env::current_dir().map_err(|e| containerd_shim::Error::IoError {
-            context: "current dir".into(),
-            err: e,
-        })?;
-        let runtime = runtime_for(&bundle, &self.namespace);
-        if let Err(e) = runtime.delete(&self.id, &bundle) {
-            log::warn!("delete {}: {e}", self.id);
-        }
-        rootfs::unmount(&bundle);
-        if let Ok(address) = read_address() {
-            remove_dead_socket(&address);
-        }
-        Ok(DeleteResponse {
-            exit_status: 128 + libc::SIGKILL as u32,
-            exited_at: MessageField::some(Timestamp::now()),
-            ..Default::default()
-        })
-    }
-
-    fn wait(&mut self) {
-        self.exit.wait();
-    }
-
-    /// Only the crate's own serving loop calls this, and serve.rs
-    /// replaces that loop; it is here because the trait asks for it.
-    fn create_task_service(&self, _: RemotePublisher) -> Service {
-        let publisher = std::env::var("TTRPC_ADDRESS")
-            .ok()
-            .and_then(|a| Publisher::connect(&a, &self.namespace).ok());
-        Service::new(self.namespace.clone(), publisher, self.exit.clone())
-    }
+/// `-info` (containerd 2): the runtime's name and version.
+pub fn info(runtime_id: &str) -> Result<(), LifecycleError> {
+    let reply = RuntimeInfo {
+        name: runtime_id.to_string(),
+        version: Some(RuntimeVersion {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+        }),
+    };
+    std::io::stdout()
+        .write_all(&reply.to_bytes())
+        .map_err(io("write the info reply"))
 }
 
 #[cfg(test)]
@@ -144,5 +185,20 @@ mod tests {
         std::fs::write(dir.join("config.json"), r#"{"annotations":{}}"#).unwrap();
         assert_eq!(grouping(&dir, "c1"), "c1");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn socket_is_a_short_stable_hash_per_group() {
+        let a = socket_address("/run/containerd/containerd.sock", "k8s.io", "pod1");
+        assert_eq!(
+            a,
+            socket_address("/run/containerd/containerd.sock", "k8s.io", "pod1")
+        );
+        assert_ne!(
+            a,
+            socket_address("/run/containerd/containerd.sock", "k8s.io", "pod2")
+        );
+        assert!(a.starts_with("unix:///run/containerd/s/"));
+        assert_eq!(socket_path(&a).len(), SOCKET_DIR.len() + 1 + 64);
     }
 }

@@ -2,51 +2,57 @@
 //! containerd runs it as `io.containerd.skiff.v2`; it keeps each task's
 //! stdio and exit status and drives skiff for the container work.
 
+mod api;
 mod error;
 mod events;
-mod legacy_start;
+mod flags;
 mod lifecycle;
 mod log_binary;
+mod logger;
 mod metrics;
+mod options;
+mod proto;
 mod rootfs;
 mod runtime;
-mod serve;
+mod server;
 mod service;
 mod stdio;
 mod tasks;
+mod ttrpc;
 
 const RUNTIME_ID: &str = "io.containerd.skiff.v2";
 
 fn main() {
-    let args: Vec<_> = std::env::args_os().collect();
-    let flags = containerd_shim::parse(&args[1..]).ok();
-    if flags.as_ref().is_some_and(|f| f.version) {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flags = match flags::parse(&args) {
+        Ok(f) => f,
+        Err(e) => fail(e),
+    };
+    if flags.version {
         println!("containerd-shim-skiff-v2:");
         println!("  Version:  {}", env!("CARGO_PKG_VERSION"));
         println!("  Runtime:  {RUNTIME_ID}");
         return;
     }
-    match flags {
-        // No reaper in `start`: the crate's SIGCHLD handler livelocks in
-        // signal-hook's unregister when the spawned daemon exits during
-        // start's teardown (it does at once when it joins a pod's shim),
-        // and start needs no exit statuses. Nor does it need to be a
-        // subreaper: the daemon is reparented as containerd expects.
-        Some(f) if f.action == "start" => legacy_start::translate_reply(|| {
-            let config = containerd_shim::Config {
-                no_reaper: true,
-                no_sub_reaper: true,
-                ..Default::default()
-            };
-            containerd_shim::run::<lifecycle::Shim>(RUNTIME_ID, Some(config))
-        }),
-        Some(f) if f.action.is_empty() && !f.info && !f.namespace.is_empty() => {
-            if let Err(e) = serve::run(RUNTIME_ID, &f) {
-                eprintln!("{RUNTIME_ID}: {e}");
-                std::process::exit(1);
-            }
-        }
-        // `delete`, `-info` and bad arguments.
-        _ => containerd_shim::run::<lifecycle::Shim>(RUNTIME_ID, None),
+    if flags.info {
+        return lifecycle::info(RUNTIME_ID).unwrap_or_else(|e| fail(e));
     }
+    if flags.namespace.is_empty() {
+        fail("-namespace is required");
+    }
+    let result = match flags.action.as_str() {
+        "start" => lifecycle::start(&flags).map_err(|e| e.to_string()),
+        "delete" => lifecycle::delete(&flags).map_err(|e| e.to_string()),
+        "" if !flags.socket.is_empty() => server::run(&flags).map_err(|e| e.to_string()),
+        "" => Err("-socket is required to serve".to_string()),
+        other => Err(format!("unknown action {other:?} (start, delete)")),
+    };
+    if let Err(e) = result {
+        fail(e);
+    }
+}
+
+fn fail(e: impl std::fmt::Display) -> ! {
+    eprintln!("{RUNTIME_ID}: {e}");
+    std::process::exit(1);
 }

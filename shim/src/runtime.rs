@@ -8,8 +8,6 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use containerd_shim::monitor::{Subject, Topic};
-use containerd_shim::synchronous::monitor::{monitor_subscribe, wait_pid};
 use skiff::container::Container;
 use skiff::state::Root;
 
@@ -137,8 +135,8 @@ impl Runtime {
     }
 
     /// Runs skiff to completion; its last logged error on failure. The
-    /// shim's reaper thread reaps every child, skiff included, so the exit
-    /// status comes through a monitor subscription taken before the fork.
+    /// shim reaps its other children on this same thread, between
+    /// requests, so waiting for this one pid here takes no one's status.
     fn run_to_end(
         &self,
         mut cmd: Command,
@@ -149,30 +147,29 @@ impl Runtime {
     ) -> Result<(), ShimError> {
         let _ = std::fs::remove_file(log);
         cmd.stdin(io.stdin).stdout(io.stdout).stderr(io.stderr);
-        let subscription = monitor_subscribe(Topic::Pid)
-            .map_err(|e| ShimError::io("subscribe to exits")(std::io::Error::other(e)))?;
-        let child = cmd
+        let mut child = cmd
             .spawn()
             .map_err(ShimError::io(format!("run {}", self.binary.display())))?;
         // Drops our copies of the fifo fds: the child holds its own.
         drop(cmd);
-        let status = wait_pid(child.id() as i32, subscription);
+        let status = child
+            .wait()
+            .map_err(ShimError::io(format!("wait for {}", self.binary.display())))?;
         let text = std::fs::read_to_string(log).unwrap_or_default();
         let _ = std::fs::remove_file(log);
-        if status != 0 {
+        if !status.success() {
             return Err(ShimError::Runtime {
                 op,
                 id: id.to_string(),
-                message: last_error(&text)
-                    .unwrap_or_else(|| format!("exited with status {status}")),
+                message: last_error(&text).unwrap_or_else(|| format!("ended with {status}")),
             });
         }
         Ok(())
     }
 
     /// Starts the created container. Poststart hooks run as children of
-    /// whoever starts it, and in the shim the reaper would take their exit
-    /// statuses: a container with such hooks is started by the binary.
+    /// whoever starts it: a container with such hooks is started by the
+    /// binary, so the shim's own request paths never fork hook processes.
     pub fn start(&self, id: &str, bundle: &Path) -> Result<(), ShimError> {
         let container = self.load(id)?;
         let hooks = container.stored.hooks.as_ref();
@@ -219,14 +216,6 @@ fn last_error(log: &str) -> Option<String> {
         let v: serde_json::Value = serde_json::from_str(line).ok()?;
         (v.get("level")?.as_str()? == "error").then(|| v.get("msg")?.as_str().map(String::from))?
     })
-}
-
-/// Used by the exit watcher to tell pid exits from exec-id notifications.
-pub fn pid_of(subject: &Subject) -> Option<i32> {
-    match subject {
-        Subject::Pid(pid) => Some(*pid),
-        _ => None,
-    }
 }
 
 #[cfg(test)]

@@ -1,110 +1,229 @@
-//! The containerd Task service: one ttrpc method each, over the bookkeeping
-//! in `tasks` and the runtime calls in `runtime`.
+//! The containerd Task service: one handler per ttrpc method, over the
+//! bookkeeping in `tasks` and the runtime calls in `runtime`. It runs on
+//! the shim's one serving thread (see `server`), which also reaps exits
+//! and watches for OOM kills, so handlers own the task map outright.
 
 use std::collections::HashMap;
-use std::os::fd::AsFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
-use containerd_shim::api::{self, Options, Status};
-use containerd_shim::monitor::Topic;
-use containerd_shim::protos::events::task::{
-    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIO, TaskOOM, TaskPaused,
-    TaskResumed, TaskStart,
-};
-use containerd_shim::protos::protobuf::{Message, MessageField};
-use containerd_shim::protos::types::task::ProcessInfo;
-use containerd_shim::synchronous::monitor::monitor_subscribe;
-use containerd_shim::util::write_options;
-use containerd_shim::{ExitSignal, TtrpcContext, TtrpcResult};
 use skiff::state::Status as SkiffStatus;
 
+use crate::api::{
+    self, status, Any, CloseIoRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
+    DeleteResponse, ExecProcessRequest, KillRequest, Options, PidsResponse, ProcessInfo,
+    ProcessRequest, ResizePtyRequest, StartResponse, StateResponse, StatsResponse, TaskCreate,
+    TaskDelete, TaskExecAdded, TaskExecStarted, TaskIo, TaskRequest, TaskStart, UpdateTaskRequest,
+    WaitResponse,
+};
 use crate::error::ShimError;
-use crate::events::{Publisher, TaskEvent};
-use crate::runtime::{pid_of, Files, Runtime};
+use crate::events::{Event, Publisher};
+use crate::proto::Message;
+use crate::runtime::{Files, Runtime};
 use crate::stdio::{self, ConsoleSocket, Paths};
-use crate::tasks::{self, Exit, Process, Task, Tasks};
-use crate::{metrics, rootfs};
+use crate::tasks::{self, Exit, OomWatch, Process, Task, Tasks};
+use crate::ttrpc::{Code, Reply};
+use crate::{metrics, options, rootfs};
 
 /// Where console sockets live while skiff connects to them.
 const CONSOLE_DIR: &str = "/run/skiff-shim";
 
-fn publish<E: TaskEvent>(events: &Option<Publisher>, event: E) {
-    match events {
-        Some(p) => p.publish(event),
-        None => log::warn!("{} dropped: not connected to containerd", E::TOPIC),
-    }
-}
-
 /// The Task service.
 pub struct Service {
-    tasks: Arc<Tasks>,
-    events: Arc<Option<Publisher>>,
-    exit: Arc<ExitSignal>,
+    tasks: Tasks,
+    events: Publisher,
     namespace: String,
+    shutdown: bool,
 }
 
 type R<T> = Result<T, ShimError>;
 
+/// What a request comes to: a reply now, or a Wait to answer at the
+/// process's exit.
+pub enum Outcome {
+    Reply(Reply),
+    Wait { id: String, exec_id: String },
+}
+
+fn reply<M: Message>(r: R<M>) -> Reply {
+    r.map(|m| m.to_bytes()).map_err(|e| {
+        log::warn!("{e}");
+        (e.code(), e.to_string())
+    })
+}
+
+fn decode<M: Message>(method: &str, payload: &[u8]) -> R<M> {
+    M::decode(payload).map_err(|e| ShimError::Invalid {
+        field: format!("{method} request"),
+        detail: e.to_string(),
+    })
+}
+
+/// Decodes the request and runs the handler on it.
+fn call<Q: Message, M: Message>(
+    method: &str,
+    payload: &[u8],
+    handler: impl FnOnce(Q) -> R<M>,
+) -> Outcome {
+    Outcome::Reply(reply(decode(method, payload).and_then(handler)))
+}
+
+fn exit_reply(exit: &Exit) -> WaitResponse {
+    WaitResponse {
+        exit_status: exit.status,
+        exited_at: Some(exit.at.clone()),
+    }
+}
+
 impl Service {
-    /// Without a publisher (containerd unreachable) events are dropped.
-    pub fn new(namespace: String, publisher: Option<Publisher>, exit: Arc<ExitSignal>) -> Service {
-        let tasks = Arc::new(Tasks::default());
-        let events = Arc::new(publisher);
-        // Subscribed before any task exists, so no exit is missed.
-        match monitor_subscribe(Topic::All) {
-            Ok(sub) => {
-                let (tasks, events) = (tasks.clone(), events.clone());
-                let spawned = std::thread::Builder::new()
-                    .name("exits".into())
-                    .stack_size(64 * 1024)
-                    .spawn(move || {
-                        for ev in sub.rx.iter() {
-                            let Some(pid) = pid_of(&ev.subject) else {
-                                continue;
-                            };
-                            if let Some(exit) = tasks.record_exit(pid, ev.exit_code) {
-                                publish(&events, exit);
-                            }
-                        }
-                    });
-                if let Err(e) = spawned {
-                    log::error!("exit watcher: {e}");
-                }
-            }
-            Err(e) => log::error!("subscribe to exits: {e}"),
-        }
+    pub fn new(namespace: String, events: Publisher) -> Service {
         Service {
-            tasks,
+            tasks: Tasks::new(),
             events,
-            exit,
             namespace,
+            shutdown: false,
         }
     }
 
-    fn create_task(&self, req: &api::CreateTaskRequest) -> R<api::CreateTaskResponse> {
+    /// True once Shutdown came with no task left.
+    pub fn shutdown_requested(&self) -> bool {
+        self.shutdown
+    }
+
+    /// Runs one Task API method.
+    pub fn handle(&mut self, method: &str, payload: &[u8]) -> Outcome {
+        match method {
+            "State" => call(method, payload, |q: ProcessRequest| {
+                self.state_of(&q.id, &q.exec_id)
+            }),
+            "Create" => call(method, payload, |q| self.create_task(&q)),
+            "Start" => call(method, payload, |q: ProcessRequest| {
+                self.start_process(&q.id, &q.exec_id)
+                    .map(|pid| StartResponse { pid })
+            }),
+            "Delete" => call(method, payload, |q: ProcessRequest| {
+                self.delete_process(&q.id, &q.exec_id)
+            }),
+            "Pids" => call(method, payload, |q: TaskRequest| self.pids(&q.id)),
+            "Pause" => call(method, payload, |q: TaskRequest| self.pause(&q.id, true)),
+            "Resume" => call(method, payload, |q: TaskRequest| self.pause(&q.id, false)),
+            "Checkpoint" => {
+                Outcome::Reply(reply::<api::Empty>(Err(ShimError::CheckpointUnsupported)))
+            }
+            "Kill" => call(method, payload, |q| self.kill_process(&q).map(empty)),
+            "Exec" => call(method, payload, |q| self.add_exec(&q).map(empty)),
+            "ResizePty" => call(method, payload, |q: ResizePtyRequest| {
+                self.process(&q.id, &q.exec_id)
+                    .and_then(|p| p.held.resize(q.width, q.height))
+                    .map(empty)
+            }),
+            "CloseIO" => call(method, payload, |q: CloseIoRequest| {
+                self.process(&q.id, &q.exec_id)
+                    .map(|p| p.held.close_stdin())
+                    .map(empty)
+            }),
+            "Update" => call(method, payload, |q| self.update_resources(&q).map(empty)),
+            "Wait" => match decode::<ProcessRequest>(method, payload) {
+                Ok(q) => match self.wait_result(&q.id, &q.exec_id) {
+                    Some(r) => Outcome::Reply(r),
+                    None => Outcome::Wait {
+                        id: q.id,
+                        exec_id: q.exec_id,
+                    },
+                },
+                Err(e) => Outcome::Reply(reply::<api::Empty>(Err(e))),
+            },
+            "Stats" => call(method, payload, |q: TaskRequest| self.stats(&q.id)),
+            "Connect" => call(method, payload, |q: TaskRequest| {
+                Ok(ConnectResponse {
+                    shim_pid: std::process::id(),
+                    task_pid: self.tasks.get(&q.id).map_or(0, |t| t.init.pid),
+                    version: env!("CARGO_PKG_VERSION").to_string(),
+                })
+            }),
+            "Shutdown" => {
+                // A shim serving a pod stays until its last container is
+                // deleted.
+                self.shutdown = self.tasks.is_empty();
+                Outcome::Reply(Ok(Vec::new()))
+            }
+            other => Outcome::Reply(Err((
+                Code::Unimplemented,
+                format!("method {other} is not implemented"),
+            ))),
+        }
+    }
+
+    /// The reply to a Wait once the process has exited (or is gone);
+    /// None while it runs.
+    pub fn wait_result(&mut self, id: &str, exec_id: &str) -> Option<Reply> {
+        match self.process(id, exec_id) {
+            Ok(p) => p.exit.as_ref().map(|e| Ok(exit_reply(e).to_bytes())),
+            Err(e) => Some(reply::<api::Empty>(Err(e))),
+        }
+    }
+
+    /// A child exited: record it and tell containerd.
+    pub fn reaped(&mut self, pid: i32, code: i32) {
+        if let Some(exit) = tasks::record_exit(&mut self.tasks, pid, code) {
+            self.events.publish(Event::exit(&exit));
+        }
+    }
+
+    /// The OOM watch fds, by task.
+    pub fn oom_fds(&self) -> Vec<(String, RawFd)> {
+        self.tasks
+            .iter()
+            .filter_map(|(id, t)| Some((id.clone(), t.oom.as_ref()?.fd.as_raw_fd())))
+            .collect()
+    }
+
+    /// The OOM fd of task `id` was readable: publish TaskOOM when the
+    /// kernel's OOM killer struck.
+    pub fn oom_signalled(&mut self, id: &str) {
+        let Some(watch) = self.tasks.get_mut(id).and_then(|t| t.oom.as_mut()) else {
+            return;
+        };
+        skiff::cgroups::oom::drain(&watch.fd);
+        // v1 signals when the cgroup hits OOM, just before the kill is
+        // counted: give the counter a moment.
+        let mut now = watch.cgroup.oom_kills();
+        for _ in 0..20 {
+            if now > watch.seen {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            now = watch.cgroup.oom_kills();
+        }
+        if now > watch.seen {
+            watch.seen = now;
+            self.events.publish(Event::oom(id));
+        }
+    }
+
+    fn process(&mut self, id: &str, exec_id: &str) -> R<&mut Process> {
+        tasks::find(&mut self.tasks, id)?.process(id, exec_id)
+    }
+
+    fn create_task(&mut self, req: &CreateTaskRequest) -> R<CreateTaskResponse> {
         if req.checkpoint.len() + req.parent_checkpoint.len() > 0 {
             return Err(ShimError::CheckpointUnsupported);
         }
         let bundle = PathBuf::from(&req.bundle);
         let options = match req.options.as_ref() {
             Some(any) if !any.value.is_empty() => {
-                Options::parse_from_bytes(&any.value).map_err(|e| ShimError::Invalid {
+                Options::decode(&any.value).map_err(|e| ShimError::Invalid {
                     field: "options".into(),
                     detail: e.to_string(),
                 })?
             }
             _ => Options::default(),
         };
-        let mut tasks = self.tasks.lock();
-        if tasks.contains_key(&req.id) {
+        if self.tasks.contains_key(&req.id) {
             return Err(ShimError::TaskExists(req.id.clone()));
         }
         // Saved for `delete` after a lost shim, which only has the bundle.
-        write_options(&req.bundle, &options).map_err(|e| ShimError::Io {
-            what: format!("write options in {}", bundle.display()),
-            source: std::io::Error::other(e),
-        })?;
+        options::save(&bundle, &options)?;
         let runtime = Runtime::locate(&options.binary_name, &options.root, &self.namespace);
         let mounted_rootfs = !req.rootfs.is_empty();
         if mounted_rootfs {
@@ -136,11 +255,12 @@ impl Service {
                 return Err(e);
             }
         };
-        tasks.insert(
+        let oom = oom_watch(&runtime, &req.id);
+        self.tasks.insert(
             req.id.clone(),
             Task {
                 bundle,
-                runtime: runtime.clone(),
+                runtime,
                 mounted_rootfs,
                 init: Process {
                     pid,
@@ -149,93 +269,27 @@ impl Service {
                     ..Default::default()
                 },
                 execs: HashMap::new(),
+                oom,
             },
         );
-        drop(tasks);
-        self.watch_oom(&req.id, runtime);
-        publish(
-            &self.events,
-            TaskCreate {
-                container_id: req.id.clone(),
-                bundle: req.bundle.clone(),
-                rootfs: req.rootfs.clone(),
-                io: MessageField::some(TaskIO {
-                    stdin: req.stdin.clone(),
-                    stdout: req.stdout.clone(),
-                    stderr: req.stderr.clone(),
-                    terminal: req.terminal,
-                    ..Default::default()
-                }),
-                pid,
-                ..Default::default()
-            },
-        );
-        Ok(api::CreateTaskResponse {
+        self.events.publish(Event::create(&TaskCreate {
+            container_id: req.id.clone(),
+            bundle: req.bundle.clone(),
+            rootfs: req.rootfs.clone(),
+            io: Some(TaskIo {
+                stdin: req.stdin.clone(),
+                stdout: req.stdout.clone(),
+                stderr: req.stderr.clone(),
+                terminal: req.terminal,
+            }),
             pid,
-            ..Default::default()
-        })
+        }));
+        Ok(CreateTaskResponse { pid })
     }
 
-    /// Publishes TaskOOM whenever the kernel's OOM killer strikes in the
-    /// container's cgroup; ends once the task is gone.
-    fn watch_oom(&self, id: &str, runtime: Runtime) {
-        let (tasks, events, id) = (self.tasks.clone(), self.events.clone(), id.to_string());
-        let spawned = std::thread::Builder::new()
-            .name("oom".into())
-            .stack_size(64 * 1024)
-            .spawn(move || {
-                let container = match runtime.load(&id) {
-                    Ok(c) => c,
-                    Err(e) => return log::warn!("no OOM events for {id}: {e}"),
-                };
-                let cgroup = container.cgroup();
-                let Some(fd) = cgroup.oom_watch() else {
-                    return log::warn!("no OOM events for {id}: no memory controller");
-                };
-                let mut seen = cgroup.oom_kills();
-                loop {
-                    let mut fds = [nix::poll::PollFd::new(
-                        fd.as_fd(),
-                        nix::poll::PollFlags::POLLIN,
-                    )];
-                    match nix::poll::poll(&mut fds, nix::poll::PollTimeout::NONE) {
-                        Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                        Err(_) => return,
-                    }
-                    skiff::cgroups::oom::drain(&fd);
-                    if !tasks.lock().contains_key(&id) {
-                        return;
-                    }
-                    // v1 signals when the cgroup hits OOM, just before
-                    // the kill is counted: give the counter a moment.
-                    let mut now = cgroup.oom_kills();
-                    for _ in 0..20 {
-                        if now > seen {
-                            break;
-                        }
-                        std::thread::sleep(std::time::Duration::from_millis(5));
-                        now = cgroup.oom_kills();
-                    }
-                    if now > seen {
-                        seen = now;
-                        publish(
-                            &events,
-                            TaskOOM {
-                                container_id: id.clone(),
-                                ..Default::default()
-                            },
-                        );
-                    }
-                }
-            });
-        if let Err(e) = spawned {
-            log::warn!("oom watcher for {}: {e}", self.namespace);
-        }
-    }
-
-    fn start_process(&self, id: &str, exec_id: &str) -> R<u32> {
-        let mut tasks = self.tasks.lock();
-        let task = tasks::find(&mut tasks, id)?;
+    fn start_process(&mut self, id: &str, exec_id: &str) -> R<u32> {
+        let namespace = self.namespace.clone();
+        let task = tasks::find(&mut self.tasks, id)?;
         let (runtime, bundle) = (task.runtime.clone(), task.bundle.clone());
         let process = task.process(id, exec_id)?;
         if process.started || process.exit.is_some() {
@@ -248,15 +302,10 @@ impl Service {
             runtime.start(id, &bundle)?;
             process.started = true;
             let pid = process.pid;
-            drop(tasks);
-            publish(
-                &self.events,
-                TaskStart {
-                    container_id: id.to_string(),
-                    pid,
-                    ..Default::default()
-                },
-            );
+            self.events.publish(Event::start(&TaskStart {
+                container_id: id.to_string(),
+                pid,
+            }));
             return Ok(pid);
         }
         let spec_path = bundle.join(format!("{exec_id}.process.json"));
@@ -265,7 +314,7 @@ impl Service {
         let files = Files::in_bundle(&bundle, exec_id);
         let owner = stdio::Owner {
             id,
-            namespace: &self.namespace,
+            namespace: &namespace,
         };
         let spawned = spawn_process(&process.stdio, &owner, |io, console| {
             runtime.exec(id, &spec_path, io, console, &files)
@@ -275,22 +324,16 @@ impl Service {
         process.pid = pid;
         process.held = held;
         process.started = true;
-        drop(tasks);
-        publish(
-            &self.events,
-            TaskExecStarted {
-                container_id: id.to_string(),
-                exec_id: exec_id.to_string(),
-                pid,
-                ..Default::default()
-            },
-        );
+        self.events.publish(Event::exec_started(&TaskExecStarted {
+            container_id: id.to_string(),
+            exec_id: exec_id.to_string(),
+            pid,
+        }));
         Ok(pid)
     }
 
-    fn delete_process(&self, id: &str, exec_id: &str) -> R<api::DeleteResponse> {
-        let mut tasks = self.tasks.lock();
-        let task = tasks::find(&mut tasks, id)?;
+    fn delete_process(&mut self, id: &str, exec_id: &str) -> R<DeleteResponse> {
+        let task = tasks::find(&mut self.tasks, id)?;
         let process = task.process(id, exec_id)?;
         if process.started && process.exit.is_none() {
             return Err(ShimError::Precondition {
@@ -298,17 +341,16 @@ impl Service {
                 what: format!("process {exec_id:?} is still running"),
             });
         }
-        let response = api::DeleteResponse {
+        let response = DeleteResponse {
             pid: process.pid,
             exit_status: process.exit_status(),
             exited_at: process.exited_at(),
-            ..Default::default()
         };
         if !exec_id.is_empty() {
             task.execs.remove(exec_id);
             return Ok(response);
         }
-        let Some(task) = tasks.remove(id) else {
+        let Some(task) = self.tasks.remove(id) else {
             return Err(ShimError::TaskNotFound(id.to_string()));
         };
         // Force: a created (never started) init is killed, and processes
@@ -317,25 +359,19 @@ impl Service {
         if task.mounted_rootfs {
             rootfs::unmount(&task.bundle);
         }
-        drop(tasks);
         deleted?;
-        publish(
-            &self.events,
-            TaskDelete {
-                container_id: id.to_string(),
-                id: id.to_string(),
-                pid: response.pid,
-                exit_status: response.exit_status,
-                exited_at: response.exited_at.clone(),
-                ..Default::default()
-            },
-        );
+        self.events.publish(Event::delete(&TaskDelete {
+            container_id: id.to_string(),
+            id: id.to_string(),
+            pid: response.pid,
+            exit_status: response.exit_status,
+            exited_at: response.exited_at.clone(),
+        }));
         Ok(response)
     }
 
-    fn kill_process(&self, req: &api::KillRequest) -> R<()> {
-        let mut tasks = self.tasks.lock();
-        let task = tasks::find(&mut tasks, &req.id)?;
+    fn kill_process(&mut self, req: &KillRequest) -> R<()> {
+        let task = tasks::find(&mut self.tasks, &req.id)?;
         let runtime = task.runtime.clone();
         let process = task.process(&req.id, &req.exec_id)?;
         let finished = process.exit.is_some();
@@ -365,8 +401,8 @@ impl Service {
                 what: format!("exec {} is not started", req.exec_id),
             });
         }
-        // SAFETY: kill(2) on a pid this shim reaps: until the exit watcher
-        // has recorded its exit the pid cannot be reused.
+        // SAFETY: kill(2) on a pid this shim reaps: its exit is not yet
+        // recorded, so it is not reaped and the pid cannot be reused.
         if unsafe { libc::kill(process.pid as libc::pid_t, req.signal as libc::c_int) } < 0 {
             return Err(ShimError::io(format!("kill exec {}", req.exec_id))(
                 std::io::Error::last_os_error(),
@@ -375,24 +411,23 @@ impl Service {
         Ok(())
     }
 
-    fn state_of(&self, id: &str, exec_id: &str) -> R<api::StateResponse> {
-        let mut tasks = self.tasks.lock();
-        let task = tasks::find(&mut tasks, id)?;
+    fn state_of(&mut self, id: &str, exec_id: &str) -> R<StateResponse> {
+        let task = tasks::find(&mut self.tasks, id)?;
         let (bundle, runtime) = (task.bundle.clone(), task.runtime.clone());
         let process = task.process(id, exec_id)?;
-        let mut status = process.status();
-        if exec_id.is_empty() && status == Status::RUNNING {
+        let mut state = process.status();
+        if exec_id.is_empty() && state == status::RUNNING {
             if let Ok(c) = runtime.load(id) {
                 if c.status() == SkiffStatus::Paused {
-                    status = Status::PAUSED;
+                    state = status::PAUSED;
                 }
             }
         }
-        Ok(api::StateResponse {
+        Ok(StateResponse {
             id: if exec_id.is_empty() { id } else { exec_id }.to_string(),
             bundle: bundle.display().to_string(),
             pid: process.pid,
-            status: status.into(),
+            status: state,
             stdin: process.stdio.stdin.clone(),
             stdout: process.stdio.stdout.clone(),
             stderr: process.stdio.stderr.clone(),
@@ -400,13 +435,11 @@ impl Service {
             exit_status: process.exit_status(),
             exited_at: process.exited_at(),
             exec_id: exec_id.to_string(),
-            ..Default::default()
         })
     }
 
-    fn add_exec(&self, req: &api::ExecProcessRequest) -> R<()> {
-        let mut tasks = self.tasks.lock();
-        let task = tasks::find(&mut tasks, &req.id)?;
+    fn add_exec(&mut self, req: &ExecProcessRequest) -> R<()> {
+        let task = tasks::find(&mut self.tasks, &req.id)?;
         if task.execs.contains_key(&req.exec_id) || req.exec_id.is_empty() {
             return Err(ShimError::ExecExists {
                 id: req.id.clone(),
@@ -443,30 +476,45 @@ impl Service {
                 ..Default::default()
             },
         );
-        drop(tasks);
-        publish(
-            &self.events,
-            TaskExecAdded {
-                container_id: req.id.clone(),
-                exec_id: req.exec_id.clone(),
-                ..Default::default()
-            },
-        );
+        self.events.publish(Event::exec_added(&TaskExecAdded {
+            container_id: req.id.clone(),
+            exec_id: req.exec_id.clone(),
+        }));
         Ok(())
     }
 
-    /// A runtime call on a live task's container.
-    fn with_container<T>(
-        &self,
-        id: &str,
-        f: impl FnOnce(&skiff::container::Container) -> R<T>,
-    ) -> R<T> {
-        let mut tasks = self.tasks.lock();
-        let container = tasks::find(&mut tasks, id)?.runtime.load(id)?;
-        f(&container)
+    /// The container of a live task, as skiff's state has it.
+    fn container(&mut self, id: &str) -> R<skiff::container::Container> {
+        tasks::find(&mut self.tasks, id)?.runtime.load(id)
     }
 
-    fn update_resources(&self, req: &api::UpdateTaskRequest) -> R<()> {
+    fn pids(&mut self, id: &str) -> R<PidsResponse> {
+        let pids = self
+            .container(id)?
+            .cgroup()
+            .procs()
+            .map_err(|e| ShimError::container(id)(e.into()))?;
+        Ok(PidsResponse {
+            processes: pids
+                .into_iter()
+                .map(|pid| ProcessInfo { pid: pid as u32 })
+                .collect(),
+        })
+    }
+
+    fn pause(&mut self, id: &str, pause: bool) -> R<api::Empty> {
+        let c = self.container(id)?;
+        if pause {
+            c.pause().map_err(ShimError::container(id))?;
+            self.events.publish(Event::paused(id));
+        } else {
+            c.resume().map_err(ShimError::container(id))?;
+            self.events.publish(Event::resumed(id));
+        }
+        Ok(api::Empty {})
+    }
+
+    fn update_resources(&mut self, req: &UpdateTaskRequest) -> R<()> {
         let raw = req
             .resources
             .as_ref()
@@ -477,18 +525,45 @@ impl Service {
                 field: "resources".into(),
                 detail: e.to_string(),
             })?;
-        self.with_container(&req.id, |c| {
-            if c.status() == SkiffStatus::Stopped {
-                return Err(ShimError::Finished {
-                    id: req.id.clone(),
-                    exec_id: String::new(),
-                });
-            }
-            c.cgroup()
-                .apply(&resources)
-                .map_err(|e| ShimError::container(&req.id)(e.into()))
-        })
+        let c = self.container(&req.id)?;
+        if c.status() == SkiffStatus::Stopped {
+            return Err(ShimError::Finished {
+                id: req.id.clone(),
+                exec_id: String::new(),
+            });
+        }
+        c.cgroup()
+            .apply(&resources)
+            .map_err(|e| ShimError::container(&req.id)(e.into()))
     }
+
+    fn stats(&mut self, id: &str) -> R<StatsResponse> {
+        let cgroup = self.container(id)?.cgroup();
+        let stats: Any = metrics::to_any(&cgroup.stats(), cgroup.record().unified);
+        Ok(StatsResponse { stats: Some(stats) })
+    }
+}
+
+fn empty(_: ()) -> api::Empty {
+    api::Empty {}
+}
+
+/// Starts watching the new container's cgroup for OOM kills.
+fn oom_watch(runtime: &Runtime, id: &str) -> Option<OomWatch> {
+    let container = match runtime.load(id) {
+        Ok(c) => c,
+        Err(e) => {
+            log::warn!("no OOM events for {id}: {e}");
+            return None;
+        }
+    };
+    let cgroup = container.cgroup();
+    let Some(fd) = cgroup.oom_watch() else {
+        log::warn!("no OOM events for {id}: no memory controller");
+        return None;
+    };
+    let seen = cgroup.oom_kills();
+    Some(OomWatch { fd, cgroup, seen })
 }
 
 /// Sets up a process's stdio, runs `spawn` with the skiff command's stdio
@@ -506,183 +581,4 @@ fn spawn_process(
     }
     let (io, held) = stdio::open_direct(paths, owner)?;
     Ok((spawn(io, None)?, held))
-}
-
-fn reply<T>(r: R<T>) -> TtrpcResult<T> {
-    r.map_err(Into::into)
-}
-
-fn empty(r: R<()>) -> TtrpcResult<api::Empty> {
-    reply(r.map(|()| api::Empty::default()))
-}
-
-impl containerd_shim::Task for Service {
-    fn state(&self, _: &TtrpcContext, req: api::StateRequest) -> TtrpcResult<api::StateResponse> {
-        reply(self.state_of(&req.id, &req.exec_id))
-    }
-
-    fn create(
-        &self,
-        _: &TtrpcContext,
-        req: api::CreateTaskRequest,
-    ) -> TtrpcResult<api::CreateTaskResponse> {
-        reply(self.create_task(&req))
-    }
-
-    fn start(&self, _: &TtrpcContext, req: api::StartRequest) -> TtrpcResult<api::StartResponse> {
-        reply(
-            self.start_process(&req.id, &req.exec_id)
-                .map(|pid| api::StartResponse {
-                    pid,
-                    ..Default::default()
-                }),
-        )
-    }
-
-    fn delete(
-        &self,
-        _: &TtrpcContext,
-        req: api::DeleteRequest,
-    ) -> TtrpcResult<api::DeleteResponse> {
-        reply(self.delete_process(&req.id, &req.exec_id))
-    }
-
-    fn pids(&self, _: &TtrpcContext, req: api::PidsRequest) -> TtrpcResult<api::PidsResponse> {
-        reply(self.with_container(&req.id, |c| {
-            let pids = c
-                .cgroup()
-                .procs()
-                .map_err(|e| ShimError::container(&req.id)(e.into()))?;
-            Ok(api::PidsResponse {
-                processes: pids
-                    .into_iter()
-                    .map(|pid| ProcessInfo {
-                        pid: pid as u32,
-                        ..Default::default()
-                    })
-                    .collect(),
-                ..Default::default()
-            })
-        }))
-    }
-
-    fn pause(&self, _: &TtrpcContext, req: api::PauseRequest) -> TtrpcResult<api::Empty> {
-        let r = self.with_container(&req.id, |c| {
-            c.pause().map_err(ShimError::container(&req.id))
-        });
-        if r.is_ok() {
-            publish(
-                &self.events,
-                TaskPaused {
-                    container_id: req.id.clone(),
-                    ..Default::default()
-                },
-            );
-        }
-        empty(r)
-    }
-
-    fn resume(&self, _: &TtrpcContext, req: api::ResumeRequest) -> TtrpcResult<api::Empty> {
-        let r = self.with_container(&req.id, |c| {
-            c.resume().map_err(ShimError::container(&req.id))
-        });
-        if r.is_ok() {
-            publish(
-                &self.events,
-                TaskResumed {
-                    container_id: req.id.clone(),
-                    ..Default::default()
-                },
-            );
-        }
-        empty(r)
-    }
-
-    fn checkpoint(
-        &self,
-        _: &TtrpcContext,
-        _: api::CheckpointTaskRequest,
-    ) -> TtrpcResult<api::Empty> {
-        empty(Err(ShimError::CheckpointUnsupported))
-    }
-
-    fn kill(&self, _: &TtrpcContext, req: api::KillRequest) -> TtrpcResult<api::Empty> {
-        empty(self.kill_process(&req))
-    }
-
-    fn exec(&self, _: &TtrpcContext, req: api::ExecProcessRequest) -> TtrpcResult<api::Empty> {
-        empty(self.add_exec(&req))
-    }
-
-    fn resize_pty(&self, _: &TtrpcContext, req: api::ResizePtyRequest) -> TtrpcResult<api::Empty> {
-        let mut tasks = self.tasks.lock();
-        empty(
-            tasks::find(&mut tasks, &req.id)
-                .and_then(|t| t.process(&req.id, &req.exec_id).map(|p| &p.held))
-                .and_then(|held| held.resize(req.width, req.height)),
-        )
-    }
-
-    fn close_io(&self, _: &TtrpcContext, req: api::CloseIORequest) -> TtrpcResult<api::Empty> {
-        let mut tasks = self.tasks.lock();
-        empty(
-            tasks::find(&mut tasks, &req.id)
-                .and_then(|t| t.process(&req.id, &req.exec_id))
-                .map(|p| p.held.close_stdin()),
-        )
-    }
-
-    fn update(&self, _: &TtrpcContext, req: api::UpdateTaskRequest) -> TtrpcResult<api::Empty> {
-        empty(self.update_resources(&req))
-    }
-
-    fn wait(&self, _: &TtrpcContext, req: api::WaitRequest) -> TtrpcResult<api::WaitResponse> {
-        reply(
-            self.tasks
-                .wait(&req.id, &req.exec_id)
-                .map(|Exit { status, at }| api::WaitResponse {
-                    exit_status: status,
-                    exited_at: MessageField::some(at),
-                    ..Default::default()
-                }),
-        )
-    }
-
-    fn stats(&self, _: &TtrpcContext, req: api::StatsRequest) -> TtrpcResult<api::StatsResponse> {
-        reply(self.with_container(&req.id, |c| {
-            let cgroup = c.cgroup();
-            let any = metrics::to_any(&cgroup.stats(), cgroup.record().unified).map_err(|e| {
-                ShimError::Invalid {
-                    field: "stats".into(),
-                    detail: e.to_string(),
-                }
-            })?;
-            Ok(api::StatsResponse {
-                stats: MessageField::some(any),
-                ..Default::default()
-            })
-        }))
-    }
-
-    fn connect(
-        &self,
-        _: &TtrpcContext,
-        req: api::ConnectRequest,
-    ) -> TtrpcResult<api::ConnectResponse> {
-        let tasks = self.tasks.lock();
-        Ok(api::ConnectResponse {
-            shim_pid: std::process::id(),
-            task_pid: tasks.get(&req.id).map_or(0, |t| t.init.pid),
-            version: env!("CARGO_PKG_VERSION").to_string(),
-            ..Default::default()
-        })
-    }
-
-    fn shutdown(&self, _: &TtrpcContext, _: api::ShutdownRequest) -> TtrpcResult<api::Empty> {
-        // A shim serving a pod stays until its last container is deleted.
-        if self.tasks.lock().is_empty() {
-            self.exit.signal();
-        }
-        Ok(api::Empty::default())
-    }
 }

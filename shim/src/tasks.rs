@@ -1,15 +1,11 @@
 //! The shim's bookkeeping: the tasks it serves, their init and exec
-//! processes, exit statuses kept until Delete, and waiters for exits.
+//! processes, and exit statuses kept until Delete.
 
 use std::collections::HashMap;
+use std::os::fd::OwnedFd;
 use std::path::PathBuf;
-use std::sync::{Condvar, Mutex, MutexGuard};
 
-use containerd_shim::api::Status;
-use containerd_shim::protos::events::task::TaskExit;
-use containerd_shim::protos::protobuf::well_known_types::timestamp::Timestamp;
-use containerd_shim::protos::protobuf::MessageField;
-
+use crate::api::{status, TaskExit, Timestamp};
 use crate::error::ShimError;
 use crate::runtime::Runtime;
 use crate::stdio::{Held, Paths};
@@ -37,16 +33,16 @@ pub struct Process {
 impl Process {
     /// The status containerd sees (the init's paused state is asked of
     /// the runtime by the caller).
-    pub fn status(&self) -> Status {
+    pub fn status(&self) -> i32 {
         match (&self.exit, self.started) {
-            (Some(_), _) => Status::STOPPED,
-            (None, true) => Status::RUNNING,
-            (None, false) => Status::CREATED,
+            (Some(_), _) => status::STOPPED,
+            (None, true) => status::RUNNING,
+            (None, false) => status::CREATED,
         }
     }
 
-    pub fn exited_at(&self) -> MessageField<Timestamp> {
-        MessageField::from_option(self.exit.as_ref().map(|e| e.at.clone()))
+    pub fn exited_at(&self) -> Option<Timestamp> {
+        self.exit.as_ref().map(|e| e.at.clone())
     }
 
     pub fn exit_status(&self) -> u32 {
@@ -62,6 +58,17 @@ pub struct Task {
     pub mounted_rootfs: bool,
     pub init: Process,
     pub execs: HashMap<String, Process>,
+    /// Readable when the kernel's OOM killer struck in the container's
+    /// cgroup; None without a memory controller.
+    pub oom: Option<OomWatch>,
+}
+
+/// What the shim watches for a task's OOM events.
+pub struct OomWatch {
+    pub fd: OwnedFd,
+    pub cgroup: Box<dyn skiff::cgroups::Manager>,
+    /// OOM kills already reported.
+    pub seen: u64,
 }
 
 impl Task {
@@ -85,68 +92,40 @@ pub fn find<'a>(map: &'a mut HashMap<String, Task>, id: &str) -> Result<&'a mut 
         .ok_or_else(|| ShimError::TaskNotFound(id.to_string()))
 }
 
-/// Every task, behind one lock; `exited` wakes Wait callers.
-#[derive(Default)]
-pub struct Tasks {
-    map: Mutex<HashMap<String, Task>>,
-    exited: Condvar,
-}
+/// Every task the shim serves, by id.
+pub type Tasks = HashMap<String, Task>;
 
-pub type Guard<'a> = MutexGuard<'a, HashMap<String, Task>>;
-
-impl Tasks {
-    pub fn lock(&self) -> Guard<'_> {
-        // A panic while holding the lock aborts (panic = abort), so the
-        // lock is never poisoned in a release build.
-        self.map.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    /// Records the exit of whichever process had `pid`; returns the event
-    /// to publish. Creation and Start hold the lock while they learn a pid,
-    /// so an exit is never seen before its process is known.
-    pub fn record_exit(&self, pid: i32, code: i32) -> Option<TaskExit> {
-        let mut map = self.lock();
-        for (id, task) in map.iter_mut() {
-            let procs = std::iter::once((id.as_str(), &mut task.init)).chain(
-                task.execs
-                    .iter_mut()
-                    .map(|(exec_id, p)| (exec_id.as_str(), p)),
-            );
-            for (name, p) in procs {
-                if p.pid as i32 != pid || p.exit.is_some() {
-                    continue;
-                }
-                let exit = Exit {
-                    status: code as u32,
-                    at: Timestamp::now(),
-                };
-                p.held.release();
-                p.exit = Some(exit.clone());
-                let event = TaskExit {
-                    container_id: id.clone(),
-                    id: name.to_string(),
-                    pid: p.pid,
-                    exit_status: exit.status,
-                    exited_at: MessageField::some(exit.at),
-                    ..Default::default()
-                };
-                self.exited.notify_all();
-                return Some(event);
+/// Records the exit of whichever process had `pid`; returns the event to
+/// publish. Requests and exits are handled on one thread, and Create and
+/// Start record a pid before the next exit is reaped, so an exit is never
+/// seen before its process is known.
+pub fn record_exit(tasks: &mut Tasks, pid: i32, code: i32) -> Option<TaskExit> {
+    for (id, task) in tasks.iter_mut() {
+        let procs = std::iter::once((id.as_str(), &mut task.init)).chain(
+            task.execs
+                .iter_mut()
+                .map(|(exec_id, p)| (exec_id.as_str(), p)),
+        );
+        for (name, p) in procs {
+            if p.pid as i32 != pid || p.exit.is_some() {
+                continue;
             }
-        }
-        None
-    }
-
-    /// Blocks until the process has exited.
-    pub fn wait(&self, id: &str, exec_id: &str) -> Result<Exit, ShimError> {
-        let mut map = self.lock();
-        loop {
-            if let Some(exit) = &find(&mut map, id)?.process(id, exec_id)?.exit {
-                return Ok(exit.clone());
-            }
-            map = self.exited.wait(map).unwrap_or_else(|p| p.into_inner());
+            let exit = Exit {
+                status: code as u32,
+                at: Timestamp::now(),
+            };
+            p.held.release();
+            p.exit = Some(exit.clone());
+            return Some(TaskExit {
+                container_id: id.clone(),
+                id: name.to_string(),
+                pid: p.pid,
+                exit_status: exit.status,
+                exited_at: Some(exit.at),
+            });
         }
     }
+    None
 }
 
 #[cfg(test)]
@@ -164,14 +143,15 @@ mod tests {
                 ..Default::default()
             },
             execs: HashMap::new(),
+            oom: None,
         }
     }
 
     #[test]
-    fn exit_is_recorded_once_and_wakes_waiters() {
-        let tasks = std::sync::Arc::new(Tasks::default());
-        tasks.lock().insert("c1".into(), task(42));
-        tasks.lock().get_mut("c1").unwrap().execs.insert(
+    fn exit_is_recorded_once() {
+        let mut tasks = Tasks::new();
+        tasks.insert("c1".into(), task(42));
+        tasks.get_mut("c1").unwrap().execs.insert(
             "e1".into(),
             Process {
                 pid: 43,
@@ -179,21 +159,15 @@ mod tests {
                 ..Default::default()
             },
         );
-        let waiter = {
-            let tasks = tasks.clone();
-            std::thread::spawn(move || tasks.wait("c1", "e1").unwrap().status)
-        };
-        assert!(tasks.record_exit(99, 0).is_none());
-        let ev = tasks.record_exit(43, 3).unwrap();
+        assert!(record_exit(&mut tasks, 99, 0).is_none());
+        let ev = record_exit(&mut tasks, 43, 3).unwrap();
         assert_eq!((ev.container_id.as_str(), ev.id.as_str()), ("c1", "e1"));
-        assert_eq!(waiter.join().unwrap(), 3);
         // A second exit of the same pid (reused) does not overwrite it.
-        assert!(tasks.record_exit(43, 9).is_none());
-        let ev = tasks.record_exit(42, 137).unwrap();
-        assert_eq!(ev.id, "c1");
-        let mut map = tasks.lock();
-        let t = map.get_mut("c1").unwrap();
-        assert_eq!(t.init.status(), Status::STOPPED);
+        assert!(record_exit(&mut tasks, 43, 9).is_none());
+        let ev = record_exit(&mut tasks, 42, 137).unwrap();
+        assert_eq!((ev.id.as_str(), ev.exit_status), ("c1", 137));
+        let t = tasks.get_mut("c1").unwrap();
+        assert_eq!(t.init.status(), status::STOPPED);
         assert_eq!(t.process("c1", "e1").unwrap().exit_status(), 3);
         assert!(matches!(
             t.process("c1", "nope"),
