@@ -41,6 +41,13 @@ remove_leftovers() {
         "$work/vg/skiff" --root "$states" delete --force "$id" || true
     done
     rmdir "$states" 2>/dev/null || true
+    # A delete whose kill failed under valgrind still removed the state:
+    # what runs on is found by its cgroup.
+    for procs in /sys/fs/cgroup/*/skiff-bench/*/cgroup.procs /sys/fs/cgroup/skiff-bench/*/cgroup.procs; do
+        [ -f "$procs" ] && xargs -r kill -KILL < "$procs" 2>/dev/null || true
+    done
+    sleep 0.2
+    rmdir /sys/fs/cgroup/*/skiff-bench/* /sys/fs/cgroup/skiff-bench/* 2>/dev/null || true
     rmdir /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/skiff-bench 2>/dev/null || true
     for f in "$work"/vg/callgrind.*; do
         sock=$(sed -n 's|^cmd:.*-socket unix://\([^ ]*\).*|\1|p' "$f" 2>/dev/null)

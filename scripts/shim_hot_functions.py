@@ -82,8 +82,8 @@ def from_faults(shim, out, perf_script):
         if len(f) != 3:
             continue
         comm, pid, addr = f[0], int(f[1]), int(f[2], 16)
-        # Only a daemon has ttrpc connection threads.
-        if comm == "client_handler":
+        # The daemon names itself (shim/src/server.rs, DAEMON_NAME).
+        if comm == "skiff-shimd":
             daemons.add(pid)
         faults.append((pid, addr))
     cold = set()

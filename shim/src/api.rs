@@ -221,3 +221,178 @@ message! {
         3 pid: u32,
     }
 }
+
+/// Each direction checked against containerd's own generated code (a
+/// dev-dependency): what containerd sends decodes here, what the shim
+/// sends decodes there.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Message;
+    use containerd_shim_protos::api as reference;
+    use containerd_shim_protos::events::task as ref_events;
+    use containerd_shim_protos::protobuf::well_known_types::any::Any as RefAny;
+    use containerd_shim_protos::protobuf::{Message as _, MessageField};
+
+    #[test]
+    fn create_request_from_containerd() {
+        let req = reference::CreateTaskRequest {
+            id: "web".into(),
+            bundle: "/run/b/web".into(),
+            rootfs: vec![reference::Mount {
+                type_: "overlay".into(),
+                source: "overlay".into(),
+                options: vec!["lowerdir=/l".into(), "upperdir=/u".into()],
+                ..Default::default()
+            }],
+            terminal: true,
+            stdin: "/fifo/in".into(),
+            stdout: "/fifo/out".into(),
+            stderr: "/fifo/err".into(),
+            options: MessageField::some(RefAny {
+                type_url: "containerd.runc.v1.Options".into(),
+                value: containerd_shim_protos::shim::oci::Options {
+                    binary_name: "/usr/bin/skiff".into(),
+                    root: "/run/r".into(),
+                    no_pivot_root: true,
+                    systemd_cgroup: true,
+                    ..Default::default()
+                }
+                .write_to_bytes()
+                .unwrap(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ours = CreateTaskRequest::decode(&req.write_to_bytes().unwrap()).unwrap();
+        assert_eq!(
+            (ours.id.as_str(), ours.bundle.as_str()),
+            ("web", "/run/b/web")
+        );
+        assert_eq!(ours.rootfs[0].kind, "overlay");
+        assert_eq!(ours.rootfs[0].options, ["lowerdir=/l", "upperdir=/u"]);
+        assert!(ours.terminal);
+        assert_eq!(
+            (
+                ours.stdin.as_str(),
+                ours.stdout.as_str(),
+                ours.stderr.as_str()
+            ),
+            ("/fifo/in", "/fifo/out", "/fifo/err")
+        );
+        let opts = Options::decode(&ours.options.unwrap().value).unwrap();
+        assert_eq!(opts.binary_name, "/usr/bin/skiff");
+        assert_eq!(opts.root, "/run/r");
+        assert!(opts.no_pivot_root);
+
+        let exec = reference::ExecProcessRequest {
+            id: "web".into(),
+            exec_id: "e1".into(),
+            terminal: true,
+            stdout: "/o".into(),
+            spec: MessageField::some(RefAny {
+                value: b"{}".to_vec(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let ours = ExecProcessRequest::decode(&exec.write_to_bytes().unwrap()).unwrap();
+        assert_eq!((ours.exec_id.as_str(), ours.stdout.as_str()), ("e1", "/o"));
+        assert_eq!(ours.spec.unwrap().value, b"{}");
+        let kill = reference::KillRequest {
+            id: "web".into(),
+            signal: 9,
+            all: true,
+            ..Default::default()
+        };
+        let ours = KillRequest::decode(&kill.write_to_bytes().unwrap()).unwrap();
+        assert_eq!((ours.signal, ours.all), (9, true));
+        let resize = reference::ResizePtyRequest {
+            id: "web".into(),
+            width: 120,
+            height: 40,
+            ..Default::default()
+        };
+        let ours = ResizePtyRequest::decode(&resize.write_to_bytes().unwrap()).unwrap();
+        assert_eq!((ours.width, ours.height), (120, 40));
+    }
+
+    #[test]
+    fn replies_and_events_to_containerd() {
+        let at = Timestamp {
+            seconds: 1_700_000_000,
+            nanos: 5,
+        };
+        let state = StateResponse {
+            id: "web".into(),
+            pid: 42,
+            status: status::STOPPED,
+            terminal: true,
+            exit_status: 137,
+            exited_at: Some(at.clone()),
+            exec_id: "e1".into(),
+            ..Default::default()
+        };
+        let r = reference::StateResponse::parse_from_bytes(&state.to_bytes()).unwrap();
+        assert_eq!((r.id.as_str(), r.pid, r.exit_status), ("web", 42, 137));
+        assert_eq!(r.status.enum_value(), Ok(reference::Status::STOPPED));
+        assert_eq!((r.exited_at.seconds, r.exited_at.nanos), (1_700_000_000, 5));
+        assert_eq!(r.exec_id, "e1");
+        assert!(r.terminal);
+
+        let exit = TaskExit {
+            container_id: "web".into(),
+            id: "e1".into(),
+            pid: 43,
+            exit_status: 3,
+            exited_at: Some(at),
+        };
+        let r = ref_events::TaskExit::parse_from_bytes(&exit.to_bytes()).unwrap();
+        assert_eq!((r.container_id.as_str(), r.id.as_str()), ("web", "e1"));
+        assert_eq!(
+            (r.pid, r.exit_status, r.exited_at.seconds),
+            (43, 3, 1_700_000_000)
+        );
+
+        let started = TaskExecStarted {
+            container_id: "web".into(),
+            exec_id: "e1".into(),
+            pid: 44,
+        };
+        let r = ref_events::TaskExecStarted::parse_from_bytes(&started.to_bytes()).unwrap();
+        assert_eq!((r.exec_id.as_str(), r.pid), ("e1", 44));
+
+        let connect = ConnectResponse {
+            shim_pid: 1,
+            task_pid: 2,
+            version: "v".into(),
+        };
+        let r = reference::ConnectResponse::parse_from_bytes(&connect.to_bytes()).unwrap();
+        assert_eq!((r.shim_pid, r.task_pid, r.version.as_str()), (1, 2, "v"));
+
+        let pids = PidsResponse {
+            processes: vec![ProcessInfo { pid: 7 }, ProcessInfo { pid: 8 }],
+        };
+        let r = reference::PidsResponse::parse_from_bytes(&pids.to_bytes()).unwrap();
+        assert_eq!(
+            r.processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
+            [7, 8]
+        );
+
+        let create = TaskCreate {
+            container_id: "web".into(),
+            io: Some(TaskIo {
+                stdout: "/o".into(),
+                terminal: true,
+                ..Default::default()
+            }),
+            pid: 9,
+            ..Default::default()
+        };
+        let r = ref_events::TaskCreate::parse_from_bytes(&create.to_bytes()).unwrap();
+        assert_eq!(
+            (r.pid, r.io.stdout.as_str(), r.io.terminal),
+            (9, "/o", true)
+        );
+    }
+}

@@ -71,7 +71,13 @@ struct Daemon {
     service: Service,
 }
 
+/// The daemon's process name, which tells it from the short-lived
+/// `start` and `delete` runs of the same binary in `ps` and in profiles.
+const DAEMON_NAME: &std::ffi::CStr = c"skiff-shimd";
+
 pub fn run(flags: &Flags) -> Result<(), ServeError> {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated name of at most 16 bytes.
+    unsafe { libc::prctl(libc::PR_SET_NAME, DAEMON_NAME.as_ptr()) };
     let wakeups = install_signal_handlers()?;
     // SAFETY: prctl(PR_SET_CHILD_SUBREAPER) on ourselves.
     if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } < 0 {

@@ -11,12 +11,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use containerd_shim_protos::protobuf::well_known_types::any::Any;
-use containerd_shim_protos::protobuf::MessageField;
+use containerd_shim_protos::protobuf::{Message, MessageField};
 use containerd_shim_protos::shim::shim::{
-    CreateTaskRequest, DeleteRequest, KillRequest, ShutdownRequest, StartRequest, StateRequest,
-    UpdateTaskRequest, WaitRequest,
+    ConnectRequest, ConnectResponse, CreateTaskRequest, DeleteRequest, KillRequest,
+    ShutdownRequest, StartRequest, StateRequest, UpdateTaskRequest, WaitRequest,
 };
-use containerd_shim_protos::ttrpc::context;
+use containerd_shim_protos::ttrpc::{self, context};
 use containerd_shim_protos::{Client, TaskClient};
 use skiff_e2e::ctr::{Ctr, IMAGE};
 use skiff_e2e::{check, expect, require, stdout, wait_for, Report, Workdir};
@@ -270,6 +270,86 @@ fn leftovers(id: &str) -> Vec<String> {
     found
 }
 
+/// A shim started by a test without containerd has no one to stop it if
+/// the test fails half way: this kills it and its container (a shim
+/// that shut down cleanly is gone already and nothing is left to do).
+struct DirectShimCleanup {
+    socket: String,
+    id: &'static str,
+}
+
+impl Drop for DirectShimCleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &format!("-socket unix://{}", self.socket)])
+            .status();
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = Command::new(skiff_e2e::skiff_bin())
+            .args([
+                "--root",
+                "/run/containerd/skiff/skiff-e2e",
+                "delete",
+                "--force",
+                self.id,
+            ])
+            .stderr(Stdio::null())
+            .status();
+        for dir in leftovers(self.id) {
+            if let Ok(procs) = std::fs::read_to_string(format!("{dir}/cgroup.procs")) {
+                for pid in procs.lines().filter_map(|p| p.parse::<i32>().ok()) {
+                    // SAFETY: kill(2) of a process in the test's own cgroup.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+                std::thread::sleep(Duration::from_millis(100));
+                let _ = std::fs::remove_dir(&dir);
+            }
+        }
+    }
+}
+
+/// What the shim's ttrpc server does with requests containerd does not
+/// send: the Task service under containerd 2's name (v3) works, another
+/// service is Unimplemented, and a garbage frame costs only the
+/// connection it came on.
+fn protocol_edges(address: &str, id: &str) -> Result<(), String> {
+    // Each call on a connection of its own.
+    let call = |service: &str| {
+        let client = Client::connect(address).unwrap();
+        let req = ttrpc::Request {
+            service: service.into(),
+            method: "Connect".into(),
+            payload: ConnectRequest {
+                id: id.into(),
+                ..Default::default()
+            }
+            .write_to_bytes()
+            .unwrap(),
+            timeout_nano: 10_000_000_000,
+            ..Default::default()
+        };
+        client.request(req)
+    };
+    let v3 = call("containerd.task.v3.Task");
+    let pid = v3
+        .as_ref()
+        .ok()
+        .and_then(|r| ConnectResponse::parse_from_bytes(&r.payload).ok())
+        .map_or(0, |c| c.task_pid);
+    expect!(pid > 0, "Connect as containerd.task.v3.Task: {v3:?}");
+    let other = format!("{:?}", call("containerd.nosuch.v1.Service").err());
+    expect!(
+        other.contains("UNIMPLEMENTED") && other.contains("containerd.nosuch.v1.Service"),
+        "unknown service: {other}"
+    );
+    let path = address.trim_start_matches("unix://");
+    let mut raw = std::os::unix::net::UnixStream::connect(path).unwrap();
+    std::io::Write::write_all(&mut raw, &[0, 0, 0, 3, 0, 0, 0, 1, 1, 0, 0xff, 0xff, 0xff]).unwrap();
+    drop(raw);
+    let after = call("containerd.task.v2.Task");
+    expect!(after.is_ok(), "after a garbage frame: {after:?}");
+    Ok(())
+}
+
 /// Drives a shim directly over ttrpc, without containerd's task service:
 /// a bundle of our own with poststart and poststop hooks (which ctr cannot
 /// set), through create, start, kill, wait, delete and shutdown.
@@ -319,6 +399,10 @@ fn hooks_through_the_shim(sock: &Path, rootfs: &Path, report: &mut Report) {
                 .stdin(Stdio::null()),
         );
         let address = stdout(&out);
+        let _cleanup = DirectShimCleanup {
+            socket: address.trim().trim_start_matches("unix://").to_string(),
+            id,
+        };
         let shim = ShimClient(TaskClient::new(Client::connect(address.trim()).unwrap()));
         let ctx = || context::with_timeout(30_000_000_000);
         // A request asking for a terminal the spec does not have: a clear
@@ -347,6 +431,18 @@ fn hooks_through_the_shim(sock: &Path, rootfs: &Path, report: &mut Report) {
             },
         );
         expect!(created.is_ok(), "create: {created:?}");
+        protocol_edges(address.trim(), id)?;
+        // A Wait sent before the exit is parked while other requests are
+        // served, and answered at the exit.
+        let parked = {
+            let client = shim.0.clone();
+            let req = WaitRequest {
+                id: id.into(),
+                ..Default::default()
+            };
+            std::thread::spawn(move || client.wait(context::with_timeout(30_000_000_000), &req))
+        };
+        std::thread::sleep(std::time::Duration::from_millis(200));
         let start = |exec_id: &str| StartRequest {
             id: id.into(),
             exec_id: exec_id.into(),
@@ -384,7 +480,12 @@ fn hooks_through_the_shim(sock: &Path, rootfs: &Path, report: &mut Report) {
                 ..Default::default()
             },
         );
+        let parked = parked.join().unwrap();
         expect!(started.is_ok() && killed.is_ok(), "start {started:?}, kill {killed:?}");
+        expect!(
+            parked.as_ref().is_ok_and(|w| w.exit_status == 137),
+            "parked wait: {parked:?}"
+        );
         expect!(
             waited.is_ok_and(|w| w.exit_status == 137) && deleted.is_ok_and(|d| d.exit_status == 137),
             "wait/delete did not report SIGKILL"
