@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 ensure_rust
-suites=${*:-lifecycle errors process rootfs namespaces hooks terminal cgroups exec}
+suites=${*:-lifecycle errors process rootfs namespaces hooks terminal cgroups exec daemon}
 
-# Static test executables, built on the host, run in the guest as they are.
-cargo test -q --no-run -p skiff --message-format=json 2>/dev/null \
+# Static test executables, built on the host, run in the guest as they are
+# (`daemon` is the shim's: a task through containerd-shim-skiff-v2).
+cargo test -q --no-run -p skiff -p containerd-shim-skiff --message-format=json 2>/dev/null \
     | python3 -c '
 import json, sys
 for line in sys.stdin:

@@ -17,6 +17,30 @@ pub struct Write {
     pub alt: Option<(String, String)>,
 }
 
+impl Write {
+    /// The file and value to write in `dir`: the first choice, or the
+    /// alternative when only that exists. Neither is an error naming both
+    /// (without it, writing the missing file fails with a bare EACCES).
+    pub fn target(&self, dir: &std::path::Path) -> Result<(&str, &str), ResourceError> {
+        let Some((alt_file, alt_value)) = &self.alt else {
+            return Ok((&self.file, &self.value));
+        };
+        if dir.join(&self.file).exists() {
+            return Ok((&self.file, &self.value));
+        }
+        if dir.join(alt_file).exists() {
+            return Ok((alt_file, alt_value));
+        }
+        err(
+            self.field,
+            format!(
+                "this kernel offers neither {} nor {} (no I/O scheduler with weights here)",
+                self.file, alt_file
+            ),
+        )
+    }
+}
+
 /// A resource the host's cgroup version cannot express.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{field}: {reason}")]
@@ -640,6 +664,24 @@ mod tests {
             pairs(&v1(&rt).unwrap()),
             [("cpu.rt_runtime_us".into(), "950000".into())]
         );
+    }
+
+    #[test]
+    fn weight_goes_to_the_file_the_kernel_has() {
+        let r = res(serde_json::json!({"blockIO": {"weight": 300}}));
+        let w = v1(&r).unwrap().into_iter().next().unwrap();
+        let dir = std::env::temp_dir().join(format!("skiff-weight-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let e = w.target(&dir).unwrap_err().to_string();
+        assert!(
+            e.starts_with("linux.resources.blockIO.weight: this kernel offers neither blkio.weight nor blkio.bfq.weight"),
+            "{e}"
+        );
+        std::fs::write(dir.join("blkio.bfq.weight"), "").unwrap();
+        assert_eq!(w.target(&dir).unwrap(), ("blkio.bfq.weight", "300"));
+        std::fs::write(dir.join("blkio.weight"), "").unwrap();
+        assert_eq!(w.target(&dir).unwrap(), ("blkio.weight", "300"));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -54,12 +54,8 @@ impl V1 {
     /// hybrid host hugetlb may live in the cgroup2 hierarchy instead.
     fn write(&self, w: &Write) -> Result<(), CgroupError> {
         if let Some(d) = self.dir_of(w.controller) {
-            if let Some((file, value)) = &w.alt {
-                if !d.path.join(&w.file).exists() {
-                    return write_value(&d.path, file, value, w.field);
-                }
-            }
-            return write_value(&d.path, &w.file, &w.value, w.field);
+            let (file, value) = w.target(&d.path)?;
+            return write_value(&d.path, file, value, w.field);
         }
         if w.controller == "hugetlb" {
             if let Some(d) = self.unified_with("hugetlb") {

@@ -131,11 +131,10 @@ impl Manager for V2 {
         wanted.dedup();
         enable_controllers(&dir.mount, &dir.path, &wanted)?;
         for w in &writes {
-            if let Some((file, value)) = &w.alt {
-                if !dir.path.join(&w.file).exists() {
-                    write_value(&dir.path, file, value, w.field)?;
-                    continue;
-                }
+            if w.alt.is_some() {
+                let (file, value) = w.target(&dir.path)?;
+                write_value(&dir.path, file, value, w.field)?;
+                continue;
             }
             if !dir.path.join(&w.file).exists() {
                 return Err(CgroupError::NoController {

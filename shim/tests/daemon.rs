@@ -1,0 +1,307 @@
+//! The shim daemon driven directly over ttrpc, as containerd drives it,
+//! with this test standing in for containerd: it runs `start`, serves the
+//! Events API the shim publishes to, and calls the Task API with
+//! containerd's own generated client. No containerd is needed, so this
+//! runs in the pure cgroup v2 guest too (scripts/v2-tests.sh), where the
+//! stats are cgroup2 metrics and OOM kills are seen through
+//! memory.events.
+
+use std::os::unix::fs::symlink;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use containerd_shim_protos::api::{
+    CreateTaskRequest, DeleteRequest, Empty, PidsRequest, ShutdownRequest, StartRequest,
+    StatsRequest, WaitRequest,
+};
+use containerd_shim_protos::cgroups::metrics as v1;
+use containerd_shim_protos::cgroups_v2::metrics as v2;
+use containerd_shim_protos::protobuf::well_known_types::any::Any;
+use containerd_shim_protos::protobuf::{Message, MessageField};
+use containerd_shim_protos::shim::events::ForwardRequest;
+use containerd_shim_protos::shim::oci::Options;
+use containerd_shim_protos::shim_sync::{create_events, Events};
+use containerd_shim_protos::ttrpc::{self, context, Server, TtrpcContext};
+use containerd_shim_protos::{Client, TaskClient};
+use serde_json::json;
+
+const BUSYBOX: &str = "/bin/busybox";
+const NAMESPACE: &str = "skiff-shim-test";
+const LIMIT: i64 = 32 << 20;
+
+fn shim_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-skiff-v2"))
+}
+
+/// Skips loudly without root or busybox; with SKIFF_REQUIRE_ALL (CI)
+/// that is a failure instead.
+fn missing_prerequisite() -> Option<String> {
+    if !nix::unistd::geteuid().is_root() {
+        return Some("needs root".into());
+    }
+    if !Path::new(BUSYBOX).exists() {
+        return Some(format!("{BUSYBOX} missing (apt install busybox-static)"));
+    }
+    let skiff = shim_bin().with_file_name("skiff");
+    if !skiff.exists() {
+        return Some(format!(
+            "{} missing (cargo build -p skiff)",
+            skiff.display()
+        ));
+    }
+    None
+}
+
+/// The events the shim forwarded: (topic, type name).
+#[derive(Default)]
+struct Collector(Mutex<Vec<(String, String)>>);
+
+impl Events for Collector {
+    fn forward(&self, _: &TtrpcContext, req: ForwardRequest) -> ttrpc::Result<Empty> {
+        let env = req.envelope.unwrap_or_default();
+        let kind = env
+            .event
+            .as_ref()
+            .map(|a| a.type_url.clone())
+            .unwrap_or_default();
+        self.0.lock().unwrap().push((env.topic, kind));
+        Ok(Empty::default())
+    }
+}
+
+impl Collector {
+    fn topics(&self) -> Vec<String> {
+        self.0
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(t, _)| t.clone())
+            .collect()
+    }
+}
+
+fn make_rootfs(dir: &Path) {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(BUSYBOX, bin.join("busybox")).unwrap();
+    for applet in ["sh", "sleep", "dd", "echo"] {
+        symlink("busybox", bin.join(applet)).unwrap();
+    }
+    for d in ["proc", "sys", "dev", "tmp", "etc"] {
+        std::fs::create_dir_all(dir.join(d)).unwrap();
+    }
+}
+
+/// cgroup v2 when the unified hierarchy is mounted at /sys/fs/cgroup.
+fn unified() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
+#[test]
+fn daemon_serves_a_task_to_its_oom_kill() {
+    if let Some(why) = missing_prerequisite() {
+        assert!(std::env::var_os("SKIFF_REQUIRE_ALL").is_none(), "{why}");
+        eprintln!("SKIPPED daemon_serves_a_task_to_its_oom_kill: {why}");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("skiff-shim-daemon-{}", std::process::id()));
+    let bundle = dir.join("bundle");
+    make_rootfs(&bundle.join("rootfs"));
+    let id = format!("shimd-{}", std::process::id());
+
+    let collector = Arc::new(Collector::default());
+    let events_sock = dir.join("events.sock");
+    let mut events = Server::new()
+        .bind(&format!("unix://{}", events_sock.display()))
+        .unwrap()
+        .register_service(create_events(collector.clone()));
+    events.start().unwrap();
+
+    // The container waits for a go file, then overruns its memory limit.
+    let mut spec: serde_json::Value = serde_json::from_str(skiff::commands::spec::DEFAULT).unwrap();
+    spec["process"]["terminal"] = json!(false);
+    spec["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "echo up; while [ ! -e /tmp/go ]; do sleep 0.05; done; \
+         dd if=/dev/zero of=/dev/null bs=128M count=1; sleep 1000"
+    ]);
+    spec["root"] = json!({"path": "rootfs"});
+    spec["linux"]["resources"] = json!({"memory": {"limit": LIMIT, "swap": LIMIT}});
+    std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
+
+    let out = Command::new(shim_bin())
+        .args(["-namespace", NAMESPACE, "-id", &id, "-address"])
+        .arg(dir.join("containerd.sock"))
+        .arg("start")
+        .current_dir(&bundle)
+        .env("TTRPC_ADDRESS", &events_sock)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "start: {out:?}");
+    let address = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        address.starts_with("unix:///run/containerd/s/"),
+        "{address}"
+    );
+    let task = TaskClient::new(Client::connect(&address).unwrap());
+    let ctx = || context::with_timeout(60_000_000_000);
+
+    let skiff = shim_bin().with_file_name("skiff");
+    let log = dir.join("out.log");
+    let options = Options {
+        binary_name: skiff.display().to_string(),
+        ..Default::default()
+    };
+    let created = task
+        .create(
+            ctx(),
+            &CreateTaskRequest {
+                id: id.clone(),
+                bundle: bundle.display().to_string(),
+                stdout: format!("file://{}", log.display()),
+                options: MessageField::some(Any {
+                    type_url: "containerd.runc.v1.Options".into(),
+                    value: options.write_to_bytes().unwrap(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(created.pid > 0);
+    let started = task
+        .start(
+            ctx(),
+            &StartRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(started.pid, created.pid);
+
+    // Parked until the OOM kill.
+    let waiter = {
+        let (task, id) = (task.clone(), id.clone());
+        std::thread::spawn(move || {
+            task.wait(
+                context::with_timeout(120_000_000_000),
+                &WaitRequest {
+                    id,
+                    ..Default::default()
+                },
+            )
+        })
+    };
+
+    let pids = task
+        .pids(
+            ctx(),
+            &PidsRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(
+        pids.processes.iter().any(|p| p.pid == created.pid),
+        "pids {:?} lack the init {}",
+        pids.processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
+        created.pid
+    );
+    let stats = task
+        .stats(
+            ctx(),
+            &StatsRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .stats
+        .unwrap();
+    if unified() {
+        assert_eq!(stats.type_url, "io.containerd.cgroups.v2.Metrics");
+        let m = v2::Metrics::parse_from_bytes(&stats.value).unwrap();
+        assert_eq!(m.memory.usage_limit, LIMIT as u64);
+        assert!(m.memory.usage > 0 && m.pids.current >= 1, "{m:?}");
+    } else {
+        assert_eq!(stats.type_url, "io.containerd.cgroups.v1.Metrics");
+        let m = v1::Metrics::parse_from_bytes(&stats.value).unwrap();
+        assert_eq!(m.memory.usage.limit, LIMIT as u64);
+        assert!(m.memory.usage.usage > 0 && m.pids.current >= 1, "{m:?}");
+    }
+
+    // Go: the OOM kill ends the init.
+    std::fs::write(bundle.join("rootfs/tmp/go"), "").unwrap();
+    let waited = waiter.join().unwrap().unwrap();
+    assert_eq!(waited.exit_status, 137);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !collector.topics().iter().any(|t| t == "/tasks/oom") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deleted = task
+        .delete(
+            ctx(),
+            &DeleteRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert_eq!(deleted.exit_status, 137);
+    let _ = task.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    );
+
+    let topics = collector.topics();
+    for topic in [
+        "/tasks/create",
+        "/tasks/start",
+        "/tasks/oom",
+        "/tasks/exit",
+        "/tasks/delete",
+    ] {
+        assert!(
+            topics.iter().any(|t| t == topic),
+            "no {topic} in {topics:?}"
+        );
+    }
+    assert!(collector
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|(t, k)| t == "/tasks/oom" && k == "containerd.events.TaskOOM"));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "up\n");
+
+    // The daemon is gone with its socket, and the container with its
+    // state and cgroup.
+    let socket = address.trim_start_matches("unix://");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(socket).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !Path::new(socket).exists(),
+        "the shim still serves {socket}"
+    );
+    let state = format!("/run/containerd/skiff/{NAMESPACE}/{id}");
+    assert!(!Path::new(&state).exists(), "{state} left");
+    let cgroup = if unified() {
+        format!("/sys/fs/cgroup/skiff/{id}")
+    } else {
+        format!("/sys/fs/cgroup/memory/skiff/{id}")
+    };
+    assert!(!Path::new(&cgroup).exists(), "{cgroup} left");
+    events.shutdown();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
