@@ -94,6 +94,28 @@ fn make_rootfs(dir: &Path) {
     }
 }
 
+/// A failing test must not leave its shim and container running: this
+/// kills both (after a clean run there is nothing left to kill).
+struct Cleanup {
+    socket: String,
+    id: String,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill")
+            .args(["-KILL", "-f", &format!("-socket unix://{}", self.socket)])
+            .status();
+        let _ = std::fs::remove_file(&self.socket);
+        let _ = Command::new(shim_bin().with_file_name("skiff"))
+            .args(["--root", &format!("/run/containerd/skiff/{NAMESPACE}")])
+            .args(["delete", "--force", &self.id])
+            .stderr(Stdio::null())
+            .status();
+        let _ = std::fs::remove_dir(format!("/run/containerd/skiff/{NAMESPACE}"));
+    }
+}
+
 /// cgroup v2 when the unified hierarchy is mounted at /sys/fs/cgroup.
 fn unified() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
@@ -119,14 +141,15 @@ fn daemon_serves_a_task_to_its_oom_kill() {
         .register_service(create_events(collector.clone()));
     events.start().unwrap();
 
-    // The container waits for a go file, then overruns its memory limit.
+    // The container waits for a go file, then its init overruns the
+    // memory limit.
     let mut spec: serde_json::Value = serde_json::from_str(skiff::commands::spec::DEFAULT).unwrap();
     spec["process"]["terminal"] = json!(false);
     spec["process"]["args"] = json!([
         "sh",
         "-c",
         "echo up; while [ ! -e /tmp/go ]; do sleep 0.05; done; \
-         dd if=/dev/zero of=/dev/null bs=128M count=1; sleep 1000"
+         exec dd if=/dev/zero of=/dev/null bs=128M count=1"
     ]);
     spec["root"] = json!({"path": "rootfs"});
     spec["linux"]["resources"] = json!({"memory": {"limit": LIMIT, "swap": LIMIT}});
@@ -147,6 +170,10 @@ fn daemon_serves_a_task_to_its_oom_kill() {
         address.starts_with("unix:///run/containerd/s/"),
         "{address}"
     );
+    let _cleanup = Cleanup {
+        socket: address.trim_start_matches("unix://").to_string(),
+        id: id.clone(),
+    };
     let task = TaskClient::new(Client::connect(&address).unwrap());
     let ctx = || context::with_timeout(60_000_000_000);
 

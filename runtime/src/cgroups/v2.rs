@@ -44,6 +44,34 @@ fn enable_controllers(mount: &Path, dir: &Path, wanted: &[&str]) -> Result<(), C
     Ok(())
 }
 
+/// Offers every controller the hierarchy has to the container's cgroup,
+/// as runc does, so its usage of each kind can be read (stats) even
+/// without a limit of that kind. Best effort, like runc: a controller a
+/// level refuses (its processes, a threaded subtree) is left out, and
+/// `apply` still fails for a controller a limit needs.
+fn offer_all_controllers(mount: &Path, dir: &Path) {
+    let Ok(rel) = dir.strip_prefix(mount) else {
+        return;
+    };
+    let mut parent = mount.to_path_buf();
+    for part in rel.components() {
+        let read = |f: &str| std::fs::read_to_string(parent.join(f)).unwrap_or_default();
+        let enabled = read("cgroup.subtree_control");
+        let missing: Vec<String> = read("cgroup.controllers")
+            .split_whitespace()
+            .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
+            .map(|c| format!("+{c}"))
+            .collect();
+        let control = parent.join("cgroup.subtree_control");
+        if !missing.is_empty() && std::fs::write(&control, missing.join(" ")).is_err() {
+            for m in &missing {
+                let _ = std::fs::write(&control, m);
+            }
+        }
+        parent.push(part);
+    }
+}
+
 /// The controller a v2 interface file belongs to (`memory.max` -> memory).
 fn controller_of(file: &str) -> Option<&str> {
     let c = file.split('.').next()?;
@@ -73,6 +101,8 @@ impl Manager for V2 {
     fn create(&mut self) -> Result<(), CgroupError> {
         let dir = &self.record.dirs[0];
         self.record.dirs[0].created = mkdir_all(&dir.mount, &dir.path)?;
+        let dir = &self.record.dirs[0];
+        offer_all_controllers(&dir.mount, &dir.path);
         match open_dir(&self.record.dirs[0].path) {
             Ok(fd) => {
                 self.dir_fd = Some(fd);
