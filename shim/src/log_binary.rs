@@ -8,11 +8,14 @@
 //! last writer is gone.
 
 use std::io::Read;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 
 use crate::error::ShimError;
+
+/// How long a logging binary may take to get ready.
+const READY_TIMEOUT_MS: u16 = 10_000;
 
 /// PATH and the arguments from a URI without its `binary://` prefix.
 fn parse(uri: &str) -> Result<(String, Vec<String>), ShimError> {
@@ -65,6 +68,15 @@ fn pipe() -> Result<(OwnedFd, OwnedFd), ShimError> {
 /// Starts the logging binary; returns the write ends for the container's
 /// stdout and stderr.
 pub fn start(uri: &str, id: &str, namespace: &str) -> Result<(OwnedFd, OwnedFd), ShimError> {
+    start_within(uri, id, namespace, READY_TIMEOUT_MS)
+}
+
+fn start_within(
+    uri: &str,
+    id: &str,
+    namespace: &str,
+    timeout_ms: u16,
+) -> Result<(OwnedFd, OwnedFd), ShimError> {
     let (path, args) = parse(uri)?;
     let (out_r, out_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
@@ -99,10 +111,27 @@ pub fn start(uri: &str, id: &str, namespace: &str) -> Result<(OwnedFd, OwnedFd),
         });
     }
     // The binary is reaped by the shim's reaper like any other child.
-    cmd.spawn()
+    let mut child = cmd
+        .spawn()
         .map_err(ShimError::io(format!("start the logging binary {path}")))?;
     drop((out_r, err_r, ready_w));
-    // Ready when the binary closes fd 5 (EOF here).
+    // Ready when the binary closes fd 5 (EOF here). Bounded: the shim
+    // serves all its tasks on one thread, and a logger that never gets
+    // ready must not stop it.
+    let mut fds = [nix::poll::PollFd::new(
+        ready_r.as_fd(),
+        nix::poll::PollFlags::POLLIN,
+    )];
+    if nix::poll::poll(&mut fds, timeout_ms).unwrap_or(0) == 0 {
+        let _ = child.kill();
+        return Err(ShimError::Invalid {
+            field: format!("binary://{uri}"),
+            detail: format!(
+                "the logging binary did not close fd 5 (ready) within {} ms",
+                timeout_ms
+            ),
+        });
+    }
     let mut byte = [0u8; 1];
     let _ = std::fs::File::from(ready_r).read(&mut byte);
     Ok((out_w, err_w))
@@ -123,5 +152,20 @@ mod tests {
         assert_eq!(args, ["a", "1", "flag", "b", "two words"]);
         assert!(parse("relative/logger").is_err());
         assert!(parse("/bin/x?a=%zz").is_err());
+    }
+
+    #[test]
+    fn a_logger_that_never_gets_ready_is_refused() {
+        let e = start_within("/bin/sleep?30", "c", "ns", 200)
+            .err()
+            .expect("not ready, so refused")
+            .to_string();
+        assert!(
+            e.contains("did not close fd 5 (ready) within 200 ms"),
+            "{e}"
+        );
+        // One that closes fd 5 at once is ready.
+        let (out, err) = start_within("/bin/true", "c", "ns", 5000).unwrap();
+        drop((out, err));
     }
 }
