@@ -156,10 +156,10 @@ mod tests {
 
     #[test]
     fn a_logger_that_never_gets_ready_is_refused() {
-        let e = start_within("/bin/sleep?30", "c", "ns", 200)
-            .err()
-            .expect("not ready, so refused")
-            .to_string();
+        let e = match start_within("/bin/sleep?30", "c", "ns", 200) {
+            Ok(_) => panic!("a logger that is not ready was taken"),
+            Err(e) => e.to_string(),
+        };
         assert!(
             e.contains("did not close fd 5 (ready) within 200 ms"),
             "{e}"
