@@ -2,10 +2,10 @@
 //! until Shutdown.
 //!
 //! One thread, because a shim mostly waits: a poll over the listening
-//! socket, containerd's connections, a SIGCHLD self-pipe and each task's
-//! OOM fd wakes it to answer a request, reap children (skiff commands,
-//! container inits and execs reparented to this subreaper) or report an
-//! OOM kill. A Wait for a running process is parked and answered when the
+//! socket, containerd's connections, a SIGCHLD self-pipe, each task's OOM
+//! fd and the terminal relays' fds wakes it to answer a request, reap
+//! children (skiff commands, container inits and execs reparented to this
+//! subreaper), report an OOM kill or copy terminal input and output. A Wait for a running process is parked and answered when the
 //! exit is reaped, on the request's stream. Handlers that run skiff wait
 //! for that one child themselves; the other children stay zombies until
 //! the loop reaps them, so no exit is lost or taken twice.
@@ -142,18 +142,26 @@ enum Ready {
     Children,
     Conn(u64),
     Oom(String),
+    Relay,
 }
 
 impl Daemon {
     fn serve(&mut self) {
         while !self.service.shutdown_requested() {
+            let mut relay = false;
             for ready in self.poll() {
                 match ready {
                     Ready::Listener => self.accept(),
                     Ready::Children => self.reap(),
                     Ready::Conn(token) => self.read_request(token),
                     Ready::Oom(id) => self.service.oom_signalled(&id),
+                    Ready::Relay => relay = true,
                 }
+            }
+            // After the reaping: an exit's last output is pumped before
+            // its relay is checked for the end.
+            if relay {
+                self.service.pump_relays();
             }
             self.answer_waiters();
         }
@@ -162,20 +170,27 @@ impl Daemon {
     /// Blocks until something is ready.
     fn poll(&self) -> Vec<Ready> {
         let mut what = vec![Ready::Listener, Ready::Children];
-        let mut fds = vec![self.listener.as_raw_fd(), self.wakeups.as_raw_fd()];
+        let mut fds = vec![
+            (self.listener.as_raw_fd(), libc::POLLIN),
+            (self.wakeups.as_raw_fd(), libc::POLLIN),
+        ];
         for c in &self.conns {
             what.push(Ready::Conn(c.token));
-            fds.push(c.stream.as_raw_fd());
+            fds.push((c.stream.as_raw_fd(), libc::POLLIN));
         }
         for (id, fd) in self.service.oom_fds() {
             what.push(Ready::Oom(id));
-            fds.push(fd);
+            fds.push((fd, libc::POLLIN));
+        }
+        for poll in self.service.relay_polls() {
+            what.push(Ready::Relay);
+            fds.push(poll);
         }
         let mut pollfds: Vec<libc::pollfd> = fds
             .iter()
-            .map(|&fd| libc::pollfd {
+            .map(|&(fd, events)| libc::pollfd {
                 fd,
-                events: libc::POLLIN,
+                events,
                 revents: 0,
             })
             .collect();

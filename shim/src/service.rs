@@ -20,7 +20,7 @@ use crate::error::ShimError;
 use crate::events::{Event, Publisher};
 use crate::proto::Message;
 use crate::runtime::{Files, Runtime};
-use crate::stdio::{self, ConsoleSocket, Paths};
+use crate::stdio::{self, ConsoleSocket, Paths, Relay};
 use crate::tasks::{self, Exit, OomWatch, Process, Task, Tasks};
 use crate::ttrpc::{Code, Reply};
 use crate::{metrics, options, rootfs};
@@ -31,6 +31,9 @@ const CONSOLE_DIR: &str = "/run/skiff-shim";
 /// The Task service.
 pub struct Service {
     tasks: Tasks,
+    /// Terminal relays, until their output is through (which may be
+    /// after their process is deleted).
+    relays: Vec<Relay>,
     events: Publisher,
     namespace: String,
     shutdown: bool,
@@ -79,6 +82,7 @@ impl Service {
     pub fn new(namespace: String, events: Publisher) -> Service {
         Service {
             tasks: Tasks::new(),
+            relays: Vec::new(),
             events,
             namespace,
             shutdown: false,
@@ -170,6 +174,19 @@ impl Service {
         }
     }
 
+    /// The fds the terminal relays wait on, and for what.
+    pub fn relay_polls(&self) -> Vec<(RawFd, i16)> {
+        self.relays.iter().flat_map(Relay::polls).collect()
+    }
+
+    /// Moves what terminal output and input can move now.
+    pub fn pump_relays(&mut self) {
+        for r in &mut self.relays {
+            r.pump();
+        }
+        self.relays.retain(|r| !r.finished());
+    }
+
     /// The OOM watch fds, by task.
     pub fn oom_fds(&self) -> Vec<(String, RawFd)> {
         self.tasks
@@ -243,7 +260,7 @@ impl Service {
         let spawned = spawn_process(&stdio, &owner, |io, console| {
             runtime.create(&req.id, &bundle, io, console, &files, options.no_pivot_root)
         });
-        let (pid, held) = match spawned {
+        let (pid, held, relay) = match spawned {
             Ok(v) => v,
             Err(e) => {
                 // skiff may have created the container before the failure
@@ -255,6 +272,7 @@ impl Service {
                 return Err(e);
             }
         };
+        self.relays.extend(relay);
         let oom = oom_watch(&runtime, &req.id);
         self.tasks.insert(
             req.id.clone(),
@@ -320,7 +338,8 @@ impl Service {
             runtime.exec(id, &spec_path, io, console, &files)
         });
         let _ = std::fs::remove_file(&spec_path);
-        let (pid, held) = spawned?;
+        let (pid, held, relay) = spawned?;
+        self.relays.extend(relay);
         process.pid = pid;
         process.held = held;
         process.started = true;
@@ -567,18 +586,20 @@ fn oom_watch(runtime: &Runtime, id: &str) -> Option<OomWatch> {
 }
 
 /// Sets up a process's stdio, runs `spawn` with the skiff command's stdio
-/// and console socket, and returns the pid and what the shim holds.
+/// and console socket, and returns the pid, what the shim holds, and for
+/// a terminal the relay to pump.
 fn spawn_process(
     paths: &Paths,
     owner: &stdio::Owner<'_>,
     spawn: impl FnOnce(stdio::ChildIo, Option<&Path>) -> R<u32>,
-) -> R<(u32, stdio::Held)> {
+) -> R<(u32, stdio::Held, Option<Relay>)> {
     if paths.terminal {
         let socket = ConsoleSocket::bind(Path::new(CONSOLE_DIR))?;
         let pid = spawn(stdio::ChildIo::null(), Some(socket.path()))?;
         let master = socket.receive()?;
-        return Ok((pid, stdio::relay_terminal(paths, owner, master)?));
+        let (held, relay) = stdio::relay_terminal(paths, owner, master)?;
+        return Ok((pid, held, Some(relay)));
     }
     let (io, held) = stdio::open_direct(paths, owner)?;
-    Ok((spawn(io, None)?, held))
+    Ok((spawn(io, None)?, held, None))
 }

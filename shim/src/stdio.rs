@@ -11,11 +11,12 @@
 //! when the client sees EOF.
 //!
 //! With a terminal, skiff sends the pty master over a console socket and
-//! two small threads copy between it and the fifos.
+//! a `Relay`, pumped by the shim's poll loop, copies between it and the
+//! fifos.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -274,64 +275,192 @@ impl Drop for ConsoleSocket {
     }
 }
 
-/// Starts copying between the pty master and the fifos; returns what the
-/// shim holds for the process.
-pub fn relay_terminal(paths: &Paths, owner: &Owner<'_>, master: File) -> Result<Held, ShimError> {
+/// Sets an fd non-blocking: the relay never waits on one of them.
+fn nonblocking(fd: &impl AsRawFd) {
+    // SAFETY: F_GETFL/F_SETFL on an open fd.
+    unsafe {
+        let flags = libc::fcntl(fd.as_raw_fd(), libc::F_GETFL);
+        libc::fcntl(fd.as_raw_fd(), libc::F_SETFL, flags | libc::O_NONBLOCK);
+    }
+}
+
+/// Output read off the pty but not yet taken by the fifo's reader. Past
+/// this the relay stops reading the pty, so a slow client slows the
+/// container's writes (as a pipe would), never the shim.
+const MAX_PENDING: usize = 64 << 10;
+
+/// Copies between a terminal process's pty master and the client's fifos,
+/// driven by the shim's poll loop: every fd is non-blocking and what a
+/// side cannot take yet waits in a buffer. It outlives the process: the
+/// output is closed (the client sees EOF) only once the pty reports that
+/// every slave fd is closed and all output is through.
+pub struct Relay {
+    master: File,
+    input: Option<File>,
+    output: Option<File>,
+    /// The output fifo's keep-alive, closed with the output.
+    output_keep: Option<OwnedFd>,
+    to_output: Vec<u8>,
+    to_master: Vec<u8>,
+    /// The pty read EIO or EOF: nothing more will come.
+    master_done: bool,
+}
+
+/// What happened to one read or write.
+enum Io {
+    Done(usize),
+    Wait,
+    End,
+}
+
+fn io_result(r: std::io::Result<usize>) -> Io {
+    match r {
+        Ok(0) => Io::End,
+        Ok(n) => Io::Done(n),
+        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => Io::Wait,
+        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => Io::Done(0),
+        // EIO from the master (no slave left), EPIPE from a fifo with no
+        // reader: that side is finished.
+        Err(_) => Io::End,
+    }
+}
+
+impl Relay {
+    /// The fds to poll and for what.
+    pub fn polls(&self) -> Vec<(RawFd, i16)> {
+        let mut polls = Vec::new();
+        let mut master = 0;
+        if !self.master_done && self.to_output.len() < MAX_PENDING {
+            master |= libc::POLLIN;
+        }
+        if !self.to_master.is_empty() {
+            master |= libc::POLLOUT;
+        }
+        if master != 0 {
+            polls.push((self.master.as_raw_fd(), master));
+        }
+        if let Some(out) = self.output.as_ref().filter(|_| !self.to_output.is_empty()) {
+            polls.push((out.as_raw_fd(), libc::POLLOUT));
+        }
+        if let Some(input) = self.input.as_ref().filter(|_| self.to_master.is_empty()) {
+            polls.push((input.as_raw_fd(), libc::POLLIN));
+        }
+        polls
+    }
+
+    /// Moves whatever can move now, without waiting.
+    pub fn pump(&mut self) {
+        let mut buf = [0u8; 8192];
+        // pty -> output
+        loop {
+            if self.output.is_some() && !self.to_output.is_empty() {
+                let out = self.output.as_mut().expect("checked");
+                match io_result(out.write(&self.to_output)) {
+                    Io::Done(n) => {
+                        self.to_output.drain(..n);
+                        continue;
+                    }
+                    Io::Wait => {}
+                    Io::End => {
+                        self.output = None;
+                        self.to_output.clear();
+                    }
+                }
+            }
+            if self.master_done || self.to_output.len() >= MAX_PENDING {
+                break;
+            }
+            match io_result(self.master.read(&mut buf)) {
+                Io::Done(n) => {
+                    if self.output.is_some() {
+                        self.to_output.extend_from_slice(&buf[..n]);
+                    }
+                }
+                Io::Wait => break,
+                Io::End => self.master_done = true,
+            }
+        }
+        // input -> pty
+        loop {
+            if !self.to_master.is_empty() {
+                match io_result(self.master.write(&self.to_master)) {
+                    Io::Done(n) => {
+                        self.to_master.drain(..n);
+                        continue;
+                    }
+                    Io::Wait => break,
+                    Io::End => {
+                        self.to_master.clear();
+                        self.input = None;
+                    }
+                }
+            }
+            let Some(input) = self.input.as_mut() else {
+                break;
+            };
+            match io_result(input.read(&mut buf)) {
+                Io::Done(n) => self.to_master.extend_from_slice(&buf[..n]),
+                Io::Wait => break,
+                Io::End => self.input = None,
+            }
+        }
+        if self.master_done && self.to_output.is_empty() {
+            self.output = None;
+            self.output_keep = None;
+        }
+    }
+
+    /// All output is through and the process's pty is gone.
+    pub fn finished(&self) -> bool {
+        self.master_done && self.output.is_none()
+    }
+}
+
+/// Sets up the relay between the pty master and the fifos; returns what
+/// the shim holds for the process and the relay for its poll loop.
+pub fn relay_terminal(
+    paths: &Paths,
+    owner: &Owner<'_>,
+    master: File,
+) -> Result<(Held, Relay), ShimError> {
     let mut held = Held::default();
-    if !paths.stdin.is_empty() {
+    let input = if paths.stdin.is_empty() {
+        None
+    } else {
         let (keep, input) = open_stdin(&paths.stdin)?;
         held.stdin = Some(keep);
-        let mut input = File::from(input);
-        let mut to_pty = master
-            .try_clone()
-            .map_err(ShimError::io("dup the pty master"))?;
-        spawn_copy("pty stdin", move || {
-            let _ = copy(&mut input, &mut to_pty);
-        })?;
-    }
-    if !paths.stdout.is_empty() {
+        Some(File::from(input))
+    };
+    let (output, output_keep) = if paths.stdout.is_empty() {
+        (None, None)
+    } else {
         let (fd, keep) = match paths.stdout.strip_prefix("binary://") {
             Some(uri) => (log_binary::start(uri, owner.id, owner.namespace)?.0, None),
             None => open_output(&paths.stdout)?,
         };
-        let mut output = File::from(fd);
-        let mut from_pty = master
+        (Some(File::from(fd)), keep)
+    };
+    for f in [Some(&master), input.as_ref(), output.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        nonblocking(f);
+    }
+    held.console = Some(
+        master
             .try_clone()
-            .map_err(ShimError::io("dup the pty master"))?;
-        // The thread owns the output (and a fifo's keep-alive fd): it
-        // closes them once the pty reports EIO (every slave fd closed), so
-        // the client sees EOF only after all output is through.
-        spawn_copy("pty stdout", move || {
-            let _ = copy(&mut from_pty, &mut output);
-            drop(keep);
-        })?;
-    }
-    held.console = Some(master);
-    Ok(held)
-}
-
-fn spawn_copy(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), ShimError> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .stack_size(64 * 1024)
-        .spawn(f)
-        .map(drop)
-        .map_err(ShimError::io(format!("spawn the {name} thread")))
-}
-
-/// Copies until EOF or an error (a pty master reads EIO once the slave side
-/// is gone).
-fn copy(from: &mut File, to: &mut File) -> std::io::Result<()> {
-    let mut buf = [0u8; 8192];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        to.write_all(&buf[..n])?;
-    }
+            .map_err(ShimError::io("dup the pty master"))?,
+    );
+    let relay = Relay {
+        master,
+        input,
+        output,
+        output_keep,
+        to_output: Vec::new(),
+        to_master: Vec::new(),
+        master_done: false,
+    };
+    Ok((held, relay))
 }
 
 #[cfg(test)]
@@ -366,6 +495,77 @@ mod tests {
             err.contains("binary:// log URIs are not supported"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn relay_copies_both_ways_and_ends_after_the_last_output() {
+        let dir = std::env::temp_dir().join(format!("skiff-shim-relay-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (input, out) = (fifo(&dir, "in"), fifo(&dir, "out"));
+        // The client's output end, opened before the task as containerd
+        // does (its input end below, once the shim's keeps the fifo open).
+        let mut reader = File::from(open_fifo(&out, true, false).unwrap());
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let mut slave = File::from(pty.slave);
+        // Raw mode: no echo or line editing between the two sides.
+        let mut t = nix::sys::termios::tcgetattr(&slave).unwrap();
+        nix::sys::termios::cfmakeraw(&mut t);
+        nix::sys::termios::tcsetattr(&slave, nix::sys::termios::SetArg::TCSANOW, &t).unwrap();
+        let paths = Paths {
+            stdin: input.clone(),
+            stdout: out.clone(),
+            terminal: true,
+            ..Paths::default()
+        };
+        let owner = Owner {
+            id: "c",
+            namespace: "ns",
+        };
+        let (held, mut relay) = relay_terminal(&paths, &owner, File::from(pty.master)).unwrap();
+        let mut writer = File::from(open_fifo(&input, false, true).unwrap());
+        slave.write_all(b"hello").unwrap();
+        writer.write_all(b"typed").unwrap();
+        let mut buf = [0u8; 64];
+        let mut got = Vec::new();
+        let mut typed = Vec::new();
+        for _ in 0..100 {
+            relay.pump();
+            let mut fds = [
+                nix::poll::PollFd::new(reader.as_fd(), nix::poll::PollFlags::POLLIN),
+                nix::poll::PollFd::new(slave.as_fd(), nix::poll::PollFlags::POLLIN),
+            ];
+            nix::poll::poll(&mut fds, 20u16).unwrap();
+            let ready = [fds[0].any() == Some(true), fds[1].any() == Some(true)];
+            if ready[0] {
+                let n = reader.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            if ready[1] {
+                let n = slave.read(&mut buf).unwrap();
+                typed.extend_from_slice(&buf[..n]);
+            }
+            if got == b"hello" && typed == b"typed" {
+                break;
+            }
+        }
+        assert_eq!((&got[..], &typed[..]), (&b"hello"[..], &b"typed"[..]));
+        // The process ends: its last output still arrives, then EOF.
+        slave.write_all(b"bye").unwrap();
+        drop(slave);
+        drop(held);
+        for _ in 0..100 {
+            relay.pump();
+            if relay.finished() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(relay.finished());
+        drop(relay);
+        let mut rest = Vec::new();
+        reader.read_to_end(&mut rest).unwrap();
+        assert_eq!(rest, b"bye");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
