@@ -1,9 +1,13 @@
 //! Publishing task events to containerd: Events.Forward over containerd's
 //! ttrpc socket (TTRPC_ADDRESS), one call at a time from the shim's one
 //! serving thread. The connection is made when first needed and made again
-//! after a failure (containerd restarts while shims live on).
+//! after a failure. containerd restarts while shims live on: events it
+//! could not take wait in a queue, in order, and are sent again after a
+//! growing pause (so that a containerd that is down or hung costs the
+//! serving loop one attempt per pause, not one per event).
 
-use std::time::Duration;
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
 
 use crate::api::{
     Any, Envelope, ForwardRequest, TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted,
@@ -15,7 +19,12 @@ use crate::ttrpc::Client;
 const SERVICE: &str = "containerd.services.events.ttrpc.v1.Events";
 /// containerd answers a forward at once; a stuck containerd must not stop
 /// the shim from serving its tasks for long.
-const TIMEOUT: Duration = Duration::from_secs(5);
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// The pause after a failed send, doubled per failure up to the maximum.
+const FIRST_PAUSE: Duration = Duration::from_millis(250);
+const MAX_PAUSE: Duration = Duration::from_secs(30);
+/// Events kept while containerd is away; past this the oldest go.
+const MAX_QUEUED: usize = 1024;
 
 /// A task event: its topic and the type name containerd decodes it by.
 pub struct Event {
@@ -77,6 +86,11 @@ pub struct Publisher {
     address: String,
     namespace: String,
     client: Option<Client>,
+    /// Forward requests containerd has not taken yet, oldest first.
+    queue: VecDeque<Vec<u8>>,
+    /// When the next send may be tried after a failure.
+    retry_at: Option<Instant>,
+    pause: Duration,
 }
 
 impl Publisher {
@@ -88,6 +102,9 @@ impl Publisher {
                 .to_string(),
             namespace: namespace.to_string(),
             client: None,
+            queue: VecDeque::new(),
+            retry_at: None,
+            pause: FIRST_PAUSE,
         }
     }
 
@@ -106,28 +123,63 @@ impl Publisher {
         .to_bytes()
     }
 
-    /// Sends one event; a failure is logged (containerd may be restarting,
-    /// and the task's state stays queryable either way).
+    /// Queues one event (stamped now) and sends what is queued, unless a
+    /// pause after a failure is still running.
     pub fn publish(&mut self, e: Event) {
-        let payload = self.forward_request(&e);
-        // A kept connection may have died with a restarted containerd:
-        // one fresh attempt after a failure on an old one.
-        for attempt in 0..2 {
-            if self.client.is_none() {
-                match Client::connect(&self.address, TIMEOUT) {
-                    Ok(c) => self.client = Some(c),
-                    Err(err) => return log::warn!("publish {}: {}: {err}", e.topic, self.address),
-                }
+        if self.queue.len() == MAX_QUEUED {
+            self.queue.pop_front();
+            log::warn!("containerd unreachable: the oldest queued event is dropped");
+        }
+        self.queue.push_back(self.forward_request(&e));
+        if self.retry_at.is_none() {
+            self.flush();
+        }
+    }
+
+    /// How long until a queued event is due to be sent again; None when
+    /// nothing waits.
+    pub fn retry_in(&self) -> Option<Duration> {
+        self.retry_at
+            .map(|t| t.saturating_duration_since(Instant::now()))
+    }
+
+    /// Sends the queued events in order; after a failure, pauses (the
+    /// serving loop calls this again when `retry_in` runs out).
+    pub fn flush(&mut self) {
+        while let Some(payload) = self.queue.front() {
+            if let Err(err) = self.send(payload.clone()) {
+                log::warn!(
+                    "publish to {}: {err}; {} event(s) queued, next try in {:?}",
+                    self.address,
+                    self.queue.len(),
+                    self.pause
+                );
+                self.retry_at = Some(Instant::now() + self.pause);
+                self.pause = (self.pause * 2).min(MAX_PAUSE);
+                return;
             }
-            let client = self.client.as_mut().expect("connected above");
-            match client.call(SERVICE, "Forward", payload.clone()) {
-                Ok(_) => return,
-                Err(err) => {
-                    self.client = None;
-                    if attempt == 1 {
-                        log::warn!("publish {}: {err}", e.topic);
-                    }
+            self.queue.pop_front();
+        }
+        self.retry_at = None;
+        self.pause = FIRST_PAUSE;
+    }
+
+    /// One Forward call. A kept connection may have died with a restarted
+    /// containerd: one fresh attempt after a failure on an old one.
+    fn send(&mut self, payload: Vec<u8>) -> Result<(), crate::ttrpc::TtrpcError> {
+        let fresh = self.client.is_none();
+        if fresh {
+            self.client = Some(Client::connect(&self.address, TIMEOUT)?);
+        }
+        let client = self.client.as_mut().expect("connected above");
+        match client.call(SERVICE, "Forward", payload.clone()) {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                self.client = None;
+                if fresh {
+                    return Err(e);
                 }
+                self.send(payload)
             }
         }
     }
@@ -136,6 +188,8 @@ impl Publisher {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ttrpc::{read_frame, response, write_frame, Request, TYPE_RESPONSE};
+    use std::os::unix::net::UnixListener;
 
     #[test]
     fn envelope_carries_topic_type_and_event() {
@@ -149,5 +203,49 @@ mod tests {
         assert_eq!(any.type_url, "containerd.events.TaskOOM");
         assert_eq!(TaskIdOnly::decode(&any.value).unwrap().container_id, "web");
         assert!(env.timestamp.unwrap().seconds > 0);
+    }
+
+    /// Accepts one connection and answers `n` forwards; returns their topics.
+    fn serve(listener: UnixListener, n: usize) -> std::thread::JoinHandle<Vec<String>> {
+        std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut topics = Vec::new();
+            for _ in 0..n {
+                let frame = read_frame(&mut conn).unwrap().unwrap();
+                let req = Request::decode(&frame.payload).unwrap();
+                assert_eq!(
+                    (req.service.as_str(), req.method.as_str()),
+                    (SERVICE, "Forward")
+                );
+                let fwd = ForwardRequest::decode(&req.payload).unwrap();
+                topics.push(fwd.envelope.unwrap().topic);
+                let reply = response(Ok(Vec::new()));
+                write_frame(&mut conn, frame.stream, TYPE_RESPONSE, &reply).unwrap();
+            }
+            topics
+        })
+    }
+
+    #[test]
+    fn events_wait_for_containerd_and_arrive_in_order() {
+        let dir = std::env::temp_dir().join(format!("skiff-shim-events-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let sock = dir.join("events.sock");
+        let mut p = Publisher::new(sock.to_str().unwrap(), "ns");
+        // containerd is away: both events wait, and a pause starts.
+        p.publish(Event::paused("a"));
+        assert!(p.retry_in().is_some());
+        p.publish(Event::resumed("a"));
+        assert_eq!(p.queue.len(), 2);
+        // Back: the next flush sends both, oldest first.
+        let server = serve(UnixListener::bind(&sock).unwrap(), 3);
+        p.flush();
+        assert!(p.queue.is_empty() && p.retry_in().is_none());
+        p.publish(Event::oom("a"));
+        assert_eq!(
+            server.join().unwrap(),
+            ["/tasks/paused", "/tasks/resumed", "/tasks/oom"]
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -163,11 +163,12 @@ impl Daemon {
             if relay {
                 self.service.pump_relays();
             }
+            self.service.flush_events();
             self.answer_waiters();
         }
     }
 
-    /// Blocks until something is ready.
+    /// Blocks until something is ready (or a retry of events is due).
     fn poll(&self) -> Vec<Ready> {
         let mut what = vec![Ready::Listener, Ready::Children];
         let mut fds = vec![
@@ -194,8 +195,13 @@ impl Daemon {
                 revents: 0,
             })
             .collect();
+        // Until something is ready, or queued events are due again.
+        let timeout = self
+            .service
+            .events_retry_in()
+            .map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
         // SAFETY: poll(2) over a vector of pollfds we own.
-        let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, -1) };
+        let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
         if n <= 0 {
             return Vec::new();
         }

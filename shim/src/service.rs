@@ -174,6 +174,18 @@ impl Service {
         }
     }
 
+    /// How long until queued events are due to be sent again.
+    pub fn events_retry_in(&self) -> Option<std::time::Duration> {
+        self.events.retry_in()
+    }
+
+    /// Sends queued events once their pause is over.
+    pub fn flush_events(&mut self) {
+        if self.events.retry_in() == Some(std::time::Duration::ZERO) {
+            self.events.flush();
+        }
+    }
+
     /// The fds the terminal relays wait on, and for what.
     pub fn relay_polls(&self) -> Vec<(RawFd, i16)> {
         self.relays.iter().flat_map(Relay::polls).collect()
