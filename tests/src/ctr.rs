@@ -317,6 +317,28 @@ pub fn scenarios(ctr: &Ctr, rt: &str, report: &mut Report) {
         let script = crate::TTY_SIZE_SCRIPT;
         crate::check_tty_size(ctr.run(rt, &["--rm", "-t"], &id("tty"), &["sh", "-c", script]))
     });
+    report.run("tty: typed input reaches the container", rt, || {
+        let mut cmd = ctr.run(
+            rt,
+            &["--rm", "-t"],
+            &id("ttyin"),
+            &["sh", "-c", "read line; echo got:$line"],
+        );
+        let mut pty = crate::Pty::open(24, 80);
+        pty.attach(&mut cmd);
+        let mut child = cmd.spawn().unwrap();
+        // Typed once the shell can be reading: before the task exists ctr
+        // has nowhere to send it.
+        std::thread::sleep(Duration::from_millis(1500));
+        pty.write("typed here\r");
+        let text = pty.read_until(30, |t| t.contains("got:typed here"));
+        let status = child.wait().unwrap();
+        expect!(
+            status.success() && text.contains("got:typed here"),
+            "{status:?}: {text:?}"
+        );
+        Ok(())
+    });
     report.run("piped stdin", rt, || {
         let mut run = ctr.run(
             rt,
