@@ -58,6 +58,7 @@ message! {
     /// which containerd passes at Create when configured.
     pub struct Options {
         1 no_pivot_root: bool,
+        3 shim_cgroup: String,
         6 binary_name: String,
         7 root: String,
     }
@@ -253,6 +254,7 @@ mod tests {
                 type_url: "containerd.runc.v1.Options".into(),
                 value: containerd_shim_protos::shim::oci::Options {
                     binary_name: "/usr/bin/skiff".into(),
+                    shim_cgroup: "/shims".into(),
                     root: "/run/r".into(),
                     no_pivot_root: true,
                     systemd_cgroup: true,
@@ -284,6 +286,7 @@ mod tests {
         assert_eq!(opts.binary_name, "/usr/bin/skiff");
         assert_eq!(opts.root, "/run/r");
         assert!(opts.no_pivot_root);
+        assert_eq!(opts.shim_cgroup, "/shims");
 
         let exec = reference::ExecProcessRequest {
             id: "web".into(),

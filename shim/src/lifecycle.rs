@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
-use crate::api::{DeleteResponse, RuntimeInfo, RuntimeVersion, Timestamp};
+use crate::api::{Any, DeleteResponse, Options, RuntimeInfo, RuntimeVersion, Timestamp};
 use crate::flags::Flags;
 use crate::proto::Message;
 use crate::runtime::Runtime;
@@ -32,6 +32,8 @@ pub enum LifecycleError {
     },
     #[error("the shim daemon for {0} did not come up (see containerd's log)")]
     DaemonFailed(String),
+    #[error("runtime options: shim_cgroup {0}: no such cgroup on this host")]
+    NoShimCgroup(String),
 }
 
 fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> LifecycleError {
@@ -82,7 +84,16 @@ pub fn start(flags: &Flags) -> Result<(), LifecycleError> {
     let group = grouping(&bundle, &flags.id);
     let address = socket_address(&flags.address, &flags.namespace, &group);
     if UnixStream::connect(socket_path(&address)).is_err() {
-        spawn_daemon(flags, &bundle, &address)?;
+        let options = start_options();
+        let pid = spawn_daemon(flags, &bundle, &address)?;
+        if !options.shim_cgroup.is_empty() {
+            if let Err(e) = join_cgroup(pid, &options.shim_cgroup) {
+                // SAFETY: kill(2) of the daemon we just started.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+                let _ = std::fs::remove_file(socket_path(&address));
+                return Err(e);
+            }
+        }
     }
     std::fs::write(bundle.join("address"), &address).map_err(io("write the address file"))?;
     let mut out = std::io::stdout().lock();
@@ -91,10 +102,57 @@ pub fn start(flags: &Flags) -> Result<(), LifecycleError> {
         .map_err(io("write the address"))
 }
 
+/// The runtime options containerd writes to start's stdin (an Any of the
+/// runc shim's Options) when it has some configured; defaults otherwise.
+fn start_options() -> Options {
+    // Only from a pipe or a file: a shim started by hand from a terminal
+    // must not wait for input.
+    // SAFETY: fstat(2) of fd 0 into a zeroed stat.
+    let kind = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(0, &mut st) < 0 {
+            return Options::default();
+        }
+        st.st_mode & libc::S_IFMT
+    };
+    if kind != libc::S_IFIFO && kind != libc::S_IFREG {
+        return Options::default();
+    }
+    let mut buf = Vec::new();
+    if std::io::stdin().read_to_end(&mut buf).is_err() {
+        return Options::default();
+    }
+    Any::decode(&buf)
+        .ok()
+        .and_then(|any| Options::decode(&any.value).ok())
+        .unwrap_or_default()
+}
+
+/// Moves the daemon into the cgroup the options name (ShimCgroup), in
+/// every hierarchy that has it, as the runc shim does.
+fn join_cgroup(pid: u32, path: &str) -> Result<(), LifecycleError> {
+    let hierarchies =
+        skiff::cgroups::hierarchy::detect().map_err(io("read the host's cgroup mounts"))?;
+    let mut joined = false;
+    for h in hierarchies {
+        let dir = h.dir_of(Path::new(path));
+        if dir.is_dir() {
+            std::fs::write(dir.join("cgroup.procs"), pid.to_string())
+                .map_err(io(format!("join {}", dir.display())))?;
+            joined = true;
+        }
+    }
+    if !joined {
+        return Err(LifecycleError::NoShimCgroup(path.to_string()));
+    }
+    Ok(())
+}
+
 /// Runs this binary as the daemon, in the bundle, in its own process
 /// group (a signal to containerd's group must not reach running shims),
 /// and waits until it serves: it closes its stdout once listening.
-fn spawn_daemon(flags: &Flags, bundle: &Path, address: &str) -> Result<(), LifecycleError> {
+/// Returns its pid.
+fn spawn_daemon(flags: &Flags, bundle: &Path, address: &str) -> Result<u32, LifecycleError> {
     let exe = std::env::current_exe().map_err(io("locate the shim binary"))?;
     let mut cmd = Command::new(exe);
     cmd.current_dir(bundle)
@@ -113,11 +171,12 @@ fn spawn_daemon(flags: &Flags, bundle: &Path, address: &str) -> Result<(), Lifec
         let _ = out.read_to_end(&mut ready);
     }
     // The daemon is reaped by whoever inherits it once we exit.
+    let pid = child.id();
     drop(child);
     if UnixStream::connect(socket_path(address)).is_err() {
         return Err(LifecycleError::DaemonFailed(flags.id.clone()));
     }
-    Ok(())
+    Ok(pid)
 }
 
 /// Removes a shim socket nobody serves any more. A pod's shim that is

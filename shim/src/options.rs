@@ -38,6 +38,7 @@ pub fn load(bundle: &Path) -> Options {
         binary_name: text("binary_name"),
         root: text("root"),
         no_pivot_root: v.get("no_pivot_root").and_then(|b| b.as_bool()) == Some(true),
+        ..Options::default()
     }
 }
 
@@ -54,6 +55,7 @@ mod tests {
             binary_name: "/usr/local/bin/skiff".into(),
             root: "/run/x".into(),
             no_pivot_root: true,
+            ..Options::default()
         };
         save(&dir, &opts).unwrap();
         assert_eq!(load(&dir), opts);

@@ -6,6 +6,7 @@
 //! stats are cgroup2 metrics and OOM kills are seen through
 //! memory.events.
 
+use std::io::Write;
 use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -13,8 +14,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use containerd_shim_protos::api::{
-    CreateTaskRequest, DeleteRequest, Empty, PidsRequest, ShutdownRequest, StartRequest,
-    StatsRequest, WaitRequest,
+    ConnectRequest, CreateTaskRequest, DeleteRequest, Empty, PidsRequest, ShutdownRequest,
+    StartRequest, StatsRequest, WaitRequest,
 };
 use containerd_shim_protos::cgroups::metrics as v1;
 use containerd_shim_protos::cgroups_v2::metrics as v2;
@@ -104,7 +105,12 @@ struct Cleanup {
 impl Drop for Cleanup {
     fn drop(&mut self) {
         let _ = Command::new("pkill")
-            .args(["-KILL", "-f", &format!("-socket unix://{}", self.socket)])
+            .args([
+                "-KILL",
+                "-f",
+                "--",
+                &format!("-socket unix://{}", self.socket),
+            ])
             .status();
         let _ = std::fs::remove_file(&self.socket);
         let _ = Command::new(shim_bin().with_file_name("skiff"))
@@ -113,6 +119,12 @@ impl Drop for Cleanup {
             .stderr(Stdio::null())
             .status();
         let _ = std::fs::remove_dir(format!("/run/containerd/skiff/{NAMESPACE}"));
+        for dir in [
+            format!("/sys/fs/cgroup/skiff-shim-test-{}", std::process::id()),
+            format!("/sys/fs/cgroup/pids/skiff-shim-test-{}", std::process::id()),
+        ] {
+            let _ = std::fs::remove_dir(dir);
+        }
     }
 }
 
@@ -155,15 +167,42 @@ fn daemon_serves_a_task_to_its_oom_kill() {
     spec["linux"]["resources"] = json!({"memory": {"limit": LIMIT, "swap": LIMIT}});
     std::fs::write(bundle.join("config.json"), spec.to_string()).unwrap();
 
-    let out = Command::new(shim_bin())
+    // containerd writes the runtime options to start's stdin: the shim
+    // joins the cgroup they name (a cgroup of this test's own).
+    let shim_cgroup = format!("/skiff-shim-test-{}", std::process::id());
+    let shim_cgroup_dir = if unified() {
+        PathBuf::from(format!("/sys/fs/cgroup{shim_cgroup}"))
+    } else {
+        PathBuf::from(format!("/sys/fs/cgroup/pids{shim_cgroup}"))
+    };
+    std::fs::create_dir(&shim_cgroup_dir).unwrap();
+    let start_options = Any {
+        type_url: "containerd.runc.v1.Options".into(),
+        value: Options {
+            shim_cgroup: shim_cgroup.clone(),
+            ..Default::default()
+        }
+        .write_to_bytes()
+        .unwrap(),
+        ..Default::default()
+    };
+    let mut start = Command::new(shim_bin())
         .args(["-namespace", NAMESPACE, "-id", &id, "-address"])
         .arg(dir.join("containerd.sock"))
         .arg("start")
         .current_dir(&bundle)
         .env("TTRPC_ADDRESS", &events_sock)
-        .stdin(Stdio::null())
-        .output()
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
         .unwrap();
+    start
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&start_options.write_to_bytes().unwrap())
+        .unwrap();
+    let out = start.wait_with_output().unwrap();
     assert!(out.status.success(), "start: {out:?}");
     let address = String::from_utf8(out.stdout).unwrap();
     assert!(
@@ -176,6 +215,23 @@ fn daemon_serves_a_task_to_its_oom_kill() {
     };
     let task = TaskClient::new(Client::connect(&address).unwrap());
     let ctx = || context::with_timeout(60_000_000_000);
+    let shim_pid = task
+        .connect(
+            ctx(),
+            &ConnectRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .shim_pid;
+    let cgroups = std::fs::read_to_string(format!("/proc/{shim_pid}/cgroup")).unwrap();
+    assert!(
+        cgroups
+            .lines()
+            .any(|l| l.ends_with(&format!(":{shim_cgroup}"))),
+        "the shim is not in {shim_cgroup}: {cgroups}"
+    );
 
     let skiff = shim_bin().with_file_name("skiff");
     let log = dir.join("out.log");
@@ -329,6 +385,16 @@ fn daemon_serves_a_task_to_its_oom_kill() {
         format!("/sys/fs/cgroup/memory/skiff/{id}")
     };
     assert!(!Path::new(&cgroup).exists(), "{cgroup} left");
+    // The daemon removes its socket just before it exits.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::remove_dir(&shim_cgroup_dir).is_err() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let procs = std::fs::read_to_string(shim_cgroup_dir.join("cgroup.procs"));
+    assert!(
+        !shim_cgroup_dir.exists(),
+        "{shim_cgroup} still busy: {procs:?}"
+    );
     events.shutdown();
     std::fs::remove_dir_all(&dir).unwrap();
 }

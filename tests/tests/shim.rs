@@ -281,7 +281,12 @@ struct DirectShimCleanup {
 impl Drop for DirectShimCleanup {
     fn drop(&mut self) {
         let _ = Command::new("pkill")
-            .args(["-KILL", "-f", &format!("-socket unix://{}", self.socket)])
+            .args([
+                "-KILL",
+                "-f",
+                "--",
+                &format!("-socket unix://{}", self.socket),
+            ])
             .status();
         let _ = std::fs::remove_file(&self.socket);
         let _ = Command::new(skiff_e2e::skiff_bin())

@@ -7,7 +7,7 @@
 
 mod bpf;
 pub mod devices;
-mod hierarchy;
+pub mod hierarchy;
 pub mod oom;
 pub mod resources;
 pub mod stats;
