@@ -86,6 +86,7 @@ pub fn start(flags: &Flags) -> Result<(), LifecycleError> {
     if UnixStream::connect(socket_path(&address)).is_err() {
         let options = start_options();
         let pid = spawn_daemon(flags, &bundle, &address)?;
+        adjust_oom_score(pid);
         if !options.shim_cgroup.is_empty() {
             if let Err(e) = join_cgroup(pid, &options.shim_cgroup) {
                 // SAFETY: kill(2) of the daemon we just started.
@@ -126,6 +127,23 @@ fn start_options() -> Options {
         .ok()
         .and_then(|any| Options::decode(&any.value).ok())
         .unwrap_or_default()
+}
+
+/// Puts the daemon one step ahead of containerd (our caller) for the OOM
+/// killer, as the runc shim does: under memory pressure a shim goes
+/// before the manager of every shim. Best effort.
+fn adjust_oom_score(pid: u32) {
+    let parent = std::os::unix::process::parent_id();
+    let Some(score) = std::fs::read_to_string(format!("/proc/{parent}/oom_score_adj"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+    else {
+        return;
+    };
+    let _ = std::fs::write(
+        format!("/proc/{pid}/oom_score_adj"),
+        (score + 1).min(1000).to_string(),
+    );
 }
 
 /// Moves the daemon into the cgroup the options name (ShimCgroup), in

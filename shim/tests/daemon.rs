@@ -225,6 +225,18 @@ fn daemon_serves_a_task_to_its_oom_kill() {
         )
         .unwrap()
         .shim_pid;
+    let score = |pid: &str| {
+        std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
+            .unwrap()
+            .trim()
+            .parse::<i32>()
+            .unwrap()
+    };
+    assert_eq!(
+        score(&shim_pid.to_string()),
+        (score("self") + 1).min(1000),
+        "the shim's OOM score is its starter's + 1"
+    );
     let cgroups = std::fs::read_to_string(format!("/proc/{shim_pid}/cgroup")).unwrap();
     assert!(
         cgroups
