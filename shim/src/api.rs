@@ -157,6 +157,26 @@ message! {
         3 version: String,
     }
 
+    /// containerd 2.3's bootstrap protocol (runtime/bootstrap/v1): what
+    /// `start` gets on stdin and replies.
+    pub struct BootstrapParams {
+        1 instance_id: String,
+        2 namespace: String,
+        3 log_level: i32,
+        5 containerd_ttrpc_address: String,
+        6 containerd_grpc_address: String,
+        8 extensions: Vec<Extension>,
+        9 socket_dir: String,
+    }
+    pub struct Extension {
+        1 value: Option<Any>,
+    }
+    pub struct BootstrapResult {
+        1 version: i32,
+        2 address: String,
+        3 protocol: String,
+    }
+
     /// containerd.types.introspection.RuntimeInfo, the `-info` reply.
     pub struct RuntimeInfo {
         1 name: String,

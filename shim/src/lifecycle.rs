@@ -10,7 +10,8 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
-use crate::api::{Any, DeleteResponse, Options, RuntimeInfo, RuntimeVersion, Timestamp};
+use crate::api::{DeleteResponse, RuntimeInfo, RuntimeVersion, Timestamp};
+use crate::bootstrap::{self, StartParams};
 use crate::flags::Flags;
 use crate::proto::Message;
 use crate::runtime::Runtime;
@@ -56,12 +57,12 @@ fn grouping(bundle: &Path, id: &str) -> String {
         .unwrap_or_else(|| id.to_string())
 }
 
-/// The socket of the shim serving `group`: a hash, because namespaces and
-/// ids can be longer than a socket path allows.
-fn socket_address(containerd: &str, namespace: &str, group: &str) -> String {
+/// The socket of the shim serving `group`, in `dir`: a hash, because
+/// namespaces and ids can be longer than a socket path allows.
+fn socket_address(dir: &str, containerd: &str, namespace: &str, group: &str) -> String {
     let digest = Sha256::digest(format!("{containerd}/{namespace}/{group}").as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-    format!("unix://{SOCKET_DIR}/{hex}")
+    format!("unix://{}/{hex}", dir.trim_end_matches('/'))
 }
 
 pub fn socket_path(address: &str) -> &str {
@@ -77,18 +78,20 @@ fn bundle_dir(flags: &Flags) -> Result<PathBuf, LifecycleError> {
 }
 
 /// `start`: prints the address of the shim that serves this container,
-/// spawning the daemon unless the pod's shim already runs. The reply is
-/// the plain address, which every containerd release reads.
+/// spawning the daemon unless the pod's shim already runs, in the form
+/// the calling containerd reads (see `bootstrap`).
 pub fn start(flags: &Flags) -> Result<(), LifecycleError> {
+    let params = bootstrap::parse(&bootstrap::read_stdin(), flags);
     let bundle = bundle_dir(flags)?;
     let group = grouping(&bundle, &flags.id);
-    let address = socket_address(&flags.address, &flags.namespace, &group);
+    let dir = params.socket_dir.as_deref().unwrap_or(SOCKET_DIR);
+    let address = socket_address(dir, &params.grpc_address, &flags.namespace, &group);
     if UnixStream::connect(socket_path(&address)).is_err() {
-        let options = start_options();
-        let pid = spawn_daemon(flags, &bundle, &address)?;
+        let pid = spawn_daemon(flags, &params, &bundle, &address)?;
         adjust_oom_score(pid);
-        if !options.shim_cgroup.is_empty() {
-            if let Err(e) = join_cgroup(pid, &options.shim_cgroup) {
+        let cgroup = &params.options.shim_cgroup;
+        if !cgroup.is_empty() {
+            if let Err(e) = join_cgroup(pid, cgroup) {
                 // SAFETY: kill(2) of the daemon we just started.
                 unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
                 let _ = std::fs::remove_file(socket_path(&address));
@@ -98,35 +101,9 @@ pub fn start(flags: &Flags) -> Result<(), LifecycleError> {
     }
     std::fs::write(bundle.join("address"), &address).map_err(io("write the address file"))?;
     let mut out = std::io::stdout().lock();
-    out.write_all(address.as_bytes())
+    out.write_all(&bootstrap::reply(&params, &address))
         .and_then(|()| out.flush())
-        .map_err(io("write the address"))
-}
-
-/// The runtime options containerd writes to start's stdin (an Any of the
-/// runc shim's Options) when it has some configured; defaults otherwise.
-fn start_options() -> Options {
-    // Only from a pipe or a file: a shim started by hand from a terminal
-    // must not wait for input.
-    // SAFETY: fstat(2) of fd 0 into a zeroed stat.
-    let kind = unsafe {
-        let mut st: libc::stat = std::mem::zeroed();
-        if libc::fstat(0, &mut st) < 0 {
-            return Options::default();
-        }
-        st.st_mode & libc::S_IFMT
-    };
-    if kind != libc::S_IFIFO && kind != libc::S_IFREG {
-        return Options::default();
-    }
-    let mut buf = Vec::new();
-    if std::io::stdin().read_to_end(&mut buf).is_err() {
-        return Options::default();
-    }
-    Any::decode(&buf)
-        .ok()
-        .and_then(|any| Options::decode(&any.value).ok())
-        .unwrap_or_default()
+        .map_err(io("write the start reply"))
 }
 
 /// Puts the daemon one step ahead of containerd (our caller) for the OOM
@@ -170,18 +147,26 @@ fn join_cgroup(pid: u32, path: &str) -> Result<(), LifecycleError> {
 /// group (a signal to containerd's group must not reach running shims),
 /// and waits until it serves: it closes its stdout once listening.
 /// Returns its pid.
-fn spawn_daemon(flags: &Flags, bundle: &Path, address: &str) -> Result<u32, LifecycleError> {
+fn spawn_daemon(
+    flags: &Flags,
+    params: &StartParams,
+    bundle: &Path,
+    address: &str,
+) -> Result<u32, LifecycleError> {
     let exe = std::env::current_exe().map_err(io("locate the shim binary"))?;
     let mut cmd = Command::new(exe);
     cmd.current_dir(bundle)
         .args(["-namespace", &flags.namespace, "-id", &flags.id])
-        .args(["-address", &flags.address, "-socket", address])
+        .args(["-address", &params.grpc_address, "-socket", address])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .process_group(0);
-    if flags.debug {
+    if params.debug {
         cmd.arg("-debug");
+    }
+    if let Some(ttrpc) = &params.ttrpc_address {
+        cmd.env("TTRPC_ADDRESS", ttrpc);
     }
     let mut child = cmd.spawn().map_err(io("spawn the shim daemon"))?;
     let mut ready = Vec::new();
@@ -266,14 +251,13 @@ mod tests {
 
     #[test]
     fn socket_is_a_short_stable_hash_per_group() {
-        let a = socket_address("/run/containerd/containerd.sock", "k8s.io", "pod1");
+        let sock = "/run/containerd/containerd.sock";
+        let a = socket_address(SOCKET_DIR, sock, "k8s.io", "pod1");
+        assert_eq!(a, socket_address(SOCKET_DIR, sock, "k8s.io", "pod1"));
+        assert_ne!(a, socket_address(SOCKET_DIR, sock, "k8s.io", "pod2"));
         assert_eq!(
-            a,
-            socket_address("/run/containerd/containerd.sock", "k8s.io", "pod1")
-        );
-        assert_ne!(
-            a,
-            socket_address("/run/containerd/containerd.sock", "k8s.io", "pod2")
+            socket_address("/run/shims/", sock, "k8s.io", "pod1"),
+            a.replace(SOCKET_DIR, "/run/shims")
         );
         assert!(a.starts_with("unix:///run/containerd/s/"));
         assert_eq!(socket_path(&a).len(), SOCKET_DIR.len() + 1 + 64);

@@ -3,6 +3,7 @@
 //! stdio and exit status and drives skiff for the container work.
 
 mod api;
+mod bootstrap;
 mod error;
 mod events;
 mod flags;

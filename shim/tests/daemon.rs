@@ -410,3 +410,90 @@ fn daemon_serves_a_task_to_its_oom_kill() {
     events.shutdown();
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// containerd 2.3's start: BootstrapParams on stdin (its ttrpc address,
+/// the socket directory), a BootstrapResult on stdout.
+#[test]
+fn bootstrap_start_serves_where_containerd_asks() {
+    use containerd_shim_protos::bootstrap_api::{BootstrapParams, BootstrapResult};
+    if let Some(why) = missing_prerequisite() {
+        assert!(std::env::var_os("SKIFF_REQUIRE_ALL").is_none(), "{why}");
+        eprintln!("SKIPPED bootstrap_start_serves_where_containerd_asks: {why}");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("skiff-shim-bootstrap-{}", std::process::id()));
+    let bundle = dir.join("bundle");
+    std::fs::create_dir_all(&bundle).unwrap();
+    let id = format!("boot-{}", std::process::id());
+    let ttrpc = dir.join("containerd.sock.ttrpc");
+    let params = BootstrapParams {
+        instance_id: id.clone(),
+        namespace: NAMESPACE.into(),
+        containerd_ttrpc_address: ttrpc.display().to_string(),
+        containerd_grpc_address: dir.join("containerd.sock").display().to_string(),
+        socket_dir: Some(dir.join("s").display().to_string()),
+        ..Default::default()
+    };
+    let mut start = Command::new(shim_bin())
+        .args(["-namespace", NAMESPACE, "-id", &id, "start"])
+        .current_dir(&bundle)
+        .env_remove("TTRPC_ADDRESS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    start
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(&params.write_to_bytes().unwrap())
+        .unwrap();
+    let out = start.wait_with_output().unwrap();
+    assert!(out.status.success(), "start: {out:?}");
+    let result = BootstrapResult::parse_from_bytes(&out.stdout).unwrap();
+    assert_eq!((result.version, result.protocol.as_str()), (3, "ttrpc"));
+    let socket = result.address.trim_start_matches("unix://").to_string();
+    assert!(
+        socket.starts_with(&format!("{}/", dir.join("s").display())),
+        "{socket}"
+    );
+    let _cleanup = Cleanup {
+        socket: socket.clone(),
+        id: id.clone(),
+    };
+    let task = TaskClient::new(Client::connect(&result.address).unwrap());
+    let ctx = || context::with_timeout(10_000_000_000);
+    let shim_pid = task
+        .connect(
+            ctx(),
+            &ConnectRequest {
+                id: id.clone(),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+        .shim_pid;
+    // The daemon publishes to the address the params gave.
+    let environ = std::fs::read(format!("/proc/{shim_pid}/environ")).unwrap();
+    let wanted = format!("TTRPC_ADDRESS={}", ttrpc.display());
+    assert!(
+        environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes()),
+        "no {wanted} in the daemon's environment"
+    );
+    let _ = task.shutdown(
+        ctx(),
+        &ShutdownRequest {
+            id: id.clone(),
+            ..Default::default()
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(&socket).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !Path::new(&socket).exists(),
+        "the shim still serves {socket}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

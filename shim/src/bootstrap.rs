@@ -1,0 +1,205 @@
+//! What containerd hands the `start` action, and the reply it reads back.
+//! Three generations:
+//! - containerd 1.6 to 2.2: flags, TTRPC_ADDRESS in the environment, and
+//!   the runtime options (a protobuf Any) on stdin when some are
+//!   configured. A plain address is the reply every one of them reads
+//!   (1.6 takes the whole output as the address; 2.0-2.2 take a bare
+//!   address for a task API v2 shim, which this shim also serves).
+//! - containerd 2.3 and later: a protobuf BootstrapParams on stdin (its
+//!   ttrpc address, log level, socket directory, the runtime options as an
+//!   extension), and a protobuf BootstrapResult as the reply.
+//!
+//! A legacy Any also decodes as BootstrapParams (its type URL lands in
+//! `instance_id`, its value in `namespace`), so bootstrap params are
+//! recognised by naming this shim's own id and namespace.
+
+use std::io::Read;
+
+use crate::api::{Any, BootstrapParams, BootstrapResult, Options};
+use crate::flags::Flags;
+use crate::proto::Message;
+
+/// containerd's own cap on what it writes to stdin.
+const MAX_INPUT: u64 = 10 << 20;
+/// The type containerd names the runc shim's options by (ours are the same).
+const OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
+/// BootstrapParams' log level at which debug logging is on.
+const LOG_LEVEL_DEBUG: i32 = -4;
+/// The task API version the reply announces: this shim serves v3 (and v2).
+const TASK_API_VERSION: i32 = 3;
+
+/// Everything `start` needs to know, whichever way it came.
+#[derive(Debug, Default, PartialEq)]
+pub struct StartParams {
+    /// containerd's gRPC socket (the daemon's `-address`).
+    pub grpc_address: String,
+    /// containerd's ttrpc socket, when the bootstrap params carry it (the
+    /// legacy protocol passes it in the environment the daemon inherits).
+    pub ttrpc_address: Option<String>,
+    pub debug: bool,
+    /// Where containerd wants the shim's socket, if it says.
+    pub socket_dir: Option<String>,
+    pub options: Options,
+    /// containerd 2.3+: reply with a BootstrapResult.
+    pub bootstrap: bool,
+}
+
+/// The runtime options, if `any` carries the runc shim's options type
+/// (compared by the last path segment: `type.googleapis.com/` prefixes
+/// are allowed).
+fn runtime_options(any: &Any) -> Option<Options> {
+    let name = any.type_url.rsplit('/').next()?;
+    (name == OPTIONS_TYPE)
+        .then(|| Options::decode(&any.value).ok())
+        .flatten()
+}
+
+/// Reads what containerd wrote to stdin: only from a pipe or a file, so a
+/// shim started by hand from a terminal does not wait for input.
+pub fn read_stdin() -> Vec<u8> {
+    // SAFETY: fstat(2) of fd 0 into a zeroed stat.
+    let kind = unsafe {
+        let mut st: libc::stat = std::mem::zeroed();
+        if libc::fstat(0, &mut st) < 0 {
+            return Vec::new();
+        }
+        st.st_mode & libc::S_IFMT
+    };
+    if kind != libc::S_IFIFO && kind != libc::S_IFREG {
+        return Vec::new();
+    }
+    let mut input = Vec::new();
+    let _ = std::io::stdin().take(MAX_INPUT).read_to_end(&mut input);
+    input
+}
+
+pub fn parse(input: &[u8], flags: &Flags) -> StartParams {
+    if let Ok(p) = BootstrapParams::decode(input) {
+        if !input.is_empty() && p.instance_id == flags.id && p.namespace == flags.namespace {
+            return StartParams {
+                grpc_address: p.containerd_grpc_address,
+                ttrpc_address: Some(p.containerd_ttrpc_address).filter(|a| !a.is_empty()),
+                debug: flags.debug || p.log_level <= LOG_LEVEL_DEBUG,
+                socket_dir: Some(p.socket_dir).filter(|d| !d.is_empty()),
+                options: p
+                    .extensions
+                    .iter()
+                    .filter_map(|e| e.value.as_ref().and_then(runtime_options))
+                    .next()
+                    .unwrap_or_default(),
+                bootstrap: true,
+            };
+        }
+    }
+    StartParams {
+        grpc_address: flags.address.clone(),
+        ttrpc_address: None,
+        debug: flags.debug,
+        socket_dir: None,
+        options: Any::decode(input)
+            .ok()
+            .and_then(|any| runtime_options(&any))
+            .unwrap_or_default(),
+        bootstrap: false,
+    }
+}
+
+/// The reply to `start` in the form the caller reads.
+pub fn reply(params: &StartParams, address: &str) -> Vec<u8> {
+    if !params.bootstrap {
+        return address.as_bytes().to_vec();
+    }
+    BootstrapResult {
+        version: TASK_API_VERSION,
+        address: address.to_string(),
+        protocol: "ttrpc".to_string(),
+    }
+    .to_bytes()
+}
+
+/// containerd's own generated code writes what the tests parse.
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use containerd_shim_protos::bootstrap_api as reference;
+    use containerd_shim_protos::protobuf::well_known_types::any::Any as RefAny;
+    use containerd_shim_protos::protobuf::{EnumOrUnknown, Message as _, MessageField};
+    use containerd_shim_protos::shim::oci::Options as RefOptions;
+
+    fn flags() -> Flags {
+        Flags {
+            namespace: "k8s.io".into(),
+            id: "c1".into(),
+            address: "/run/containerd/containerd.sock".into(),
+            ..Flags::default()
+        }
+    }
+
+    fn options_any(type_url: &str) -> RefAny {
+        RefAny {
+            type_url: type_url.into(),
+            value: RefOptions {
+                binary_name: "/opt/skiff".into(),
+                shim_cgroup: "/shims".into(),
+                ..Default::default()
+            }
+            .write_to_bytes()
+            .unwrap(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn legacy_start_takes_flags_and_the_options_on_stdin() {
+        let p = parse(&[], &flags());
+        assert!(!p.bootstrap);
+        assert_eq!(p.grpc_address, "/run/containerd/containerd.sock");
+        assert_eq!(p.options, Options::default());
+        let input = options_any("containerd.runc.v1.Options")
+            .write_to_bytes()
+            .unwrap();
+        let p = parse(&input, &flags());
+        assert!(!p.bootstrap);
+        assert_eq!(p.options.binary_name, "/opt/skiff");
+        assert_eq!(p.options.shim_cgroup, "/shims");
+        // Options of another type are not ours.
+        let other = options_any("example.Other").write_to_bytes().unwrap();
+        assert_eq!(parse(&other, &flags()).options, Options::default());
+        assert_eq!(reply(&p, "unix:///s/x"), b"unix:///s/x");
+    }
+
+    #[test]
+    fn bootstrap_params_and_result() {
+        let params = reference::BootstrapParams {
+            instance_id: "c1".into(),
+            namespace: "k8s.io".into(),
+            log_level: EnumOrUnknown::new(reference::LogLevel::LOG_LEVEL_DEBUG),
+            containerd_ttrpc_address: "/run/containerd/containerd.sock.ttrpc".into(),
+            containerd_grpc_address: "/run/containerd/containerd.sock".into(),
+            extensions: vec![reference::Extension {
+                value: MessageField::some(options_any(
+                    "type.googleapis.com/containerd.runc.v1.Options",
+                )),
+                ..Default::default()
+            }],
+            socket_dir: Some("/run/shims".into()),
+            ..Default::default()
+        };
+        let p = parse(&params.write_to_bytes().unwrap(), &flags());
+        assert!(p.bootstrap && p.debug);
+        assert_eq!(
+            p.ttrpc_address.as_deref(),
+            Some("/run/containerd/containerd.sock.ttrpc")
+        );
+        assert_eq!(p.socket_dir.as_deref(), Some("/run/shims"));
+        assert_eq!(p.options.binary_name, "/opt/skiff");
+        let r = reference::BootstrapResult::parse_from_bytes(&reply(&p, "unix:///run/shims/x"))
+            .unwrap();
+        assert_eq!((r.version, r.address.as_str()), (3, "unix:///run/shims/x"));
+        assert_eq!(r.protocol, "ttrpc");
+        // Params naming another shim are not taken as ours.
+        let mut other = params.clone();
+        other.instance_id = "c2".into();
+        assert!(!parse(&other.write_to_bytes().unwrap(), &flags()).bootstrap);
+    }
+}
