@@ -47,7 +47,7 @@ pub struct StartParams {
 /// The runtime options, if `any` carries the runc shim's options type
 /// (compared by the last path segment: `type.googleapis.com/` prefixes
 /// are allowed).
-fn runtime_options(any: &Any) -> Option<Options> {
+pub fn runtime_options(any: &Any) -> Option<Options> {
     let name = any.type_url.rsplit('/').next()?;
     (name == OPTIONS_TYPE)
         .then(|| Options::decode(&any.value).ok())

@@ -87,16 +87,10 @@ pub fn start(flags: &Flags) -> Result<(), LifecycleError> {
     let dir = params.socket_dir.as_deref().unwrap_or(SOCKET_DIR);
     let address = socket_address(dir, &params.grpc_address, &flags.namespace, &group);
     if UnixStream::connect(socket_path(&address)).is_err() {
-        let pid = spawn_daemon(flags, &params, &bundle, &address)?;
-        adjust_oom_score(pid);
-        let cgroup = &params.options.shim_cgroup;
-        if !cgroup.is_empty() {
-            if let Err(e) = join_cgroup(pid, cgroup) {
-                // SAFETY: kill(2) of the daemon we just started.
-                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
-                let _ = std::fs::remove_file(socket_path(&address));
-                return Err(e);
-            }
+        // None: a concurrent start for the same pod won the socket, and
+        // its daemon is placed by that start.
+        if let Some(pid) = spawn_daemon(flags, &params, &bundle, &address)? {
+            place_daemon(pid, &params, &address)?;
         }
     }
     std::fs::write(bundle.join("address"), &address).map_err(io("write the address file"))?;
@@ -104,6 +98,22 @@ pub fn start(flags: &Flags) -> Result<(), LifecycleError> {
     out.write_all(&bootstrap::reply(&params, &address))
         .and_then(|()| out.flush())
         .map_err(io("write the start reply"))
+}
+
+/// The OOM score and cgroup of a daemon this start spawned and that
+/// serves: on failure it is killed and its socket removed.
+fn place_daemon(pid: u32, params: &StartParams, address: &str) -> Result<(), LifecycleError> {
+    adjust_oom_score(pid);
+    let cgroup = &params.options.shim_cgroup;
+    if !cgroup.is_empty() {
+        if let Err(e) = join_cgroup(pid, cgroup) {
+            // SAFETY: kill(2) of the daemon we just started.
+            unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            let _ = std::fs::remove_file(socket_path(address));
+            return Err(e);
+        }
+    }
+    Ok(())
 }
 
 /// Puts the daemon one step ahead of containerd (our caller) for the OOM
@@ -145,14 +155,14 @@ fn join_cgroup(pid: u32, path: &str) -> Result<(), LifecycleError> {
 
 /// Runs this binary as the daemon, in the bundle, in its own process
 /// group (a signal to containerd's group must not reach running shims),
-/// and waits until it serves: it closes its stdout once listening.
-/// Returns its pid.
+/// and waits until it is up: it closes its stdout once listening, having
+/// said `SERVING` if the socket is its own. Returns its pid then.
 fn spawn_daemon(
     flags: &Flags,
     params: &StartParams,
     bundle: &Path,
     address: &str,
-) -> Result<u32, LifecycleError> {
+) -> Result<Option<u32>, LifecycleError> {
     let exe = std::env::current_exe().map_err(io("locate the shim binary"))?;
     let mut cmd = Command::new(exe);
     cmd.current_dir(bundle)
@@ -179,7 +189,7 @@ fn spawn_daemon(
     if UnixStream::connect(socket_path(address)).is_err() {
         return Err(LifecycleError::DaemonFailed(flags.id.clone()));
     }
-    Ok(pid)
+    Ok((ready == crate::server::SERVING).then_some(pid))
 }
 
 /// Removes a shim socket nobody serves any more. A pod's shim that is

@@ -118,11 +118,8 @@ fn start_within(
     // Ready when the binary closes fd 5 (EOF here). Bounded: the shim
     // serves all its tasks on one thread, and a logger that never gets
     // ready must not stop it.
-    let mut fds = [nix::poll::PollFd::new(
-        ready_r.as_fd(),
-        nix::poll::PollFlags::POLLIN,
-    )];
-    if nix::poll::poll(&mut fds, timeout_ms).unwrap_or(0) == 0 {
+    let timeout = std::time::Duration::from_millis(timeout_ms.into());
+    if !crate::stdio::wait_readable(ready_r.as_fd(), timeout) {
         let _ = child.kill();
         return Err(ShimError::Invalid {
             field: format!("binary://{uri}"),

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use skiff::container::Container;
-use skiff::state::Root;
+use skiff::state::{Root, StateError};
 
 use crate::error::ShimError;
 use crate::stdio::ChildIo;
@@ -184,8 +184,14 @@ impl Runtime {
 
     /// Deletes the container, killing what is left (see `start` for why
     /// poststop hooks go through the binary).
+    /// A container skiff no longer knows is deleted already (a delete that
+    /// failed after removing it is retried).
     pub fn delete(&self, id: &str, bundle: &Path) -> Result<(), ShimError> {
-        let container = self.load(id)?;
+        let container = match Container::load(&Root::new(self.root.clone()), id) {
+            Ok(c) => c,
+            Err(skiff::container::ContainerError::State(StateError::NotExist)) => return Ok(()),
+            Err(e) => return Err(ShimError::container(id)(e)),
+        };
         let hooks = container.stored.hooks.as_ref();
         if hooks
             .and_then(|h| h.poststop().as_ref())

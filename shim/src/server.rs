@@ -14,7 +14,7 @@ use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicI32, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
@@ -28,8 +28,11 @@ use crate::ttrpc::{self, Code, Reply, Request, TYPE_REQUEST, TYPE_RESPONSE};
 /// containerd 1.6 and 1.7 call the Task service as v2, containerd 2 as
 /// v3; the messages are the same.
 const SERVICES: [&str; 2] = ["containerd.task.v2.Task", "containerd.task.v3.Task"];
-/// Bounds a read of a frame that announced more than it sent.
-const READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bounds a read of a frame that announced more than it sent, and a
+/// reply to a client that does not read.
+const IO_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long the listener rests after accept failed (out of fds).
+const ACCEPT_PAUSE: Duration = Duration::from_millis(500);
 
 /// Why the daemon could not serve.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +72,7 @@ struct Daemon {
     next_token: u64,
     waiters: Vec<Waiter>,
     service: Service,
+    accept_paused_until: Option<Instant>,
 }
 
 /// The daemon's process name, which tells it from the short-lived
@@ -90,6 +94,9 @@ pub fn run(flags: &Flags) -> Result<(), ServeError> {
         release_start();
         return Ok(());
     };
+    // Tells `start` that this daemon is the one serving (see release_start).
+    let _ = std::io::Write::write_all(&mut std::io::stdout(), SERVING);
+    let _ = std::io::Write::flush(&mut std::io::stdout());
     let ttrpc_address = std::env::var("TTRPC_ADDRESS").map_err(|_| ServeError::NoTtrpcAddress)?;
     let mut daemon = Daemon {
         listener,
@@ -97,6 +104,7 @@ pub fn run(flags: &Flags) -> Result<(), ServeError> {
         conns: Vec::new(),
         next_token: 0,
         waiters: Vec::new(),
+        accept_paused_until: None,
         service: Service::new(
             flags.namespace.clone(),
             Publisher::new(&ttrpc_address, &flags.namespace),
@@ -128,6 +136,9 @@ fn bind(path: &str) -> Result<Option<UnixListener>, ServeError> {
         Err(e) => Err(io(format!("bind {path}"))(e)),
     }
 }
+
+/// What the daemon writes to `start` once it serves the socket.
+pub const SERVING: &[u8] = b"serving\n";
 
 /// `start` reads our stdout until EOF: point it at stderr (null) so the
 /// start action can print the address and return.
@@ -170,11 +181,16 @@ impl Daemon {
 
     /// Blocks until something is ready (or a retry of events is due).
     fn poll(&self) -> Vec<Ready> {
-        let mut what = vec![Ready::Listener, Ready::Children];
-        let mut fds = vec![
-            (self.listener.as_raw_fd(), libc::POLLIN),
-            (self.wakeups.as_raw_fd(), libc::POLLIN),
-        ];
+        let paused = self
+            .accept_paused_until
+            .map(|t| t.saturating_duration_since(Instant::now()))
+            .filter(|d| !d.is_zero());
+        let mut what = vec![Ready::Children];
+        let mut fds = vec![(self.wakeups.as_raw_fd(), libc::POLLIN)];
+        if paused.is_none() {
+            what.push(Ready::Listener);
+            fds.push((self.listener.as_raw_fd(), libc::POLLIN));
+        }
         for c in &self.conns {
             what.push(Ready::Conn(c.token));
             fds.push((c.stream.as_raw_fd(), libc::POLLIN));
@@ -195,10 +211,12 @@ impl Daemon {
                 revents: 0,
             })
             .collect();
-        // Until something is ready, or queued events are due again.
-        let timeout = self
-            .service
-            .events_retry_in()
+        // Until something is ready, queued events are due again, or the
+        // listener's pause is over.
+        let timeout = [self.service.events_retry_in(), paused]
+            .into_iter()
+            .flatten()
+            .min()
             .map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
         // SAFETY: poll(2) over a vector of pollfds we own.
         let n = unsafe { libc::poll(pollfds.as_mut_ptr(), pollfds.len() as libc::nfds_t, timeout) };
@@ -215,14 +233,22 @@ impl Daemon {
     fn accept(&mut self) {
         match self.listener.accept() {
             Ok((stream, _)) => {
-                let _ = stream.set_read_timeout(Some(READ_TIMEOUT));
+                // A client that stops reading must not hold the loop.
+                let _ = stream.set_read_timeout(Some(IO_TIMEOUT));
+                let _ = stream.set_write_timeout(Some(IO_TIMEOUT));
                 self.next_token += 1;
                 self.conns.push(Conn {
                     token: self.next_token,
                     stream,
                 });
             }
-            Err(e) => log::warn!("accept: {e}"),
+            Err(e) => {
+                // Out of fds: the connection stays queued and the listener
+                // stays readable. Stop polling it for a while rather than
+                // spin.
+                log::warn!("accept: {e}; not accepting for {ACCEPT_PAUSE:?}");
+                self.accept_paused_until = Some(Instant::now() + ACCEPT_PAUSE);
+            }
         }
     }
 
@@ -279,18 +305,21 @@ impl Daemon {
         }
     }
 
-    /// Answers every parked Wait whose process has exited or is gone.
+    /// Answers every parked Wait whose process has exited or is gone. The
+    /// answers are gathered first: a failed reply closes its connection,
+    /// which drops that connection's waiters from the list.
     fn answer_waiters(&mut self) {
-        let mut i = 0;
-        while i < self.waiters.len() {
-            let w = &self.waiters[i];
+        let mut ready = Vec::new();
+        let mut parked = Vec::new();
+        for w in std::mem::take(&mut self.waiters) {
             match self.service.wait_result(&w.id, &w.exec_id) {
-                Some(reply) => {
-                    let w = self.waiters.swap_remove(i);
-                    self.respond(w.conn, w.stream_id, reply);
-                }
-                None => i += 1,
+                Some(reply) => ready.push((w, reply)),
+                None => parked.push(w),
             }
+        }
+        self.waiters = parked;
+        for (w, reply) in ready {
+            self.respond(w.conn, w.stream_id, reply);
         }
     }
 

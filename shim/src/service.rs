@@ -21,9 +21,9 @@ use crate::events::{Event, Publisher};
 use crate::proto::Message;
 use crate::runtime::{Files, Runtime};
 use crate::stdio::{self, ConsoleSocket, Paths, Relay};
-use crate::tasks::{self, Exit, OomWatch, Process, Task, Tasks};
+use crate::tasks::{self, Exit, OomWatch, Orphans, Process, Task, Tasks};
 use crate::ttrpc::{Code, Reply};
-use crate::{metrics, options, rootfs};
+use crate::{bootstrap, metrics, options, rootfs};
 
 /// Where console sockets live while skiff connects to them.
 const CONSOLE_DIR: &str = "/run/skiff-shim";
@@ -34,6 +34,7 @@ pub struct Service {
     /// Terminal relays, until their output is through (which may be
     /// after their process is deleted).
     relays: Vec<Relay>,
+    orphans: Orphans,
     events: Publisher,
     namespace: String,
     shutdown: bool,
@@ -83,6 +84,7 @@ impl Service {
         Service {
             tasks: Tasks::new(),
             relays: Vec::new(),
+            orphans: Orphans::default(),
             events,
             namespace,
             shutdown: false,
@@ -163,13 +165,23 @@ impl Service {
     pub fn wait_result(&mut self, id: &str, exec_id: &str) -> Option<Reply> {
         match self.process(id, exec_id) {
             Ok(p) => p.exit.as_ref().map(|e| Ok(exit_reply(e).to_bytes())),
+            Err(ShimError::TaskNotFound(_)) if !exec_id.is_empty() => {
+                match self.orphans.wait(id, exec_id) {
+                    Some(exit) => exit.map(|e| Ok(exit_reply(&e).to_bytes())),
+                    None => Some(reply::<api::Empty>(Err(ShimError::TaskNotFound(
+                        id.to_string(),
+                    )))),
+                }
+            }
             Err(e) => Some(reply::<api::Empty>(Err(e))),
         }
     }
 
     /// A child exited: record it and tell containerd.
     pub fn reaped(&mut self, pid: i32, code: i32) {
-        if let Some(exit) = tasks::record_exit(&mut self.tasks, pid, code) {
+        let exit = tasks::record_exit(&mut self.tasks, pid, code)
+            .or_else(|| self.orphans.record_exit(pid, code));
+        if let Some(exit) = exit {
             self.events.publish(Event::exit(&exit));
         }
     }
@@ -214,15 +226,19 @@ impl Service {
             return;
         };
         skiff::cgroups::oom::drain(&watch.fd);
-        // v1 signals when the cgroup hits OOM, just before the kill is
-        // counted: give the counter a moment.
         let mut now = watch.cgroup.oom_kills();
-        for _ in 0..20 {
-            if now > watch.seen {
-                break;
+        // v1 signals when the cgroup hits OOM, just before the kill is
+        // counted: give the counter a moment. v2 counts before it notifies,
+        // and notifies on every memory.events change (high, max): waiting
+        // there would stall the loop for nothing.
+        if !watch.cgroup.record().unified {
+            for _ in 0..20 {
+                if now > watch.seen {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+                now = watch.cgroup.oom_kills();
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
-            now = watch.cgroup.oom_kills();
         }
         if now > watch.seen {
             watch.seen = now;
@@ -241,10 +257,13 @@ impl Service {
         let bundle = PathBuf::from(&req.bundle);
         let options = match req.options.as_ref() {
             Some(any) if !any.value.is_empty() => {
-                Options::decode(&any.value).map_err(|e| ShimError::Invalid {
-                    field: "options".into(),
-                    detail: e.to_string(),
-                })?
+                bootstrap::runtime_options(any).unwrap_or_else(|| {
+                    log::warn!(
+                        "options of type {:?} ignored (only containerd.runc.v1.Options are read)",
+                        any.type_url
+                    );
+                    Options::default()
+                })
             }
             _ => Options::default(),
         };
@@ -381,16 +400,18 @@ impl Service {
             task.execs.remove(exec_id);
             return Ok(response);
         }
+        // Force: a created (never started) init is killed, and processes
+        // that outlived the init (host pid namespace) go with the cgroup.
+        // The task stays until that worked, so containerd can retry a
+        // failed delete (a process stuck in D state, a failing hook).
+        task.runtime.delete(id, &task.bundle)?;
         let Some(task) = self.tasks.remove(id) else {
             return Err(ShimError::TaskNotFound(id.to_string()));
         };
-        // Force: a created (never started) init is killed, and processes
-        // that outlived the init (host pid namespace) go with the cgroup.
-        let deleted = task.runtime.delete(id, &task.bundle);
+        self.orphans.adopt(id, &task);
         if task.mounted_rootfs {
             rootfs::unmount(&task.bundle);
         }
-        deleted?;
         self.events.publish(Event::delete(&TaskDelete {
             container_id: id.to_string(),
             id: id.to_string(),

@@ -16,7 +16,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
@@ -241,12 +241,7 @@ impl ConsoleSocket {
     /// skiff refuses a console socket without `process.terminal`, but a
     /// runtime that connects and never sends must not hang the shim.
     pub fn receive(&self) -> Result<File, ShimError> {
-        let mut fds = [nix::poll::PollFd::new(
-            self.listener.as_fd(),
-            nix::poll::PollFlags::POLLIN,
-        )];
-        let ready = nix::poll::poll(&mut fds, 5000u16).unwrap_or(0);
-        if ready == 0 {
+        if !wait_readable(self.listener.as_fd(), std::time::Duration::from_secs(5)) {
             return Err(ShimError::Invalid {
                 field: "terminal".into(),
                 detail: "skiff sent no pty master (does process.terminal match the request?)"
@@ -272,6 +267,23 @@ impl ConsoleSocket {
 impl Drop for ConsoleSocket {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Waits until `fd` is readable (or at its end), for at most `timeout`.
+/// SIGCHLD interrupts poll(2) whenever a child exits, and poll is never
+/// restarted: an interruption waits again for the time that is left.
+pub fn wait_readable(fd: BorrowedFd<'_>, timeout: std::time::Duration) -> bool {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let ms = u16::try_from(left.as_millis()).unwrap_or(u16::MAX);
+        let mut fds = [nix::poll::PollFd::new(fd, nix::poll::PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, ms) {
+            Ok(n) => return n > 0,
+            Err(nix::errno::Errno::EINTR) if !left.is_zero() => continue,
+            Err(_) => return false,
+        }
     }
 }
 
@@ -566,6 +578,36 @@ mod tests {
         reader.read_to_end(&mut rest).unwrap();
         assert_eq!(rest, b"bye");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    extern "C" fn interrupted(_: libc::c_int) {}
+
+    #[test]
+    fn a_signal_does_not_cut_a_wait_short() {
+        // SAFETY: a handler that does nothing, without SA_RESTART (as no
+        // handler restarts poll).
+        unsafe {
+            let mut action: libc::sigaction = std::mem::zeroed();
+            action.sa_sigaction = interrupted as extern "C" fn(libc::c_int) as usize;
+            libc::sigaction(libc::SIGUSR2, &action, std::ptr::null_mut());
+        }
+        let (read_end, write_end) = nix::unistd::pipe().unwrap();
+        // SAFETY: pthread_self of this thread, signalled below while alive.
+        let me = unsafe { libc::pthread_self() } as usize;
+        let helper = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            // SAFETY: the test thread is blocked in wait_readable.
+            unsafe { libc::pthread_kill(me as libc::pthread_t, libc::SIGUSR2) };
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            nix::unistd::write(&write_end, b"x").unwrap();
+        });
+        let ready = wait_readable(read_end.as_fd(), std::time::Duration::from_secs(5));
+        helper.join().unwrap();
+        assert!(ready, "the wait ended at the signal, before the data");
+        assert!(!wait_readable(
+            nix::unistd::pipe().unwrap().0.as_fd(),
+            std::time::Duration::from_millis(20)
+        ));
     }
 
     #[test]

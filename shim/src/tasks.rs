@@ -128,6 +128,80 @@ pub fn record_exit(tasks: &mut Tasks, pid: i32, code: i32) -> Option<TaskExit> {
     None
 }
 
+/// Execs still running when their task was deleted (a pod sharing its pid
+/// namespace lets them outlive the init): their exits are still published
+/// and a parked Wait still gets the status.
+#[derive(Default)]
+pub struct Orphans(Vec<Orphan>);
+
+struct Orphan {
+    id: String,
+    exec_id: String,
+    pid: u32,
+    exit: Option<Exit>,
+}
+
+/// Exited orphans kept for a Wait that may still come; past this the
+/// oldest go.
+const MAX_EXITED_ORPHANS: usize = 64;
+
+impl Orphans {
+    /// Takes over the task's started, still running execs.
+    pub fn adopt(&mut self, id: &str, task: &Task) {
+        for (exec_id, p) in &task.execs {
+            if p.started && p.exit.is_none() {
+                self.0.push(Orphan {
+                    id: id.to_string(),
+                    exec_id: exec_id.clone(),
+                    pid: p.pid,
+                    exit: None,
+                });
+            }
+        }
+    }
+
+    /// Records an orphan's exit; returns the event to publish.
+    pub fn record_exit(&mut self, pid: i32, code: i32) -> Option<TaskExit> {
+        let o = self
+            .0
+            .iter_mut()
+            .find(|o| o.pid as i32 == pid && o.exit.is_none())?;
+        let exit = Exit {
+            status: code as u32,
+            at: Timestamp::now(),
+        };
+        o.exit = Some(exit.clone());
+        let event = TaskExit {
+            container_id: o.id.clone(),
+            id: o.exec_id.clone(),
+            pid: o.pid,
+            exit_status: exit.status,
+            exited_at: Some(exit.at),
+        };
+        let exited = self.0.iter().filter(|o| o.exit.is_some()).count();
+        if exited > MAX_EXITED_ORPHANS {
+            if let Some(i) = self.0.iter().position(|o| o.exit.is_some()) {
+                self.0.remove(i);
+            }
+        }
+        Some(event)
+    }
+
+    /// For a Wait on an exec of a deleted task: None when no such orphan,
+    /// Some(None) while it runs, Some(Some(exit)) once it exited (the
+    /// orphan is then forgotten).
+    pub fn wait(&mut self, id: &str, exec_id: &str) -> Option<Option<Exit>> {
+        let i = self
+            .0
+            .iter()
+            .position(|o| o.id == id && o.exec_id == exec_id)?;
+        match &self.0[i].exit {
+            None => Some(None),
+            Some(_) => Some(self.0.remove(i).exit),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,6 +219,38 @@ mod tests {
             execs: HashMap::new(),
             oom: None,
         }
+    }
+
+    #[test]
+    fn an_exec_outliving_its_deleted_task_still_exits_and_is_waited_for() {
+        let mut t = task(42);
+        for (exec_id, pid, started) in [("e1", 43, true), ("e2", 44, false)] {
+            t.execs.insert(
+                exec_id.into(),
+                Process {
+                    pid,
+                    started,
+                    ..Default::default()
+                },
+            );
+        }
+        let mut orphans = Orphans::default();
+        orphans.adopt("c1", &t);
+        assert!(
+            orphans.wait("c1", "e2").is_none(),
+            "never started: not adopted"
+        );
+        assert!(matches!(orphans.wait("c1", "e1"), Some(None)));
+        let ev = orphans.record_exit(43, 137).unwrap();
+        assert_eq!((ev.container_id.as_str(), ev.id.as_str()), ("c1", "e1"));
+        assert_eq!(ev.exit_status, 137);
+        assert!(orphans.record_exit(43, 1).is_none());
+        let exit = orphans.wait("c1", "e1").unwrap().unwrap();
+        assert_eq!(exit.status, 137);
+        assert!(
+            orphans.wait("c1", "e1").is_none(),
+            "forgotten once waited for"
+        );
     }
 
     #[test]
