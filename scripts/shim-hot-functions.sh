@@ -49,9 +49,11 @@ remove_leftovers() {
     sleep 0.2
     rmdir /sys/fs/cgroup/*/skiff-bench/* /sys/fs/cgroup/skiff-bench/* 2>/dev/null || true
     rmdir /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/skiff-bench 2>/dev/null || true
-    for f in "$work"/vg/callgrind.*; do
-        sock=$(sed -n 's|^cmd:.*-socket unix://\([^ ]*\).*|\1|p' "$f" 2>/dev/null)
-        if [ -n "$sock" ]; then rm -f "$sock"; fi
+    # Killed daemons write no profile to name their sockets: remove every
+    # shim socket made since this run began that nothing listens on.
+    find /run/containerd/s -type s -newer "$work" 2>/dev/null | while read -r sock; do
+        python3 -c 'import socket, sys; socket.socket(socket.AF_UNIX).connect(sys.argv[1])' \
+            "$sock" 2>/dev/null || rm -f "$sock"
     done
 }
 trap 'remove_leftovers; rm -rf "$work"' EXIT
