@@ -14,44 +14,24 @@ use super::{
     wait_until, write_pid, write_value, CgroupError, Manager, Record,
 };
 
-/// Makes the controllers the container's files need available in its
-/// directory: each ancestor below the mount must list them in
-/// `cgroup.subtree_control` (v2's "no internal processes" rule means a
-/// runtime has to enable them on the way down, as runc does).
-fn enable_controllers(mount: &Path, dir: &Path, wanted: &[&str]) -> Result<(), CgroupError> {
-    let Ok(rel) = dir.strip_prefix(mount) else {
-        return Ok(());
-    };
-    let mut parent = mount.to_path_buf();
-    for part in rel.components() {
-        let available =
-            std::fs::read_to_string(parent.join("cgroup.controllers")).unwrap_or_default();
-        let enabled =
-            std::fs::read_to_string(parent.join("cgroup.subtree_control")).unwrap_or_default();
-        for c in wanted {
-            let has = |text: &str| text.split_whitespace().any(|x| x == *c);
-            if has(&available) && !has(&enabled) {
-                write_value(
-                    &parent,
-                    "cgroup.subtree_control",
-                    &format!("+{c}"),
-                    "linux.resources",
-                )?;
-            }
-        }
-        parent.push(part);
-    }
-    Ok(())
+/// Which controllers a cgroup is to be given.
+enum Wanted<'a> {
+    /// Every one the hierarchy has, as runc offers them, so usage of each
+    /// kind can be read (stats) even without a limit of that kind. Best
+    /// effort, like runc: a controller a level refuses (its processes, a
+    /// threaded subtree) is left out.
+    All,
+    /// Those the container's limits need: a refusal is an error.
+    Needed(&'a [&'a str]),
 }
 
-/// Offers every controller the hierarchy has to the container's cgroup,
-/// as runc does, so its usage of each kind can be read (stats) even
-/// without a limit of that kind. Best effort, like runc: a controller a
-/// level refuses (its processes, a threaded subtree) is left out, and
-/// `apply` still fails for a controller a limit needs.
-fn offer_all_controllers(mount: &Path, dir: &Path) {
+/// Makes controllers available in the container's directory: each
+/// ancestor below the mount must list them in `cgroup.subtree_control`
+/// (v2's "no internal processes" rule means a runtime has to enable them
+/// on the way down, as runc does).
+fn enable_controllers(mount: &Path, dir: &Path, wanted: Wanted<'_>) -> Result<(), CgroupError> {
     let Ok(rel) = dir.strip_prefix(mount) else {
-        return;
+        return Ok(());
     };
     let mut parent = mount.to_path_buf();
     for part in rel.components() {
@@ -60,16 +40,30 @@ fn offer_all_controllers(mount: &Path, dir: &Path) {
         let missing: Vec<String> = read("cgroup.controllers")
             .split_whitespace()
             .filter(|c| !enabled.split_whitespace().any(|e| e == *c))
+            .filter(|c| match &wanted {
+                Wanted::All => true,
+                Wanted::Needed(needed) => needed.contains(c),
+            })
             .map(|c| format!("+{c}"))
             .collect();
-        let control = parent.join("cgroup.subtree_control");
-        if !missing.is_empty() && std::fs::write(&control, missing.join(" ")).is_err() {
-            for m in &missing {
-                let _ = std::fs::write(&control, m);
+        match wanted {
+            Wanted::Needed(_) => {
+                for m in &missing {
+                    write_value(&parent, "cgroup.subtree_control", m, "linux.resources")?;
+                }
+            }
+            Wanted::All => {
+                let control = parent.join("cgroup.subtree_control");
+                if !missing.is_empty() && std::fs::write(&control, missing.join(" ")).is_err() {
+                    for m in &missing {
+                        let _ = std::fs::write(&control, m);
+                    }
+                }
             }
         }
         parent.push(part);
     }
+    Ok(())
 }
 
 /// The controller a v2 interface file belongs to (`memory.max` -> memory).
@@ -102,7 +96,8 @@ impl Manager for V2 {
         let dir = &self.record.dirs[0];
         self.record.dirs[0].created = mkdir_all(&dir.mount, &dir.path)?;
         let dir = &self.record.dirs[0];
-        offer_all_controllers(&dir.mount, &dir.path);
+        // Best effort: cannot fail.
+        let _ = enable_controllers(&dir.mount, &dir.path, Wanted::All);
         match open_dir(&self.record.dirs[0].path) {
             Ok(fd) => {
                 self.dir_fd = Some(fd);
@@ -159,7 +154,7 @@ impl Manager for V2 {
             .collect();
         wanted.sort();
         wanted.dedup();
-        enable_controllers(&dir.mount, &dir.path, &wanted)?;
+        enable_controllers(&dir.mount, &dir.path, Wanted::Needed(&wanted))?;
         for w in &writes {
             if w.alt.is_some() {
                 let (file, value) = w.target(&dir.path)?;
