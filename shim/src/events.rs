@@ -14,7 +14,7 @@ use crate::api::{
     TaskExit, TaskIdOnly, TaskStart, Timestamp,
 };
 use crate::proto::Message;
-use crate::ttrpc::Client;
+use crate::ttrpc::{socket_path, Client};
 
 const SERVICE: &str = "containerd.services.events.ttrpc.v1.Events";
 /// containerd answers a forward at once; a stuck containerd must not stop
@@ -96,10 +96,7 @@ pub struct Publisher {
 impl Publisher {
     pub fn new(address: &str, namespace: &str) -> Publisher {
         Publisher {
-            address: address
-                .strip_prefix("unix://")
-                .unwrap_or(address)
-                .to_string(),
+            address: socket_path(address).to_string(),
             namespace: namespace.to_string(),
             client: None,
             queue: VecDeque::new(),

@@ -15,6 +15,7 @@ use crate::bootstrap::{self, StartParams};
 use crate::flags::Flags;
 use crate::proto::Message;
 use crate::runtime::Runtime;
+use crate::ttrpc::socket_path;
 use crate::{options, rootfs};
 
 /// The annotation CRI puts on every container of a pod: containers of one
@@ -63,11 +64,6 @@ fn socket_address(dir: &str, containerd: &str, namespace: &str, group: &str) -> 
     let digest = Sha256::digest(format!("{containerd}/{namespace}/{group}").as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("unix://{}/{hex}", dir.trim_end_matches('/'))
-}
-
-pub fn socket_path(address: &str) -> &str {
-    let address = address.trim();
-    address.strip_prefix("unix://").unwrap_or(address)
 }
 
 fn bundle_dir(flags: &Flags) -> Result<PathBuf, LifecycleError> {

@@ -20,10 +20,9 @@ use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 
 use crate::events::Publisher;
 use crate::flags::Flags;
-use crate::lifecycle::socket_path;
 use crate::proto::Message;
 use crate::service::{Outcome, Service};
-use crate::ttrpc::{self, Code, Reply, Request, TYPE_REQUEST, TYPE_RESPONSE};
+use crate::ttrpc::{self, socket_path, Code, Reply, Request, TYPE_REQUEST, TYPE_RESPONSE};
 
 /// containerd 1.6 and 1.7 call the Task service as v2, containerd 2 as
 /// v3; the messages are the same.

@@ -17,6 +17,28 @@ pub struct Exit {
     pub at: Timestamp,
 }
 
+impl Exit {
+    /// An exit with `code` (128 + signal for a killed process), now.
+    fn now(code: i32) -> Exit {
+        Exit {
+            status: code as u32,
+            at: Timestamp::now(),
+        }
+    }
+
+    /// The TaskExit event for process `id` (the container id for the
+    /// init, else the exec id) of container `container_id`.
+    fn event(&self, container_id: &str, id: &str, pid: u32) -> TaskExit {
+        TaskExit {
+            container_id: container_id.to_string(),
+            id: id.to_string(),
+            pid,
+            exit_status: self.status,
+            exited_at: Some(self.at.clone()),
+        }
+    }
+}
+
 /// The init or an exec process of a task.
 #[derive(Default)]
 pub struct Process {
@@ -110,19 +132,11 @@ pub fn record_exit(tasks: &mut Tasks, pid: i32, code: i32) -> Option<TaskExit> {
             if p.pid as i32 != pid || p.exit.is_some() {
                 continue;
             }
-            let exit = Exit {
-                status: code as u32,
-                at: Timestamp::now(),
-            };
+            let exit = Exit::now(code);
             p.held.release();
-            p.exit = Some(exit.clone());
-            return Some(TaskExit {
-                container_id: id.clone(),
-                id: name.to_string(),
-                pid: p.pid,
-                exit_status: exit.status,
-                exited_at: Some(exit.at),
-            });
+            let event = exit.event(id, name, p.pid);
+            p.exit = Some(exit);
+            return Some(event);
         }
     }
     None
@@ -166,18 +180,9 @@ impl Orphans {
             .0
             .iter_mut()
             .find(|o| o.pid as i32 == pid && o.exit.is_none())?;
-        let exit = Exit {
-            status: code as u32,
-            at: Timestamp::now(),
-        };
-        o.exit = Some(exit.clone());
-        let event = TaskExit {
-            container_id: o.id.clone(),
-            id: o.exec_id.clone(),
-            pid: o.pid,
-            exit_status: exit.status,
-            exited_at: Some(exit.at),
-        };
+        let exit = Exit::now(code);
+        let event = exit.event(&o.id, &o.exec_id, o.pid);
+        o.exit = Some(exit);
         let exited = self.0.iter().filter(|o| o.exit.is_some()).count();
         if exited > MAX_EXITED_ORPHANS {
             if let Some(i) = self.0.iter().position(|o| o.exit.is_some()) {

@@ -70,6 +70,12 @@ pub enum TtrpcError {
     },
 }
 
+/// The socket path of a ttrpc address (`unix:///path` or a bare path).
+pub fn socket_path(address: &str) -> &str {
+    let address = address.trim();
+    address.strip_prefix("unix://").unwrap_or(address)
+}
+
 /// One frame.
 pub struct Frame {
     pub stream: u32,

@@ -32,6 +32,11 @@ const BUSYBOX: &str = "/bin/busybox";
 const NAMESPACE: &str = "skiff-shim-test";
 const LIMIT: i64 = 32 << 20;
 
+/// The socket path of a `unix://` address.
+fn socket_path(address: &str) -> &str {
+    address.trim_start_matches("unix://")
+}
+
 fn shim_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_containerd-shim-skiff-v2"))
 }
@@ -133,11 +138,74 @@ fn unified() -> bool {
     Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
+/// True when the test can run; otherwise says why (a failure with
+/// SKIFF_REQUIRE_ALL, as in CI).
+fn ready_to_run(test: &str) -> bool {
+    let Some(why) = missing_prerequisite() else {
+        return true;
+    };
+    assert!(std::env::var_os("SKIFF_REQUIRE_ALL").is_none(), "{why}");
+    eprintln!("SKIPPED {test}: {why}");
+    false
+}
+
+/// The shim with containerd's flags for task `id`, run in `bundle`.
+fn shim_command(id: &str, bundle: &Path) -> Command {
+    let mut cmd = Command::new(shim_bin());
+    cmd.args(["-namespace", NAMESPACE, "-id", id])
+        .current_dir(bundle);
+    cmd
+}
+
+/// Runs `start` with `input` on stdin, as containerd does; its reply.
+fn run_start(mut cmd: Command, input: &[u8]) -> Vec<u8> {
+    let mut start = cmd
+        .arg("start")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    start.stdin.take().unwrap().write_all(input).unwrap();
+    let out = start.wait_with_output().unwrap();
+    assert!(out.status.success(), "start: {out:?}");
+    out.stdout
+}
+
+/// The daemon's pid, as Connect reports it.
+fn shim_pid(task: &TaskClient, id: &str) -> u32 {
+    task.connect(
+        context::with_timeout(10_000_000_000),
+        &ConnectRequest {
+            id: id.to_string(),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .shim_pid
+}
+
+/// Asks the daemon to shut down and waits until its socket is gone.
+fn shut_down(task: &TaskClient, id: &str, socket: &str) {
+    let _ = task.shutdown(
+        context::with_timeout(10_000_000_000),
+        &ShutdownRequest {
+            id: id.to_string(),
+            ..Default::default()
+        },
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Path::new(socket).exists() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !Path::new(socket).exists(),
+        "the shim still serves {socket}"
+    );
+}
+
 #[test]
 fn daemon_serves_a_task_to_its_oom_kill() {
-    if let Some(why) = missing_prerequisite() {
-        assert!(std::env::var_os("SKIFF_REQUIRE_ALL").is_none(), "{why}");
-        eprintln!("SKIPPED daemon_serves_a_task_to_its_oom_kill: {why}");
+    if !ready_to_run("daemon_serves_a_task_to_its_oom_kill") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("skiff-shim-daemon-{}", std::process::id()));
@@ -186,45 +254,23 @@ fn daemon_serves_a_task_to_its_oom_kill() {
         .unwrap(),
         ..Default::default()
     };
-    let mut start = Command::new(shim_bin())
-        .args(["-namespace", NAMESPACE, "-id", &id, "-address"])
+    let mut cmd = shim_command(&id, &bundle);
+    cmd.arg("-address")
         .arg(dir.join("containerd.sock"))
-        .arg("start")
-        .current_dir(&bundle)
-        .env("TTRPC_ADDRESS", &events_sock)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    start
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&start_options.write_to_bytes().unwrap())
-        .unwrap();
-    let out = start.wait_with_output().unwrap();
-    assert!(out.status.success(), "start: {out:?}");
-    let address = String::from_utf8(out.stdout).unwrap();
+        .env("TTRPC_ADDRESS", &events_sock);
+    let address =
+        String::from_utf8(run_start(cmd, &start_options.write_to_bytes().unwrap())).unwrap();
     assert!(
         address.starts_with("unix:///run/containerd/s/"),
         "{address}"
     );
     let _cleanup = Cleanup {
-        socket: address.trim_start_matches("unix://").to_string(),
+        socket: socket_path(&address).to_string(),
         id: id.clone(),
     };
     let task = TaskClient::new(Client::connect(&address).unwrap());
     let ctx = || context::with_timeout(60_000_000_000);
-    let shim_pid = task
-        .connect(
-            ctx(),
-            &ConnectRequest {
-                id: id.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-        .shim_pid;
+    let shim_pid = shim_pid(&task, &id);
     let score = |pid: &str| {
         std::fs::read_to_string(format!("/proc/{pid}/oom_score_adj"))
             .unwrap()
@@ -349,13 +395,8 @@ fn daemon_serves_a_task_to_its_oom_kill() {
         )
         .unwrap();
     assert_eq!(deleted.exit_status, 137);
-    let _ = task.shutdown(
-        ctx(),
-        &ShutdownRequest {
-            id: id.clone(),
-            ..Default::default()
-        },
-    );
+    // The daemon goes with its socket once its last task is deleted.
+    shut_down(&task, &id, socket_path(&address));
 
     let topics = collector.topics();
     for topic in [
@@ -378,17 +419,7 @@ fn daemon_serves_a_task_to_its_oom_kill() {
         .any(|(t, k)| t == "/tasks/oom" && k == "containerd.events.TaskOOM"));
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "up\n");
 
-    // The daemon is gone with its socket, and the container with its
-    // state and cgroup.
-    let socket = address.trim_start_matches("unix://");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Path::new(socket).exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        !Path::new(socket).exists(),
-        "the shim still serves {socket}"
-    );
+    // The container is gone with its state and cgroup.
     let state = format!("/run/containerd/skiff/{NAMESPACE}/{id}");
     assert!(!Path::new(&state).exists(), "{state} left");
     let cgroup = if unified() {
@@ -416,9 +447,7 @@ fn daemon_serves_a_task_to_its_oom_kill() {
 #[test]
 fn bootstrap_start_serves_where_containerd_asks() {
     use containerd_shim_protos::bootstrap_api::{BootstrapParams, BootstrapResult};
-    if let Some(why) = missing_prerequisite() {
-        assert!(std::env::var_os("SKIFF_REQUIRE_ALL").is_none(), "{why}");
-        eprintln!("SKIPPED bootstrap_start_serves_where_containerd_asks: {why}");
+    if !ready_to_run("bootstrap_start_serves_where_containerd_asks") {
         return;
     }
     let dir = std::env::temp_dir().join(format!("skiff-shim-bootstrap-{}", std::process::id()));
@@ -434,25 +463,12 @@ fn bootstrap_start_serves_where_containerd_asks() {
         socket_dir: Some(dir.join("s").display().to_string()),
         ..Default::default()
     };
-    let mut start = Command::new(shim_bin())
-        .args(["-namespace", NAMESPACE, "-id", &id, "start"])
-        .current_dir(&bundle)
-        .env_remove("TTRPC_ADDRESS")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    start
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(&params.write_to_bytes().unwrap())
-        .unwrap();
-    let out = start.wait_with_output().unwrap();
-    assert!(out.status.success(), "start: {out:?}");
-    let result = BootstrapResult::parse_from_bytes(&out.stdout).unwrap();
+    let mut cmd = shim_command(&id, &bundle);
+    cmd.env_remove("TTRPC_ADDRESS");
+    let reply = run_start(cmd, &params.write_to_bytes().unwrap());
+    let result = BootstrapResult::parse_from_bytes(&reply).unwrap();
     assert_eq!((result.version, result.protocol.as_str()), (3, "ttrpc"));
-    let socket = result.address.trim_start_matches("unix://").to_string();
+    let socket = socket_path(&result.address).to_string();
     assert!(
         socket.starts_with(&format!("{}/", dir.join("s").display())),
         "{socket}"
@@ -462,17 +478,7 @@ fn bootstrap_start_serves_where_containerd_asks() {
         id: id.clone(),
     };
     let task = TaskClient::new(Client::connect(&result.address).unwrap());
-    let ctx = || context::with_timeout(10_000_000_000);
-    let shim_pid = task
-        .connect(
-            ctx(),
-            &ConnectRequest {
-                id: id.clone(),
-                ..Default::default()
-            },
-        )
-        .unwrap()
-        .shim_pid;
+    let shim_pid = shim_pid(&task, &id);
     // The daemon publishes to the address the params gave.
     let environ = std::fs::read(format!("/proc/{shim_pid}/environ")).unwrap();
     let wanted = format!("TTRPC_ADDRESS={}", ttrpc.display());
@@ -480,20 +486,6 @@ fn bootstrap_start_serves_where_containerd_asks() {
         environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes()),
         "no {wanted} in the daemon's environment"
     );
-    let _ = task.shutdown(
-        ctx(),
-        &ShutdownRequest {
-            id: id.clone(),
-            ..Default::default()
-        },
-    );
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Path::new(&socket).exists() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    assert!(
-        !Path::new(&socket).exists(),
-        "the shim still serves {socket}"
-    );
+    shut_down(&task, &id, &socket);
     std::fs::remove_dir_all(&dir).unwrap();
 }
