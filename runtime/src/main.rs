@@ -30,6 +30,15 @@ fn reserve_preserved_fds(cli: &Cli) {
     }
 }
 
+/// The commands that fork processes into a container.
+fn enters_containers(cli: &Cli) -> bool {
+    use skiff::cli::Command;
+    matches!(
+        cli.command,
+        Command::Create(_) | Command::Run(_) | Command::Exec(_)
+    )
+}
+
 fn main() {
     let cli = Cli::parse();
     reserve_preserved_fds(&cli);
@@ -43,15 +52,24 @@ fn main() {
         );
         std::process::exit(1);
     }
-    match commands::dispatch(&cli) {
-        Ok(code) => std::process::exit(code),
-        Err(e) => {
-            let msg = e.to_string();
-            logging::log(logging::Level::Error, &msg);
-            if !logging::to_stderr() {
-                eprintln!("{msg}");
-            }
-            std::process::exit(1);
+    if enters_containers(&cli) {
+        // Before anything is forked: every child inherits the exe.
+        if let Err(e) = skiff::security::sealed_exe::ensure() {
+            fail(&e.to_string());
         }
     }
+    match commands::dispatch(&cli) {
+        Ok(code) => std::process::exit(code),
+        Err(e) => fail(&e.to_string()),
+    }
+}
+
+/// Logs the error as runc does (and on stderr too when there is a log
+/// file) and exits 1.
+fn fail(msg: &str) -> ! {
+    logging::log(logging::Level::Error, msg);
+    if !logging::to_stderr() {
+        eprintln!("{msg}");
+    }
+    std::process::exit(1);
 }

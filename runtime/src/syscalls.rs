@@ -323,6 +323,48 @@ pub fn cloexec_from(first: libc::c_uint) -> nix::Result<()> {
     check(ret).map(drop)
 }
 
+/// `memfd_create(2)` for a file that will be executed. Linux 6.3+ wants
+/// that said (`MFD_EXEC`) when `vm.memfd_noexec` is set; older kernels do
+/// not know the flag (EINVAL) and make every memfd executable anyway.
+pub fn memfd_create_exec(name: &CStr, flags: libc::c_uint) -> nix::Result<OwnedFd> {
+    const MFD_EXEC: libc::c_uint = 0x10;
+    let create = |flags: libc::c_uint| {
+        // SAFETY: a valid C string and integer flags.
+        owned(unsafe { libc::syscall(libc::SYS_memfd_create, name.as_ptr(), flags) })
+    };
+    match create(flags | MFD_EXEC) {
+        Err(Errno::EINVAL) => create(flags),
+        other => other,
+    }
+}
+
+/// `execveat(fd, "", argv, envp, AT_EMPTY_PATH)`: runs the file `fd`
+/// refers to. Returns only on failure.
+pub fn execveat_empty_path(
+    fd: BorrowedFd<'_>,
+    argv: &[std::ffi::CString],
+    env: &[std::ffi::CString],
+) -> nix::Result<std::convert::Infallible> {
+    let mut argp: Vec<*const libc::c_char> = argv.iter().map(|a| a.as_ptr()).collect();
+    argp.push(std::ptr::null());
+    let mut envp: Vec<*const libc::c_char> = env.iter().map(|e| e.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    // SAFETY: argp and envp are NULL-terminated arrays of C strings that
+    // outlive the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            argp.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    };
+    check(ret)?;
+    unreachable!("execveat returned without an error")
+}
+
 /// The kernel's capability header (version 3: 64-bit sets).
 #[repr(C)]
 struct CapHeader {

@@ -328,3 +328,23 @@ fn log_file_in_json() {
     assert_eq!(line["msg"], "container does not exist");
     assert!(line["time"].as_str().unwrap().ends_with('Z'));
 }
+
+#[test]
+fn an_init_killed_during_setup_is_named_with_its_step() {
+    require_root!();
+    // The createContainer hook runs as the init's child and kills it: the
+    // init leaves no message, so the error must say how it ended and where.
+    // (Without a pid namespace: the init of one ignores SIGKILL from inside.)
+    let mut b = Bundle::new(&["true"]);
+    b.namespaces(&["mount", "uts", "ipc", "network"]);
+    b.config["hooks"] = json!({"createContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", "kill -9 $PPID"]}
+    ]});
+    create_fails(
+        &b,
+        &[
+            "the container init was killed by SIGKILL",
+            "while running createContainer hooks",
+        ],
+    );
+}

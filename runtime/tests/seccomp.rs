@@ -4,12 +4,12 @@
 
 mod support;
 
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use serde_json::{json, Value};
-use support::{Bundle, Skiff};
+use support::{notify, Bundle, Skiff};
 
 /// The conformance checker (built with the workspace), copied into a
 /// rootfs; it runs the syscall probe.
@@ -116,33 +116,6 @@ fn podman_default_profile_matches_runc() {
     );
 }
 
-const SECCOMP_IOCTL_NOTIF_RECV: libc::c_ulong = 0xc0502100;
-const SECCOMP_IOCTL_NOTIF_SEND: libc::c_ulong = 0xc0182101;
-
-#[repr(C)]
-struct NotifData {
-    nr: i32,
-    arch: u32,
-    ip: u64,
-    args: [u64; 6],
-}
-
-#[repr(C)]
-struct Notif {
-    id: u64,
-    pid: u32,
-    flags: u32,
-    data: NotifData,
-}
-
-#[repr(C)]
-struct NotifResp {
-    id: u64,
-    val: i64,
-    error: i32,
-    flags: u32,
-}
-
 #[test]
 fn notify_reaches_an_agent_that_answers() {
     require_root!();
@@ -156,21 +129,14 @@ fn notify_reaches_an_agent_that_answers() {
         let (n, fd) = skiff::fdpass::recv(std::os::fd::AsFd::as_fd(&conn), &mut buf).unwrap();
         let state: Value = serde_json::from_slice(&buf[..n]).unwrap();
         let fd: OwnedFd = fd.expect("no listener fd");
-        // SAFETY: seccomp_notif is plain integers; all-zero is what
-        // NOTIF_RECV requires.
-        let mut notif: Notif = unsafe { std::mem::zeroed() };
-        // SAFETY: NOTIF_RECV fills a seccomp_notif we own.
-        let r = unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_RECV, &mut notif) };
-        assert_eq!(r, 0, "NOTIF_RECV: {}", std::io::Error::last_os_error());
-        let resp = NotifResp {
+        let notif = notify::recv(fd.as_fd()).expect("NOTIF_RECV");
+        let resp = notify::Resp {
             id: notif.id,
             val: 0,
             error: -libc::EROFS,
             flags: 0,
         };
-        // SAFETY: NOTIF_SEND reads a seccomp_notif_resp we own.
-        let r = unsafe { libc::ioctl(fd.as_raw_fd(), SECCOMP_IOCTL_NOTIF_SEND, &resp) };
-        assert_eq!(r, 0, "NOTIF_SEND: {}", std::io::Error::last_os_error());
+        notify::send(fd.as_fd(), &resp).expect("NOTIF_SEND");
         (state, notif.data.nr)
     });
     let skiff = Skiff::new();
@@ -236,4 +202,65 @@ fn bad_profiles_name_the_entry() {
         skiff.create(&b, &id).fails_with(&[want]);
         support::assert_nothing_left(&skiff, &id);
     }
+}
+
+/// What a profile recorder (security-profiles-operator,
+/// oci-seccomp-bpf-hook) writes for busybox's `true` and `sleep`: the
+/// program's own syscalls and nothing else. The runtime's own needs are not
+/// in it, so everything the runtime does after the filter is on fails.
+fn recorded_profile() -> Value {
+    json!({
+        "defaultAction": "SCMP_ACT_ERRNO",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{
+            "names": ["execve", "brk", "arch_prctl", "set_tid_address", "set_robust_list", "rseq",
+                      "prlimit64", "readlink", "getrandom", "getuid", "prctl", "mprotect",
+                      "clock_nanosleep", "nanosleep", "exit_group"],
+            "action": "SCMP_ACT_ALLOW"
+        }]
+    })
+}
+
+#[test]
+fn recorded_allow_list_profiles_run() {
+    require_root!();
+    let skiff = Skiff::new();
+    // Without no_new_privs the filter needs CAP_SYS_ADMIN while the
+    // process may no longer keep it: both ways must work.
+    for nnp in [true, false] {
+        let mut b = Bundle::new(&["true"]);
+        b.config["process"]["noNewPrivileges"] = json!(nnp);
+        b.config["linux"]["seccomp"] = recorded_profile();
+        let id = support::unique_id("recorded");
+        skiff.run_bundle(&b, &id).ok();
+        support::assert_nothing_left(&skiff, &id);
+
+        let mut b = Bundle::new(&["sleep", "60"]);
+        b.config["process"]["noNewPrivileges"] = json!(nnp);
+        b.config["linux"]["seccomp"] = recorded_profile();
+        let id = support::unique_id("recorded-exec");
+        b.write();
+        skiff
+            .run(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id])
+            .ok();
+        skiff.run(&["exec", &id, "true"]).ok();
+        skiff.run(&["delete", "--force", &id]).ok();
+        support::assert_nothing_left(&skiff, &id);
+    }
+}
+
+#[test]
+fn a_profile_that_denies_execve_is_refused_by_name() {
+    require_root!();
+    let skiff = Skiff::new();
+    let mut profile = recorded_profile();
+    let names = profile["syscalls"][0]["names"].as_array_mut().unwrap();
+    names.retain(|n| n != "execve");
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["seccomp"] = profile;
+    let id = support::unique_id("no-execve");
+    skiff
+        .create(&b, &id)
+        .fails_with(&["linux.seccomp", "does not allow execve"]);
+    support::assert_nothing_left(&skiff, &id);
 }

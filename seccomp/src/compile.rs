@@ -27,6 +27,8 @@ pub mod ret {
     pub const TRACE: u32 = 0x7ff0_0000;
     pub const LOG: u32 = 0x7ffc_0000;
     pub const ALLOW: u32 = 0x7fff_0000;
+    /// The bits that select the action (the rest is its data).
+    pub const ACTION_FULL: u32 = 0xffff_0000;
 }
 
 /// `seccomp(2)` filter flags.
@@ -79,6 +81,28 @@ impl Filter {
     /// True when installing returns a user-notification listener fd.
     pub fn has_listener(&self) -> bool {
         self.flags & flag::NEW_LISTENER != 0
+    }
+
+    /// Whether syscall `nr` of x86-64 (with all-zero arguments) gets
+    /// through: allowed, logged, or passed to the notification agent. The
+    /// runtime's own last syscall (execve) must.
+    pub fn lets_through(&self, nr: u32) -> bool {
+        let data = crate::interp::Data::x86_64(nr, [0; 6]);
+        let verdict = crate::interp::run(&self.program, &data).0 & ret::ACTION_FULL;
+        matches!(verdict, ret::ALLOW | ret::LOG | ret::USER_NOTIF)
+    }
+
+    /// Drops the optional flags this kernel does not accept (LOG,
+    /// SPEC_ALLOW and WAIT_KILLABLE_RECV are newer than seccomp itself),
+    /// so that installing takes one syscall; returns the dropped flags.
+    pub fn drop_unsupported_flags(&mut self) -> u32 {
+        let optional = flag::LOG | flag::SPEC_ALLOW | flag::WAIT_KILLABLE_RECV;
+        let dropped: u32 = (0..32)
+            .map(|bit| 1u32 << bit)
+            .filter(|f| self.flags & optional & f != 0 && !crate::features::flag_accepted(*f))
+            .sum();
+        self.flags &= !dropped;
+        dropped
     }
 }
 

@@ -72,7 +72,7 @@ fn action_available(value: u32) -> bool {
 /// True when the kernel accepts `flag`: with a NULL program a known flag
 /// gets as far as copying the program (EFAULT), an unknown one is EINVAL.
 /// WAIT_KILLABLE_RECV is only valid together with NEW_LISTENER.
-fn flag_accepted(flag: u32) -> bool {
+pub(crate) fn flag_accepted(flag: u32) -> bool {
     let flag = if flag == crate::flag::WAIT_KILLABLE_RECV {
         flag | crate::flag::NEW_LISTENER
     } else {

@@ -1,7 +1,8 @@
 //! A classic-BPF interpreter for the subset seccomp filters use, so the
-//! compiler's output is tested on synthetic syscalls without installing it.
+//! compiler's output is tested on synthetic syscalls without installing it,
+//! and the runtime can ask a profile what it does to its own last syscall.
 
-use crate::arch::{AUDIT_ARCH_I386, AUDIT_ARCH_X86_64};
+use crate::arch::AUDIT_ARCH_X86_64;
 
 /// What the kernel hands a filter.
 #[derive(Debug, Clone, Copy, Default)]
@@ -20,10 +21,11 @@ impl Data {
         }
     }
 
+    #[cfg(test)]
     pub fn i386(nr: u32, args: [u64; 6]) -> Data {
         Data {
             nr,
-            arch: AUDIT_ARCH_I386,
+            arch: crate::arch::AUDIT_ARCH_I386,
             args,
         }
     }

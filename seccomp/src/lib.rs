@@ -10,7 +10,6 @@ mod compile;
 pub mod containers_common;
 pub mod features;
 mod install;
-#[cfg(test)]
 mod interp;
 mod tables;
 

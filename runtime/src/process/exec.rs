@@ -31,6 +31,8 @@ pub enum ExecError {
     Prepare { what: &'static str, source: Errno },
     #[error("exec {path}: {source}")]
     Exec { path: String, source: Errno },
+    #[error("linux.seccomp: {0}")]
+    Seccomp(String),
 }
 
 /// The default PATH when the process environment has none (execvp's).
@@ -95,29 +97,40 @@ pub struct Handover<'a> {
     pub preserve_fds: u32,
     /// The signal mask to restore (the one the runtime was started with).
     pub sigmask: Option<&'a SigSet>,
-    /// Exec through the sealed trampoline (see `trampoline`); off only when
-    /// an SELinux label must apply to the program itself.
-    pub via_trampoline: bool,
 }
 
 /// An exec with everything that can fail or allocate already done: only
-/// the signal mask and the exec itself remain, so as few syscalls as
-/// possible run under the container's seccomp filter.
+/// the signal mask, the seccomp filter and execve itself remain. Once the
+/// filter is on, the runtime makes no syscall but execve: a profile knows
+/// nothing of the runtime's needs (an allow list recorded from the
+/// application allows only what the application calls).
 pub struct Prepared<'a> {
     path: CString,
-    args: Vec<CString>,
-    env: Vec<CString>,
-    trampoline: Option<std::os::fd::OwnedFd>,
+    /// Owns what `argv` and `envp` point into.
+    _strings: (Vec<CString>, Vec<CString>),
+    argv: Vec<*const libc::c_char>,
+    envp: Vec<*const libc::c_char>,
     sigmask: Option<&'a SigSet>,
+    seccomp: Option<&'a skiff_seccomp::Filter>,
 }
 
-/// Sets up the fds and signal dispositions the program inherits, and the
-/// sealed trampoline.
+/// NULL-terminated pointers to `strings` (which must outlive them).
+fn pointers(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+/// Sets up the fds and signal dispositions the program inherits. With
+/// `seccomp`, the filter is installed by `exec`, right before execve.
 pub fn prepare<'a>(
     path: &Path,
     args: &[String],
     env: &[String],
     handover: &Handover<'a>,
+    seccomp: Option<&'a skiff_seccomp::Filter>,
 ) -> Result<Prepared<'a>, ExecError> {
     let prepare = |what: &'static str| move |source| ExecError::Prepare { what, source };
     // Everything above the preserved range closes at exec; the preserved
@@ -132,25 +145,21 @@ pub fn prepare<'a>(
     // SAFETY: resetting a disposition to the default is always sound.
     unsafe { nix::sys::signal::signal(Signal::SIGPIPE, SigHandler::SigDfl) }
         .map_err(prepare("reset SIGPIPE"))?;
-    #[cfg(target_arch = "x86_64")]
-    let trampoline = if handover.via_trampoline {
-        Some(super::trampoline::sealed().map_err(prepare("sealed exec trampoline"))?)
-    } else {
-        None
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let trampoline = None;
+    let args = cstrings(args, "argument")?;
+    let env = cstrings(env, "environment entry")?;
     Ok(Prepared {
         path: CString::new(path.as_os_str().as_bytes())
             .map_err(|_| ExecError::Nul("program path".into()))?,
-        args: cstrings(args, "argument")?,
-        env: cstrings(env, "environment entry")?,
-        trampoline,
+        argv: pointers(&args),
+        envp: pointers(&env),
+        _strings: (args, env),
         sigmask: handover.sigmask,
+        seccomp,
     })
 }
 
-/// Restores the signal mask and replaces this process with the program.
+/// Restores the signal mask, installs the seccomp filter and replaces this
+/// process with the program.
 pub fn exec(p: &Prepared<'_>) -> Result<std::convert::Infallible, ExecError> {
     if let Some(mask) = p.sigmask {
         nix::sys::signal::sigprocmask(SigmaskHow::SIG_SETMASK, Some(mask), None).map_err(
@@ -160,21 +169,15 @@ pub fn exec(p: &Prepared<'_>) -> Result<std::convert::Infallible, ExecError> {
             },
         )?;
     }
-    let path = || p.path.to_string_lossy().into_owned();
-    #[cfg(target_arch = "x86_64")]
-    if let Some(fd) = &p.trampoline {
-        let errno = super::trampoline::exec(fd, &p.path, &p.args, &p.env);
-        // A host (or seccomp profile) that forbids executing memfds leaves
-        // only the direct exec; anything else is a real failure.
-        if !matches!(errno, Errno::EACCES | Errno::EPERM) {
-            return Err(ExecError::Exec {
-                path: path(),
-                source: errno,
-            });
-        }
+    if let Some(filter) = p.seccomp {
+        skiff_seccomp::install(filter).map_err(|e| ExecError::Seccomp(e.to_string()))?;
     }
-    nix::unistd::execve(&p.path, &p.args, &p.env).map_err(|source| ExecError::Exec {
-        path: path(),
+    // SAFETY: path, argv and envp are valid and NULL-terminated, owned by
+    // `p`. Nothing here allocates: the filter may allow no mmap or brk.
+    unsafe { libc::execve(p.path.as_ptr(), p.argv.as_ptr(), p.envp.as_ptr()) };
+    let source = Errno::last();
+    Err(ExecError::Exec {
+        path: p.path.to_string_lossy().into_owned(),
         source,
     })
 }

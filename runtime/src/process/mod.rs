@@ -4,5 +4,3 @@
 pub mod attributes;
 pub mod exec;
 pub mod rlimits;
-#[cfg(target_arch = "x86_64")]
-pub mod trampoline;

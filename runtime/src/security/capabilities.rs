@@ -110,6 +110,20 @@ pub struct CapMasks {
     pub ambient: u64,
 }
 
+impl CapMasks {
+    /// These sets with `cap` also effective and permitted, for the runtime
+    /// to use until execve (which recomputes the sets without it). Ambient
+    /// is reduced to what `apply_sets` would raise from the original sets.
+    pub fn keeping(self, cap: u32) -> CapMasks {
+        CapMasks {
+            effective: self.effective | 1 << cap,
+            permitted: self.permitted | 1 << cap,
+            ambient: self.ambient & self.permitted & self.inheritable,
+            ..self
+        }
+    }
+}
+
 /// What the host allows: the highest capability the kernel knows and the
 /// runtime's own bounding set (nothing outside it can be granted).
 #[derive(Debug, Clone, Copy)]

@@ -4,6 +4,7 @@
 pub mod capabilities;
 pub mod identity;
 pub mod lsm;
+pub mod sealed_exe;
 
 /// Sets no_new_privs: execve can never grant more privileges (setuid bits,
 /// file capabilities) from here on.

@@ -5,6 +5,7 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 
@@ -100,6 +101,23 @@ impl Channel {
     /// Receives one message; end-of-file means the peer is gone.
     pub fn recv<T: DeserializeOwned>(&self) -> Result<T, ChannelError> {
         self.recv_with_fd().map(|(msg, _)| msg)
+    }
+
+    /// Like `recv_with_fd`, but gives up after `timeout` with `None`.
+    pub fn recv_with_fd_within<T: DeserializeOwned>(
+        &self,
+        timeout: std::time::Duration,
+    ) -> Result<Option<(T, Option<OwnedFd>)>, ChannelError> {
+        let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+        let mut fds = [PollFd::new(self.fd.as_fd(), PollFlags::POLLIN)];
+        match nix::poll::poll(
+            &mut fds,
+            PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+        ) {
+            Ok(0) | Err(Errno::EINTR) => Ok(None),
+            Ok(_) => self.recv_with_fd().map(Some),
+            Err(e) => Err(ChannelError::Recv(e)),
+        }
     }
 
     /// Receives one message and the fd it carried, if any.

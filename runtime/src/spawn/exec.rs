@@ -16,7 +16,8 @@ use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
 use super::channel::{self, Channel, ChannelError, ToParent};
 use super::phase::{self, Phase, ProcessError};
-use super::{hand_listener_to_agent, restore_namespaces, sys, SpawnError};
+use super::progress::{Progress, Step};
+use super::{hand_listener_to_agent, next_message, restore_namespaces, sys, why_gone, SpawnError};
 use crate::cgroups::{CgroupError, Manager};
 use crate::namespaces::{self, NamespaceError};
 use crate::procfs::{PrivateProc, ProcError};
@@ -50,6 +51,7 @@ pub struct Execd {
 
 /// What the child needs, prepared before the clone.
 struct Child<'a> {
+    progress: &'a Progress,
     /// Namespaces the child joins itself (pid and time came with clone3).
     join: CloneFlags,
     init_pidfd: BorrowedFd<'a>,
@@ -130,12 +132,7 @@ pub fn exec(req: &ExecRequest<'_>, cgroup: &mut dyn Manager) -> Result<Execd, Sp
     )?;
     let host_caps = HostCaps::detect();
     let linux = req.spec.linux().as_ref();
-    let filter = match linux.and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => {
-            Some(skiff_seccomp::compile(profile).map_err(|e| SpawnError::Seccomp(e.to_string()))?)
-        }
-        None => None,
-    };
+    let filter = super::compile_seccomp(linux.and_then(|l| l.seccomp().as_ref()))?;
     let namespaces = namespaces::not_shared_with(req.init_pid)?;
     cgroup.attach()?;
 
@@ -152,8 +149,10 @@ pub fn exec(req: &ExecRequest<'_>, cgroup: &mut dyn Manager) -> Result<Execd, Sp
     namespaces::join_process(req.init_pidfd, for_children)?;
 
     let (parent_end, child_end) = channel::pair()?;
+    let progress = Progress::new().map_err(sys("mapping the setup progress page"))?;
     let target = cgroup.clone_target();
     let mut child = Child {
+        progress: &progress,
         join: namespaces - for_children,
         init_pidfd: req.init_pidfd,
         cgroup: &*cgroup,
@@ -189,7 +188,14 @@ pub fn exec(req: &ExecRequest<'_>, cgroup: &mut dyn Manager) -> Result<Execd, Sp
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop(child_end);
-    match drive(req, pid, &parent_end) {
+    let driven =
+        match drive(req, pid, &parent_end, &progress) {
+            Err(SpawnError::Channel(ChannelError::Send(_) | ChannelError::Closed)) => Err(
+                why_gone(&parent_end, Some(&pidfd), true, &progress, "exec process"),
+            ),
+            other => other,
+        };
+    match driven {
         Ok(()) => Ok(Execd { pid, pidfd }),
         Err(e) => {
             let _ = syscalls::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
@@ -201,18 +207,18 @@ pub fn exec(req: &ExecRequest<'_>, cgroup: &mut dyn Manager) -> Result<Execd, Sp
 
 /// Follows the child to its execve: `Created` comes right before it, and
 /// a successful exec closes the channel (it is close-on-exec).
-fn drive(req: &ExecRequest<'_>, pid: libc::pid_t, channel: &Channel) -> Result<(), SpawnError> {
+fn drive(
+    req: &ExecRequest<'_>,
+    pid: libc::pid_t,
+    channel: &Channel,
+    progress: &Progress,
+) -> Result<(), SpawnError> {
     let mut execing = false;
     loop {
-        let (msg, fd) = match channel.recv_with_fd::<ToParent>() {
+        let (msg, fd) = match next_message(channel, progress, "exec process") {
             Ok(m) => m,
-            Err(ChannelError::Closed) if execing => return Ok(()),
-            Err(ChannelError::Closed) => {
-                return Err(SpawnError::Init(
-                    "the exec process died during setup".into(),
-                ))
-            }
-            Err(e) => return Err(e.into()),
+            Err(SpawnError::Channel(ChannelError::Closed)) if execing => return Ok(()),
+            Err(e) => return Err(e),
         };
         match (msg, fd) {
             (ToParent::SeccompListener, Some(fd)) => {
@@ -242,6 +248,7 @@ fn run(child: &Child<'_>, channel: &Channel) -> ! {
 }
 
 fn setup_and_exec(child: &Child<'_>, channel: &Channel) -> Result<Infallible, ChildError> {
+    child.progress.set(Step::JoiningCgroup);
     phase::set_undumpable().map_err(|source| ChildError::Sys {
         what: "prctl(PR_SET_DUMPABLE)",
         source,
@@ -249,6 +256,7 @@ fn setup_and_exec(child: &Child<'_>, channel: &Channel) -> Result<Infallible, Ch
     // Host cgroup files first: after joining a user namespace they are no
     // longer ours to write.
     child.cgroup.join_current(child.cloned_into_cgroup)?;
+    child.progress.set(Step::EnteringNamespaces);
     namespaces::join_process(child.init_pidfd, child.join)?;
     if child.join.contains(CloneFlags::CLONE_NEWUSER) {
         // Host root is unmapped in the container's user namespace; become
@@ -273,7 +281,9 @@ fn setup_and_exec(child: &Child<'_>, channel: &Channel) -> Result<Infallible, Ch
     } else {
         None
     };
+    child.progress.set(Step::ProcessAttributes);
     let ready = phase::prepare(&child.phase, proc, channel)?;
     channel.send(&ToParent::Created)?;
+    child.progress.set(Step::Executing);
     Ok(crate::process::exec::exec(&ready)?)
 }

@@ -18,6 +18,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use super::channel::{Channel, ChannelError, ToChild, ToParent};
 use super::phase::{self, ProcessError};
+use super::progress::{Progress, Step};
 use crate::cgroups::{CgroupError, Manager};
 use crate::hooks::{self, HookError};
 use crate::namespaces::{self, NamespaceError, Plan};
@@ -31,6 +32,8 @@ use crate::terminal::{self, TerminalError};
 /// Everything the init needs, prepared by the parent before fork.
 pub struct Config<'a> {
     pub id: &'a str,
+    /// Where the init is, for the runtime to tell if it dies silently.
+    pub progress: &'a Progress,
     pub spec: &'a Spec,
     pub bundle_dir: &'a Path,
     pub rootfs: &'a Path,
@@ -131,12 +134,15 @@ fn enter_namespaces(cfg: &Config<'_>, channel: &Channel) -> Result<libc::pid_t, 
         channel.send(&ToParent::Ready)?;
     }
     if !plan.has(LinuxNamespaceType::User) {
+        cfg.progress.set(Step::JoiningCgroup);
         // Outside a user namespace the init places itself: cheaper than the
         // runtime doing it (see Manager::join_current), and in parallel
         // with the runtime's side of the setup.
         cfg.cgroup.join_current(cfg.cloned_into_cgroup)?;
     }
+    cfg.progress.set(Step::AwaitingIdMaps);
     let mut pid = await_proceed(channel)?;
+    cfg.progress.set(Step::EnteringNamespaces);
     if !single && plan.is_new(LinuxNamespaceType::Pid) {
         // unshare(CLONE_NEWPID) only applies to children: fork the init.
         // SAFETY: single-threaded; the intermediate only reports and exits.
@@ -253,6 +259,7 @@ fn setup_and_exec(
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 
     let new_mount_ns = cfg.plan.is_new(LinuxNamespaceType::Mount);
+    cfg.progress.set(Step::Mounting);
     let root = if new_mount_ns {
         let setup = rootfs::Setup {
             spec,
@@ -280,18 +287,21 @@ fn setup_and_exec(
     if hooks::any(spec_hooks, hooks::Kind::Prestart)
         || hooks::any(spec_hooks, hooks::Kind::CreateRuntime)
     {
+        cfg.progress.set(Step::RuntimeHooks);
         channel.send(&ToParent::RunHooks)?;
         match channel.recv::<ToChild>()? {
             ToChild::HooksDone => {}
             other => return Err(InitError::Protocol(other)),
         }
     }
+    cfg.progress.set(Step::CreateContainerHooks);
     hooks::run(
         spec_hooks,
         hooks::Kind::CreateContainer,
         &hook_state(cfg, pid, "creating"),
     )?;
 
+    cfg.progress.set(Step::EnteringRoot);
     if let Some(root) = &root {
         rootfs::enter(root.as_fd(), cfg.no_pivot)?;
     }
@@ -329,15 +339,19 @@ fn setup_and_exec(
         preserve_fds: cfg.preserve_fds,
         sigmask: cfg.sigmask,
     };
+    cfg.progress.set(Step::ProcessAttributes);
     let ready = phase::prepare(&phase, proc, channel)?;
 
+    cfg.progress.set(Step::AwaitingStart);
     channel.send(&ToParent::Created)?;
     *created = true;
     wait_for_start(cfg.fifo)?;
+    cfg.progress.set(Step::StartContainerHooks);
     hooks::run(
         spec_hooks,
         hooks::Kind::StartContainer,
         &hook_state(cfg, pid, "created"),
     )?;
+    cfg.progress.set(Step::Executing);
     Ok(exec::exec(&ready)?)
 }

@@ -10,6 +10,7 @@ pub mod channel;
 pub mod exec;
 mod init;
 mod phase;
+pub(crate) mod progress;
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -28,7 +29,8 @@ use crate::security::capabilities::{self, HostCaps};
 use crate::security::lsm::{self, LsmError, Lsms};
 use crate::state::{self, OciState};
 use crate::syscalls::{self, Forked};
-use channel::{ChannelError, ToChild, ToParent};
+use channel::{Channel, ChannelError, ToChild, ToParent};
+use progress::{Progress, Step};
 
 /// Why a container could not be created.
 #[derive(Debug, thiserror::Error)]
@@ -58,6 +60,21 @@ pub enum SpawnError {
     /// The init's own account of what failed.
     #[error("{0}")]
     Init(String),
+    /// A child that went away without a word: how, and where it was.
+    #[error("the container {who} {how} while {}", step.describe())]
+    Died {
+        who: &'static str,
+        how: String,
+        step: Step,
+    },
+    /// A child that stopped making progress (a frozen cgroup, a hung
+    /// mount); it has been killed.
+    #[error("the container {who} {why} while {}; killed it", step.describe())]
+    Stalled {
+        who: &'static str,
+        why: String,
+        step: Step,
+    },
 }
 
 fn sys(what: &'static str) -> impl FnOnce(Errno) -> SpawnError {
@@ -123,20 +140,7 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
     let caps = capabilities::masks(process.capabilities().as_ref(), host_caps);
 
     let linux = spec.linux().as_ref();
-    let filter = match linux.and_then(|l| l.seccomp().as_ref()) {
-        Some(profile) => {
-            let f =
-                skiff_seccomp::compile(profile).map_err(|e| SpawnError::Seccomp(e.to_string()))?;
-            if !f.unknown.is_empty() {
-                crate::debug!(
-                    "linux.seccomp: skipping syscalls this kernel's tables do not know: {}",
-                    f.unknown.join(", ")
-                );
-            }
-            Some(f)
-        }
-        None => None,
-    };
+    let filter = compile_seccomp(linux.and_then(|l| l.seccomp().as_ref()))?;
     let mut cgroup =
         cgroups::for_container(linux.and_then(|l| l.cgroups_path().as_deref()), req.id)?;
     cgroup.create()?;
@@ -171,8 +175,16 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         }
     };
 
+    let progress = match Progress::new() {
+        Ok(p) => p,
+        Err(e) => {
+            let _ = cgroup.destroy();
+            return Err(sys("mapping the setup progress page")(e));
+        }
+    };
     let mut config = init::Config {
         id: req.id,
+        progress: &progress,
         spec,
         bundle_dir: &req.bundle.dir,
         rootfs: &req.bundle.rootfs,
@@ -223,6 +235,116 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
         cgroup,
         own_pid_ns: plan.has(LinuxNamespaceType::Pid),
     })
+}
+
+/// Compiles `linux.seccomp` for the init or an exec process, and checks
+/// what the runtime itself needs from it: the filter goes on right before
+/// execve, so execve is the one syscall the profile must let through.
+pub(crate) fn compile_seccomp(
+    profile: Option<&oci_spec::runtime::LinuxSeccomp>,
+) -> Result<Option<skiff_seccomp::Filter>, SpawnError> {
+    let Some(profile) = profile else {
+        return Ok(None);
+    };
+    let mut filter =
+        skiff_seccomp::compile(profile).map_err(|e| SpawnError::Seccomp(e.to_string()))?;
+    if !filter.unknown.is_empty() {
+        crate::debug!(
+            "linux.seccomp: skipping syscalls this kernel's tables do not know: {}",
+            filter.unknown.join(", ")
+        );
+    }
+    if !filter.lets_through(libc::SYS_execve as u32) {
+        return Err(SpawnError::Seccomp(
+            "linux.seccomp: the profile does not allow execve, which starts the container process"
+                .into(),
+        ));
+    }
+    let dropped = filter.drop_unsupported_flags();
+    if dropped != 0 {
+        crate::debug!(
+            "linux.seccomp.flags: this kernel does not support flags {dropped:#x}; installing without them"
+        );
+    }
+    Ok(Some(filter))
+}
+
+/// How long a child may stay in one setup step before the runtime gives up
+/// on it. Hooks are not bounded here: they have their own timeouts.
+const STEP_BOUND: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// The child's next message. Every wait is bounded: a child that dies
+/// closes the channel, and one that stays in a step longer than
+/// `STEP_BOUND` (hooks excepted) is reported as stalled.
+fn next_message(
+    channel: &Channel,
+    progress: &Progress,
+    who: &'static str,
+) -> Result<(ToParent, Option<OwnedFd>), SpawnError> {
+    let tick = std::time::Duration::from_secs(1);
+    let mut step = progress.get();
+    let mut since = std::time::Instant::now();
+    loop {
+        if let Some(message) = channel.recv_with_fd_within::<ToParent>(tick)? {
+            return Ok(message);
+        }
+        let now = progress.get();
+        if now != step {
+            (step, since) = (now, std::time::Instant::now());
+        } else if !step.runs_hooks() && since.elapsed() >= STEP_BOUND {
+            return Err(SpawnError::Stalled {
+                who,
+                why: format!("made no progress for {} s", STEP_BOUND.as_secs()),
+                step,
+            });
+        }
+    }
+}
+
+/// Why a child that closed the channel (or refused a message) is gone: its
+/// last words if it left any in the channel, otherwise how it ended (when
+/// it is our child and its status can be read) and the step it had reached.
+fn why_gone(
+    channel: &Channel,
+    pidfd: Option<&OwnedFd>,
+    ours: bool,
+    progress: &Progress,
+    who: &'static str,
+) -> SpawnError {
+    if let Ok(Some((ToParent::Failed(msg), _))) =
+        channel.recv_with_fd_within::<ToParent>(std::time::Duration::ZERO)
+    {
+        return SpawnError::Init(msg);
+    }
+    let step = progress.get();
+    let how = match pidfd {
+        Some(fd) if ours => exit_description(fd.as_fd()),
+        _ => None,
+    };
+    SpawnError::Died {
+        who,
+        how: how.unwrap_or_else(|| "exited without reporting an error".into()),
+        step,
+    }
+}
+
+/// "was killed by SIGKILL" or "exited with status 1, without reporting an
+/// error", once the process has ended (waiting a few seconds for that).
+fn exit_description(pidfd: BorrowedFd<'_>) -> Option<String> {
+    use nix::sys::wait::{waitid, Id, WaitPidFlag, WaitStatus};
+    crate::container::wait_exit(pidfd, Some(std::time::Duration::from_secs(5))).ok()?;
+    match waitid(
+        Id::PIDFd(pidfd),
+        WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG,
+    )
+    .ok()?
+    {
+        WaitStatus::Exited(_, code) => Some(format!(
+            "exited with status {code}, without reporting an error,"
+        )),
+        WaitStatus::Signaled(_, signal, _) => Some(format!("was killed by {signal}")),
+        _ => None,
+    }
 }
 
 /// The init process as the parent tracks it.
@@ -410,43 +532,108 @@ fn clone_and_drive(
         parent_end.send(&ToChild::Proceed { pid })?;
         Ok(())
     };
-    if single {
-        // The init's namespaces exist as soon as clone3 returns: no need to
-        // wait for it to say so.
-        setup()?;
-    }
     let spec_hooks = config.spec.hooks().as_ref();
-    loop {
-        let (msg, fd) = parent_end.recv_with_fd::<ToParent>()?;
-        if let (ToParent::SeccompListener, Some(fd)) = (&msg, fd) {
-            let state = hook_state(req, init.pid, "creating");
-            hand_listener_to_agent(config.spec, init.pid, &state, fd)?;
-            continue;
+    let mut drive = || -> Result<(), SpawnError> {
+        if single {
+            // The init's namespaces exist as soon as clone3 returns: no
+            // need to wait for it to say so.
+            setup()?;
         }
-        match msg {
-            ToParent::Ready => setup()?,
-            ToParent::InitPid(grandchild) => {
-                // The intermediate child exits right after reporting.
-                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(init.pid), None);
-                init.pid = grandchild;
-                init.ours = false;
-                init.pidfd = Some(syscalls::pidfd_open(grandchild).map_err(sys("pidfd_open"))?);
-                parent_end.send(&ToChild::Proceed { pid: grandchild })?;
-            }
-            ToParent::RunHooks => {
+        loop {
+            let (msg, fd) = next_message(&parent_end, config.progress, "init")?;
+            if let (ToParent::SeccompListener, Some(fd)) = (&msg, fd) {
                 let state = hook_state(req, init.pid, "creating");
-                hooks::run(spec_hooks, hooks::Kind::Prestart, &state)?;
-                hooks::run(spec_hooks, hooks::Kind::CreateRuntime, &state)?;
-                parent_end.send(&ToChild::HooksDone)?;
+                hand_listener_to_agent(config.spec, init.pid, &state, fd)?;
+                continue;
             }
-            ToParent::SeccompListener => {
-                return Err(SpawnError::Sys {
-                    what: "seccomp listener message without an fd",
-                    source: Errno::EBADMSG,
-                })
+            match msg {
+                ToParent::Ready => setup()?,
+                ToParent::InitPid(grandchild) => {
+                    // The intermediate child exits right after reporting.
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(init.pid), None);
+                    init.pid = grandchild;
+                    init.ours = false;
+                    init.pidfd = Some(syscalls::pidfd_open(grandchild).map_err(sys("pidfd_open"))?);
+                    parent_end.send(&ToChild::Proceed { pid: grandchild })?;
+                }
+                ToParent::RunHooks => {
+                    let state = hook_state(req, init.pid, "creating");
+                    hooks::run(spec_hooks, hooks::Kind::Prestart, &state)?;
+                    hooks::run(spec_hooks, hooks::Kind::CreateRuntime, &state)?;
+                    parent_end.send(&ToChild::HooksDone)?;
+                }
+                ToParent::SeccompListener => {
+                    return Err(SpawnError::Sys {
+                        what: "seccomp listener message without an fd",
+                        source: Errno::EBADMSG,
+                    })
+                }
+                ToParent::Created => return Ok(()),
+                ToParent::Failed(msg) => return Err(SpawnError::Init(msg)),
             }
-            ToParent::Created => return Ok(()),
-            ToParent::Failed(msg) => return Err(SpawnError::Init(msg)),
         }
+    };
+    match drive() {
+        Err(SpawnError::Channel(ChannelError::Send(_) | ChannelError::Closed)) => Err(why_gone(
+            &parent_end,
+            init.pidfd.as_ref(),
+            init.ours,
+            config.progress,
+            "init",
+        )),
+        other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Forks a child that runs `child` on its end of a channel, then exits
+    /// with `code`; returns the parent's end and the child's pidfd once the
+    /// child has exited.
+    fn dead_child(child: impl FnOnce(&Channel), code: i32) -> (Channel, OwnedFd) {
+        let (parent_end, child_end) = channel::pair().unwrap();
+        // SAFETY: the test is single-threaded between fork and the child's
+        // _exit; the child only sends a message.
+        match unsafe { syscalls::clone3(0, None) }.unwrap() {
+            Forked::Child => {
+                child(&child_end);
+                // SAFETY: leaving the forked child without unwinding.
+                unsafe { libc::_exit(code) }
+            }
+            Forked::Parent { pidfd, .. } => {
+                drop(child_end);
+                crate::container::wait_exit(pidfd.as_fd(), None).unwrap();
+                (parent_end, pidfd)
+            }
+        }
+    }
+
+    #[test]
+    fn a_message_left_in_the_channel_beats_the_send_error() {
+        let (channel, pidfd) = dead_child(
+            |c| c.send(&ToParent::Failed("mounts[0]: boom".into())).unwrap(),
+            1,
+        );
+        // What the runtime saw: its next message could not be sent.
+        assert!(matches!(
+            channel.send(&ToChild::HooksDone),
+            Err(ChannelError::Send(_))
+        ));
+        let progress = Progress::new().unwrap();
+        let err = why_gone(&channel, Some(&pidfd), true, &progress, "init");
+        assert_eq!(err.to_string(), "mounts[0]: boom");
+    }
+
+    #[test]
+    fn a_silent_exit_is_named_with_its_status_and_step() {
+        let progress = Progress::new().unwrap();
+        let (channel, pidfd) = dead_child(|_| progress.set(Step::Mounting), 3);
+        let err = why_gone(&channel, Some(&pidfd), true, &progress, "init");
+        assert_eq!(
+            err.to_string(),
+            "the container init exited with status 3, without reporting an error, while mounting the rootfs"
+        );
     }
 }

@@ -103,17 +103,17 @@ fn enter_cwd(cwd: &Path) -> Result<(), ProcessError> {
     Ok(())
 }
 
-/// Installs the seccomp filter, handing a user-notification listener to
-/// the runtime (which passes it to the agent).
-fn install_seccomp(phase: &Phase<'_>, channel: &Channel) -> Result<(), ProcessError> {
-    let Some(filter) = phase.seccomp else {
-        return Ok(());
-    };
-    let (listener, dropped) =
+/// Installs a filter with a user-notification listener now and hands the
+/// listener to the runtime, which passes it to the agent while `create`
+/// still runs. Such a profile therefore also applies to the runtime's last
+/// steps (reporting, waiting for `start`, startContainer hooks), as in
+/// runc; every other filter goes on right before execve.
+fn install_with_listener(
+    filter: &skiff_seccomp::Filter,
+    channel: &Channel,
+) -> Result<(), ProcessError> {
+    let listener =
         skiff_seccomp::install(filter).map_err(|e| ProcessError::Seccomp(e.to_string()))?;
-    if dropped != 0 {
-        crate::debug!("linux.seccomp.flags: this kernel does not support flags {dropped:#x}; installed without them");
-    }
     if let Some(fd) = listener {
         channel.send_with_fd(&ToParent::SeccompListener, fd.as_fd())?;
     }
@@ -167,18 +167,21 @@ pub fn prepare<'a>(
     let mut env = process.env().clone().unwrap_or_default();
     identity::ensure_home(&mut env, process.user().uid());
 
-    // Installing a filter needs no_new_privs or CAP_SYS_ADMIN: without
-    // no_new_privs it goes on while the process still has every capability
-    // (as in runc); with it, as late as possible, so that only the exec
-    // and the last handshakes run under it.
     let nnp = process.no_new_privileges().unwrap_or(false);
-    if !nnp {
-        install_seccomp(phase, channel)?;
-    }
     capabilities::apply_bounding(phase.caps.bounding, phase.last_cap)
         .map_err(sys("process.capabilities.bounding"))?;
     identity::switch_user(process.user()).map_err(|(what, e)| sys(what)(e))?;
-    capabilities::apply_sets(&phase.caps).map_err(sys("process.capabilities"))?;
+    // Without no_new_privs, installing a filter needs CAP_SYS_ADMIN, and
+    // it goes on last: keep CAP_SYS_ADMIN effective until then. The
+    // execve that follows computes the process's sets from bounding,
+    // inheritable and ambient only, so the program never has it.
+    let caps = match phase.seccomp {
+        Some(_) if !nnp => phase.caps.keeping(capabilities::number(
+            oci_spec::runtime::Capability::SysAdmin,
+        )),
+        _ => phase.caps,
+    };
+    capabilities::apply_sets(&caps).map_err(sys("process.capabilities"))?;
     let umask = process.user().umask().unwrap_or(0o022);
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(umask));
     if nnp {
@@ -189,14 +192,12 @@ pub fn prepare<'a>(
     let handover = Handover {
         preserve_fds: phase.preserve_fds,
         sigmask: phase.sigmask,
-        // An SELinux exec label must land on the program, not on the
-        // trampoline (and SELinux's container policy guards the runtime
-        // binary itself).
-        via_trampoline: process.selinux_label().as_deref().is_none_or(str::is_empty),
     };
-    let ready = exec::prepare(&program, args, &env, &handover)?;
-    if nnp {
-        install_seccomp(phase, channel)?;
+    let with_listener = phase.seccomp.filter(|f| f.has_listener());
+    let at_exec = phase.seccomp.filter(|f| !f.has_listener());
+    let ready = exec::prepare(&program, args, &env, &handover, at_exec)?;
+    if let Some(filter) = with_listener {
+        install_with_listener(filter, channel)?;
     }
     Ok(ready)
 }

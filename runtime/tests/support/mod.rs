@@ -192,6 +192,7 @@ impl Bundle {
 /// A private `--root` state directory and the skiff binary.
 pub struct Skiff {
     pub root: PathBuf,
+    pub bin: PathBuf,
 }
 
 /// The result of one skiff invocation.
@@ -240,12 +241,17 @@ pub fn skiff_bin() -> &'static str {
 
 impl Skiff {
     pub fn new() -> Skiff {
+        Skiff::with_binary(PathBuf::from(skiff_bin()))
+    }
+
+    /// Drives another copy of the binary.
+    pub fn with_binary(bin: PathBuf) -> Skiff {
         let root = scratch().join(unique_id("root"));
-        Skiff { root }
+        Skiff { root, bin }
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(skiff_bin());
+        let mut cmd = Command::new(&self.bin);
         cmd.arg("--root").arg(&self.root).args(args);
         cmd.stdin(Stdio::null());
         cmd
@@ -418,5 +424,79 @@ pub fn give_fd3(cmd: &mut Command, file: &std::fs::File) {
                 Err(std::io::Error::last_os_error())
             }
         });
+    }
+}
+
+/// A seccomp user-notification agent's side of the kernel interface.
+pub mod notify {
+    use std::os::fd::{AsRawFd, BorrowedFd};
+
+    const SECCOMP_IOCTL_NOTIF_RECV: libc::c_ulong = 0xc0502100;
+    const SECCOMP_IOCTL_NOTIF_SEND: libc::c_ulong = 0xc0182101;
+    /// Lets the syscall run as if no filter had stopped it.
+    pub const FLAG_CONTINUE: u32 = 1;
+
+    #[repr(C)]
+    pub struct Data {
+        pub nr: i32,
+        pub arch: u32,
+        pub ip: u64,
+        pub args: [u64; 6],
+    }
+
+    /// `struct seccomp_notif`.
+    #[repr(C)]
+    pub struct Notif {
+        pub id: u64,
+        pub pid: u32,
+        pub flags: u32,
+        pub data: Data,
+    }
+
+    /// `struct seccomp_notif_resp`.
+    #[repr(C)]
+    pub struct Resp {
+        pub id: u64,
+        pub val: i64,
+        pub error: i32,
+        pub flags: u32,
+    }
+
+    /// Waits for the next notification on `listener`.
+    pub fn recv(listener: BorrowedFd<'_>) -> std::io::Result<Notif> {
+        // SAFETY: seccomp_notif is plain integers; all-zero is what
+        // NOTIF_RECV requires.
+        let mut notif: Notif = unsafe { std::mem::zeroed() };
+        // SAFETY: NOTIF_RECV fills a seccomp_notif we own.
+        let r = unsafe { libc::ioctl(listener.as_raw_fd(), SECCOMP_IOCTL_NOTIF_RECV, &mut notif) };
+        if r == 0 {
+            Ok(notif)
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// Answers a notification.
+    pub fn send(listener: BorrowedFd<'_>, resp: &Resp) -> std::io::Result<()> {
+        // SAFETY: NOTIF_SEND reads a seccomp_notif_resp we own.
+        let r = unsafe { libc::ioctl(listener.as_raw_fd(), SECCOMP_IOCTL_NOTIF_SEND, resp) };
+        if r == 0 {
+            Ok(())
+        } else {
+            Err(std::io::Error::last_os_error())
+        }
+    }
+
+    /// Lets notification `id` go on.
+    pub fn continue_(listener: BorrowedFd<'_>, id: u64) -> std::io::Result<()> {
+        send(
+            listener,
+            &Resp {
+                id,
+                val: 0,
+                error: 0,
+                flags: FLAG_CONTINUE,
+            },
+        )
     }
 }
