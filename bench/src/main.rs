@@ -2,7 +2,10 @@
 //! runtimes installed next to it (crun, runc), on one busybox bundle with
 //! state on tmpfs. Prints medians, p90 and ratios to crun.
 //!
-//! Usage: skiff-bench [--skiff PATH] [--runs N] [--busybox PATH]
+//! Usage: skiff-bench [--skiff PATH] [--baseline PATH] [--runs N] [--busybox PATH]
+//!
+//! `--baseline` adds another skiff build (say, the last release) to the
+//! same interleaved run, to measure what a change costs.
 //!
 //! crun 1.8.1 refuses hybrid cgroup hosts, so the benchmark runs every
 //! runtime in a private mount namespace where the cgroup2 mount at
@@ -174,15 +177,19 @@ fn linked(path: &Path) -> String {
 fn main() {
     let mut args = std::env::args().skip(1);
     let mut skiff = None;
+    let mut baseline = None;
     let mut runs = 50usize;
     let mut busybox = PathBuf::from("/bin/busybox");
     while let Some(a) = args.next() {
         match a.as_str() {
             "--skiff" => skiff = args.next().map(PathBuf::from),
+            "--baseline" => baseline = args.next().map(PathBuf::from),
             "--runs" => runs = args.next().and_then(|n| n.parse().ok()).unwrap_or(runs),
             "--busybox" => busybox = args.next().map(PathBuf::from).unwrap_or(busybox),
             _ => {
-                eprintln!("usage: skiff-bench [--skiff PATH] [--runs N] [--busybox PATH]");
+                eprintln!(
+                    "usage: skiff-bench [--skiff PATH] [--baseline PATH] [--runs N] [--busybox PATH]"
+                );
                 std::process::exit(2);
             }
         }
@@ -195,6 +202,12 @@ fn main() {
         name: "skiff",
         path: skiff,
     }];
+    if let Some(path) = baseline {
+        runtimes.push(Runtime {
+            name: "baseline",
+            path,
+        });
+    }
     for name in ["crun", "runc"] {
         match which(name) {
             Some(path) => runtimes.push(Runtime { name, path }),

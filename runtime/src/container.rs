@@ -239,6 +239,7 @@ impl Container {
             console: opts.console,
             preserve_fds: opts.preserve_fds,
             sigmask: opts.sigmask,
+            frozen_ok: opts.ignore_paused,
         };
         let record = if opts.sub_cgroups.is_empty() {
             self.stored.cgroup.clone()

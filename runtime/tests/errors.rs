@@ -348,3 +348,26 @@ fn an_init_killed_during_setup_is_named_with_its_step() {
         ],
     );
 }
+
+#[test]
+fn a_cgroup_frozen_during_setup_fails_the_create() {
+    require_root!();
+    // A createContainer hook (in the container's cgroup) freezes that
+    // cgroup, itself and the init with it: the runtime must not wait for
+    // them forever.
+    let skiff = Skiff::new();
+    let id = support::unique_id("frozen");
+    let freeze = format!(
+        "echo FROZEN > /sys/fs/cgroup/freezer/skiff/{id}/freezer.state 2>/dev/null \
+         || echo 1 > /sys/fs/cgroup/skiff/{id}/cgroup.freeze"
+    );
+    let mut b = Bundle::new(&["true"]);
+    b.config["hooks"] = json!({"createContainer": [
+        {"path": "/bin/sh", "args": ["sh", "-c", freeze]}
+    ]});
+    skiff.create(&b, &id).fails_with(&[
+        "container's cgroup unexpectedly frozen",
+        "while running createContainer hooks",
+    ]);
+    assert_nothing_left(&skiff, &id);
+}

@@ -320,7 +320,8 @@ fn memfd_noexec_hosts_run_containers() {
     let b = Bundle::new(&["sh", "-c", "echo ran"]);
     b.write();
     let id = support::unique_id("memfd-noexec");
-    let script = "echo 2 > /proc/sys/vm/memfd_noexec && cat /proc/sys/vm/memfd_noexec && exec \"$@\"";
+    let script =
+        "echo 2 > /proc/sys/vm/memfd_noexec && cat /proc/sys/vm/memfd_noexec && exec \"$@\"";
     let out = std::process::Command::new("unshare")
         .args(["--pid", "--fork", "--mount-proc", "sh", "-c", script, "sh"])
         .arg(&skiff.bin)

@@ -17,7 +17,10 @@ use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 use super::channel::{self, Channel, ChannelError, ToParent};
 use super::phase::{self, Phase, ProcessError};
 use super::progress::{Progress, Step};
-use super::{hand_listener_to_agent, next_message, restore_namespaces, sys, why_gone, SpawnError};
+use super::{
+    hand_listener_to_agent, kill_child, next_message, restore_namespaces, sys, why_gone,
+    SpawnError, Watch,
+};
 use crate::cgroups::{CgroupError, Manager};
 use crate::namespaces::{self, NamespaceError};
 use crate::procfs::{PrivateProc, ProcError};
@@ -41,6 +44,9 @@ pub struct ExecRequest<'a> {
     pub console: Option<BorrowedFd<'a>>,
     pub preserve_fds: u32,
     pub sigmask: Option<SigSet>,
+    /// `--ignore-paused`: the container may be frozen while the process
+    /// starts (it runs on resume).
+    pub frozen_ok: bool,
 }
 
 /// The started process.
@@ -188,8 +194,14 @@ pub fn exec(req: &ExecRequest<'_>, cgroup: &mut dyn Manager) -> Result<Execd, Sp
         Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop(child_end);
+    let watch = Watch {
+        progress: &progress,
+        cgroup: &*cgroup,
+        frozen_ok: req.frozen_ok,
+        who: "exec process",
+    };
     let driven =
-        match drive(req, pid, &parent_end, &progress) {
+        match drive(req, pid, &parent_end, &watch) {
             Err(SpawnError::Channel(ChannelError::Send(_) | ChannelError::Closed)) => Err(
                 why_gone(&parent_end, Some(&pidfd), true, &progress, "exec process"),
             ),
@@ -198,8 +210,7 @@ pub fn exec(req: &ExecRequest<'_>, cgroup: &mut dyn Manager) -> Result<Execd, Sp
     match driven {
         Ok(()) => Ok(Execd { pid, pidfd }),
         Err(e) => {
-            let _ = syscalls::pidfd_send_signal(pidfd.as_fd(), libc::SIGKILL);
-            let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+            kill_child(pidfd.as_fd(), Some(pid), &*cgroup);
             Err(e)
         }
     }
@@ -211,11 +222,11 @@ fn drive(
     req: &ExecRequest<'_>,
     pid: libc::pid_t,
     channel: &Channel,
-    progress: &Progress,
+    watch: &Watch<'_>,
 ) -> Result<(), SpawnError> {
     let mut execing = false;
     loop {
-        let (msg, fd) = match next_message(channel, progress, "exec process") {
+        let (msg, fd) = match next_message(channel, watch) {
             Ok(m) => m,
             Err(SpawnError::Channel(ChannelError::Closed)) if execing => return Ok(()),
             Err(e) => return Err(e),

@@ -67,14 +67,13 @@ pub enum SpawnError {
         how: String,
         step: Step,
     },
-    /// A child that stopped making progress (a frozen cgroup, a hung
-    /// mount); it has been killed.
-    #[error("the container {who} {why} while {}; killed it", step.describe())]
-    Stalled {
-        who: &'static str,
-        why: String,
-        step: Step,
-    },
+    /// A child that stopped making progress (a hung mount, say); it has
+    /// been killed.
+    #[error("the container {who} made no progress for {} s while {}; killed it", STEP_BOUND.as_secs(), step.describe())]
+    Stalled { who: &'static str, step: Step },
+    /// Someone froze the container's cgroup while the child was setting up.
+    #[error("container's cgroup unexpectedly frozen: the container {who} cannot run while {}; killed it", step.describe())]
+    Frozen { who: &'static str, step: Step },
 }
 
 fn sys(what: &'static str) -> impl FnOnce(Errno) -> SpawnError {
@@ -212,7 +211,7 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
     match result {
         Ok(()) => {}
         Err(e) => {
-            init.kill();
+            init.kill(cgroup.as_ref());
             let _ = cgroup.destroy();
             if init.pid > 0 {
                 let state = hook_state(req, init.pid, "stopped");
@@ -273,28 +272,44 @@ pub(crate) fn compile_seccomp(
 /// on it. Hooks are not bounded here: they have their own timeouts.
 const STEP_BOUND: std::time::Duration = std::time::Duration::from_secs(120);
 
+/// What the runtime watches while it waits for a child.
+pub(crate) struct Watch<'a> {
+    pub progress: &'a Progress,
+    pub cgroup: &'a dyn Manager,
+    /// `exec --ignore-paused`: a frozen cgroup is expected, and time spent
+    /// frozen does not count.
+    pub frozen_ok: bool,
+    pub who: &'static str,
+}
+
 /// The child's next message. Every wait is bounded: a child that dies
-/// closes the channel, and one that stays in a step longer than
-/// `STEP_BOUND` (hooks excepted) is reported as stalled.
+/// closes the channel, one whose cgroup is frozen cannot go on, and one
+/// that stays in a step longer than `STEP_BOUND` (hooks excepted) is
+/// reported as stalled.
 fn next_message(
     channel: &Channel,
-    progress: &Progress,
-    who: &'static str,
+    watch: &Watch<'_>,
 ) -> Result<(ToParent, Option<OwnedFd>), SpawnError> {
     let tick = std::time::Duration::from_secs(1);
-    let mut step = progress.get();
+    let mut step = watch.progress.get();
     let mut since = std::time::Instant::now();
     loop {
         if let Some(message) = channel.recv_with_fd_within::<ToParent>(tick)? {
             return Ok(message);
         }
-        let now = progress.get();
-        if now != step {
+        let now = watch.progress.get();
+        let frozen = watch.cgroup.frozen();
+        if frozen && !watch.frozen_ok {
+            return Err(SpawnError::Frozen {
+                who: watch.who,
+                step: now,
+            });
+        }
+        if now != step || frozen {
             (step, since) = (now, std::time::Instant::now());
         } else if !step.runs_hooks() && since.elapsed() >= STEP_BOUND {
             return Err(SpawnError::Stalled {
-                who,
-                why: format!("made no progress for {} s", STEP_BOUND.as_secs()),
+                who: watch.who,
                 step,
             });
         }
@@ -357,15 +372,27 @@ struct Init {
 
 impl Init {
     /// Kills the init (if any) and waits until it is gone.
-    fn kill(&mut self) {
+    fn kill(&mut self, cgroup: &dyn Manager) {
         if let Some(fd) = &self.pidfd {
-            let _ = syscalls::pidfd_send_signal(fd.as_fd(), libc::SIGKILL);
-            if self.ours {
-                let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(self.pid), None);
-            } else {
-                let _ = crate::container::wait_exit(fd.as_fd(), None);
-            }
+            kill_child(fd.as_fd(), self.ours.then_some(self.pid), cgroup);
         }
+    }
+}
+
+/// Kills a child of the runtime (`pid` when we can reap it) and waits,
+/// bounded, until it is gone. A frozen cgroup holds back even SIGKILL on
+/// cgroup v1, so it is thawed first.
+fn kill_child(pidfd: BorrowedFd<'_>, pid: Option<libc::pid_t>, cgroup: &dyn Manager) {
+    let _ = syscalls::pidfd_send_signal(pidfd, libc::SIGKILL);
+    if cgroup.frozen() {
+        let _ = cgroup.freeze(false);
+    }
+    let _ = crate::container::wait_exit(pidfd, Some(std::time::Duration::from_secs(10)));
+    if let Some(pid) = pid {
+        let _ = nix::sys::wait::waitpid(
+            nix::unistd::Pid::from_raw(pid),
+            Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+        );
     }
 }
 
@@ -533,6 +560,12 @@ fn clone_and_drive(
         Ok(())
     };
     let spec_hooks = config.spec.hooks().as_ref();
+    let watch = Watch {
+        progress: config.progress,
+        cgroup,
+        frozen_ok: false,
+        who: "init",
+    };
     let mut drive = || -> Result<(), SpawnError> {
         if single {
             // The init's namespaces exist as soon as clone3 returns: no
@@ -540,7 +573,7 @@ fn clone_and_drive(
             setup()?;
         }
         loop {
-            let (msg, fd) = next_message(&parent_end, config.progress, "init")?;
+            let (msg, fd) = next_message(&parent_end, &watch)?;
             if let (ToParent::SeccompListener, Some(fd)) = (&msg, fd) {
                 let state = hook_state(req, init.pid, "creating");
                 hand_listener_to_agent(config.spec, init.pid, &state, fd)?;
