@@ -2,7 +2,7 @@
 //! the cgroup2 mount is one more hierarchy the process is placed in.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
 
@@ -121,10 +121,19 @@ impl Manager for V1 {
                 }
             };
             let is_cpuset = dir.subsystems.split(',').any(|s| s == "cpuset");
+            let levels: Vec<PathBuf> = dir
+                .path
+                .ancestors()
+                .take_while(|p| *p != dir.mount)
+                .map(Path::to_path_buf)
+                .collect();
             self.record.dirs[i].created = created;
             if is_cpuset {
-                for d in self.record.dirs[i].created.clone() {
-                    if let Err(e) = inherit_cpuset(&d) {
+                // Every level, outermost first, not only those made here:
+                // a parent another container has just made may not have
+                // its cpus and mems yet.
+                for d in levels.iter().rev() {
+                    if let Err(e) = inherit_cpuset(d) {
                         let _ = self.destroy();
                         return Err(e);
                     }
