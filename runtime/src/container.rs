@@ -132,7 +132,8 @@ impl Container {
             sigmask: opts.sigmask,
             console: opts.console.as_ref().map(AsFd::as_fd),
         };
-        let spawned = spawn::spawn(&request)?;
+        let linux = bundle.spec.linux().as_ref();
+        let cgroup = cgroups::for_container(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
         let spec_hooks = bundle.spec.hooks().as_ref();
         let kept_hooks = spec_hooks.map(|h| {
             let mut kept = oci_spec::runtime::Hooks::default();
@@ -140,18 +141,27 @@ impl Container {
             kept.set_poststop(h.poststop().clone());
             kept
         });
-        let stored = Stored {
+        // Written before anything exists outside this directory: if skiff
+        // is killed from here on, `delete` finds the cgroup (and the init
+        // in it) to remove. A pid of 0 reads as stopped.
+        let mut stored = Stored {
             id: id.to_string(),
-            pid: spawned.pid,
-            start_time: spawned.start_time,
+            pid: 0,
+            start_time: 0,
             bundle: bundle.dir.clone(),
             rootfs: bundle.rootfs.clone(),
             created: crate::timestamp::now_nanos(),
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-            cgroup: spawned.cgroup.record().clone(),
-            own_pid_ns: spawned.own_pid_ns,
+            cgroup: cgroups::to_be_created(cgroup.record()),
+            own_pid_ns: false,
             hooks: kept_hooks,
         };
+        state::save(dir, &stored)?;
+        let spawned = spawn::spawn(&request, cgroup)?;
+        stored.pid = spawned.pid;
+        stored.start_time = spawned.start_time;
+        stored.cgroup = spawned.cgroup.record().clone();
+        stored.own_pid_ns = spawned.own_pid_ns;
         let container = Container {
             dir: dir.to_path_buf(),
             stored,
@@ -354,7 +364,9 @@ impl Container {
         if self.stored.own_pid_ns {
             return Ok(());
         }
-        // Without a pid namespace, children of the init survive it.
+        // Without a pid namespace, children of the init survive it (and a
+        // create killed before it recorded the init left the init unnamed,
+        // with `own_pid_ns` still false).
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let pids = cgroup.procs().unwrap_or_default();

@@ -371,3 +371,63 @@ fn a_cgroup_frozen_during_setup_fails_the_create() {
     ]);
     assert_nothing_left(&skiff, &id);
 }
+
+/// A state root on a tmpfs of its own, mounted with `options`.
+fn state_on_tmpfs(options: &str) -> (Skiff, std::path::PathBuf) {
+    let mnt = std::env::temp_dir().join(support::unique_id("state-tmpfs"));
+    std::fs::create_dir_all(&mnt).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        &mnt,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        Some(options),
+    )
+    .unwrap();
+    let mut skiff = Skiff::new();
+    skiff.root = mnt.join("state");
+    (skiff, mnt)
+}
+
+#[test]
+fn a_full_state_directory_fails_cleanly() {
+    require_root!();
+    let (skiff, mnt) = state_on_tmpfs("size=64k");
+    std::fs::create_dir_all(&skiff.root).unwrap();
+    // Fill it: nothing more can be written there.
+    let filler = vec![0u8; 4096];
+    let mut f = std::fs::File::create(mnt.join("filler")).unwrap();
+    while std::io::Write::write_all(&mut f, &filler).is_ok() {}
+    drop(f);
+    let id = support::unique_id("full-state");
+    let b = Bundle::new(&["true"]);
+    skiff
+        .create(&b, &id)
+        .fails_with(&[skiff.root.to_str().unwrap(), "No space left on device"]);
+    assert_nothing_left(&skiff, &id);
+    nix::mount::umount(&mnt).unwrap();
+    std::fs::remove_dir(&mnt).unwrap();
+}
+
+#[test]
+fn a_read_only_state_directory_fails_cleanly() {
+    require_root!();
+    let (skiff, mnt) = state_on_tmpfs("size=64k");
+    std::fs::create_dir_all(&skiff.root).unwrap();
+    nix::mount::mount(
+        None::<&str>,
+        &mnt,
+        None::<&str>,
+        nix::mount::MsFlags::MS_REMOUNT | nix::mount::MsFlags::MS_RDONLY,
+        None::<&str>,
+    )
+    .unwrap();
+    let id = support::unique_id("ro-state");
+    let b = Bundle::new(&["true"]);
+    skiff
+        .create(&b, &id)
+        .fails_with(&[skiff.root.to_str().unwrap(), "Read-only file system"]);
+    assert_nothing_left(&skiff, &id);
+    nix::mount::umount(&mnt).unwrap();
+    std::fs::remove_dir(&mnt).unwrap();
+}

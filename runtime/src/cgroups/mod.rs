@@ -371,19 +371,33 @@ pub fn from_record(record: Record) -> Box<dyn Manager> {
     }
 }
 
+/// The directories from `mount` down to `dir` that do not exist yet,
+/// outermost first.
+fn missing_dirs(mount: &Path, dir: &Path) -> Vec<PathBuf> {
+    let mut missing: Vec<PathBuf> = dir
+        .ancestors()
+        .take_while(|d| *d != mount && !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    missing.reverse();
+    missing
+}
+
+/// The record as it will be once `Manager::create` has made what is
+/// missing now: what a runtime killed in the middle of creating must find
+/// in the container's state for `delete` to remove.
+pub fn to_be_created(record: &Record) -> Record {
+    let mut planned = record.clone();
+    for d in &mut planned.dirs {
+        d.created = missing_dirs(&d.mount, &d.path);
+    }
+    planned
+}
+
 /// Creates `dir` and any missing parents below `mount`, returning the
 /// directories that did not exist before, outermost first.
 fn mkdir_all(mount: &Path, dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
-    let mut missing = Vec::new();
-    let mut cur = dir;
-    while cur != mount && !cur.exists() {
-        missing.push(cur.to_path_buf());
-        match cur.parent() {
-            Some(p) => cur = p,
-            None => break,
-        }
-    }
-    missing.reverse();
+    let missing = missing_dirs(mount, dir);
     let mut created = Vec::with_capacity(missing.len());
     for d in missing {
         match std::fs::create_dir(&d) {

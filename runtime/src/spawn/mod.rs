@@ -104,9 +104,10 @@ pub struct Spawned {
     pub own_pid_ns: bool,
 }
 
-/// Creates the container's init. On failure nothing is left: no process,
-/// no cgroup (the caller removes the state directory).
-pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
+/// Creates the container's init in `cgroup` (made here). On failure
+/// nothing is left: no process, no cgroup (the caller removes the state
+/// directory).
+pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned, SpawnError> {
     let spec = &req.bundle.spec;
     let process = spec.process().as_ref().ok_or(SpawnError::Sys {
         what: "process",
@@ -140,8 +141,6 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
 
     let linux = spec.linux().as_ref();
     let filter = compile_seccomp(linux.and_then(|l| l.seccomp().as_ref()))?;
-    let mut cgroup =
-        cgroups::for_container(linux.and_then(|l| l.cgroups_path().as_deref()), req.id)?;
     cgroup.create()?;
     if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
         let config_devices = linux
