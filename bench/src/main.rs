@@ -237,19 +237,26 @@ fn main() {
         timed(runtime_cmd(
             rt,
             &state,
-            &["run", "-d", "--bundle", sleeper.to_str().unwrap(), "target"],
+            &[
+                "run",
+                "-d",
+                "--bundle",
+                sleeper.to_str().unwrap(),
+                &format!("{}-target", rt.name),
+            ],
         ));
     }
     let warmup = 5;
     for i in 0..runs + warmup {
         for (r, rt) in runtimes.iter().enumerate() {
-            let id = format!("b{i}");
+            // Ids per runtime: two skiff builds share default cgroup paths.
+            let id = format!("{}-b{i}", rt.name);
             let (t, rss) = timed(runtime_cmd(
                 rt,
                 &state,
                 &["run", "--bundle", bundle.to_str().unwrap(), &id],
             ));
-            let life = lifecycle(rt, &state, &bundle, &format!("l{i}"));
+            let life = lifecycle(rt, &state, &bundle, &format!("{}-l{i}", rt.name));
             let (limits, _) = timed(runtime_cmd(
                 rt,
                 &state,
@@ -257,10 +264,11 @@ fn main() {
                     "run",
                     "--bundle",
                     limited.to_str().unwrap(),
-                    &format!("m{i}"),
+                    &format!("{}-m{i}", rt.name),
                 ],
             ));
-            let (exec, _) = timed(runtime_cmd(rt, &state, &["exec", "target", "/bin/true"]));
+            let target = format!("{}-target", rt.name);
+            let (exec, _) = timed(runtime_cmd(rt, &state, &["exec", &target, "/bin/true"]));
             if i >= warmup {
                 exec_ms[r].push(exec.as_secs_f64() * 1e3);
                 run_ms[r].push(t.as_secs_f64() * 1e3);
@@ -318,7 +326,8 @@ fn main() {
         );
     }
     for rt in &runtimes {
-        timed(runtime_cmd(rt, &state, &["delete", "--force", "target"]));
+        let target = format!("{}-target", rt.name);
+        timed(runtime_cmd(rt, &state, &["delete", "--force", &target]));
     }
     let _ = nix::mount::umount2(&state, MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir_all(&work);

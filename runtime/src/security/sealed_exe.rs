@@ -68,14 +68,20 @@ pub fn ensure() -> Result<(), SealError> {
         Mode::empty(),
     )
     .map_err(sys("opening /proc/self/exe"))?;
+    let sealed = is_sealed(exe.as_fd());
     if std::env::var_os(MARKER).is_some() {
         // Children (hooks, the container) must not inherit it.
         std::env::remove_var(MARKER);
-        return if is_sealed(exe.as_fd()) {
+        return if sealed {
             Ok(())
         } else {
             Err(SealError::NotSealed)
         };
+    }
+    // Started from a sealed copy already (by a caller that keeps one):
+    // nothing to do.
+    if sealed {
+        return Ok(());
     }
     let copy = match overlay_copy(exe.as_fd()) {
         Ok(fd) => fd,
