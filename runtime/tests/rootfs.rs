@@ -395,3 +395,179 @@ fn tmpcopyup_fills_the_tmpfs_from_the_image() {
     // The write went to the tmpfs, not the image.
     assert!(!b.rootfs.join("run/new").exists());
 }
+
+/// Mount points in this process's mount namespace at or under `dir`.
+fn mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let dir = dir.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|mp| *mp == dir || mp.starts_with(&format!("{dir}/")))
+        .map(String::from)
+        .collect()
+}
+
+/// Runs `b`, which must fail with one error line holding every fragment,
+/// and checks that nothing is left: no state, cgroup, process or mount.
+fn refused(b: &Bundle, fragments: &[&str]) {
+    let skiff = Skiff::new();
+    let id = support::unique_id("refused");
+    skiff.run_bundle(b, &id).fails_with(fragments);
+    support::assert_nothing_left(&skiff, &id);
+    assert_eq!(mounts_under(&b.dir), Vec::<String>::new());
+}
+
+/// A private rootfs whose `path` (absolute in the container) is replaced
+/// by a symlink to `target`; `target`, when it is a directory of the
+/// rootfs, is made (empty).
+fn with_symlink(args: &[&str], path: &str, target: &str) -> Bundle {
+    let b = Bundle::own_rootfs(args);
+    let at = b.rootfs.join(path.trim_start_matches('/'));
+    let _ = std::fs::remove_dir(&at);
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(target, &at).unwrap();
+    let resolved = at.parent().unwrap().join(target.trim_start_matches('/'));
+    let inside = if target.starts_with('/') {
+        b.rootfs.join(target.trim_start_matches('/'))
+    } else {
+        resolved
+    };
+    if !target.contains("nowhere") {
+        std::fs::create_dir_all(inside).unwrap();
+    }
+    b
+}
+
+/// Drops the `mounts` entries at these destinations.
+fn without_mounts(b: &mut Bundle, destinations: &[&str]) {
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| !destinations.contains(&m["destination"].as_str().unwrap()));
+}
+
+#[test]
+fn proc_and_sys_must_not_be_symlinks() {
+    require_root!();
+    // CVE-2019-19921 / CVE-2023-27561: procfs or sysfs mounted through a
+    // symlink lands somewhere else. runc 1.1.5 refuses each of these with
+    // `filesystem "proc" must be mounted on ordinary directory`.
+    for dir in ["proc", "sys"] {
+        let kind = if dir == "proc" { "proc" } else { "sysfs" };
+        for target in ["/evil", "evil", "/nowhere"] {
+            let b = with_symlink(&["true"], &format!("/{dir}"), target);
+            refused(
+                &b,
+                &[
+                    &format!("({kind} on /{dir})"),
+                    &format!("/{dir} is a symlink"),
+                    &format!("{kind} must be mounted on a real directory"),
+                ],
+            );
+            let evil = b.rootfs.join("evil");
+            if evil.exists() {
+                assert_eq!(std::fs::read_dir(&evil).unwrap().count(), 0, "{target}");
+            }
+            assert!(!b.rootfs.join("nowhere").exists());
+        }
+    }
+    // A symlink above the destination is refused too, and named.
+    let mut b = with_symlink(&["true"], "/foo", "evil");
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/foo/proc", "type": "proc", "source": "proc"}));
+    refused(&b, &["(proc on /foo/proc)", "/foo is a symlink"]);
+    assert!(!b.rootfs.join("evil/proc").exists());
+    // Not a directory at all.
+    let b = Bundle::own_rootfs(&["true"]);
+    std::fs::remove_dir(b.rootfs.join("proc")).unwrap();
+    std::fs::write(b.rootfs.join("proc"), "").unwrap();
+    refused(&b, &["(proc on /proc)", "/proc is not a directory"]);
+}
+
+#[test]
+fn dev_must_not_be_a_symlink() {
+    require_root!();
+    // skiff makes the device nodes, /dev/ptmx and the masks' /dev/null by
+    // name in /dev. runc 1.1.5 fails on an absolute /dev symlink (its ptmx
+    // link goes to the host path) and follows a relative one.
+    for target in ["/evil", "evil"] {
+        let b = with_symlink(&["true"], "/dev", target);
+        refused(&b, &["(tmpfs on /dev)", "/dev is a symlink"]);
+        // Without mounts there, the nodes go into the image's /dev.
+        let mut b = with_symlink(&["true"], "/dev", target);
+        without_mounts(&mut b, &["/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"]);
+        refused(&b, &["/dev is a symlink", "/dev must be a real directory"]);
+        assert_eq!(std::fs::read_dir(b.rootfs.join("evil")).unwrap().count(), 0);
+    }
+}
+
+#[test]
+fn runtime_mount_points_must_not_be_symlinks() {
+    require_root!();
+    // Without a /dev tmpfs the image's /dev holds the mount points; skiff
+    // fills /dev, so nothing there may be a symlink (runc and crun follow
+    // these inside the rootfs).
+    for (dest, kind) in [
+        ("/dev/pts", "devpts"),
+        ("/dev/shm", "tmpfs"),
+        ("/dev/mqueue", "mqueue"),
+    ] {
+        let mut b = with_symlink(&["true"], dest, "/evil");
+        without_mounts(&mut b, &["/dev"]);
+        refused(
+            &b,
+            &[
+                &format!("({kind} on {dest})"),
+                &format!("{dest} is a symlink"),
+            ],
+        );
+    }
+    // devpts and mqueue are pinned wherever /dev comes from.
+    let mut b = with_symlink(&["true"], "/dev/pts", "/evil");
+    without_mounts(&mut b, &["/dev"]);
+    b.config["mounts"].as_array_mut().unwrap().insert(
+        0,
+        json!({"destination": "/dev", "type": "bind", "source": b.rootfs.join("dev"), "options": ["rbind"]}),
+    );
+    refused(&b, &["(devpts on /dev/pts)", "/dev/pts is a symlink"]);
+    // Cgroup mounts, with and without a symlink above them.
+    for link in ["/sys/fs/cgroup", "/sys/fs"] {
+        let mut b = with_symlink(&["true"], link, "/evil");
+        without_mounts(&mut b, &["/sys"]);
+        refused(
+            &b,
+            &[
+                "(cgroup on /sys/fs/cgroup)",
+                &format!("{link} is a symlink"),
+            ],
+        );
+    }
+}
+
+#[test]
+fn dev_console_is_never_reached_through_a_symlink() {
+    require_root!();
+    // The pty is bound over /dev/console; through an image's symlink it
+    // would land on whatever the link names.
+    let skiff = Skiff::new();
+    let id = support::unique_id("console");
+    let mut b = with_symlink(&["true"], "/dev/console", "/evil/console");
+    std::fs::remove_dir(b.rootfs.join("evil/console")).unwrap();
+    std::fs::write(b.rootfs.join("evil/console"), "").unwrap();
+    without_mounts(&mut b, &["/dev"]);
+    b.config["process"]["terminal"] = json!(true);
+    b.write();
+    let out = skiff
+        .command(&["run", "--bundle", b.dir.to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("/dev/console is a symlink"), "{stderr}");
+    support::assert_nothing_left(&skiff, &id);
+    assert_eq!(mounts_under(&b.dir), Vec::<String>::new());
+}

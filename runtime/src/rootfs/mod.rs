@@ -33,6 +33,8 @@ pub enum RootfsError {
     Propagation(Errno),
     #[error("root.path: binding {path} onto itself: {source}")]
     BindRoot { path: String, source: Errno },
+    #[error("{0}: /dev must be a real directory (skiff fills it)")]
+    Dev(String),
     #[error(transparent)]
     Mount(#[from] MountError),
     #[error(transparent)]
@@ -117,6 +119,7 @@ pub fn prepare(setup: &Setup<'_>) -> Result<OwnedFd, RootfsError> {
     let root = syscalls::open_tree(None, setup.rootfs, flags).map_err(bind_err)?;
     syscalls::move_mount_to_path(root.as_fd(), setup.rootfs).map_err(bind_err)?;
 
+    let dev_is_ours = manages_dev(spec);
     for (index, m) in spec
         .mounts()
         .as_deref()
@@ -124,10 +127,14 @@ pub fn prepare(setup: &Setup<'_>) -> Result<OwnedFd, RootfsError> {
         .iter()
         .enumerate()
     {
-        mount::mount_entry(root.as_fd(), index, m, &setup.mount)?;
+        mount::mount_entry(root.as_fd(), index, m, &setup.mount, dev_is_ours)?;
     }
 
-    if manages_dev(spec) {
+    if dev_is_ours {
+        // The nodes and links below are made by name in /dev, and masks
+        // and the console rely on them being there.
+        resolve::mkdir_all_real(root.as_fd(), Path::new("/dev"))
+            .map_err(|e| RootfsError::Dev(e.describe()))?;
         let mut nodes: Vec<(String, devices::Node)> = devices::default_nodes()
             .into_iter()
             .map(|n| ("default device".to_string(), n))
