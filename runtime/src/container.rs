@@ -12,6 +12,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use crate::bundle::Bundle;
 use crate::cgroups::{self, CgroupError, Manager};
 use crate::hooks;
+use crate::rootfs;
 use crate::spawn::{self, SpawnError};
 use crate::state::{self, OciState, Root, StateError, Status, Stored};
 use crate::syscalls;
@@ -122,6 +123,7 @@ impl Container {
         bundle: &Bundle,
         opts: &CreateOptions<'_>,
     ) -> Result<(Container, OwnedFd), ContainerError> {
+        rootfs::check_no_pivot(&bundle.spec, opts.no_pivot).map_err(SpawnError::from)?;
         let request = spawn::Request {
             id,
             bundle,

@@ -218,6 +218,29 @@ pub fn mount_setattr_fd(fd: BorrowedFd<'_>, recursive: bool, attr: MountAttr) ->
     )
 }
 
+/// The id of the mount `fd` is on (`statx` with STATX_MNT_ID): the first
+/// field of that mount's line in mountinfo.
+pub fn mount_id(fd: BorrowedFd<'_>) -> nix::Result<u64> {
+    let mut st = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: valid fd, an empty C string and a statx buffer we own.
+    let ret = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            st.as_mut_ptr(),
+        )
+    };
+    check(ret.into())?;
+    // SAFETY: statx succeeded and filled the buffer (zeroed before).
+    let st = unsafe { st.assume_init() };
+    if st.stx_mask & libc::STATX_MNT_ID == 0 {
+        return Err(Errno::ENOSYS);
+    }
+    Ok(st.stx_mnt_id)
+}
+
 /// `mount_setattr(2)` making a detached mount id-mapped through the user
 /// namespace `userns`.
 pub fn mount_setattr_idmap(

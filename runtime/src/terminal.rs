@@ -173,8 +173,10 @@ fn mount_dev_console(pty: &Pty) -> Result<(), TerminalError> {
         nix::sys::stat::Mode::empty(),
     )
     .map_err(fail("open /"))?;
-    let console = resolve::ensure_file(root.as_fd(), Path::new("/dev/console"))
-        .map_err(fail("/dev/console"))?;
+    // Never through a symlink: the pty must not land on whatever the
+    // image points /dev/console at.
+    let console = resolve::ensure_file_real(root.as_fd(), Path::new("/dev/console"))
+        .map_err(|e| fail(e.describe())(e.source))?;
     let tree = syscalls::open_tree(
         Some(pty.peer.as_fd()),
         "",

@@ -377,3 +377,453 @@ fn tmpcopyup_fills_the_tmpfs_from_the_image() {
     // The write went to the tmpfs, not the image.
     assert!(!b.rootfs.join("run/new").exists());
 }
+
+/// Mount points in this process's mount namespace at or under `dir`.
+fn mounts_under(dir: &std::path::Path) -> Vec<String> {
+    let dir = dir.to_str().unwrap();
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|mp| *mp == dir || mp.starts_with(&format!("{dir}/")))
+        .map(String::from)
+        .collect()
+}
+
+/// Runs `b`, which must fail with one error line holding every fragment,
+/// and checks that nothing is left: no state, cgroup, process or mount.
+fn refused(b: &Bundle, fragments: &[&str]) {
+    let skiff = Skiff::new();
+    let id = support::unique_id("refused");
+    skiff.run_bundle(b, &id).fails_with(fragments);
+    support::assert_nothing_left(&skiff, &id);
+    assert_eq!(mounts_under(&b.dir), Vec::<String>::new());
+}
+
+/// A private rootfs whose `path` (absolute in the container) is replaced
+/// by a symlink to `target`; `target`, when it is a directory of the
+/// rootfs, is made (empty).
+fn with_symlink(args: &[&str], path: &str, target: &str) -> Bundle {
+    let b = Bundle::own_rootfs(args);
+    let at = b.rootfs.join(path.trim_start_matches('/'));
+    let _ = std::fs::remove_dir(&at);
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(target, &at).unwrap();
+    let resolved = at.parent().unwrap().join(target.trim_start_matches('/'));
+    let inside = if target.starts_with('/') {
+        b.rootfs.join(target.trim_start_matches('/'))
+    } else {
+        resolved
+    };
+    if !target.contains("nowhere") {
+        std::fs::create_dir_all(inside).unwrap();
+    }
+    b
+}
+
+/// Drops the `mounts` entries at these destinations.
+fn without_mounts(b: &mut Bundle, destinations: &[&str]) {
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|m| !destinations.contains(&m["destination"].as_str().unwrap()));
+}
+
+#[test]
+fn proc_and_sys_must_not_be_symlinks() {
+    require_root!();
+    // CVE-2019-19921 / CVE-2023-27561: procfs or sysfs mounted through a
+    // symlink lands somewhere else. runc 1.1.5 refuses each of these with
+    // `filesystem "proc" must be mounted on ordinary directory`.
+    for dir in ["proc", "sys"] {
+        let kind = if dir == "proc" { "proc" } else { "sysfs" };
+        for target in ["/evil", "evil", "/nowhere"] {
+            let b = with_symlink(&["true"], &format!("/{dir}"), target);
+            refused(
+                &b,
+                &[
+                    &format!("({kind} on /{dir})"),
+                    &format!("/{dir} is a symlink"),
+                    &format!("{kind} must be mounted on a real directory"),
+                ],
+            );
+            let evil = b.rootfs.join("evil");
+            if evil.exists() {
+                assert_eq!(std::fs::read_dir(&evil).unwrap().count(), 0, "{target}");
+            }
+            assert!(!b.rootfs.join("nowhere").exists());
+        }
+    }
+    // A symlink above the destination is refused too, and named.
+    let mut b = with_symlink(&["true"], "/foo", "evil");
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/foo/proc", "type": "proc", "source": "proc"}));
+    refused(&b, &["(proc on /foo/proc)", "/foo is a symlink"]);
+    assert!(!b.rootfs.join("evil/proc").exists());
+    // Not a directory at all.
+    let b = Bundle::own_rootfs(&["true"]);
+    std::fs::remove_dir(b.rootfs.join("proc")).unwrap();
+    std::fs::write(b.rootfs.join("proc"), "").unwrap();
+    refused(&b, &["(proc on /proc)", "/proc is not a directory"]);
+}
+
+#[test]
+fn dev_must_not_be_a_symlink() {
+    require_root!();
+    // skiff makes the device nodes, /dev/ptmx and the masks' /dev/null by
+    // name in /dev. runc 1.1.5 fails on an absolute /dev symlink (its ptmx
+    // link goes to the host path) and follows a relative one.
+    for target in ["/evil", "evil"] {
+        let b = with_symlink(&["true"], "/dev", target);
+        refused(&b, &["(tmpfs on /dev)", "/dev is a symlink"]);
+        // Without mounts there, the nodes go into the image's /dev.
+        let mut b = with_symlink(&["true"], "/dev", target);
+        without_mounts(&mut b, &["/dev", "/dev/pts", "/dev/shm", "/dev/mqueue"]);
+        refused(&b, &["/dev is a symlink", "/dev must be a real directory"]);
+        assert_eq!(std::fs::read_dir(b.rootfs.join("evil")).unwrap().count(), 0);
+    }
+}
+
+#[test]
+fn runtime_mount_points_must_not_be_symlinks() {
+    require_root!();
+    // Without a /dev tmpfs the image's /dev holds the mount points; skiff
+    // fills /dev, so nothing there may be a symlink (runc and crun follow
+    // these inside the rootfs).
+    for (dest, kind) in [
+        ("/dev/pts", "devpts"),
+        ("/dev/shm", "tmpfs"),
+        ("/dev/mqueue", "mqueue"),
+    ] {
+        let mut b = with_symlink(&["true"], dest, "/evil");
+        without_mounts(&mut b, &["/dev"]);
+        refused(
+            &b,
+            &[
+                &format!("({kind} on {dest})"),
+                &format!("{dest} is a symlink"),
+            ],
+        );
+    }
+    // devpts and mqueue are pinned wherever /dev comes from.
+    let mut b = with_symlink(&["true"], "/dev/pts", "/evil");
+    without_mounts(&mut b, &["/dev"]);
+    b.config["mounts"].as_array_mut().unwrap().insert(
+        0,
+        json!({"destination": "/dev", "type": "bind", "source": b.rootfs.join("dev"), "options": ["rbind"]}),
+    );
+    refused(&b, &["(devpts on /dev/pts)", "/dev/pts is a symlink"]);
+    // Cgroup mounts, with and without a symlink above them.
+    for link in ["/sys/fs/cgroup", "/sys/fs"] {
+        let mut b = with_symlink(&["true"], link, "/evil");
+        without_mounts(&mut b, &["/sys"]);
+        refused(
+            &b,
+            &[
+                "(cgroup on /sys/fs/cgroup)",
+                &format!("{link} is a symlink"),
+            ],
+        );
+    }
+}
+
+#[test]
+fn dev_console_is_never_reached_through_a_symlink() {
+    require_root!();
+    // The pty is bound over /dev/console; through an image's symlink it
+    // would land on whatever the link names.
+    let skiff = Skiff::new();
+    let id = support::unique_id("console");
+    let mut b = with_symlink(&["true"], "/dev/console", "/evil/console");
+    std::fs::remove_dir(b.rootfs.join("evil/console")).unwrap();
+    std::fs::write(b.rootfs.join("evil/console"), "").unwrap();
+    without_mounts(&mut b, &["/dev"]);
+    b.config["process"]["terminal"] = json!(true);
+    b.write();
+    let out = skiff
+        .command(&["run", "--bundle", b.dir.to_str().unwrap(), &id])
+        .stdin(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("/dev/console is a symlink"), "{stderr}");
+    support::assert_nothing_left(&skiff, &id);
+    assert_eq!(mounts_under(&b.dir), Vec::<String>::new());
+}
+
+/// How a propagation test makes the mount that holds its bundles, inside a
+/// private mount namespace of its own that stands in for the host.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Holder {
+    /// A shared tmpfs (`/run` on a systemd host).
+    Shared,
+    /// A slave of a shared tmpfs: host events come from the master.
+    Slave,
+    /// A private tmpfs.
+    Private,
+    /// `/` and the tmpfs shared and each rootfs a mount of its own, as
+    /// containerd's bundles on a systemd host.
+    SystemdRoot,
+}
+
+const PROPAGATION_VALUES: [&str; 9] = [
+    "private",
+    "rprivate",
+    "slave",
+    "rslave",
+    "shared",
+    "rshared",
+    "unbindable",
+    "runbindable",
+    "unset",
+];
+
+/// What runc 1.1.5 does (measured on the same bundles): whether a mount
+/// the host makes under the container's rootfs reaches the container, or
+/// None when it refuses the value. Nothing the container mounts reaches the
+/// host, for any value. rslave (the default) makes the holder a slave, which
+/// the rootfs bind then follows; rprivate cuts it. A holder still shared
+/// when the rootfs is bound (shared, or a non-recursive value on a shared
+/// one) is made private for pivot_root, which cuts it too. Non-recursive
+/// values leave a slave holder a slave. runbindable leaves nothing that can
+/// be bound, and every runtime refuses it.
+fn runc_reaches_container(holder: Holder, value: &str) -> Option<bool> {
+    match value {
+        "runbindable" => None,
+        "rslave" | "unset" => Some(holder != Holder::Private),
+        "rprivate" | "rshared" => Some(false),
+        _ => Some(holder == Holder::Slave),
+    }
+}
+
+/// The mount points of the calling thread's mount namespace.
+fn thread_mounts() -> Vec<String> {
+    std::fs::read_to_string("/proc/thread-self/mountinfo")
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').take(5).collect::<Vec<_>>().join(" "))
+        .collect()
+}
+
+fn mount_tmpfs(at: &std::path::Path) {
+    std::fs::create_dir_all(at).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        at,
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+}
+
+fn set_propagation(at: &std::path::Path, flags: nix::mount::MsFlags) {
+    nix::mount::mount(None::<&str>, at, None::<&str>, flags, None::<&str>).unwrap();
+}
+
+/// Waits up to 10 s for `file` and returns its content.
+fn wait_for(file: &std::path::Path) -> Option<String> {
+    for _ in 0..1000 {
+        if let Ok(s) = std::fs::read_to_string(file) {
+            if !s.is_empty() {
+                return Some(s);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    None
+}
+
+/// One container with `rootfsPropagation: value` (or none) in bundle
+/// `dir` on `holder`'s mount: its error, or whether a host mount under its
+/// rootfs reached it and whether its own mount reached the host. `upstream`
+/// is where host events start: the holder itself, or a slave's master.
+fn propagation_outcome(
+    dir: &std::path::Path,
+    upstream: &std::path::Path,
+    holder: Holder,
+    value: &str,
+    no_pivot: bool,
+) -> Result<(bool, bool), String> {
+    let rootfs = dir.join("rootfs");
+    support::make_rootfs(&rootfs);
+    for d in ["c", "h"] {
+        std::fs::create_dir(rootfs.join(d)).unwrap();
+    }
+    if holder == Holder::SystemdRoot {
+        let flags = nix::mount::MsFlags::MS_BIND;
+        nix::mount::mount(Some(&rootfs), &rootfs, None::<&str>, flags, None::<&str>).unwrap();
+    }
+    let script =
+        "mount -t tmpfs c /c && touch /c/mark && echo ok > /ready || echo mount-failed > /ready; \
+                  while [ ! -e /go ]; do sleep 0.02; done; \
+                  if [ -e /h/mark ]; then echo yes; else echo no; fi > /seen";
+    let mut config = support::default_config(&rootfs, &["sh", "-c", script]);
+    config["root"]["readonly"] = json!(false);
+    for set in ["bounding", "effective", "permitted"] {
+        config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_SYS_ADMIN"));
+    }
+    if value != "unset" {
+        config["linux"]["rootfsPropagation"] = json!(value);
+    }
+    let b = Bundle {
+        dir: dir.to_path_buf(),
+        rootfs: rootfs.clone(),
+        config,
+    };
+    b.write();
+    let skiff = Skiff::new();
+    let id = support::unique_id("prop");
+    let before = thread_mounts();
+    let mut args = vec!["run", "-d", "--bundle", dir.to_str().unwrap()];
+    if no_pivot {
+        args.push("--no-pivot");
+    }
+    args.push(&id);
+    let run = skiff.run(&args);
+    let outcome = if run.code != 0 {
+        Err(run.stderr)
+    } else {
+        let ready = wait_for(&rootfs.join("ready"));
+        let from_container = rootfs.join("c/mark").exists();
+        let host_mount = upstream
+            .join(rootfs.strip_prefix(dir.parent().unwrap()).unwrap())
+            .join("h");
+        mount_tmpfs(&host_mount);
+        std::fs::write(host_mount.join("mark"), "").unwrap();
+        std::fs::write(rootfs.join("go"), "").unwrap();
+        let seen = wait_for(&rootfs.join("seen"));
+        skiff.run(&["delete", "--force", &id]).ok();
+        nix::mount::umount2(&host_mount, nix::mount::MntFlags::MNT_DETACH).unwrap();
+        if from_container {
+            nix::mount::umount2(&rootfs.join("c"), nix::mount::MntFlags::MNT_DETACH).unwrap();
+        }
+        assert_eq!(ready.as_deref(), Some("ok\n"), "{value} on {holder:?}");
+        let seen = seen.unwrap_or_else(|| panic!("{value} on {holder:?}: no answer"));
+        Ok((seen == "yes\n", from_container))
+    };
+    support::assert_nothing_left(&skiff, &id);
+    assert_eq!(
+        thread_mounts(),
+        before,
+        "{value} on {holder:?}: the host's mount table changed"
+    );
+    if holder == Holder::SystemdRoot {
+        nix::mount::umount2(&rootfs, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    }
+    outcome
+}
+
+/// Runs every rootfsPropagation value with bundles on `holder`, in a
+/// private mount namespace, and compares with runc (with `--no-pivot`,
+/// runc also refuses private and rprivate).
+fn propagation_matrix(holder: Holder, no_pivot: bool) {
+    use nix::mount::MsFlags;
+    let base = support::scratch().join(support::unique_id("propagation"));
+    let work = base.clone();
+    let failures = std::thread::spawn(move || {
+        nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).unwrap();
+        set_propagation(
+            std::path::Path::new("/"),
+            MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        );
+        let holder_dir = work.join("holder");
+        let master = work.join("master");
+        let upstream = match holder {
+            Holder::Slave => {
+                mount_tmpfs(&master);
+                set_propagation(&master, MsFlags::MS_SHARED);
+                std::fs::create_dir_all(&holder_dir).unwrap();
+                let bind = MsFlags::MS_BIND;
+                nix::mount::mount(Some(&master), &holder_dir, None::<&str>, bind, None::<&str>)
+                    .unwrap();
+                set_propagation(&holder_dir, MsFlags::MS_SLAVE);
+                master.clone()
+            }
+            Holder::SystemdRoot => {
+                let shared = MsFlags::MS_REC | MsFlags::MS_SHARED;
+                set_propagation(std::path::Path::new("/"), shared);
+                mount_tmpfs(&holder_dir);
+                holder_dir.clone()
+            }
+            Holder::Shared | Holder::Private => {
+                mount_tmpfs(&holder_dir);
+                let flag = if holder == Holder::Shared {
+                    MsFlags::MS_SHARED
+                } else {
+                    MsFlags::MS_PRIVATE
+                };
+                set_propagation(&holder_dir, flag);
+                holder_dir.clone()
+            }
+        };
+        let mut failures = Vec::new();
+        for value in PROPAGATION_VALUES {
+            let dir = holder_dir.join(value);
+            let got = propagation_outcome(&dir, &upstream, holder, value, no_pivot);
+            let refused_without_pivot = no_pivot && (value == "private" || value == "rprivate");
+            let ok = match (&got, runc_reaches_container(holder, value)) {
+                (Err(e), _) if refused_without_pivot => e.contains("not safe with --no-pivot"),
+                (Err(e), None) => e.contains("unbindable"),
+                (Ok((reached, from_container)), Some(expected)) => {
+                    *reached == expected && !from_container && !refused_without_pivot
+                }
+                _ => false,
+            };
+            if !ok {
+                failures.push(format!("{value}: {got:?}"));
+            }
+        }
+        for mnt in [&holder_dir, &master] {
+            let _ = nix::mount::umount2(mnt, nix::mount::MntFlags::MNT_DETACH);
+        }
+        failures
+    })
+    .join()
+    .unwrap();
+    assert_eq!(mounts_under(&base), Vec::<String>::new());
+    let _ = std::fs::remove_dir_all(&base);
+    assert!(
+        failures.is_empty(),
+        "bundles on a {holder:?} mount{}, unlike runc:\n{}",
+        if no_pivot { " with --no-pivot" } else { "" },
+        failures.join("\n")
+    );
+}
+
+#[test]
+fn rootfs_propagation_on_a_shared_mount() {
+    require_root!();
+    propagation_matrix(Holder::Shared, false);
+}
+
+#[test]
+fn rootfs_propagation_on_a_slave_mount() {
+    require_root!();
+    propagation_matrix(Holder::Slave, false);
+}
+
+#[test]
+fn rootfs_propagation_on_a_private_mount() {
+    require_root!();
+    propagation_matrix(Holder::Private, false);
+}
+
+#[test]
+fn rootfs_propagation_on_a_systemd_host() {
+    require_root!();
+    propagation_matrix(Holder::SystemdRoot, false);
+}
+
+#[test]
+fn rootfs_propagation_without_pivot_root() {
+    require_root!();
+    propagation_matrix(Holder::Shared, true);
+    propagation_matrix(Holder::SystemdRoot, true);
+}

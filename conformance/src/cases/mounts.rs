@@ -107,6 +107,18 @@ pub fn cases() -> Vec<Case> {
             symlink_in_root,
         ),
         case(
+            "mounts.proc_through_symlink_fails",
+            "CVE-2019-19921, CVE-2023-27561 (runc and crun refuse it)",
+            Runc,
+            proc_through_symlink,
+        ),
+        case(
+            "mounts.sysfs_through_symlink_fails",
+            "CVE-2019-19921, CVE-2023-27561 (runc and crun refuse it)",
+            Runc,
+            sysfs_through_symlink,
+        ),
+        case(
             "mounts.cgroup",
             "config.md#mounts (cgroup)",
             Must,
@@ -483,6 +495,25 @@ fn symlink_in_root(ctx: &mut Ctx) -> Check {
         "a symlink in the rootfs sent a mount point to the host"
     );
     Ok(())
+}
+
+/// A rootfs whose `dir` is a symlink to another directory of the rootfs:
+/// procfs or sysfs would land there instead, so create must fail.
+fn pinned_through_symlink(ctx: &mut Ctx, dir: &str) -> Check {
+    let b = ctx.bundle_own_rootfs();
+    let _ = std::fs::create_dir_all(b.rootfs.join("elsewhere"));
+    let _ = std::fs::remove_dir(b.rootfs.join(dir));
+    std::os::unix::fs::symlink("elsewhere", b.rootfs.join(dir))
+        .map_err(|e| Failure::Fail(format!("fixture: {e}")))?;
+    create_fails(ctx, &b)
+}
+
+fn proc_through_symlink(ctx: &mut Ctx) -> Check {
+    pinned_through_symlink(ctx, "proc")
+}
+
+fn sysfs_through_symlink(ctx: &mut Ctx) -> Check {
+    pinned_through_symlink(ctx, "sys")
 }
 
 fn cgroup_mount(ctx: &mut Ctx) -> Check {

@@ -21,8 +21,21 @@ use crate::syscalls;
 pub struct DeviceError {
     pub field: String,
     pub path: PathBuf,
-    pub step: &'static str,
+    pub step: String,
     pub source: Errno,
+}
+
+impl DeviceError {
+    /// A parent directory that is not a real one (nodes and links are
+    /// never made through a symlink).
+    fn not_real(field: &str, path: &Path, e: resolve::NotReal) -> DeviceError {
+        DeviceError {
+            field: field.to_string(),
+            path: path.to_path_buf(),
+            step: e.describe(),
+            source: e.source,
+        }
+    }
 }
 
 /// One node to create.
@@ -93,12 +106,12 @@ pub fn create_nodes(
             move |source| DeviceError {
                 field,
                 path,
-                step,
+                step: step.to_string(),
                 source,
             }
         };
-        let (parent, name) =
-            resolve::parent_and_name(root, &node.path).map_err(fail("parent directory"))?;
+        let (parent, name) = resolve::parent_and_name_real(root, &node.path)
+            .map_err(|e| DeviceError::not_real(field, &node.path, e))?;
         // A node left by the image (or an earlier entry) is replaced.
         remove_entry(parent.as_fd(), &name).map_err(fail("remove existing"))?;
         let made = if userns {
@@ -150,7 +163,7 @@ fn remove_entry(parent: BorrowedFd<'_>, name: &Path) -> nix::Result<()> {
 /// over an empty file.
 fn bind_host_node(root: BorrowedFd<'_>, node: &Node) -> nix::Result<()> {
     let tree = syscalls::open_tree(None, &node.path, libc::OPEN_TREE_CLONE)?;
-    let target = resolve::ensure_file(root, &node.path)?;
+    let target = resolve::ensure_file_real(root, &node.path).map_err(|e| e.source)?;
     syscalls::move_mount_to_fd(tree.as_fd(), target.as_fd())
 }
 
@@ -178,15 +191,17 @@ fn symlink(
     link: &Path,
     replace: bool,
 ) -> Result<(), DeviceError> {
+    let field = "/dev symlink";
     let fail = |step: &'static str| {
         move |source| DeviceError {
-            field: "/dev symlink".into(),
+            field: field.into(),
             path: link.to_path_buf(),
-            step,
+            step: step.to_string(),
             source,
         }
     };
-    let (parent, name) = resolve::parent_and_name(root, link).map_err(fail("parent directory"))?;
+    let (parent, name) = resolve::parent_and_name_real(root, link)
+        .map_err(|e| DeviceError::not_real(field, link, e))?;
     if replace {
         remove_entry(parent.as_fd(), &name).map_err(fail("remove existing"))?;
     }

@@ -8,6 +8,7 @@ mod mount;
 pub mod options;
 mod paths;
 mod pivot;
+mod propagation;
 pub mod resolve;
 mod sources;
 
@@ -15,6 +16,8 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use oci_spec::runtime::Spec;
 
 use crate::syscalls::{self, MountAttr};
@@ -24,6 +27,7 @@ pub use mount::{MountContext, MountError};
 pub use options::MountOptions;
 pub use paths::PathError;
 pub use pivot::PivotError;
+pub use propagation::{check_no_pivot, flag as propagation_flag};
 pub use sources::{prepare as prepare_sources, Prepared};
 
 /// Why the rootfs could not be prepared.
@@ -33,6 +37,19 @@ pub enum RootfsError {
     Propagation(Errno),
     #[error("root.path: binding {path} onto itself: {source}")]
     BindRoot { path: String, source: Errno },
+    #[error("root.path {path}: {step}: {source}")]
+    Holder {
+        path: String,
+        step: &'static str,
+        source: Errno,
+    },
+    #[error(
+        "root.path {path}: the mount that holds it is unbindable (see linux.rootfsPropagation), \
+         so it cannot be bound onto itself"
+    )]
+    Unbindable { path: String },
+    #[error("{0}: /dev must be a real directory (skiff fills it)")]
+    Dev(String),
     #[error(transparent)]
     Mount(#[from] MountError),
     #[error(transparent)]
@@ -43,22 +60,6 @@ pub enum RootfsError {
     Path(#[from] PathError),
     #[error("root.readonly: {0}")]
     Readonly(Errno),
-}
-
-/// The propagation flag for a `rootfsPropagation` value (also the
-/// validation of that field).
-pub fn propagation_flag(value: &str) -> Option<(u64, bool)> {
-    Some(match value {
-        "shared" => (libc::MS_SHARED, false),
-        "rshared" => (libc::MS_SHARED, true),
-        "slave" => (libc::MS_SLAVE, false),
-        "rslave" => (libc::MS_SLAVE, true),
-        "private" => (libc::MS_PRIVATE, false),
-        "rprivate" => (libc::MS_PRIVATE, true),
-        "unbindable" => (libc::MS_UNBINDABLE, false),
-        "runbindable" => (libc::MS_UNBINDABLE, true),
-        _ => return None,
-    })
 }
 
 /// Everything rootfs preparation needs.
@@ -92,31 +93,24 @@ fn manages_dev(spec: &Spec) -> bool {
 pub fn prepare(setup: &Setup<'_>) -> Result<OwnedFd, RootfsError> {
     let spec = setup.spec;
     let linux = spec.linux().as_ref();
-    // Default rslave: host mounts still reach the container, but nothing
-    // the container mounts propagates back to the host.
-    let (flag, recursive) = linux
-        .and_then(|l| l.rootfs_propagation().as_deref())
-        .and_then(propagation_flag)
-        .unwrap_or((libc::MS_SLAVE, true));
-    let attr = MountAttr {
-        propagation: flag,
-        ..MountAttr::default()
-    };
-    syscalls::mount_setattr(None, "/", recursive, 0, attr).map_err(RootfsError::Propagation)?;
-    if flag == libc::MS_SHARED {
-        // pivot_root refuses a shared parent mount; the mounts the
-        // container makes still propagate through the rootfs mount itself.
-        make_parent_private(setup.rootfs)?;
-    }
+    let applied = propagation::apply_to_root(spec)?;
 
-    let flags = libc::OPEN_TREE_CLONE | libc::AT_RECURSIVE as libc::c_uint;
     let bind_err = |source| RootfsError::BindRoot {
         path: setup.rootfs.display().to_string(),
         source,
     };
-    let root = syscalls::open_tree(None, setup.rootfs, flags).map_err(bind_err)?;
-    syscalls::move_mount_to_path(root.as_fd(), setup.rootfs).map_err(bind_err)?;
+    let rootfs = nix::fcntl::open(
+        setup.rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(bind_err)?;
+    propagation::prepare_holder(rootfs.as_fd(), setup.rootfs, applied)?;
+    let flags = libc::OPEN_TREE_CLONE | (libc::AT_RECURSIVE | libc::AT_EMPTY_PATH) as libc::c_uint;
+    let root = syscalls::open_tree(Some(rootfs.as_fd()), "", flags).map_err(bind_err)?;
+    syscalls::move_mount_to_fd(root.as_fd(), rootfs.as_fd()).map_err(bind_err)?;
 
+    let dev_is_ours = manages_dev(spec);
     for (index, m) in spec
         .mounts()
         .as_deref()
@@ -124,10 +118,14 @@ pub fn prepare(setup: &Setup<'_>) -> Result<OwnedFd, RootfsError> {
         .iter()
         .enumerate()
     {
-        mount::mount_entry(root.as_fd(), index, m, &setup.mount)?;
+        mount::mount_entry(root.as_fd(), index, m, &setup.mount, dev_is_ours)?;
     }
 
-    if manages_dev(spec) {
+    if dev_is_ours {
+        // The nodes and links below are made by name in /dev, and masks
+        // and the console rely on them being there.
+        resolve::mkdir_all_real(root.as_fd(), Path::new("/dev"))
+            .map_err(|e| RootfsError::Dev(e.describe()))?;
         let mut nodes: Vec<(String, devices::Node)> = devices::default_nodes()
             .into_iter()
             .map(|n| ("default device".to_string(), n))
@@ -144,27 +142,6 @@ pub fn prepare(setup: &Setup<'_>) -> Result<OwnedFd, RootfsError> {
         devices::create_symlinks(root.as_fd())?;
     }
     Ok(root)
-}
-
-/// With shared root propagation, the mount holding the rootfs directory
-/// must be private for pivot_root; find it in mountinfo (the longest mount
-/// point that is a prefix of the rootfs).
-fn make_parent_private(rootfs: &Path) -> Result<(), RootfsError> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| {
-        RootfsError::Propagation(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
-    })?;
-    let parent = info
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(Path::new)
-        .filter(|mp| rootfs.starts_with(mp))
-        .max_by_key(|mp| mp.as_os_str().len())
-        .unwrap_or(Path::new("/"));
-    let attr = MountAttr {
-        propagation: libc::MS_PRIVATE,
-        ..MountAttr::default()
-    };
-    syscalls::mount_setattr(None, parent, false, 0, attr).map_err(RootfsError::Propagation)
 }
 
 /// Switches to the prepared root.

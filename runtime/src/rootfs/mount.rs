@@ -9,6 +9,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sys::stat::SFlag;
 use oci_spec::runtime::Mount;
 
@@ -74,12 +75,88 @@ fn step(step: impl Into<String>) -> impl FnOnce(Errno) -> StepError {
     }
 }
 
-/// Mounts entry `index` inside `root`.
+/// Filesystems the runtime and the container's tools expect at exactly
+/// the place the config names: they are never mounted through a symlink.
+const PINNED_TYPES: [&str; 6] = ["proc", "sysfs", "devpts", "mqueue", "cgroup", "cgroup2"];
+
+/// A mount's destination inside the root, and how it is resolved.
+struct Dest {
+    path: PathBuf,
+    /// Set when no component of the path may be a symlink (even one that
+    /// stays in the root): why, for the error.
+    real: Option<String>,
+}
+
+impl Dest {
+    /// The destination of entry `m` of kind `kind`; `dev_is_ours` when the
+    /// runtime fills /dev.
+    fn of(m: &Mount, kind: &str, dev_is_ours: bool) -> Dest {
+        let path = m.destination().clone();
+        let clean = resolve::clean(&path);
+        let real = if PINNED_TYPES.contains(&kind) {
+            Some(format!("{kind} must be mounted on a real directory"))
+        } else if clean == Path::new("proc") || clean == Path::new("sys") {
+            Some("/proc and /sys must be real directories".to_string())
+        } else if dev_is_ours && clean.starts_with("dev") {
+            Some("skiff fills /dev: no part of it may be a symlink".to_string())
+        } else {
+            None
+        };
+        Dest { path, real }
+    }
+
+    fn join(&self, name: &Path) -> Dest {
+        Dest {
+            path: self.path.join(name),
+            real: self.real.clone(),
+        }
+    }
+
+    fn not_real(&self) -> impl FnOnce(resolve::NotReal) -> StepError + '_ {
+        move |e| StepError {
+            step: e.describe(),
+            source: e.source,
+            detail: self
+                .real
+                .as_ref()
+                .map(|why| format!(" ({why})"))
+                .unwrap_or_default(),
+        }
+    }
+
+    /// The directory to mount on, made if missing.
+    fn dir(&self, root: BorrowedFd<'_>) -> Step<OwnedFd> {
+        match self.real {
+            Some(_) => resolve::mkdir_all_real(root, &self.path).map_err(self.not_real()),
+            None => resolve::mkdir_all(root, &self.path).map_err(step("target")),
+        }
+    }
+
+    /// The file to bind a file on, made if missing.
+    fn file(&self, root: BorrowedFd<'_>) -> Step<OwnedFd> {
+        match self.real {
+            Some(_) => resolve::ensure_file_real(root, &self.path).map_err(self.not_real()),
+            None => resolve::ensure_file(root, &self.path).map_err(step("target")),
+        }
+    }
+
+    /// What is at the destination now; ENOENT when nothing is.
+    fn open(&self, root: BorrowedFd<'_>, flags: OFlag) -> Step<OwnedFd> {
+        match self.real {
+            Some(_) => resolve::open_real(root, &self.path, flags).map_err(self.not_real()),
+            None => resolve::open(root, &self.path, flags).map_err(step("target")),
+        }
+    }
+}
+
+/// Mounts entry `index` inside `root`. `dev_is_ours` is set when the
+/// runtime fills /dev (it then relies on every mount there).
 pub fn mount_entry(
     root: BorrowedFd<'_>,
     index: usize,
     m: &Mount,
     ctx: &MountContext<'_>,
+    dev_is_ours: bool,
 ) -> Result<(), MountError> {
     let options = MountOptions::parse(m.options().as_deref().unwrap_or_default());
     let typ = m.typ().as_deref().unwrap_or("");
@@ -88,16 +165,17 @@ pub fn mount_entry(
     } else {
         typ.to_string()
     };
+    let dest = Dest::of(m, typ, dev_is_ours);
     let result = if options.remount {
-        remount(root, m.destination(), &options)
+        remount(root, &dest, &options)
     } else if kind == "bind" {
         match ctx.prepared.get(index) {
-            Some(tree) => bind(root, tree, m.destination(), &options),
+            Some(tree) => bind(root, tree, &dest, &options),
             None => {
                 let source = ctx
                     .bundle
                     .join(m.source().as_deref().unwrap_or(Path::new("")));
-                clone_then_bind(root, &source, m.destination(), &options)
+                clone_then_bind(root, &source, &dest, &options)
             }
         }
     } else if typ.is_empty() {
@@ -107,7 +185,7 @@ pub fn mount_entry(
             detail: " (a mount that is not a bind needs a type)".into(),
         })
     } else if typ == "cgroup" || typ == "cgroup2" {
-        cgroup(root, m.destination(), &options, ctx)
+        cgroup(root, &dest, &options, ctx)
     } else {
         let source = m
             .source()
@@ -115,7 +193,7 @@ pub fn mount_entry(
             .map(|s| s.to_string_lossy().into_owned());
         let mut options = options.clone();
         options.data.extend(label_option(typ, ctx.selinux_label));
-        let res = filesystem(root, typ, source.as_deref(), m.destination(), &options);
+        let res = filesystem(root, typ, source.as_deref(), &dest, &options);
         match res {
             // In a user namespace without its own network (or ipc)
             // namespace the kernel refuses a new sysfs (mqueue); runc binds
@@ -133,7 +211,7 @@ pub fn mount_entry(
                 let mut rbind = options.clone();
                 rbind.bind = Some(true);
                 rbind.recursive_attr.set |= rbind.attr.set;
-                clone_then_bind(root, Path::new(host), m.destination(), &rbind)
+                clone_then_bind(root, Path::new(host), &dest, &rbind)
             }
             other => other,
         }
@@ -152,7 +230,7 @@ pub fn mount_entry(
 fn clone_then_bind(
     root: BorrowedFd<'_>,
     source: &Path,
-    dest: &Path,
+    dest: &Dest,
     options: &MountOptions,
 ) -> Step<()> {
     let tree = sources::clone_source(source, options.bind.unwrap_or(false))
@@ -164,7 +242,7 @@ fn clone_then_bind(
 fn bind(
     root: BorrowedFd<'_>,
     tree: BorrowedFd<'_>,
-    dest: &Path,
+    dest: &Dest,
     options: &MountOptions,
 ) -> Step<()> {
     let is_dir = nix::sys::stat::fstat(tree)
@@ -172,11 +250,10 @@ fn bind(
         .map_err(step("stat source"))?;
     set_attributes(tree, options)?;
     let target = if is_dir {
-        resolve::mkdir_all(root, dest)
+        dest.dir(root)
     } else {
-        resolve::ensure_file(root, dest)
-    }
-    .map_err(step("target"))?;
+        dest.file(root)
+    }?;
     syscalls::move_mount_to_fd(tree, target.as_fd()).map_err(step("move_mount"))?;
     set_propagation(tree, options)
 }
@@ -186,7 +263,7 @@ fn filesystem(
     root: BorrowedFd<'_>,
     typ: &str,
     source: Option<&str>,
-    dest: &Path,
+    dest: &Dest,
     options: &MountOptions,
 ) -> Step<()> {
     let mnt = new_fs(typ, source, options)?;
@@ -198,12 +275,16 @@ fn filesystem(
 
 /// Fills a new (still detached) filesystem with what the image has at
 /// `dest`, if anything.
-fn copy_up(root: BorrowedFd<'_>, mnt: &OwnedFd, dest: &Path) -> Step<()> {
-    let dir_flags = nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY;
-    let from = match resolve::open(root, dest, dir_flags) {
+fn copy_up(root: BorrowedFd<'_>, mnt: &OwnedFd, dest: &Dest) -> Step<()> {
+    let from = match dest.open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY) {
         Ok(fd) => fd,
-        Err(Errno::ENOENT) => return Ok(()),
-        Err(e) => return Err(step("tmpcopyup: open the image's directory")(e)),
+        Err(e) if e.source == Errno::ENOENT => return Ok(()),
+        Err(e) => {
+            return Err(StepError {
+                step: format!("tmpcopyup: open the image's directory: {}", e.step),
+                ..e
+            })
+        }
     };
     copyup::copy_dir(from.as_fd(), mnt.as_fd()).map_err(step("tmpcopyup"))
 }
@@ -261,8 +342,8 @@ fn fs_log(fs: BorrowedFd<'_>) -> String {
 }
 
 /// Moves a detached mount onto `dest` (a directory created in the root).
-fn attach(root: BorrowedFd<'_>, mnt: OwnedFd, dest: &Path, options: &MountOptions) -> Step<()> {
-    let target = resolve::mkdir_all(root, dest).map_err(step("target"))?;
+fn attach(root: BorrowedFd<'_>, mnt: OwnedFd, dest: &Dest, options: &MountOptions) -> Step<()> {
+    let target = dest.dir(root)?;
     syscalls::move_mount_to_fd(mnt.as_fd(), target.as_fd()).map_err(step("move_mount"))?;
     if !options.recursive_attr.is_empty() {
         syscalls::mount_setattr_fd(mnt.as_fd(), true, options.recursive_attr)
@@ -294,8 +375,8 @@ fn set_propagation(mnt: BorrowedFd<'_>, options: &MountOptions) -> Step<()> {
 }
 
 /// `remount`: new attributes for a mount that already exists at `dest`.
-fn remount(root: BorrowedFd<'_>, dest: &Path, options: &MountOptions) -> Step<()> {
-    let target = resolve::open(root, dest, nix::fcntl::OFlag::O_PATH).map_err(step("target"))?;
+fn remount(root: BorrowedFd<'_>, dest: &Dest, options: &MountOptions) -> Step<()> {
+    let target = dest.open(root, OFlag::O_PATH)?;
     set_attributes(target.as_fd(), options)?;
     set_propagation(target.as_fd(), options)
 }
@@ -305,7 +386,7 @@ fn remount(root: BorrowedFd<'_>, dest: &Path, options: &MountOptions) -> Step<()
 /// one the container's directories are bind-mounted.
 fn cgroup(
     root: BorrowedFd<'_>,
-    dest: &Path,
+    dest: &Dest,
     options: &MountOptions,
     ctx: &MountContext<'_>,
 ) -> Step<()> {
@@ -327,7 +408,7 @@ fn cgroup(
             .unwrap_or_else(|| "unified".into());
         cgroup_hierarchy(
             root,
-            &dest.join(name),
+            &dest.join(&name),
             &dir.subsystems,
             &dir.path,
             &inner,
@@ -341,7 +422,7 @@ fn cgroup(
 
 fn cgroup_hierarchy(
     root: BorrowedFd<'_>,
-    dest: &Path,
+    dest: &Dest,
     subsystems: &str,
     dir: &Path,
     options: &MountOptions,

@@ -52,6 +52,14 @@ pub fn pivot_root(root: BorrowedFd<'_>) -> Result<(), PivotError> {
 
 /// `--no-pivot`: move the rootfs mount over `/` and chroot into it.
 pub fn move_root(root: BorrowedFd<'_>) -> Result<(), PivotError> {
+    // With a shared `/` (rootfsPropagation shared or rshared on a host whose
+    // `/` is shared) the move would propagate the whole container tree onto
+    // the host's `/`. A slave still follows the host but sends nothing back.
+    let slave = MountAttr {
+        propagation: libc::MS_SLAVE,
+        ..MountAttr::default()
+    };
+    syscalls::mount_setattr(None, "/", false, 0, slave).map_err(fail("make / a slave"))?;
     syscalls::move_mount_to_path(root.as_fd(), "/").map_err(fail("move rootfs to /"))?;
     nix::unistd::fchdir(root).map_err(fail("fchdir"))?;
     nix::unistd::chroot(".").map_err(fail("chroot"))?;

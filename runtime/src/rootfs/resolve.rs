@@ -133,6 +133,123 @@ fn mkdir_components(root: BorrowedFd<'_>, rel: &Path) -> nix::Result<Walk> {
     Ok(Walk::Done(parent))
 }
 
+/// Where a path the runtime needs to be real was not: the in-root path of
+/// the component at fault (`/proc`, or `/foo` of `/foo/proc`) and the
+/// error there (ELOOP: a symlink; ENOTDIR: not a directory).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotReal {
+    pub at: PathBuf,
+    pub source: Errno,
+}
+
+impl NotReal {
+    /// The fault in words: "/proc is a symlink".
+    pub fn describe(&self) -> String {
+        let at = self.at.display();
+        match self.source {
+            Errno::ELOOP => format!("{at} is a symlink"),
+            Errno::ENOTDIR => format!("{at} is not a directory"),
+            _ => at.to_string(),
+        }
+    }
+}
+
+/// Opens `name`, one component, in `dir` without following a symlink.
+fn open_component(dir: BorrowedFd<'_>, name: &Path, flags: OFlag) -> nix::Result<OwnedFd> {
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .mode(Mode::empty())
+        .resolve(ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_BENEATH);
+    loop {
+        match nix::fcntl::openat2(dir, name, how) {
+            Err(Errno::EAGAIN) => continue,
+            other => return other,
+        }
+    }
+}
+
+/// Like [`mkdir_all`], but no component of `path` may be a symlink, even
+/// one that stays inside the root: for the places the runtime relies on
+/// (procfs and sysfs mounts, /dev), where a symlink would move the mount
+/// somewhere else in the container (CVE-2019-19921, CVE-2023-27561).
+pub fn mkdir_all_real(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, NotReal> {
+    walk_real(root, path, true)
+}
+
+/// Opens `path` with `flags` when no component of it is a symlink.
+pub fn open_real(root: BorrowedFd<'_>, path: &Path, flags: OFlag) -> Result<OwnedFd, NotReal> {
+    let rel = clean(path);
+    let Some(name) = rel.file_name() else {
+        return walk_real(root, &rel, false);
+    };
+    let parent = walk_real(root, rel.parent().unwrap_or(Path::new("")), false)?;
+    open_component(parent.as_fd(), Path::new(name), flags).map_err(|source| NotReal {
+        at: Path::new("/").join(&rel),
+        source,
+    })
+}
+
+/// Opens the directory `path` one component at a time, never through a
+/// symlink, creating what is missing when `create` is set.
+fn walk_real(root: BorrowedFd<'_>, path: &Path, create: bool) -> Result<OwnedFd, NotReal> {
+    let dir_flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
+    let mut at = PathBuf::from("/");
+    let mut dir = open_component(root, Path::new("."), dir_flags).map_err(|source| NotReal {
+        at: at.clone(),
+        source,
+    })?;
+    for name in clean(path).components() {
+        let name = Path::new(name.as_os_str());
+        at.push(name);
+        let fail = |source| NotReal {
+            at: at.clone(),
+            source,
+        };
+        dir = match open_component(dir.as_fd(), name, dir_flags) {
+            Err(Errno::ENOENT) if create => {
+                match nix::sys::stat::mkdirat(dir.as_fd(), name, Mode::from_bits_truncate(0o755)) {
+                    Ok(()) | Err(Errno::EEXIST) => {}
+                    Err(e) => return Err(fail(e)),
+                }
+                open_component(dir.as_fd(), name, dir_flags).map_err(fail)?
+            }
+            other => other.map_err(fail)?,
+        };
+    }
+    Ok(dir)
+}
+
+/// [`parent_and_name`] for a path that must be real: the parent is made by
+/// [`mkdir_all_real`].
+pub fn parent_and_name_real(
+    root: BorrowedFd<'_>,
+    path: &Path,
+) -> Result<(OwnedFd, PathBuf), NotReal> {
+    let rel = clean(path);
+    let name = rel.file_name().map(PathBuf::from).ok_or(NotReal {
+        at: path.to_path_buf(),
+        source: Errno::EINVAL,
+    })?;
+    let parent = mkdir_all_real(root, rel.parent().unwrap_or(Path::new("")))?;
+    Ok((parent, name))
+}
+
+/// [`ensure_file`] for a path that must be real: neither the file nor any
+/// directory above it may be a symlink.
+pub fn ensure_file_real(root: BorrowedFd<'_>, path: &Path) -> Result<OwnedFd, NotReal> {
+    let (parent, name) = parent_and_name_real(root, path)?;
+    let fail = |source| NotReal {
+        at: Path::new("/").join(clean(path)),
+        source,
+    };
+    match open_component(parent.as_fd(), &name, OFlag::O_PATH) {
+        Err(Errno::ENOENT) => {}
+        other => return other.map_err(fail),
+    }
+    create_empty_file(parent.as_fd(), &name).map_err(fail)?;
+    open_component(parent.as_fd(), &name, OFlag::O_PATH).map_err(fail)
+}
+
 /// Splits a path into its parent directory (opened, created if missing)
 /// and final name.
 pub fn parent_and_name(root: BorrowedFd<'_>, path: &Path) -> nix::Result<(OwnedFd, PathBuf)> {
@@ -151,16 +268,21 @@ pub fn ensure_file(root: BorrowedFd<'_>, path: &Path) -> nix::Result<OwnedFd> {
         other => return other,
     }
     let (parent, name) = parent_and_name(root, path)?;
+    create_empty_file(parent.as_fd(), &name)?;
+    open(root, path, OFlag::O_PATH)
+}
+
+/// Creates an empty file `name` in `parent` unless something is there.
+fn create_empty_file(parent: BorrowedFd<'_>, name: &Path) -> nix::Result<()> {
     match nix::fcntl::openat(
-        parent.as_fd(),
-        name.as_path(),
+        parent,
+        name,
         OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::from_bits_truncate(0o644),
     ) {
-        Ok(_) | Err(Errno::EEXIST) => {}
-        Err(e) => return Err(e),
+        Ok(_) | Err(Errno::EEXIST) => Ok(()),
+        Err(e) => Err(e),
     }
-    open(root, path, OFlag::O_PATH)
 }
 
 #[cfg(test)]
@@ -216,6 +338,46 @@ mod tests {
         let fd = ensure_file(root_fd(&root).as_fd(), Path::new("/up/file")).unwrap();
         drop(fd);
         assert!(root.join("file").is_file());
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn real_paths_refuse_every_symlink() {
+        let d = tmpdir("real");
+        let root = d.join("root");
+        std::fs::create_dir_all(root.join("evil")).unwrap();
+        std::fs::write(root.join("file"), "").unwrap();
+        symlink("/evil", root.join("abs")).unwrap();
+        symlink("evil", root.join("rel")).unwrap();
+        symlink("/nowhere", root.join("dangling")).unwrap();
+        let fd = root_fd(&root);
+        let not_real = |p: &str| mkdir_all_real(fd.as_fd(), Path::new(p)).unwrap_err();
+        for link in ["/abs", "/rel", "/dangling"] {
+            assert_eq!(
+                not_real(link),
+                NotReal {
+                    at: link.into(),
+                    source: Errno::ELOOP
+                }
+            );
+        }
+        // A symlink above the destination is named, not the destination.
+        assert_eq!(not_real("/rel/proc").describe(), "/rel is a symlink");
+        assert_eq!(not_real("/file").describe(), "/file is not a directory");
+        assert!(!root.join("evil/proc").exists() && !root.join("nowhere").exists());
+        // What is missing is created, component by component.
+        drop(mkdir_all_real(fd.as_fd(), Path::new("/a/b")).unwrap());
+        assert!(root.join("a/b").is_dir());
+        drop(ensure_file_real(fd.as_fd(), Path::new("/a/b/f")).unwrap());
+        assert!(root.join("a/b/f").is_file());
+        drop(open_real(fd.as_fd(), Path::new("/a/b/f"), OFlag::O_PATH).unwrap());
+        let err = open_real(fd.as_fd(), Path::new("/rel/x"), OFlag::O_PATH).unwrap_err();
+        assert_eq!(err.describe(), "/rel is a symlink");
+        let err = open_real(fd.as_fd(), Path::new("/a/missing"), OFlag::O_PATH).unwrap_err();
+        assert_eq!((err.at, err.source), ("/a/missing".into(), Errno::ENOENT));
+        symlink("/file", root.join("a/b/link")).unwrap();
+        let err = ensure_file_real(fd.as_fd(), Path::new("/a/b/link")).unwrap_err();
+        assert_eq!(err.describe(), "/a/b/link is a symlink");
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -51,7 +51,7 @@ macro_rules! require_root {
 /// This test binary's scratch directory, made on first use.
 static SCRATCH: OnceLock<PathBuf> = OnceLock::new();
 
-fn scratch() -> &'static PathBuf {
+pub fn scratch() -> &'static PathBuf {
     SCRATCH.get_or_init(|| {
         let base = std::env::var_os("SKIFF_TEST_DIR")
             .map(PathBuf::from)
