@@ -239,19 +239,83 @@ fn cpu_quota_throttles_a_busy_loop() {
 }
 
 #[test]
-fn device_rules_deny_and_config_devices_stay_usable() {
+fn device_rules_decide_in_order_even_for_config_devices() {
     require_root!();
     let skiff = Skiff::new();
-    let id = support::unique_id("dev");
-    // runc's default config: deny everything, then the default devices.
-    // /dev/k is /dev/kmsg made by mknod (allowed: `c *:* m`), so opening
-    // it (write-only: no syslog permission involved) is refused by the
-    // device cgroup alone.
+    // /dev/kmsg is one of the config's own devices (`linux.devices`); only
+    // `linux.resources.devices` decides whether it may be opened (opening
+    // to read needs CAP_SYSLOG too, which the process has). Nothing is
+    // written to the kernel log: the opens are all that is tried.
     let mut bundle = Bundle::sh(
-        "mknod /dev/k c 1 11 || exit 10; echo > /dev/null || exit 11; \
-         if echo > /dev/k; then exit 12; fi",
+        "(: < /dev/kmsg) 2>/dev/null && printf r || printf -; \
+         (: > /dev/kmsg) 2>/dev/null && printf w || printf -; \
+         echo > /dev/null || echo ' no /dev/null'",
     );
-    bundle.config["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    bundle.config["linux"]["devices"] =
+        json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
+    for set in ["bounding", "effective", "permitted"] {
+        bundle.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_SYSLOG"));
+    }
+    let deny_all = json!({"allow": false, "access": "rwm"});
+    let kmsg = |allow: bool, access: &str| json!({"allow": allow, "type": "c", "major": 1, "minor": 11, "access": access});
+    for (rules, expect) in [
+        (Some(json!([deny_all])), "--"),
+        // No rules at all: runc's deny-all with its default devices.
+        (None, "--"),
+        (Some(json!([deny_all, kmsg(true, "w")])), "-w"),
+        (
+            Some(json!([deny_all, kmsg(true, "rw"), kmsg(false, "w")])),
+            "r-",
+        ),
+        (
+            Some(json!([
+                deny_all,
+                kmsg(true, "rw"),
+                kmsg(false, "rw"),
+                kmsg(true, "w")
+            ])),
+            "-w",
+        ),
+        (
+            Some(json!([{"allow": true, "access": "rwm"}, kmsg(false, "r")])),
+            "-w",
+        ),
+    ] {
+        let id = support::unique_id("dev");
+        match &rules {
+            Some(r) => bundle.config["linux"]["resources"] = json!({"devices": r}),
+            None => bundle.config["linux"]["resources"] = json!({}),
+        }
+        let run = skiff.run_bundle(&bundle, &id);
+        assert_eq!(run.code, 0, "rules {rules:?}: {}", run.stderr);
+        assert_eq!(run.stdout, expect, "rules {rules:?}");
+        assert_nothing_left(&skiff, &id);
+    }
+
+    // A rule the device cgroup would silently ignore is refused.
+    let id = support::unique_id("dev");
+    bundle.config["linux"]["resources"] = json!({"devices": [
+        deny_all,
+        {"allow": true, "type": "c", "major": 1, "access": "rw"},
+        kmsg(false, "w")
+    ]});
+    skiff
+        .run_bundle(&bundle, &id)
+        .fails_with(&["linux.resources.devices[2]", "c 1:* rw"]);
+    assert_nothing_left(&skiff, &id);
+
+    // mknod stays allowed for every device (runc's `c *:* m`), opening
+    // what was made does not.
+    let id = support::unique_id("dev");
+    bundle.config["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "mknod /dev/k c 1 11 && if echo > /dev/k; then exit 12; fi"
+    ]);
+    bundle.config["linux"]["resources"] = json!({"devices": [deny_all]});
     for set in ["bounding", "effective", "permitted"] {
         bundle.config["process"]["capabilities"][set]
             .as_array_mut()
@@ -265,15 +329,6 @@ fn device_rules_deny_and_config_devices_stay_usable() {
         "{}",
         run.stderr
     );
-    assert_nothing_left(&skiff, &id);
-
-    // A device the config creates stays usable under the same deny-all.
-    let id = support::unique_id("dev");
-    bundle.config["process"]["args"] = json!(["sh", "-c", ": > /dev/kmsg"]);
-    bundle.config["linux"]["devices"] =
-        json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
-    let run = skiff.run_bundle(&bundle, &id);
-    assert_eq!(run.code, 0, "{}", run.stderr);
     assert_nothing_left(&skiff, &id);
 }
 
@@ -589,7 +644,9 @@ fn io_throttle_limits_reads() {
     ]);
     bundle.config["linux"]["devices"] =
         json!([{"path": "/dev/disk", "type": "b", "major": dev.major, "minor": dev.minor}]);
-    bundle.config["linux"]["resources"] = json!({"blockIO": {"throttleReadBpsDevice": [
+    // The device cgroup must let the container read it.
+    let readable = json!([{"allow": true, "type": "b", "major": dev.major, "minor": dev.minor, "access": "r"}]);
+    bundle.config["linux"]["resources"] = json!({"devices": readable, "blockIO": {"throttleReadBpsDevice": [
         {"major": dev.major, "minor": dev.minor, "rate": 512 << 10}
     ]}});
     // Timed inside the container: its set-up time, which varies a lot in
@@ -598,7 +655,7 @@ fn io_throttle_limits_reads() {
     assert_nothing_left(&skiff, &id);
 
     let id = support::unique_id("io");
-    bundle.config["linux"]["resources"] = json!({});
+    bundle.config["linux"]["resources"] = json!({"devices": readable});
     let free = dd_seconds(&skiff.run_bundle(&bundle, &id).ok().stdout);
     assert_nothing_left(&skiff, &id);
     // At 512 KiB/s, 1.5 MiB needs well over a second (the kernel lets the
@@ -611,7 +668,7 @@ fn io_throttle_limits_reads() {
     // The limit is in the cgroup file while the container lives.
     let id = support::unique_id("io");
     bundle.config["process"]["args"] = json!(["sleep", "1000"]);
-    bundle.config["linux"]["resources"] = json!({"blockIO": {"throttleReadBpsDevice": [
+    bundle.config["linux"]["resources"] = json!({"devices": readable, "blockIO": {"throttleReadBpsDevice": [
         {"major": dev.major, "minor": dev.minor, "rate": 512 << 10}
     ]}});
     bundle.write();

@@ -67,6 +67,8 @@ pub enum CgroupError {
     },
     #[error("{field}: the {controller} controller is not available on this host")]
     NoController { field: String, controller: String },
+    #[error(transparent)]
+    DeviceRule(#[from] devices::DeviceRuleError),
     #[error("linux.resources.devices: {0}")]
     DeviceFilter(std::io::Error),
     #[error("signalling pid {pid}: {source}")]

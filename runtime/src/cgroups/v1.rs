@@ -207,14 +207,14 @@ impl Manager for V1 {
         for w in &writes {
             self.write(w)?;
         }
-        if let Some(rules) = devices::rules(res.devices().as_deref()) {
+        if let Some(policy) = devices::Policy::of(res.devices().as_deref())? {
             let Some(d) = self.dir_of("devices") else {
                 return Err(CgroupError::NoController {
                     field: "linux.resources.devices".into(),
                     controller: "devices".into(),
                 });
             };
-            for (file, line) in devices::v1_writes(&rules) {
+            for (file, line) in policy.v1_writes() {
                 write_value(&d.path, file, &line, "linux.resources.devices")?;
             }
         }

@@ -169,12 +169,12 @@ impl Manager for V2 {
             }
             write_value(&dir.path, &w.file, &w.value, w.field)?;
         }
-        if let Some(rules) = devices::rules(res.devices().as_deref()) {
+        if let Some(policy) = devices::Policy::of(res.devices().as_deref())? {
             let fd = match &self.dir_fd {
                 Some(fd) => fd.try_clone().map_err(CgroupError::DeviceFilter)?,
                 None => open_dir(&dir.path)?,
             };
-            bpf::set_device_filter(fd.as_fd(), &devices::program(&rules))
+            bpf::set_device_filter(fd.as_fd(), &devices::program(&policy))
                 .map_err(CgroupError::DeviceFilter)?;
         }
         Ok(())
