@@ -1,5 +1,5 @@
 //! The `skiff` binary: parse, dispatch, and turn an error into runc's one
-//! log line and exit status 1.
+//! log line and exit status.
 
 use clap::Parser;
 
@@ -51,7 +51,7 @@ fn main() {
             if !logging::to_stderr() {
                 eprintln!("{msg}");
             }
-            std::process::exit(1);
+            std::process::exit(e.exit_code());
         }
     }
 }
