@@ -43,6 +43,10 @@ fn create_start_kill_delete() {
     skiff
         .run(&["delete", &id])
         .fails_with(&["cannot delete container", "not stopped: running"]);
+    // Signal 0 only asks whether the container is alive (as runc).
+    skiff.run(&["kill", &id, "0"]).ok();
+    skiff.run(&["kill", "--all", &id, "0"]).ok();
+    assert_eq!(skiff.state(&id)["status"], "running");
 
     skiff.run(&["kill", &id, "KILL"]).ok();
     skiff.wait_status(&id, "stopped");
@@ -53,6 +57,9 @@ fn create_start_kill_delete() {
     );
     skiff
         .run(&["kill", &id])
+        .fails_with(&["container not running"]);
+    skiff
+        .run(&["kill", &id, "0"])
         .fails_with(&["container not running"]);
     skiff.run(&["delete", &id]).ok();
     assert_nothing_left(&skiff, &id);
