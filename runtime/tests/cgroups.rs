@@ -515,6 +515,38 @@ fn update_changes_live_limits() {
 }
 
 #[test]
+fn update_back_to_unlimited_memory() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("unlimit");
+    let mut bundle = Bundle::sh("sleep 1000");
+    bundle.config["linux"]["resources"] = json!({"memory": memory_limit(64 << 20)});
+    bundle.write();
+    skiff
+        .run(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id])
+        .ok();
+    let mem = cgroup_file(&id, "memory", "memory.limit_in_bytes", "memory.max");
+    // v1 keeps memory below memory+swap: both limits go, swap first.
+    skiff.run(&["update", "--memory", "-1", &id]).ok();
+    if unified() {
+        assert_eq!(read(&mem), "max");
+    } else {
+        let unlimited = read(&PathBuf::from(
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        ));
+        assert_eq!(read(&mem), unlimited);
+        let memsw = cgroup_file(&id, "memory", "memory.memsw.limit_in_bytes", "");
+        if memsw.exists() {
+            assert_eq!(read(&memsw), unlimited);
+        }
+    }
+    skiff.run(&["update", "--memory", "32m", &id]).ok();
+    assert_eq!(read(&mem), (32u64 << 20).to_string());
+    skiff.run(&["delete", "--force", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
 fn stats_report_real_usage() {
     require_root!();
     let skiff = Skiff::new();

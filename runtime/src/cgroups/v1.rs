@@ -189,20 +189,12 @@ impl Manager for V1 {
                 .map_or(0, |d| stats::read_u64(&d.path, "memory.usage_in_bytes"))
         })?;
         let mut writes = resources::v1(res)?;
-        // memory+swap must never be below memory: when the new limit is
-        // above the current memory+swap limit, raise that one first.
-        let pos = |f: &str| writes.iter().position(|w| w.file == f);
-        if let (Some(l), Some(s)) = (
-            pos("memory.limit_in_bytes"),
-            pos("memory.memsw.limit_in_bytes"),
-        ) {
-            let current = self.dir_of("memory").map_or(0, |d| {
-                stats::read_u64(&d.path, "memory.memsw.limit_in_bytes")
-            });
-            let new: i64 = writes[l].value.parse().unwrap_or(-1);
-            if new < 0 || new as u64 > current {
-                writes.swap(l, s);
-            }
+        if let Some(d) = self.dir_of("memory") {
+            resources::order_v1_memory(
+                &mut writes,
+                stats::read_u64(&d.path, "memory.limit_in_bytes"),
+                d.path.join("memory.memsw.limit_in_bytes").exists(),
+            );
         }
         for w in &writes {
             self.write(w)?;
