@@ -78,6 +78,8 @@ pub enum CgroupError {
     },
     #[error("{path}: timed out waiting for the freezer")]
     Timeout { path: PathBuf },
+    #[error("container's cgroup is unexpectedly frozen: {path} is {state}")]
+    Frozen { path: PathBuf, state: String },
 }
 
 /// One directory of the container's cgroup, in one hierarchy.
@@ -269,6 +271,26 @@ fn check_before_update(
         .into());
     }
     Ok(())
+}
+
+/// runc's warning for a container's cgroup found with processes in it
+/// (create carries on: they share the container's limits from now on).
+fn warn_if_busy(record: &Record) {
+    let mut pids: Vec<libc::pid_t> = record
+        .dirs
+        .iter()
+        .filter_map(|d| read_procs(&d.path).ok())
+        .flatten()
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    if !pids.is_empty() {
+        crate::warn!(
+            "container's cgroup is not empty: {} process(es) found in {}",
+            pids.len(),
+            record.path.display()
+        );
+    }
 }
 
 /// Signals each pid, ignoring those already gone.

@@ -71,6 +71,28 @@ impl V1 {
         Ok(())
     }
 
+    /// Create's check of a cgroup it may have found in place: a frozen
+    /// one (or one under a frozen parent) would hold the init forever and
+    /// is refused, as runc refuses it; a busy one gets runc's warning.
+    fn check_taken_over(&self) -> Result<(), CgroupError> {
+        if let Some(d) = self.dir_of("freezer") {
+            let path = d.path.join("freezer.state");
+            let state = std::fs::read_to_string(&path).map_err(|source| CgroupError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let state = state.trim();
+            if state == "FROZEN" || state == "FREEZING" {
+                return Err(CgroupError::Frozen {
+                    path,
+                    state: state.to_string(),
+                });
+            }
+        }
+        super::warn_if_busy(&self.record);
+        Ok(())
+    }
+
     /// The directories that still need the process after clone3.
     fn pending(&self, cloned: bool) -> impl Iterator<Item = &Dir> {
         self.record
@@ -81,25 +103,33 @@ impl V1 {
 }
 
 /// A new cpuset cgroup starts with empty `cpus` and `mems`, and no task can
-/// join it until they are set; copy them down from the parent.
-fn inherit_cpuset(dir: &Path) -> Result<(), CgroupError> {
-    let Some(parent) = dir.parent() else {
+/// join it until they are set: fill every empty one from the mount down to
+/// `dir` from its parent, including parents skiff did not create (a pod
+/// cgroup made by someone else, or by a concurrent create that has not
+/// filled it yet), as runc does.
+fn inherit_cpuset(mount: &Path, dir: &Path) -> Result<(), CgroupError> {
+    let Ok(rel) = dir.strip_prefix(mount) else {
         return Ok(());
     };
-    for file in ["cpuset.cpus", "cpuset.mems"] {
-        let own = dir.join(file);
-        let current = std::fs::read_to_string(&own).map_err(|source| CgroupError::Read {
-            path: own.clone(),
-            source,
-        })?;
-        if !current.trim().is_empty() {
-            continue;
+    let mut parent = mount.to_path_buf();
+    for part in rel.components() {
+        let child = parent.join(part);
+        for file in ["cpuset.cpus", "cpuset.mems"] {
+            let own = child.join(file);
+            let current = std::fs::read_to_string(&own).map_err(|source| CgroupError::Read {
+                path: own.clone(),
+                source,
+            })?;
+            if !current.trim().is_empty() {
+                continue;
+            }
+            let from = parent.join(file);
+            let value = std::fs::read_to_string(&from)
+                .map_err(|source| CgroupError::Read { path: from, source })?;
+            std::fs::write(&own, value.trim())
+                .map_err(|source| CgroupError::Write { path: own, source })?;
         }
-        let from = parent.join(file);
-        let value = std::fs::read_to_string(&from)
-            .map_err(|source| CgroupError::Read { path: from, source })?;
-        std::fs::write(&own, value.trim())
-            .map_err(|source| CgroupError::Write { path: own, source })?;
+        parent = child;
     }
     Ok(())
 }
@@ -120,16 +150,18 @@ impl Manager for V1 {
                     return Err(e);
                 }
             };
-            let is_cpuset = dir.subsystems.split(',').any(|s| s == "cpuset");
             self.record.dirs[i].created = created;
-            if is_cpuset {
-                for d in self.record.dirs[i].created.clone() {
-                    if let Err(e) = inherit_cpuset(&d) {
-                        let _ = self.destroy();
-                        return Err(e);
-                    }
+            let dir = &self.record.dirs[i];
+            if dir.subsystems.split(',').any(|s| s == "cpuset") {
+                if let Err(e) = inherit_cpuset(&dir.mount, &dir.path) {
+                    let _ = self.destroy();
+                    return Err(e);
                 }
             }
+        }
+        if let Err(e) = self.check_taken_over() {
+            let _ = self.destroy();
+            return Err(e);
         }
         if let Some(unified) = self.record.dirs.iter().find(|d| d.subsystems.is_empty()) {
             match open_dir(&unified.path) {
