@@ -2,7 +2,7 @@
 //! the cgroup2 mount is one more hierarchy the process is placed in.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::LinuxResources;
 
@@ -103,33 +103,25 @@ impl V1 {
 }
 
 /// A new cpuset cgroup starts with empty `cpus` and `mems`, and no task can
-/// join it until they are set: fill every empty one from the mount down to
-/// `dir` from its parent, including parents skiff did not create (a pod
-/// cgroup made by someone else, or by a concurrent create that has not
-/// filled it yet), as runc does.
-fn inherit_cpuset(mount: &Path, dir: &Path) -> Result<(), CgroupError> {
-    let Ok(rel) = dir.strip_prefix(mount) else {
+/// join it until they are set; copy them down from the parent.
+fn inherit_cpuset(dir: &Path) -> Result<(), CgroupError> {
+    let Some(parent) = dir.parent() else {
         return Ok(());
     };
-    let mut parent = mount.to_path_buf();
-    for part in rel.components() {
-        let child = parent.join(part);
-        for file in ["cpuset.cpus", "cpuset.mems"] {
-            let own = child.join(file);
-            let current = std::fs::read_to_string(&own).map_err(|source| CgroupError::Read {
-                path: own.clone(),
-                source,
-            })?;
-            if !current.trim().is_empty() {
-                continue;
-            }
-            let from = parent.join(file);
-            let value = std::fs::read_to_string(&from)
-                .map_err(|source| CgroupError::Read { path: from, source })?;
-            std::fs::write(&own, value.trim())
-                .map_err(|source| CgroupError::Write { path: own, source })?;
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let own = dir.join(file);
+        let current = std::fs::read_to_string(&own).map_err(|source| CgroupError::Read {
+            path: own.clone(),
+            source,
+        })?;
+        if !current.trim().is_empty() {
+            continue;
         }
-        parent = child;
+        let from = parent.join(file);
+        let value = std::fs::read_to_string(&from)
+            .map_err(|source| CgroupError::Read { path: from, source })?;
+        std::fs::write(&own, value.trim())
+            .map_err(|source| CgroupError::Write { path: own, source })?;
     }
     Ok(())
 }
@@ -150,12 +142,23 @@ impl Manager for V1 {
                     return Err(e);
                 }
             };
+            let is_cpuset = dir.subsystems.split(',').any(|s| s == "cpuset");
+            let levels: Vec<PathBuf> = dir
+                .path
+                .ancestors()
+                .take_while(|p| *p != dir.mount)
+                .map(Path::to_path_buf)
+                .collect();
             self.record.dirs[i].created = created;
-            let dir = &self.record.dirs[i];
-            if dir.subsystems.split(',').any(|s| s == "cpuset") {
-                if let Err(e) = inherit_cpuset(&dir.mount, &dir.path) {
-                    let _ = self.destroy();
-                    return Err(e);
+            if is_cpuset {
+                // Every level, outermost first, not only those made here:
+                // a parent another container has just made may not have
+                // its cpus and mems yet.
+                for d in levels.iter().rev() {
+                    if let Err(e) = inherit_cpuset(d) {
+                        let _ = self.destroy();
+                        return Err(e);
+                    }
                 }
             }
         }
