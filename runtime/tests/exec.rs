@@ -88,6 +88,11 @@ fn joins_every_namespace_and_the_cgroup() {
         procs.lines().any(|l| l == exec_pid),
         "{exec_pid} not in {procs}"
     );
+    // In every hierarchy, the cgroup2 one of a hybrid host included.
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{exec_pid}/cgroup")).unwrap(),
+        host_view
+    );
     let ns = |p: &str, n: &str| std::fs::read_link(format!("/proc/{p}/ns/{n}")).unwrap();
     assert_eq!(ns(&exec_pid, "pid"), ns(&pid.to_string(), "pid"));
     skiff.run(&["delete", "--force", &id]).ok();
