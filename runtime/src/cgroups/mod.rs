@@ -275,10 +275,12 @@ fn check_before_update(
 
 /// runc's warning for a container's cgroup found with processes in it
 /// (create carries on: they share the container's limits from now on).
+/// Directories this create made are new and empty: not read.
 fn warn_if_busy(record: &Record) {
     let mut pids: Vec<libc::pid_t> = record
         .dirs
         .iter()
+        .filter(|d| d.created.last() != Some(&d.path))
         .filter_map(|d| read_procs(&d.path).ok())
         .flatten()
         .collect();
