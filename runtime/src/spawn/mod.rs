@@ -142,15 +142,10 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
     let linux = spec.linux().as_ref();
     let filter = compile_seccomp(linux.and_then(|l| l.seccomp().as_ref()))?;
     cgroup.create()?;
-    if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
-        let config_devices = linux
-            .and_then(|l| l.devices().as_deref())
-            .unwrap_or_default();
-        let res = cgroups::devices::with_config_devices(res, config_devices);
-        if let Err(e) = cgroup.apply(&res) {
-            let _ = cgroup.destroy();
-            return Err(e.into());
-        }
+    let res = cgroups::devices::at_create(linux.and_then(|l| l.resources().as_ref()));
+    if let Err(e) = cgroup.apply(&res) {
+        let _ = cgroup.destroy();
+        return Err(e.into());
     }
     let fifo_path = state::fifo_path(req.dir);
     let fifo = nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
