@@ -49,8 +49,6 @@ pub enum SpawnError {
     Channel(#[from] ChannelError),
     #[error(transparent)]
     Console(#[from] crate::terminal::TerminalError),
-    #[error("process.terminal: {0}")]
-    Terminal(&'static str),
     #[error("{0}")]
     Seccomp(String),
     #[error("{what}: {source}")]
@@ -113,18 +111,7 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
         what: "process",
         source: Errno::EINVAL,
     })?;
-    if process.terminal().unwrap_or(false) && req.console.is_none() {
-        return Err(SpawnError::Terminal(
-            "cannot allocate a tty if skiff will detach without setting --console-socket",
-        ));
-    }
-    // As runc: the caller would wait on that socket for a pty that never
-    // comes, and the connection would live on in the init.
-    if !process.terminal().unwrap_or(false) && req.console.is_some() {
-        return Err(SpawnError::Terminal(
-            "cannot use console socket if skiff will not allocate a tty",
-        ));
-    }
+    crate::validate::console(process, req.console.is_some())?;
     let plan = Plan::from_spec(spec)?;
     let apparmor = process.apparmor_profile().as_deref();
     let selinux = process.selinux_label().as_deref();
