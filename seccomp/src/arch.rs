@@ -25,6 +25,8 @@ pub enum Arch {
 impl Arch {
     /// The native architecture of the build.
     pub const NATIVE: Arch = Arch::X86_64;
+    /// Every architecture skiff has syscall tables for.
+    pub const ALL: [Arch; 3] = [Arch::X86_64, Arch::X86, Arch::X32];
 
     /// `seccomp_data.arch` for this architecture.
     pub fn audit(self) -> u32 {
@@ -40,7 +42,7 @@ impl Arch {
         self == Arch::X86
     }
 
-    fn table(self) -> &'static [(&'static str, u32)] {
+    pub(crate) fn table(self) -> &'static [(&'static str, u32)] {
         match self {
             Arch::X86_64 => tables::X86_64,
             Arch::X86 => tables::X86,
@@ -99,7 +101,7 @@ mod tests {
 
     #[test]
     fn tables_are_sorted() {
-        for arch in [Arch::X86_64, Arch::X86, Arch::X32] {
+        for arch in Arch::ALL {
             assert!(arch.table().windows(2).all(|w| w[0].0 < w[1].0), "{arch:?}");
         }
     }

@@ -12,7 +12,11 @@ pub mod features;
 mod install;
 #[cfg(test)]
 mod interp;
+#[cfg(test)]
+mod libseccomp;
 mod tables;
 
 pub use compile::{action_value, compile, flag, ret, Filter, SeccompError};
 pub use install::{install, InstallError};
+/// The kernel release whose syscall tables skiff knows.
+pub use tables::KERNEL as SYSCALLS_KERNEL;

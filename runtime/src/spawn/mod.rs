@@ -128,8 +128,9 @@ pub fn spawn(req: &Request<'_>) -> Result<Spawned, SpawnError> {
             let f =
                 skiff_seccomp::compile(profile).map_err(|e| SpawnError::Seccomp(e.to_string()))?;
             if !f.unknown.is_empty() {
-                crate::debug!(
-                    "linux.seccomp: skipping syscalls this kernel's tables do not know: {}",
+                crate::warn!(
+                    "linux.seccomp: ignoring syscalls unknown to skiff (Linux {} tables): {}",
+                    skiff_seccomp::SYSCALLS_KERNEL,
                     f.unknown.join(", ")
                 );
             }
