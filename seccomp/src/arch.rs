@@ -36,10 +36,11 @@ impl Arch {
         }
     }
 
-    /// True when syscall arguments are 32 bits wide (only the low word of
-    /// `seccomp_data.args` is meaningful).
+    /// True when syscall arguments are compared as 32-bit values (the low
+    /// word of `seccomp_data.args`): i386, and x32, an ILP32 ABI that
+    /// libseccomp (so runc and crun) treats as 32-bit too.
     pub fn is_32bit(self) -> bool {
-        self == Arch::X86
+        matches!(self, Arch::X86 | Arch::X32)
     }
 
     pub(crate) fn table(self) -> &'static [(&'static str, u32)] {
@@ -48,6 +49,25 @@ impl Arch {
             Arch::X86 => tables::X86,
             Arch::X32 => tables::X32,
         }
+    }
+
+    /// For a socket or SysV IPC call that i386 can also reach through its
+    /// multiplexer: the multiplexer's number (socketcall(2) or ipc(2)) and
+    /// the call number its first argument carries.
+    pub fn multiplexed(self, name: &str) -> Option<(u32, u64)> {
+        if self != Arch::X86 {
+            return None;
+        }
+        MULTIPLEXED
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, mux, call)| (*mux, *call))
+    }
+
+    /// True when a rule naming `name` filters something on this
+    /// architecture.
+    pub fn knows(self, name: &str) -> bool {
+        self.syscall(name).is_some() || self.multiplexed(name).is_some()
     }
 
     /// The number `seccomp_data.nr` holds for syscall `name`, if this
@@ -63,6 +83,47 @@ impl Arch {
         })
     }
 }
+
+const SOCKETCALL: u32 = 102;
+const IPC: u32 = 117;
+
+/// i386's multiplexed calls: name, multiplexer, call number (the `SYS_*`
+/// of linux/net.h and the `SEMOP`... of linux/ipc.h). `send` and `recv`
+/// exist only this way.
+const MULTIPLEXED: [(&str, u32, u64); 32] = [
+    ("socket", SOCKETCALL, 1),
+    ("bind", SOCKETCALL, 2),
+    ("connect", SOCKETCALL, 3),
+    ("listen", SOCKETCALL, 4),
+    ("accept", SOCKETCALL, 5),
+    ("getsockname", SOCKETCALL, 6),
+    ("getpeername", SOCKETCALL, 7),
+    ("socketpair", SOCKETCALL, 8),
+    ("send", SOCKETCALL, 9),
+    ("recv", SOCKETCALL, 10),
+    ("sendto", SOCKETCALL, 11),
+    ("recvfrom", SOCKETCALL, 12),
+    ("shutdown", SOCKETCALL, 13),
+    ("setsockopt", SOCKETCALL, 14),
+    ("getsockopt", SOCKETCALL, 15),
+    ("sendmsg", SOCKETCALL, 16),
+    ("recvmsg", SOCKETCALL, 17),
+    ("accept4", SOCKETCALL, 18),
+    ("recvmmsg", SOCKETCALL, 19),
+    ("sendmmsg", SOCKETCALL, 20),
+    ("semop", IPC, 1),
+    ("semget", IPC, 2),
+    ("semctl", IPC, 3),
+    ("semtimedop", IPC, 4),
+    ("msgsnd", IPC, 11),
+    ("msgrcv", IPC, 12),
+    ("msgget", IPC, 13),
+    ("msgctl", IPC, 14),
+    ("shmat", IPC, 21),
+    ("shmdt", IPC, 22),
+    ("shmget", IPC, 23),
+    ("shmctl", IPC, 24),
+];
 
 /// Maps a profile's architecture. `None`: an architecture libseccomp knows
 /// but this host never runs (its rules can never match here).
@@ -97,6 +158,10 @@ mod tests {
         assert_eq!(Arch::X86_64.syscall("socketcall"), None);
         assert_eq!(Arch::X86.syscall("socketcall"), Some(102));
         assert_eq!(Arch::X86_64.syscall("no_such_syscall"), None);
+        assert_eq!(Arch::X86.multiplexed("accept4"), Some((102, 18)));
+        assert_eq!(Arch::X86.multiplexed("shmget"), Some((117, 23)));
+        assert_eq!(Arch::X86_64.multiplexed("shmget"), None);
+        assert!(Arch::X86.knows("send") && !Arch::X86_64.knows("send"));
     }
 
     #[test]

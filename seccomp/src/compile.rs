@@ -159,6 +159,19 @@ fn conds(rule: usize, args: &[LinuxSeccompArg]) -> Result<Vec<Cond>, SeccompErro
         .collect()
 }
 
+/// A rule's conditions for its multiplexed form: argument 0 is the call.
+fn multiplexed(conds: &[Cond], call: u64) -> Vec<Cond> {
+    let is_call = Cond {
+        index: 0,
+        op: LinuxSeccompOperator::ScmpCmpEq,
+        value: call,
+        value_two: 0,
+    };
+    std::iter::once(is_call)
+        .chain(conds.iter().filter(|c| c.index != 0).copied())
+        .collect()
+}
+
 /// Validates and compiles a profile.
 pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
     let default_action = profile.default_action();
@@ -201,6 +214,19 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
             return Err(SeccompError::ErrnoWithoutErrnoAction { rule: i });
         }
         let conds = conds(i, sc.args().as_deref().unwrap_or_default())?;
+        // Conditions are ANDed, unless two test the same argument: then
+        // each is a rule of its own (ORed). runc and crun both map a rule
+        // so (libseccomp refuses two conditions on one argument), and
+        // profiles written for them rely on it.
+        let shares_an_arg = conds
+            .iter()
+            .enumerate()
+            .any(|(j, c)| conds[..j].iter().any(|d| d.index == c.index));
+        let groups: Vec<Vec<Cond>> = if shares_an_arg {
+            conds.into_iter().map(|c| vec![c]).collect()
+        } else {
+            vec![conds]
+        };
         let action = action_value(sc.action(), sc.errno_ret());
         // A rule that does what the default does changes nothing (runc and
         // libseccomp skip it too).
@@ -209,20 +235,28 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         }
         notify |= sc.action() == LinuxSeccompAction::ScmpActNotify;
         for name in sc.names() {
-            let mut known = false;
             for (a, map) in chains.iter_mut() {
                 if let Some(nr) = a.syscall(name) {
-                    known = true;
-                    map.entry(nr).or_default().push(Rule {
+                    let chain = map.entry(nr).or_default();
+                    chain.extend(groups.iter().map(|conds| Rule {
                         action,
                         conds: conds.clone(),
-                    });
+                    }));
+                }
+                // i386 reaches socket and IPC calls through socketcall(2)
+                // and ipc(2) too: the rule covers those, as libseccomp's
+                // (so runc's and crun's) does. As there, the first
+                // argument's test becomes the call number's, and the other
+                // conditions keep their argument index.
+                if let Some((mux, call)) = a.multiplexed(name) {
+                    let chain = map.entry(mux).or_default();
+                    chain.extend(groups.iter().map(|conds| Rule {
+                        action,
+                        conds: multiplexed(conds, call),
+                    }));
                 }
             }
-            if !known
-                && !Arch::ALL.iter().any(|a| a.syscall(name).is_some())
-                && !unknown.contains(name)
-            {
+            if !Arch::ALL.iter().any(|a| a.knows(name)) && !unknown.contains(name) {
                 unknown.push(name.clone());
             }
         }
@@ -250,36 +284,44 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
 enum Leaf {
     Default,
     BadArch,
-    Rules(Chain),
+    /// The rules, and whether arguments are compared on their low word
+    /// only (`Arch::is_32bit`).
+    Rules(Chain, bool),
 }
 
 /// A slice `[lo, hi)` of the syscall-number space and the rules for it
 /// (`None`: it belongs to an architecture the profile does not list).
 struct Part<'a> {
+    arch: Arch,
     lo: u32,
-    hi: u32,
+    /// Exclusive, up to 2^32.
+    hi: u64,
     rules: Option<&'a BTreeMap<u32, Chain>>,
 }
 
 /// The intervals covering every u32 syscall number for one audit arch.
 fn intervals(parts: &[Part<'_>]) -> Vec<(u32, Leaf)> {
     let mut out: Vec<(u32, Leaf)> = Vec::new();
-    let mut push = |start: u32, leaf: Leaf| {
+    let mut push = |start: u64, leaf: Leaf| {
         if out.last().is_some_and(|(_, l)| *l == leaf) {
             return;
         }
-        out.push((start, leaf));
+        out.push((start as u32, leaf));
     };
     for part in parts {
         match part.rules {
-            None => push(part.lo, Leaf::BadArch),
+            None => push(part.lo.into(), Leaf::BadArch),
             Some(map) => {
-                let mut cursor = part.lo;
-                for (nr, chain) in map.range(part.lo..part.hi) {
-                    if *nr > cursor {
+                let mut cursor = u64::from(part.lo);
+                for (nr, chain) in map.range(part.lo..) {
+                    let nr = u64::from(*nr);
+                    if nr >= part.hi {
+                        break;
+                    }
+                    if nr > cursor {
                         push(cursor, Leaf::Default);
                     }
-                    push(*nr, Leaf::Rules(chain.clone()));
+                    push(nr, Leaf::Rules(chain.clone(), part.arch.is_32bit()));
                     cursor = nr + 1;
                 }
                 if cursor < part.hi {
@@ -339,30 +381,42 @@ fn generate(
     if has(Arch::X86_64) || has(Arch::X32) {
         g.asm.mark(x86_64_audit);
         g.asm.push(Insn::Load(OFFSET_NR));
+        // Number -1 (a syscall a tracer skipped, or syscall(-1)) is no
+        // x32 call: like libseccomp, give it x86-64's rules (the default)
+        // rather than x32's bad-arch kill when x32 is not listed.
         let parts = [
             Part {
+                arch: Arch::X86_64,
                 lo: 0,
-                hi: X32_SYSCALL_BIT,
+                hi: X32_SYSCALL_BIT.into(),
                 rules: chains.get(&Arch::X86_64),
             },
             Part {
+                arch: Arch::X32,
                 lo: X32_SYSCALL_BIT,
-                hi: u32::MAX,
+                hi: u32::MAX.into(),
                 rules: chains.get(&Arch::X32),
+            },
+            Part {
+                arch: Arch::X86_64,
+                lo: u32::MAX,
+                hi: 1 << 32,
+                rules: chains.get(&Arch::X86_64),
             },
         ];
         let leaves = intervals(&parts);
-        g.tree(&leaves, false);
+        g.tree(&leaves);
     }
     if has(Arch::X86) {
         g.asm.mark(i386_audit);
         g.asm.push(Insn::Load(OFFSET_NR));
         let leaves = intervals(&[Part {
+            arch: Arch::X86,
             lo: 0,
-            hi: u32::MAX,
+            hi: 1 << 32,
             rules: chains.get(&Arch::X86),
         }]);
-        g.tree(&leaves, true);
+        g.tree(&leaves);
     }
 
     g.asm.mark(g.default);
@@ -374,9 +428,9 @@ fn generate(
 
 impl Gen {
     /// A balanced search over the intervals (A holds the syscall number).
-    fn tree(&mut self, leaves: &[(u32, Leaf)], is_32bit: bool) {
+    fn tree(&mut self, leaves: &[(u32, Leaf)]) {
         if leaves.len() == 1 {
-            self.leaf(&leaves[0].1, is_32bit);
+            self.leaf(&leaves[0].1);
             return;
         }
         let mid = leaves.len() / 2;
@@ -389,16 +443,16 @@ impl Gen {
             f: left,
         });
         self.asm.mark(left);
-        self.tree(&leaves[..mid], is_32bit);
+        self.tree(&leaves[..mid]);
         self.asm.mark(right);
-        self.tree(&leaves[mid..], is_32bit);
+        self.tree(&leaves[mid..]);
     }
 
-    fn leaf(&mut self, leaf: &Leaf, is_32bit: bool) {
+    fn leaf(&mut self, leaf: &Leaf) {
         match leaf {
             Leaf::Default => self.asm.push(Insn::Goto(self.default)),
             Leaf::BadArch => self.asm.push(Insn::Goto(self.bad_arch)),
-            Leaf::Rules(chain) => {
+            Leaf::Rules(chain, is_32bit) => {
                 for rule in chain {
                     if rule.conds.is_empty() {
                         self.asm.push(Insn::Ret(rule.action));
@@ -406,7 +460,7 @@ impl Gen {
                     }
                     let next = self.asm.label();
                     for c in &rule.conds {
-                        self.cond(c, next, is_32bit);
+                        self.cond(c, next, *is_32bit);
                     }
                     self.asm.push(Insn::Ret(rule.action));
                     self.asm.mark(next);
@@ -429,7 +483,11 @@ impl Gen {
         use LinuxSeccompOperator::*;
         match c.op {
             ScmpCmpMaskedEq => {
-                let (d_hi, d_lo) = ((c.value_two >> 32) as u32, c.value_two as u32);
+                // (arg & value) == (valueTwo & value): libseccomp masks
+                // the datum too, so bits of valueTwo outside the mask never
+                // make a rule unmatchable under runc or crun.
+                let datum = c.value_two & c.value;
+                let (d_hi, d_lo) = ((datum >> 32) as u32, datum as u32);
                 if !is_32bit {
                     let lo = a.label();
                     a.push(Insn::Load(hi_off));
@@ -596,6 +654,24 @@ mod tests {
         );
     }
 
+    #[test]
+    fn syscall_minus_one_gets_the_default_not_bad_arch() {
+        // libseccomp (so runc and crun) treats -1 as an x86-64 number, not
+        // as an x32 one: a skipped or bogus syscall gets the default.
+        for arches in [serde_json::json!([]), serde_json::json!(["SCMP_ARCH_X32"])] {
+            let f = compile(&profile(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ERRNO", "architectures": arches,
+                "syscalls": [{"names": ["getppid"], "action": "SCMP_ACT_ALLOW"}]
+            })))
+            .unwrap();
+            assert_eq!(
+                verdict(&f, Data::x86_64(u32::MAX, NO_ARGS)),
+                ret::ERRNO | 1,
+                "{arches}"
+            );
+        }
+    }
+
     /// The meaning of one condition, straight from the spec.
     fn holds(op: &str, arg: u64, value: u64, value_two: u64) -> bool {
         match op {
@@ -605,7 +681,7 @@ mod tests {
             "SCMP_CMP_EQ" => arg == value,
             "SCMP_CMP_GE" => arg >= value,
             "SCMP_CMP_GT" => arg > value,
-            "SCMP_CMP_MASKED_EQ" => arg & value == value_two,
+            "SCMP_CMP_MASKED_EQ" => arg & value == value_two & value,
             _ => unreachable!(),
         }
     }
@@ -657,6 +733,23 @@ mod tests {
     }
 
     #[test]
+    fn masked_eq_masks_the_datum_too() {
+        // valueTwo has bits outside the mask: libseccomp compares
+        // (arg & value) with (valueTwo & value).
+        let f = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+                "args": [{"index": 0, "value": 0xff, "valueTwo": 0x1_0000_ff08u64,
+                    "op": "SCMP_CMP_MASKED_EQ"}]}]
+        })))
+        .unwrap();
+        let p = |a: u64| verdict(&f, Data::x86_64(nr("personality"), [a, 0, 0, 0, 0, 0]));
+        assert_eq!(p(0x08), ret::ERRNO | 1);
+        assert_eq!(p(0xf00_0008), ret::ERRNO | 1);
+        assert_eq!(p(0x09), ret::ALLOW);
+    }
+
+    #[test]
     fn masked_eq_without_value_two_compares_to_zero() {
         // containerd's default profile: clone allowed only without
         // CLONE_NEW* flags, valueTwo omitted because it is 0.
@@ -689,6 +782,81 @@ mod tests {
         assert_eq!(socket(1, 3), ret::ERRNO | 1);
         assert_eq!(socket(10, 99), ret::ALLOW);
         assert_eq!(socket(2, 2), ret::ERRNO | 1);
+    }
+
+    #[test]
+    fn conditions_on_one_argument_are_ored_as_runc_does() {
+        // Two conditions on arg 0 in one rule: runc and crun add each as a
+        // rule of its own, so either one matching applies the action.
+        let f = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO", "args": [
+                {"index": 0, "value": 8, "op": "SCMP_CMP_EQ"},
+                {"index": 0, "value": 0x20008, "op": "SCMP_CMP_EQ"},
+                {"index": 1, "value": 3, "op": "SCMP_CMP_EQ"}]}]
+        })))
+        .unwrap();
+        let p = |a: u64, b: u64| verdict(&f, Data::x86_64(nr("personality"), [a, b, 0, 0, 0, 0]));
+        assert_eq!(p(8, 0), ret::ERRNO | 1);
+        assert_eq!(p(0x20008, 0), ret::ERRNO | 1);
+        assert_eq!(p(1, 3), ret::ERRNO | 1);
+        assert_eq!(p(1, 0), ret::ALLOW);
+    }
+
+    #[test]
+    fn i386_multiplexers_follow_the_calls_they_carry() {
+        // A 32-bit process can create a socket with socketcall(SYS_SOCKET)
+        // as well as socket(2): a rule for socket covers both.
+        let f = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X86"],
+            "syscalls": [
+                {"names": ["socket", "send"], "action": "SCMP_ACT_ERRNO"},
+                {"names": ["shmget"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38,
+                    "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"},
+                        {"index": 2, "value": 7, "op": "SCMP_CMP_EQ"}]}
+            ]
+        })))
+        .unwrap();
+        assert!(f.unknown.is_empty(), "{:?}", f.unknown);
+        let i386 = |nr: u32, args: [u64; 6]| verdict(&f, Data::i386(nr, args));
+        let socket = Arch::X86.syscall("socket").unwrap();
+        assert_eq!(i386(socket, NO_ARGS), ret::ERRNO | 1);
+        assert_eq!(i386(102, [1, 0, 0, 0, 0, 0]), ret::ERRNO | 1);
+        assert_eq!(i386(102, [9, 0, 0, 0, 0, 0]), ret::ERRNO | 1);
+        assert_eq!(i386(102, [3, 0, 0, 0, 0, 0]), ret::ALLOW);
+        // ipc(SHMGET, ...): the call number replaces the test of argument
+        // 0, the test of argument 2 stays on argument 2.
+        assert_eq!(i386(117, [23, 0, 7, 0, 0, 0]), ret::ERRNO | 38);
+        assert_eq!(i386(117, [23, 0, 8, 0, 0, 0]), ret::ALLOW);
+        assert_eq!(i386(117, [21, 0, 7, 0, 0, 0]), ret::ALLOW);
+        // x86-64 has no multiplexer: its 102 is getuid.
+        assert_eq!(
+            verdict(&f, Data::x86_64(102, [1, 0, 0, 0, 0, 0])),
+            ret::ALLOW
+        );
+    }
+
+    #[test]
+    fn x32_compares_the_low_word_only() {
+        // x32 is an ILP32 ABI: libseccomp (so runc and crun) compares its
+        // arguments as 32-bit values, as on i386.
+        let f = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "architectures": ["SCMP_ARCH_X32"],
+            "syscalls": [{"names": ["personality"], "action": "SCMP_ACT_ERRNO",
+                "args": [{"index": 0, "value": 8, "op": "SCMP_CMP_EQ"}]}]
+        })))
+        .unwrap();
+        let x32 = Arch::X32.syscall("personality").unwrap();
+        let p = |a: u64| verdict(&f, Data::x86_64(x32, [a, 0, 0, 0, 0, 0]));
+        assert_eq!(p(8), ret::ERRNO | 1);
+        assert_eq!(p(0x1_0000_0008), ret::ERRNO | 1);
+        assert_eq!(p(9), ret::ALLOW);
+        // x86-64 in the same filter still compares all 64 bits.
+        let p = |a: u64| verdict(&f, Data::x86_64(nr("personality"), [a, 0, 0, 0, 0, 0]));
+        assert_eq!(p(8), ret::ERRNO | 1);
+        assert_eq!(p(0x1_0000_0008), ret::ALLOW);
     }
 
     #[test]
