@@ -8,6 +8,8 @@ pub mod arch;
 mod bpf;
 mod compile;
 pub mod containers_common;
+#[cfg(test)]
+mod differential;
 pub mod features;
 mod install;
 #[cfg(test)]

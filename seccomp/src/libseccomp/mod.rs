@@ -161,7 +161,7 @@ impl Helper {
     pub fn export(&mut self) -> Result<Vec<libc::sock_filter>, i32> {
         let answer = self.ask("export");
         let Some(n) = answer.strip_prefix("bpf ") else {
-            return Err(parse_status(&answer).err().expect("bpf or error"));
+            return Err(parse_status(&answer).expect_err("bpf or error"));
         };
         let n: usize = n.parse().expect("instruction count");
         (0..n)
