@@ -4,44 +4,83 @@
 //! A build script rather than a checked-in generated file: the `.tbl` files
 //! are the one source of truth, so the Rust tables can never drift from
 //! them or be edited by hand, and taking a newer kernel's syscalls is a copy
-//! of two files. It reads two local files of a few hundred lines (offline,
-//! well under a millisecond) and needs no crate of its own.
+//! of files. It reads a few local files of a few hundred lines (offline,
+//! about a millisecond) and needs no crate of its own.
 //!
-//! To update, copy `arch/x86/entry/syscalls/syscall_64.tbl` and
-//! `syscall_32.tbl` from a kernel tree into `syscalls/` and put its version
-//! in `syscalls/KERNEL_VERSION`.
+//! The tables of the other architectures libseccomp knows (`syscalls/
+//! other/`) give only names: a profile that names a syscall x86 lacks
+//! (`pciconfig_read`, `sysmips`, ...) is skipped quietly, as runc and crun
+//! do; only names no architecture has are warned about.
+//!
+//! To update, copy from a kernel tree `arch/x86/entry/syscalls/
+//! syscall_64.tbl` and `syscall_32.tbl` into `syscalls/`, and into
+//! `syscalls/other/`: `scripts/syscall.tbl` (as `generic.tbl`: arm64,
+//! riscv, loongarch), `arch/arm/tools/syscall.tbl`, ARM's private calls
+//! from `arch/arm/include/uapi/asm/unistd.h` (as `arm-unistd.h`) and the
+//! `arch/{m68k,mips,parisc,powerpc,s390,sh}/kernel/syscalls/*.tbl`; put the
+//! kernel's version in `syscalls/KERNEL_VERSION`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 
-/// One table: the `.tbl` rows whose ABI column is in `abis`.
-fn table(path: &Path, abis: &[&str]) -> BTreeMap<String, u32> {
+/// One row of a `.tbl` file: `<number> <abi> <name> [<entry point> ...]`.
+struct Row {
+    line: usize,
+    nr: String,
+    abi: String,
+    name: String,
+}
+
+fn rows(path: &Path) -> Vec<Row> {
     let text =
         std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let mut out = BTreeMap::new();
+    let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        // <number> <abi> <name> [<entry point> ...]
         let fields: Vec<&str> = line.split_whitespace().collect();
         let [nr, abi, name, ..] = fields[..] else {
             panic!("{}:{}: fewer than three fields", path.display(), i + 1);
         };
-        if !abis.contains(&abi) {
+        out.push(Row {
+            line: i + 1,
+            nr: nr.to_string(),
+            abi: abi.to_string(),
+            name: name.to_string(),
+        });
+    }
+    out
+}
+
+/// ARM's private calls, outside its table: `#define __ARM_NR_<name> ...`.
+fn private_calls(path: &Path) -> Vec<String> {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    text.lines()
+        .filter_map(|l| l.strip_prefix("#define __ARM_NR_"))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|name| *name != "BASE")
+        .map(str::to_string)
+        .collect()
+}
+
+/// One table: the rows whose ABI column is in `abis`.
+fn table(path: &Path, abis: &[&str]) -> BTreeMap<String, u32> {
+    let mut out = BTreeMap::new();
+    for row in rows(path) {
+        if !abis.contains(&row.abi.as_str()) {
             continue;
         }
-        let nr: u32 = nr
+        let at = format!("{}:{}", path.display(), row.line);
+        let nr: u32 = row
+            .nr
             .parse()
-            .unwrap_or_else(|e| panic!("{}:{}: number {nr:?}: {e}", path.display(), i + 1));
-        if let Some(old) = out.insert(name.to_string(), nr) {
-            panic!(
-                "{}:{}: {name} is both {old} and {nr}",
-                path.display(),
-                i + 1
-            );
+            .unwrap_or_else(|e| panic!("{at}: number {:?}: {e}", row.nr));
+        if let Some(old) = out.insert(row.name.clone(), nr) {
+            panic!("{at}: {} is both {old} and {nr}", row.name);
         }
     }
     out
@@ -52,7 +91,8 @@ fn main() {
     let tbl_64 = dir.join("syscall_64.tbl");
     let tbl_32 = dir.join("syscall_32.tbl");
     let version = dir.join("KERNEL_VERSION");
-    for p in [&tbl_64, &tbl_32, &version] {
+    let other = dir.join("other");
+    for p in [&tbl_64, &tbl_32, &version, &other] {
         println!("cargo:rerun-if-changed={}", p.display());
     }
     let kernel = std::fs::read_to_string(&version).expect("reading syscalls/KERNEL_VERSION");
@@ -66,6 +106,29 @@ fn main() {
         ("X86", table(&tbl_32, &["i386"])),
         ("X32", table(&tbl_64, &["common", "x32"])),
     ];
+
+    let mut files: Vec<_> = std::fs::read_dir(&other)
+        .expect("reading syscalls/other")
+        .map(|e| e.expect("reading syscalls/other").path())
+        .collect();
+    files.sort();
+    let mut elsewhere = BTreeSet::new();
+    for path in files {
+        println!("cargo:rerun-if-changed={}", path.display());
+        if path.extension().is_some_and(|e| e == "h") {
+            elsewhere.extend(private_calls(&path));
+        } else {
+            elsewhere.extend(rows(&path).into_iter().map(|r| r.name));
+        }
+    }
+    // The "reservedNN" and "unusedNN" rows hold numbers, not syscalls.
+    let placeholder = |n: &str| {
+        ["reserved", "unused"].iter().any(|p| {
+            n.strip_prefix(p)
+                .is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+        })
+    };
+    elsewhere.retain(|n| !placeholder(n) && !tables.iter().any(|(_, t)| t.contains_key(n)));
 
     let mut rs = String::new();
     writeln!(rs, "/// The kernel release the tables were taken from.").unwrap();
@@ -83,6 +146,17 @@ fn main() {
         }
         writeln!(rs, "];").unwrap();
     }
+    writeln!(
+        rs,
+        "/// Syscalls only other architectures have ({}), sorted.",
+        elsewhere.len()
+    )
+    .unwrap();
+    writeln!(rs, "pub static ELSEWHERE: &[&str] = &[").unwrap();
+    for name in &elsewhere {
+        writeln!(rs, "    {name:?},").unwrap();
+    }
+    writeln!(rs, "];").unwrap();
     let out = Path::new(&std::env::var_os("OUT_DIR").expect("OUT_DIR")).join("tables.rs");
     std::fs::write(&out, rs).unwrap_or_else(|e| panic!("writing {}: {e}", out.display()));
 }

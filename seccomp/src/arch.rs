@@ -58,16 +58,22 @@ impl Arch {
         if self != Arch::X86 {
             return None;
         }
-        MULTIPLEXED
-            .iter()
-            .find(|(n, _, _)| *n == name)
-            .map(|(_, mux, call)| (*mux, *call))
+        let i = MULTIPLEXED
+            .binary_search_by(|(n, _, _)| n.cmp(&name))
+            .ok()?;
+        Some((MULTIPLEXED[i].1, MULTIPLEXED[i].2))
     }
 
     /// True when a rule naming `name` filters something on this
     /// architecture.
     pub fn knows(self, name: &str) -> bool {
         self.syscall(name).is_some() || self.multiplexed(name).is_some()
+    }
+
+    /// True when `name` is a syscall of an architecture skiff does not
+    /// filter (a rule naming it is skipped without a warning).
+    pub fn elsewhere(name: &str) -> bool {
+        tables::ELSEWHERE.binary_search(&name).is_ok()
     }
 
     /// The number `seccomp_data.nr` holds for syscall `name`, if this
@@ -87,42 +93,42 @@ impl Arch {
 const SOCKETCALL: u32 = 102;
 const IPC: u32 = 117;
 
-/// i386's multiplexed calls: name, multiplexer, call number (the `SYS_*`
-/// of linux/net.h and the `SEMOP`... of linux/ipc.h). `send` and `recv`
-/// exist only this way.
+/// i386's multiplexed calls, sorted by name for binary search: name,
+/// multiplexer, call number (the `SYS_*` of linux/net.h and the `SEMOP`...
+/// of linux/ipc.h). `send` and `recv` exist only this way.
 const MULTIPLEXED: [(&str, u32, u64); 32] = [
-    ("socket", SOCKETCALL, 1),
+    ("accept", SOCKETCALL, 5),
+    ("accept4", SOCKETCALL, 18),
     ("bind", SOCKETCALL, 2),
     ("connect", SOCKETCALL, 3),
-    ("listen", SOCKETCALL, 4),
-    ("accept", SOCKETCALL, 5),
-    ("getsockname", SOCKETCALL, 6),
     ("getpeername", SOCKETCALL, 7),
-    ("socketpair", SOCKETCALL, 8),
-    ("send", SOCKETCALL, 9),
-    ("recv", SOCKETCALL, 10),
-    ("sendto", SOCKETCALL, 11),
-    ("recvfrom", SOCKETCALL, 12),
-    ("shutdown", SOCKETCALL, 13),
-    ("setsockopt", SOCKETCALL, 14),
+    ("getsockname", SOCKETCALL, 6),
     ("getsockopt", SOCKETCALL, 15),
-    ("sendmsg", SOCKETCALL, 16),
-    ("recvmsg", SOCKETCALL, 17),
-    ("accept4", SOCKETCALL, 18),
-    ("recvmmsg", SOCKETCALL, 19),
-    ("sendmmsg", SOCKETCALL, 20),
-    ("semop", IPC, 1),
-    ("semget", IPC, 2),
-    ("semctl", IPC, 3),
-    ("semtimedop", IPC, 4),
-    ("msgsnd", IPC, 11),
-    ("msgrcv", IPC, 12),
-    ("msgget", IPC, 13),
+    ("listen", SOCKETCALL, 4),
     ("msgctl", IPC, 14),
+    ("msgget", IPC, 13),
+    ("msgrcv", IPC, 12),
+    ("msgsnd", IPC, 11),
+    ("recv", SOCKETCALL, 10),
+    ("recvfrom", SOCKETCALL, 12),
+    ("recvmmsg", SOCKETCALL, 19),
+    ("recvmsg", SOCKETCALL, 17),
+    ("semctl", IPC, 3),
+    ("semget", IPC, 2),
+    ("semop", IPC, 1),
+    ("semtimedop", IPC, 4),
+    ("send", SOCKETCALL, 9),
+    ("sendmmsg", SOCKETCALL, 20),
+    ("sendmsg", SOCKETCALL, 16),
+    ("sendto", SOCKETCALL, 11),
+    ("setsockopt", SOCKETCALL, 14),
     ("shmat", IPC, 21),
+    ("shmctl", IPC, 24),
     ("shmdt", IPC, 22),
     ("shmget", IPC, 23),
-    ("shmctl", IPC, 24),
+    ("shutdown", SOCKETCALL, 13),
+    ("socket", SOCKETCALL, 1),
+    ("socketpair", SOCKETCALL, 8),
 ];
 
 /// Maps a profile's architecture. `None`: an architecture libseccomp knows
@@ -162,6 +168,8 @@ mod tests {
         assert_eq!(Arch::X86.multiplexed("shmget"), Some((117, 23)));
         assert_eq!(Arch::X86_64.multiplexed("shmget"), None);
         assert!(Arch::X86.knows("send") && !Arch::X86_64.knows("send"));
+        assert!(Arch::elsewhere("pciconfig_read") && Arch::elsewhere("riscv_flush_icache"));
+        assert!(!Arch::elsewhere("getppid") && !Arch::elsewhere("unused18"));
     }
 
     #[test]
@@ -169,5 +177,7 @@ mod tests {
         for arch in Arch::ALL {
             assert!(arch.table().windows(2).all(|w| w[0].0 < w[1].0), "{arch:?}");
         }
+        assert!(MULTIPLEXED.windows(2).all(|w| w[0].0 < w[1].0));
+        assert!(tables::ELSEWHERE.windows(2).all(|w| w[0] < w[1]));
     }
 }

@@ -71,9 +71,10 @@ pub struct Filter {
     pub program: Vec<libc::sock_filter>,
     /// seccomp(2) flags (NEW_LISTENER when an action is NOTIFY).
     pub flags: u32,
-    /// Syscall names skiff knows on no architecture (skipped, as runc and
-    /// crun do; the caller warns). A name known only on architectures the
-    /// profile does not list is skipped silently: no listed one can call it.
+    /// Syscall names no architecture has (skipped, as runc and crun do;
+    /// the caller warns). A name known only on architectures the profile
+    /// does not list, or that skiff does not filter, is skipped silently:
+    /// no process here can call it.
     pub unknown: Vec<String>,
 }
 
@@ -159,6 +160,23 @@ fn conds(rule: usize, args: &[LinuxSeccompArg]) -> Result<Vec<Cond>, SeccompErro
         .collect()
 }
 
+/// Drops the rules that can never decide: those after the first
+/// unconditional rule, and the conditional ones just before it with its
+/// action (matched or not, the action is the same). On i386 a profile's
+/// socket calls and its unconditional `socketcall` meet so.
+fn prune(chain: &mut Chain) {
+    let Some(last) = chain.iter().position(|r| r.conds.is_empty()) else {
+        return;
+    };
+    let action = chain[last].action;
+    chain.truncate(last + 1);
+    let keep = chain[..last]
+        .iter()
+        .rposition(|r| r.action != action)
+        .map_or(0, |i| i + 1);
+    chain.drain(keep..last);
+}
+
 /// A rule's conditions for its multiplexed form: argument 0 is the call.
 fn multiplexed(conds: &[Cond], call: u64) -> Vec<Cond> {
     let is_call = Cond {
@@ -235,8 +253,10 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         }
         notify |= sc.action() == LinuxSeccompAction::ScmpActNotify;
         for name in sc.names() {
+            let mut known = false;
             for (a, map) in chains.iter_mut() {
                 if let Some(nr) = a.syscall(name) {
+                    known = true;
                     let chain = map.entry(nr).or_default();
                     chain.extend(groups.iter().map(|conds| Rule {
                         action,
@@ -249,6 +269,7 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
                 // argument's test becomes the call number's, and the other
                 // conditions keep their argument index.
                 if let Some((mux, call)) = a.multiplexed(name) {
+                    known = true;
                     let chain = map.entry(mux).or_default();
                     chain.extend(groups.iter().map(|conds| Rule {
                         action,
@@ -256,7 +277,11 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
                     }));
                 }
             }
-            if !Arch::ALL.iter().any(|a| a.knows(name)) && !unknown.contains(name) {
+            if !known
+                && !Arch::ALL.iter().any(|a| a.knows(name))
+                && !Arch::elsewhere(name)
+                && !unknown.contains(name)
+            {
                 unknown.push(name.clone());
             }
         }
@@ -268,6 +293,9 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
         flags |= flag::NEW_LISTENER;
     }
 
+    for chain in chains.values_mut().flat_map(BTreeMap::values_mut) {
+        prune(chain);
+    }
     let program = generate(&arches, &chains, default);
     if program.len() > 4096 {
         return Err(SeccompError::TooLarge(program.len()));
@@ -838,6 +866,34 @@ mod tests {
     }
 
     #[test]
+    fn rules_that_never_decide_are_dropped() {
+        let cond = |v: u64| Cond {
+            index: 0,
+            op: LinuxSeccompOperator::ScmpCmpEq,
+            value: v,
+            value_two: 0,
+        };
+        let rule = |action: u32, conds: Vec<Cond>| Rule { action, conds };
+        let mut chain = vec![
+            rule(ret::ALLOW, vec![cond(1)]),
+            rule(ret::LOG, vec![cond(2)]),
+            rule(ret::ALLOW, vec![cond(3)]),
+            rule(ret::ALLOW, vec![cond(4)]),
+            rule(ret::ALLOW, vec![]),
+            rule(ret::TRAP, vec![cond(5)]),
+        ];
+        prune(&mut chain);
+        assert_eq!(
+            chain,
+            vec![
+                rule(ret::ALLOW, vec![cond(1)]),
+                rule(ret::LOG, vec![cond(2)]),
+                rule(ret::ALLOW, vec![]),
+            ]
+        );
+    }
+
+    #[test]
     fn x32_compares_the_low_word_only() {
         // x32 is an ILP32 ABI: libseccomp (so runc and crun) compares its
         // arguments as 32-bit values, as on i386.
@@ -955,12 +1011,12 @@ mod tests {
         );
         // Names of the kernel's newest syscalls are known (generated from
         // its own tables), and so are names of an architecture the profile
-        // does not list: neither is reported.
+        // does not list or skiff does not filter: none is reported.
         let f = compile(&profile(serde_json::json!({
             "defaultAction": "SCMP_ACT_ERRNO",
             "syscalls": [{"names": ["cachestat", "map_shadow_stack", "statmount", "listmount",
                 "lsm_get_self_attr", "lsm_set_self_attr", "lsm_list_modules", "mseal",
-                "socketcall"], "action": "SCMP_ACT_ALLOW"}]
+                "socketcall", "pciconfig_read", "sysmips"], "action": "SCMP_ACT_ALLOW"}]
         })))
         .unwrap();
         assert!(f.unknown.is_empty(), "{:?}", f.unknown);
@@ -1014,6 +1070,9 @@ mod tests {
         let spec: LinuxSeccomp = serde_json::from_str(&text).unwrap();
         let f = compile(&spec).unwrap();
         assert!(f.program.len() < 4096);
+        // Its names of other architectures' syscalls are no cause for a
+        // warning.
+        assert!(f.unknown.is_empty(), "{:?}", f.unknown);
         let allowed = [nr("read"), nr("getppid"), nr("clone3"), nr("execve")];
         for n in allowed {
             assert_eq!(verdict(&f, Data::x86_64(n, NO_ARGS)), ret::ALLOW);
