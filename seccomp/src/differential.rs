@@ -22,7 +22,7 @@ use serde_json::{json, Value};
 use crate::arch::{Arch, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
 use crate::compile::{compile, ret};
 use crate::interp::{run, Data};
-use crate::libseccomp::{helper_or_skip, ArgCmp, Helper, RuleAdded};
+use crate::libseccomp::{helper_or_skip, ArgCmp, Failure, Helper, RuleAdded};
 
 const AUDIT_ARCH_AARCH64: u32 = 0xc000_00b7;
 /// libseccomp's token for x32.
@@ -218,14 +218,10 @@ fn case() -> impl Strategy<Value = (Value, bool, u64)> {
 
 /// The profile as runc hands it to libseccomp: rules whose action is the
 /// default are skipped; conditions on one rule are ANDed unless two name
-/// the same argument, then each is a rule of its own. `Ok(None)`: a
-/// profile libseccomp (so runc and crun) refuses. The names libseccomp does not
-/// know are returned; skiff compiles the profile without them.
-fn libseccomp_program(
-    h: &mut Helper,
-    p: &Value,
-    optimize: bool,
-) -> Result<Option<Lib>, TestCaseError> {
+/// the same argument, then each is a rule of its own. The names
+/// libseccomp does not know are noted; skiff compiles the profile without
+/// them.
+fn libseccomp_program(h: &mut Helper, p: &Value, optimize: bool) -> Result<Lib, Failure> {
     let str_of = |v: &Value| v.as_str().expect("string").to_string();
     let default = runc_action(&str_of(&p["defaultAction"]), p["defaultErrnoRet"].as_u64());
     let arches: Vec<u32> = p["architectures"]
@@ -235,11 +231,7 @@ fn libseccomp_program(
         .map(|a| ARCHES.iter().find(|(n, _)| *n == a).expect("arch").1)
         .collect();
     let rules = p["syscalls"].as_array().expect("syscalls");
-    if h.filter(default, optimize && !rules.is_empty(), &arches)
-        .is_err()
-    {
-        return Ok(None);
-    }
+    h.filter(default, optimize && !rules.is_empty(), &arches)?;
     let mut lib = Lib {
         default,
         ..Lib::default()
@@ -276,7 +268,7 @@ fn libseccomp_program(
         for name in r["names"].as_array().expect("names") {
             let name = name.as_str().expect("name");
             for g in &groups {
-                match h.rule(action, name, g) {
+                match h.rule(action, name, g)? {
                     RuleAdded::Ok => lib.rules.push(Added {
                         name: name.to_string(),
                         action,
@@ -285,18 +277,12 @@ fn libseccomp_program(
                     RuleAdded::Unknown => {
                         lib.unknown.insert(name.to_string());
                     }
-                    RuleAdded::Refused(_) => {
-                        h.export().ok();
-                        return Ok(None);
-                    }
                 }
             }
         }
     }
-    lib.program = h
-        .export()
-        .map_err(|rc| TestCaseError::fail(format!("seccomp_export_bpf: {rc}")))?;
-    Ok(Some(lib))
+    lib.program = h.export()?;
+    Ok(lib)
 }
 
 /// What libseccomp was given and made.
@@ -493,12 +479,15 @@ fn without(p: &Value, unknown: &BTreeSet<String>) -> Value {
 struct Tally {
     profiles: Cell<u32>,
     refused: Cell<u32>,
+    /// Profiles libseccomp never finished (the first is shown).
+    hung: Cell<u32>,
+    hung_example: RefCell<Option<String>>,
     syscalls: Cell<u64>,
     ambiguous: Cell<u64>,
     /// Syscalls where libseccomp's program contradicts the profile.
     libseccomp_wrong: Cell<u64>,
     /// The first such case, shown in the summary.
-    example: RefCell<Option<String>>,
+    wrong_example: RefCell<Option<String>>,
 }
 
 fn bump<T: Copy + std::ops::Add<Output = T> + From<u8>>(c: &Cell<T>) {
@@ -520,9 +509,21 @@ fn check(
     seed: u64,
     t: &Tally,
 ) -> Result<(), TestCaseError> {
-    let Some(lib) = libseccomp_program(&mut h.borrow_mut(), p, optimize)? else {
-        bump(&t.refused);
-        return Ok(());
+    let got = libseccomp_program(&mut h.borrow_mut(), p, optimize);
+    let lib = match got {
+        Ok(lib) => lib,
+        Err(Failure::Refused(_)) => {
+            bump(&t.refused);
+            return Ok(());
+        }
+        Err(Failure::NoAnswer) => {
+            bump(&t.hung);
+            t.hung_example
+                .borrow_mut()
+                .get_or_insert_with(|| serde_json::to_string(p).expect("json"));
+            *h.borrow_mut() = Helper::start().map_err(TestCaseError::fail)?;
+            return Ok(());
+        }
     };
     let p = without(p, &lib.unknown);
     let spec: LinuxSeccomp = serde_json::from_value(p.clone()).expect("a valid profile");
@@ -554,7 +555,9 @@ fn check(
         }
         if b != want {
             bump(&t.libseccomp_wrong);
-            t.example.borrow_mut().get_or_insert_with(|| show(&d, a, b));
+            t.wrong_example
+                .borrow_mut()
+                .get_or_insert_with(|| show(&d, a, b));
         }
     }
     bump(&t.profiles);
@@ -579,21 +582,26 @@ fn compiler_agrees_with_libseccomp() {
     let result = runner.run(&case(), |(p, optimize, seed)| {
         check(&helper, &p, optimize, seed, &t)
     });
+    let example = |e: &RefCell<Option<String>>| {
+        e.borrow()
+            .as_ref()
+            .map(|e| format!(", for example {e}"))
+            .unwrap_or_default()
+    };
     eprintln!(
         "{} profiles compared on {} syscalls ({} with rules of different actions matching \
-         skipped), {} refused by libseccomp, in {:.1?}; libseccomp's program was wrong on {} \
-         syscalls{}",
+         skipped), {} refused by libseccomp, in {:.1?}\n\
+         libseccomp never finished {} profiles{}\n\
+         libseccomp's program was wrong on {} syscalls{}",
         t.profiles.get(),
         t.syscalls.get(),
         t.ambiguous.get(),
         t.refused.get(),
         started.elapsed(),
+        t.hung.get(),
+        example(&t.hung_example),
         t.libseccomp_wrong.get(),
-        t.example
-            .borrow()
-            .as_ref()
-            .map(|e| format!(", for example {e}"))
-            .unwrap_or_default(),
+        example(&t.wrong_example),
     );
     if let Err(e) = result {
         panic!("{e}");

@@ -5,6 +5,7 @@
 //! linked statically and libseccomp is a shared library.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
@@ -64,15 +65,22 @@ pub struct Helper {
     stdout: BufReader<ChildStdout>,
 }
 
-/// What libseccomp said to a rule.
+/// Why libseccomp gave no result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// A negative errno: libseccomp refused (runc and crun then refuse the
+    /// container).
+    Refused(i32),
+    /// No answer within `ANSWER_TIME`: libseccomp looped (or crashed).
+    NoAnswer,
+}
+
+/// What libseccomp did with a rule it took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RuleAdded {
     Ok,
     /// libseccomp does not know the syscall name.
     Unknown,
-    /// A negative errno: libseccomp refused the rule (runc and crun then
-    /// refuse the container).
-    Refused(i32),
 }
 
 /// One condition as `seccomp_rule_add_array` takes it.
@@ -84,6 +92,10 @@ pub struct ArgCmp {
     pub a: u64,
     pub b: u64,
 }
+
+/// How long one answer may take. Each takes well under a millisecond; the
+/// margin is for a loaded machine.
+const ANSWER_TIME: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Helper {
     pub fn start() -> Result<Helper, String> {
@@ -102,71 +114,89 @@ impl Helper {
         })
     }
 
-    fn ask(&mut self, request: &str) -> String {
-        writeln!(self.stdin, "{request}").expect("writing to the libseccomp helper");
+    fn ask(&mut self, request: &str) -> Result<String, Failure> {
+        writeln!(self.stdin, "{request}").map_err(|_| Failure::NoAnswer)?;
         self.line()
     }
 
-    fn line(&mut self) -> String {
+    fn line(&mut self) -> Result<String, Failure> {
+        if self.stdout.buffer().is_empty() {
+            let mut fd = libc::pollfd {
+                fd: self.stdout.get_ref().as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd for the duration of the call.
+            let ready = unsafe { libc::poll(&mut fd, 1, ANSWER_TIME.as_millis() as libc::c_int) };
+            if ready <= 0 {
+                return Err(Failure::NoAnswer);
+            }
+        }
         let mut line = String::new();
-        self.stdout
-            .read_line(&mut line)
-            .expect("reading from the libseccomp helper");
-        assert!(!line.is_empty(), "the libseccomp helper exited");
-        line.trim_end().to_string()
+        match self.stdout.read_line(&mut line) {
+            Ok(n) if n > 0 => Ok(line.trim_end().to_string()),
+            _ => Err(Failure::NoAnswer),
+        }
     }
 
     /// `(number, name)` for every number in `lo..hi` libseccomp names on
     /// `arch` (an audit value, or SCMP_ARCH_X32's); negative numbers are
     /// libseccomp's placeholders for syscalls an arch lacks.
     pub fn names(&mut self, arch: u32, lo: i64, hi: i64) -> Vec<(i64, String)> {
-        writeln!(self.stdin, "names {arch} {lo} {hi}").expect("writing to the libseccomp helper");
+        let mut line = self.ask(&format!("names {arch} {lo} {hi}"));
         let mut out = Vec::new();
         loop {
-            let line = self.line();
-            if line == "end" {
+            let l = line.expect("an answer from the libseccomp helper");
+            if l == "end" {
                 return out;
             }
-            let (nr, name) = line.split_once(' ').expect("NR NAME");
+            let (nr, name) = l.split_once(' ').expect("NR NAME");
             out.push((nr.parse().expect("number"), name.to_string()));
+            line = self.line();
         }
     }
 
     /// Starts a filter (`seccomp_init` with `default`, then
     /// `seccomp_arch_add` for each of `arches`).
-    pub fn filter(&mut self, default: u32, optimize: bool, arches: &[u32]) -> Result<(), i32> {
+    pub fn filter(&mut self, default: u32, optimize: bool, arches: &[u32]) -> Result<(), Failure> {
         let arches: Vec<String> = arches.iter().map(u32::to_string).collect();
         let answer = self.ask(&format!(
             "filter {default} {} {}",
             u8::from(optimize),
             arches.join(" ")
-        ));
+        ))?;
         parse_status(&answer).map(|_| ())
     }
 
     /// Adds a rule to the current filter.
-    pub fn rule(&mut self, action: u32, name: &str, conds: &[ArgCmp]) -> RuleAdded {
+    pub fn rule(
+        &mut self,
+        action: u32,
+        name: &str,
+        conds: &[ArgCmp],
+    ) -> Result<RuleAdded, Failure> {
         let mut req = format!("rule {action} {name} {}", conds.len());
         for c in conds {
             req.push_str(&format!(" {} {} {} {}", c.arg, c.op, c.a, c.b));
         }
-        match parse_status(&self.ask(&req)) {
-            Ok(true) => RuleAdded::Ok,
-            Ok(false) => RuleAdded::Unknown,
-            Err(rc) => RuleAdded::Refused(rc),
-        }
+        let known = parse_status(&self.ask(&req)?)?;
+        Ok(if known {
+            RuleAdded::Ok
+        } else {
+            RuleAdded::Unknown
+        })
     }
 
     /// The current filter's program, as `seccomp_export_bpf` writes it.
-    pub fn export(&mut self) -> Result<Vec<libc::sock_filter>, i32> {
-        let answer = self.ask("export");
+    pub fn export(&mut self) -> Result<Vec<libc::sock_filter>, Failure> {
+        let answer = self.ask("export")?;
         let Some(n) = answer.strip_prefix("bpf ") else {
             return Err(parse_status(&answer).expect_err("bpf or error"));
         };
         let n: usize = n.parse().expect("instruction count");
         (0..n)
             .map(|_| {
-                let line = self.line();
+                let line = self.line()?;
                 let f: Vec<u32> = line
                     .split(' ')
                     .map(|x| x.parse().expect("number"))
@@ -182,21 +212,25 @@ impl Helper {
     }
 }
 
-/// `ok` -> true, `unknown` -> false, `error RC` -> RC.
-fn parse_status(answer: &str) -> Result<bool, i32> {
+/// `ok` -> true, `unknown` -> false, `error RC` -> refused.
+fn parse_status(answer: &str) -> Result<bool, Failure> {
     match answer {
         "ok" => Ok(true),
         "unknown" => Ok(false),
-        _ => Err(answer
-            .strip_prefix("error ")
-            .and_then(|rc| rc.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected answer from the libseccomp helper: {answer}"))),
+        _ => Err(Failure::Refused(
+            answer
+                .strip_prefix("error ")
+                .and_then(|rc| rc.parse().ok())
+                .unwrap_or_else(|| {
+                    panic!("unexpected answer from the libseccomp helper: {answer}")
+                }),
+        )),
     }
 }
 
 impl Drop for Helper {
     fn drop(&mut self) {
-        // Closing stdin ends the helper's loop.
+        // Killed rather than asked to stop: it may be stuck in libseccomp.
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
