@@ -130,22 +130,32 @@ fn main() {
     };
     elsewhere.retain(|n| !placeholder(n) && !tables.iter().any(|(_, t)| t.contains_key(n)));
 
+    // One row per name with its number on each architecture, so that a
+    // profile's name is looked up once, not once per architecture.
+    let mut merged: BTreeMap<&str, [u32; 3]> = BTreeMap::new();
+    for (column, (_, entries)) in tables.iter().enumerate() {
+        for (name, nr) in entries {
+            assert!(*nr != u32::MAX, "{name}: number {nr} is the absent marker");
+            merged.entry(name).or_insert([u32::MAX; 3])[column] = *nr;
+        }
+    }
+
     let mut rs = String::new();
     writeln!(rs, "/// The kernel release the tables were taken from.").unwrap();
     writeln!(rs, "pub const KERNEL: &str = {kernel:?};").unwrap();
-    for (arch, entries) in &tables {
-        writeln!(
-            rs,
-            "/// {arch} syscalls ({}), sorted by name.",
-            entries.len()
-        )
-        .unwrap();
-        writeln!(rs, "pub static {arch}: &[(&str, u32)] = &[").unwrap();
-        for (name, nr) in entries {
-            writeln!(rs, "    ({name:?}, {nr}),").unwrap();
-        }
-        writeln!(rs, "];").unwrap();
+    let columns: Vec<&str> = tables.iter().map(|(arch, _)| *arch).collect();
+    writeln!(
+        rs,
+        "/// Syscalls ({}) sorted by name, with their numbers on {} (`ABSENT`: none).",
+        merged.len(),
+        columns.join(", ")
+    )
+    .unwrap();
+    writeln!(rs, "pub static SYSCALLS: &[(&str, [u32; 3])] = &[").unwrap();
+    for (name, nrs) in &merged {
+        writeln!(rs, "    ({name:?}, {nrs:?}),").unwrap();
     }
+    writeln!(rs, "];").unwrap();
     writeln!(
         rs,
         "/// Syscalls only other architectures have ({}), sorted.",

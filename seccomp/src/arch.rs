@@ -43,12 +43,34 @@ impl Arch {
         matches!(self, Arch::X86 | Arch::X32)
     }
 
-    pub(crate) fn table(self) -> &'static [(&'static str, u32)] {
+    /// This architecture's column of `tables::SYSCALLS`.
+    fn column(self) -> usize {
         match self {
-            Arch::X86_64 => tables::X86_64,
-            Arch::X86 => tables::X86,
-            Arch::X32 => tables::X32,
+            Arch::X86_64 => 0,
+            Arch::X86 => 1,
+            Arch::X32 => 2,
         }
+    }
+
+    /// The number `seccomp_data.nr` holds for the syscall of `row`, if this
+    /// architecture has it.
+    pub fn number(self, row: &Numbers) -> Option<u32> {
+        let nr = row[self.column()];
+        if nr == tables::ABSENT {
+            return None;
+        }
+        Some(if self == Arch::X32 {
+            nr | X32_SYSCALL_BIT
+        } else {
+            nr
+        })
+    }
+
+    /// Every syscall of this architecture with its number, by name.
+    pub fn syscalls(self) -> impl Iterator<Item = (&'static str, u32)> {
+        tables::SYSCALLS
+            .iter()
+            .filter_map(move |(name, row)| Some((*name, self.number(row)?)))
     }
 
     /// For a socket or SysV IPC call that i386 can also reach through its
@@ -79,15 +101,20 @@ impl Arch {
     /// The number `seccomp_data.nr` holds for syscall `name`, if this
     /// architecture has it.
     pub fn syscall(self, name: &str) -> Option<u32> {
-        let table = self.table();
-        let i = table.binary_search_by(|(n, _)| n.cmp(&name)).ok()?;
-        let nr = table[i].1;
-        Some(if self == Arch::X32 {
-            nr | X32_SYSCALL_BIT
-        } else {
-            nr
-        })
+        self.number(numbers(name)?)
     }
+}
+
+/// A syscall's numbers on every architecture (`tables::ABSENT` where it
+/// has none).
+pub type Numbers = [u32; 3];
+
+/// The numbers of syscall `name`: one lookup for every architecture.
+pub fn numbers(name: &str) -> Option<&'static Numbers> {
+    let i = tables::SYSCALLS
+        .binary_search_by(|(n, _)| n.cmp(&name))
+        .ok()?;
+    Some(&tables::SYSCALLS[i].1)
 }
 
 const SOCKETCALL: u32 = 102;
@@ -174,9 +201,7 @@ mod tests {
 
     #[test]
     fn tables_are_sorted() {
-        for arch in Arch::ALL {
-            assert!(arch.table().windows(2).all(|w| w[0].0 < w[1].0), "{arch:?}");
-        }
+        assert!(tables::SYSCALLS.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(MULTIPLEXED.windows(2).all(|w| w[0].0 < w[1].0));
         assert!(tables::ELSEWHERE.windows(2).all(|w| w[0] < w[1]));
     }

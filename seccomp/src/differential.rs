@@ -167,7 +167,7 @@ fn arg() -> impl Strategy<Value = Value> {
 }
 
 fn name() -> impl Strategy<Value = String> {
-    let table = Arch::X86_64.table();
+    let table = crate::tables::SYSCALLS;
     prop_oneof![
         3 => select(&NAMES[..]).prop_map(str::to_string),
         1 => (0..table.len()).prop_map(move |i| table[i].0.to_string()),
