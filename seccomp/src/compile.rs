@@ -867,6 +867,28 @@ mod tests {
     }
 
     #[test]
+    fn rules_that_hang_libseccomp_compile() {
+        // libseccomp 2.5.4 loops forever adding the second rule (found by
+        // the differential test): first match wins here.
+        let f = compile(&profile(serde_json::json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "syscalls": [
+                {"names": ["fstat"], "action": "SCMP_ACT_KILL", "args": [
+                    {"index": 1, "value": 7, "op": "SCMP_CMP_LT"},
+                    {"index": 2, "value": 5, "op": "SCMP_CMP_GT"}]},
+                {"names": ["fstat"], "action": "SCMP_ACT_ALLOW", "args": [
+                    {"index": 1, "value": 7, "op": "SCMP_CMP_LT"},
+                    {"index": 2, "value": 2, "op": "SCMP_CMP_EQ"}]}
+            ]
+        })))
+        .unwrap();
+        let fstat = |a: u64, b: u64| verdict(&f, Data::x86_64(nr("fstat"), [0, a, b, 0, 0, 0]));
+        assert_eq!(fstat(1, 6), ret::KILL_THREAD);
+        assert_eq!(fstat(1, 2), ret::ALLOW);
+        assert_eq!(fstat(8, 2), ret::ERRNO | 1);
+    }
+
+    #[test]
     fn rules_that_never_decide_are_dropped() {
         let cond = |v: u64| Cond {
             index: 0,

@@ -501,7 +501,10 @@ fn bump<T: Copy + std::ops::Add<Output = T> + From<u8>>(c: &Cell<T>) {
 /// drop the load of the syscall number, so the x86-64 rules compare the
 /// architecture word and never match; and two range conditions on one
 /// 64-bit argument make it test the low word against the high word's
-/// value). Those are counted and one is shown, they fail nothing.
+/// value). Those are counted and one is shown, they fail nothing; so are
+/// profiles libseccomp never finishes (it loops in seccomp_rule_add on
+/// `fstat` with `[a1 < 7, a2 > 5] -> KILL` then `[a1 < 7, a2 == 2] ->
+/// ALLOW`: runc and crun hang on such a profile).
 fn check(
     h: &RefCell<Helper>,
     p: &Value,
