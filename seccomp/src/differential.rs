@@ -24,7 +24,7 @@ use serde_json::{json, Value};
 
 use crate::arch::{Arch, AUDIT_ARCH_I386, AUDIT_ARCH_X86_64, X32_SYSCALL_BIT};
 use crate::compile::{compile, ret};
-use crate::interp::{run, Data};
+use crate::interp::{holds, run, Data};
 use crate::libseccomp::{helper_or_skip, ArgCmp, Failure, Helper, RuleAdded};
 
 const AUDIT_ARCH_AARCH64: u32 = 0xc000_00b7;
@@ -47,6 +47,7 @@ const ACTIONS: [&str; 9] = [
     "SCMP_ACT_NOTIFY",
 ];
 
+/// The operators in the order of libseccomp's `enum scmp_compare` (1..=7).
 const OPERATORS: [&str; 7] = [
     "SCMP_CMP_NE",
     "SCMP_CMP_LT",
@@ -339,16 +340,8 @@ impl Lib {
         }
         let low = |v: u64| if arch.is_32bit() { v & 0xffff_ffff } else { v };
         let holds = |c: &ArgCmp| {
-            let (arg, a, b) = (low(d.args[c.arg as usize]), low(c.a), low(c.b));
-            match OPERATORS[c.op as usize - 1] {
-                "SCMP_CMP_NE" => arg != a,
-                "SCMP_CMP_LT" => arg < a,
-                "SCMP_CMP_LE" => arg <= a,
-                "SCMP_CMP_EQ" => arg == a,
-                "SCMP_CMP_GE" => arg >= a,
-                "SCMP_CMP_GT" => arg > a,
-                _ => arg & a == b & a,
-            }
+            let op = OPERATORS[c.op as usize - 1];
+            holds(op, low(d.args[c.arg as usize]), low(c.a), low(c.b))
         };
         let actions: BTreeSet<u32> = self
             .rules

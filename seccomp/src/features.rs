@@ -23,7 +23,7 @@ const ACTIONS: [LinuxSeccompAction; 9] = [
 ];
 
 /// Every operator the compiler emits code for.
-const OPERATORS: [LinuxSeccompOperator; 7] = [
+pub(crate) const OPERATORS: [LinuxSeccompOperator; 7] = [
     LinuxSeccompOperator::ScmpCmpEq,
     LinuxSeccompOperator::ScmpCmpGe,
     LinuxSeccompOperator::ScmpCmpGt,
