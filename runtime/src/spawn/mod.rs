@@ -229,8 +229,9 @@ pub(crate) fn compile_seccomp(
     let mut filter =
         skiff_seccomp::compile(profile).map_err(|e| SpawnError::Seccomp(e.to_string()))?;
     if !filter.unknown.is_empty() {
-        crate::debug!(
-            "linux.seccomp: skipping syscalls this kernel's tables do not know: {}",
+        crate::warn!(
+            "linux.seccomp: ignoring syscalls unknown to skiff (Linux {} tables): {}",
+            skiff_seccomp::SYSCALLS_KERNEL,
             filter.unknown.join(", ")
         );
     }
