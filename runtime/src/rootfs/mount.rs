@@ -130,10 +130,7 @@ pub fn mount_entry(
                 } else {
                     "/dev/mqueue"
                 };
-                let mut rbind = options.clone();
-                rbind.bind = Some(true);
-                rbind.recursive_attr.set |= rbind.attr.set;
-                clone_then_bind(root, Path::new(host), m.destination(), &rbind)
+                clone_then_bind(root, Path::new(host), m.destination(), &options.as_rbind())
             }
             other => other,
         }
