@@ -12,8 +12,10 @@
 pub enum DecodeError {
     #[error("truncated message")]
     Truncated,
-    #[error("varint longer than 10 bytes")]
+    #[error("varint longer than 64 bits")]
     LongVarint,
+    #[error("field number {0} out of range")]
+    FieldNumber(u64),
     #[error("field {0}: unexpected wire type {1}")]
     WireType(u32, u8),
     #[error("field {0}: not UTF-8")]
@@ -55,6 +57,9 @@ impl<'a> Value<'a> {
     }
 }
 
+/// The largest field number protobuf allows.
+const MAX_FIELD: u64 = (1 << 29) - 1;
+
 pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
@@ -88,6 +93,10 @@ impl<'a> Reader<'a> {
         for i in 0..10 {
             let (&b, rest) = self.buf.split_first().ok_or(DecodeError::Truncated)?;
             self.buf = rest;
+            // The tenth byte holds bit 63 alone; more would be lost.
+            if i == 9 && b > 1 {
+                return Err(DecodeError::LongVarint);
+            }
             v |= u64::from(b & 0x7f) << (7 * i);
             if b < 0x80 {
                 return Ok(v);
@@ -111,7 +120,12 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let key = self.varint()?;
-        let field = (key >> 3) as u32;
+        // Numbers run from 1 to 2^29 - 1; a bigger key must not wrap onto
+        // a field the message knows.
+        let field = match key >> 3 {
+            n @ 1..=MAX_FIELD => n as u32,
+            n => return Err(DecodeError::FieldNumber(n)),
+        };
         let value = match key & 7 {
             0 => Value::Varint(self.varint()?),
             1 => {
@@ -382,5 +396,26 @@ mod tests {
         assert_eq!(Sample::decode(&long), Err(DecodeError::LongVarint));
         // Unpacked repeated uint64 is read too.
         assert_eq!(Sample::decode(&[0x40, 5, 0x40, 6]).unwrap().packed, [5, 6]);
+    }
+
+    /// Found by fuzzing against containerd's generated code, which refuses
+    /// both (as Go's protobuf does).
+    #[test]
+    fn field_numbers_and_varints_out_of_range_are_refused() {
+        assert_eq!(Sample::decode(&[0x02, 0]), Err(DecodeError::FieldNumber(0)));
+        // Field 2^32 + 1, length-delimited: it must not land on field 1.
+        let mut key = Vec::new();
+        put_varint(&mut key, ((1 << 32) + 1) << 3 | 2);
+        key.extend_from_slice(&[1, b'z']);
+        assert_eq!(
+            Sample::decode(&key),
+            Err(DecodeError::FieldNumber((1 << 32) + 1))
+        );
+        let mut max = vec![0x50];
+        max.extend([0xff; 9]);
+        max.push(0x01);
+        assert_eq!(Sample::decode(&max).unwrap().big, -1);
+        *max.last_mut().unwrap() = 0x02;
+        assert_eq!(Sample::decode(&max), Err(DecodeError::LongVarint));
     }
 }
