@@ -151,6 +151,14 @@ impl<'a> Reader<'a> {
 pub trait Message: Default {
     fn encode(&self, out: &mut Vec<u8>);
     fn merge_field(&mut self, field: u32, value: Value<'_>) -> Result<(), DecodeError>;
+    /// Number, name and value of every field, to compare with containerd's
+    /// generated code.
+    #[cfg(test)]
+    fn fields(&self) -> Vec<(u32, String, View)>;
+    /// `buf` as containerd's generated code must read it the same way (see
+    /// the function `known_only`).
+    #[cfg(test)]
+    fn known_only(buf: &[u8]) -> Result<Vec<u8>, DecodeError>;
 
     fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -173,6 +181,65 @@ pub trait Message: Default {
 pub trait Field {
     fn put(&self, field: u32, out: &mut Vec<u8>);
     fn merge(&mut self, field: u32, value: Value<'_>) -> Result<(), DecodeError>;
+    #[cfg(test)]
+    fn view(&self) -> View;
+    /// Writes a value of this type's field back (see `known_only`): as it
+    /// came (`raw`), unless said otherwise.
+    #[cfg(test)]
+    fn put_known(_value: Value<'_>, raw: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError>
+    where
+        Self: Sized,
+    {
+        out.extend_from_slice(raw);
+        Ok(())
+    }
+}
+
+/// `buf` rewritten for containerd's generated code to judge: each field
+/// the message knows as `put` writes it, each other field with its content
+/// emptied (what it holds is no business of this decoder, which skips it),
+/// and every key as Go reads it (protobuf's Rust code refuses a key
+/// written in more than five bytes).
+#[cfg(test)]
+pub fn known_only(
+    buf: &[u8],
+    put: impl Fn(u32, Value<'_>, &[u8], &mut Vec<u8>) -> Result<bool, DecodeError>,
+) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::new();
+    let mut r = Reader::new(buf);
+    while !r.buf.is_empty() {
+        let mut key = Reader::new(r.buf);
+        put_varint(&mut out, key.varint()?);
+        let Some((field, value)) = r.field()? else {
+            break;
+        };
+        let raw = &key.buf[..key.buf.len() - r.buf.len()];
+        let mut known = Vec::new();
+        if !put(field, value, raw, &mut known)? {
+            known = match value {
+                Value::Varint(_) | Value::Bytes(_) => vec![0],
+                Value::Fixed64 => vec![0; 8],
+                Value::Fixed32 => vec![0; 4],
+            };
+        }
+        out.extend(known);
+    }
+    Ok(out)
+}
+
+/// A field's value in a form both this code and containerd's generated
+/// code can be seen in (see `wire_fuzz`).
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum View {
+    Unsigned(u64),
+    Signed(i64),
+    Bool(bool),
+    Str(String),
+    Bytes(Vec<u8>),
+    Message(Vec<(u32, String, View)>),
+    Absent,
+    List(Vec<View>),
 }
 
 impl Field for String {
@@ -186,6 +253,10 @@ impl Field for String {
         *self = s.to_string();
         Ok(())
     }
+    #[cfg(test)]
+    fn view(&self) -> View {
+        View::Str(self.clone())
+    }
 }
 
 impl Field for Vec<u8> {
@@ -198,12 +269,16 @@ impl Field for Vec<u8> {
         *self = value.bytes(field)?.to_vec();
         Ok(())
     }
+    #[cfg(test)]
+    fn view(&self) -> View {
+        View::Bytes(self.clone())
+    }
 }
 
 /// Varint scalars: the value as a u64 (negative int32/int64 values sign
 /// extend to ten bytes, as protobuf writes them).
 macro_rules! varint_fields {
-    ($($ty:ty: $to:expr, $from:expr;)*) => {$(
+    ($($ty:ty: $to:expr, $from:expr, $view:expr;)*) => {$(
         impl Field for $ty {
             fn put(&self, field: u32, out: &mut Vec<u8>) {
                 if *self != <$ty>::default() {
@@ -215,16 +290,31 @@ macro_rules! varint_fields {
                 *self = $from(value.varint(field)?);
                 Ok(())
             }
+            #[cfg(test)]
+            fn view(&self) -> View {
+                $view(*self)
+            }
+            /// A 32-bit field as Go reads it, cut to 32 bits (protobuf's
+            /// Rust code refuses a bigger value).
+            #[cfg(test)]
+            fn put_known(value: Value<'_>, raw: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
+                if std::mem::size_of::<$ty>() == 4 {
+                    put_varint(out, $to($from(value.varint(0)?)));
+                } else {
+                    out.extend_from_slice(raw);
+                }
+                Ok(())
+            }
         }
     )*};
 }
 
 varint_fields! {
-    bool: u64::from, |v| v != 0;
-    u32: u64::from, |v| v as u32;
-    u64: |v| v, |v| v;
-    i32: |v: i32| i64::from(v) as u64, |v| v as i32;
-    i64: |v: i64| v as u64, |v| v as i64;
+    bool: u64::from, |v| v != 0, View::Bool;
+    u32: u64::from, |v| v as u32, |v| View::Unsigned(u64::from(v));
+    u64: |v| v, |v| v, View::Unsigned;
+    i32: |v: i32| i64::from(v) as u64, |v| v as i32, |v| View::Signed(i64::from(v));
+    i64: |v: i64| v as u64, |v| v as i64, View::Signed;
 }
 
 /// repeated string.
@@ -239,6 +329,10 @@ impl Field for Vec<String> {
         s.merge(field, value)?;
         self.push(s);
         Ok(())
+    }
+    #[cfg(test)]
+    fn view(&self) -> View {
+        View::List(self.iter().map(Field::view).collect())
     }
 }
 
@@ -269,6 +363,10 @@ impl Field for Vec<u64> {
             }
         }
     }
+    #[cfg(test)]
+    fn view(&self) -> View {
+        View::List(self.iter().map(Field::view).collect())
+    }
 }
 
 /// An embedded message, written when present.
@@ -286,6 +384,18 @@ impl<M: Message> Field for Option<M> {
         }
         Ok(())
     }
+    #[cfg(test)]
+    fn view(&self) -> View {
+        self.as_ref()
+            .map_or(View::Absent, |m| View::Message(m.fields()))
+    }
+    #[cfg(test)]
+    fn put_known(value: Value<'_>, _raw: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
+        let inner = M::known_only(value.bytes(0)?)?;
+        put_varint(out, inner.len() as u64);
+        out.extend(inner);
+        Ok(())
+    }
 }
 
 /// repeated embedded messages.
@@ -298,6 +408,14 @@ impl<M: Message> Field for Vec<M> {
     fn merge(&mut self, field: u32, value: Value<'_>) -> Result<(), DecodeError> {
         self.push(M::decode(value.bytes(field)?)?);
         Ok(())
+    }
+    #[cfg(test)]
+    fn view(&self) -> View {
+        View::List(self.iter().map(|m| View::Message(m.fields())).collect())
+    }
+    #[cfg(test)]
+    fn put_known(value: Value<'_>, raw: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
+        <Option<M> as Field>::put_known(value, raw, out)
     }
 }
 
@@ -322,6 +440,24 @@ macro_rules! message {
                     $($num => $crate::proto::Field::merge(&mut self.$field, field, _value),)*
                     _ => Ok(()),
                 }
+            }
+            #[cfg(test)]
+            fn fields(&self) -> Vec<(u32, String, $crate::proto::View)> {
+                vec![$((
+                    $num,
+                    stringify!($field).to_string(),
+                    $crate::proto::Field::view(&self.$field),
+                ),)*]
+            }
+            #[cfg(test)]
+            fn known_only(buf: &[u8]) -> Result<Vec<u8>, $crate::proto::DecodeError> {
+                $crate::proto::known_only(buf, |_field, _value, _raw, _out| {
+                    $(if _field == $num {
+                        <$ty as $crate::proto::Field>::put_known(_value, _raw, _out)?;
+                        return Ok(true);
+                    })*
+                    Ok(false)
+                })
             }
         }
     )*};
