@@ -183,46 +183,66 @@ pub trait Field {
     fn merge(&mut self, field: u32, value: Value<'_>) -> Result<(), DecodeError>;
     #[cfg(test)]
     fn view(&self) -> View;
-    /// Writes a value of this type's field back (see `known_only`): as it
-    /// came (`raw`), unless said otherwise.
+    /// A value of this type's field written back (see `known_only`): as
+    /// it came (`raw`), unless said otherwise.
     #[cfg(test)]
-    fn put_known(_value: Value<'_>, raw: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError>
+    fn known(_value: Value<'_>, raw: &[u8]) -> Result<Known, DecodeError>
     where
         Self: Sized,
     {
-        out.extend_from_slice(raw);
-        Ok(())
+        Ok(Known::Value(raw.to_vec()))
     }
 }
 
+/// A field's value as `known_only` writes it back.
+#[cfg(test)]
+pub enum Known {
+    /// The value's bytes, after the key.
+    Value(Vec<u8>),
+    /// The content of a singular message. Go merges every occurrence of
+    /// one (as protobuf says); protobuf's Rust code keeps the last, so the
+    /// contents are joined into one occurrence, which both read alike.
+    Merged(Vec<u8>),
+}
+
 /// `buf` rewritten for containerd's generated code to judge: each field
-/// the message knows as `put` writes it, each other field with its content
-/// emptied (what it holds is no business of this decoder, which skips it),
-/// and every key as Go reads it (protobuf's Rust code refuses a key
-/// written in more than five bytes).
+/// the message knows as `known` gives it, each other field with its
+/// content emptied (what it holds is no business of this decoder, which
+/// skips it), and every key as Go reads it (protobuf's Rust code refuses a
+/// key written in more than five bytes).
 #[cfg(test)]
 pub fn known_only(
     buf: &[u8],
-    put: impl Fn(u32, Value<'_>, &[u8], &mut Vec<u8>) -> Result<bool, DecodeError>,
+    known: impl Fn(u32, Value<'_>, &[u8]) -> Result<Option<Known>, DecodeError>,
 ) -> Result<Vec<u8>, DecodeError> {
     let mut out = Vec::new();
+    let mut merged = std::collections::BTreeMap::<u32, Vec<u8>>::new();
     let mut r = Reader::new(buf);
     while !r.buf.is_empty() {
         let mut key = Reader::new(r.buf);
-        put_varint(&mut out, key.varint()?);
+        let key_value = key.varint()?;
         let Some((field, value)) = r.field()? else {
             break;
         };
         let raw = &key.buf[..key.buf.len() - r.buf.len()];
-        let mut known = Vec::new();
-        if !put(field, value, raw, &mut known)? {
-            known = match value {
-                Value::Varint(_) | Value::Bytes(_) => vec![0],
-                Value::Fixed64 => vec![0; 8],
-                Value::Fixed32 => vec![0; 4],
-            };
+        match known(field, value, raw)? {
+            Some(Known::Value(bytes)) => {
+                put_varint(&mut out, key_value);
+                out.extend(bytes);
+            }
+            Some(Known::Merged(content)) => merged.entry(field).or_default().extend(content),
+            None => {
+                put_varint(&mut out, key_value);
+                out.extend(match value {
+                    Value::Varint(_) | Value::Bytes(_) => vec![0],
+                    Value::Fixed64 => vec![0; 8],
+                    Value::Fixed32 => vec![0; 4],
+                });
+            }
         }
-        out.extend(known);
+    }
+    for (field, content) in merged {
+        put_bytes(&mut out, field, &content);
     }
     Ok(out)
 }
@@ -297,13 +317,13 @@ macro_rules! varint_fields {
             /// A 32-bit field as Go reads it, cut to 32 bits (protobuf's
             /// Rust code refuses a bigger value).
             #[cfg(test)]
-            fn put_known(value: Value<'_>, raw: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
-                if std::mem::size_of::<$ty>() == 4 {
-                    put_varint(out, $to($from(value.varint(0)?)));
-                } else {
-                    out.extend_from_slice(raw);
+            fn known(value: Value<'_>, raw: &[u8]) -> Result<Known, DecodeError> {
+                if std::mem::size_of::<$ty>() != 4 {
+                    return Ok(Known::Value(raw.to_vec()));
                 }
-                Ok(())
+                let mut out = Vec::new();
+                put_varint(&mut out, $to($from(value.varint(0)?)));
+                Ok(Known::Value(out))
             }
         }
     )*};
@@ -390,11 +410,8 @@ impl<M: Message> Field for Option<M> {
             .map_or(View::Absent, |m| View::Message(m.fields()))
     }
     #[cfg(test)]
-    fn put_known(value: Value<'_>, _raw: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
-        let inner = M::known_only(value.bytes(0)?)?;
-        put_varint(out, inner.len() as u64);
-        out.extend(inner);
-        Ok(())
+    fn known(value: Value<'_>, _raw: &[u8]) -> Result<Known, DecodeError> {
+        Ok(Known::Merged(M::known_only(value.bytes(0)?)?))
     }
 }
 
@@ -414,8 +431,12 @@ impl<M: Message> Field for Vec<M> {
         View::List(self.iter().map(|m| View::Message(m.fields())).collect())
     }
     #[cfg(test)]
-    fn put_known(value: Value<'_>, raw: &[u8], out: &mut Vec<u8>) -> Result<(), DecodeError> {
-        <Option<M> as Field>::put_known(value, raw, out)
+    fn known(value: Value<'_>, _raw: &[u8]) -> Result<Known, DecodeError> {
+        let inner = M::known_only(value.bytes(0)?)?;
+        let mut out = Vec::new();
+        put_varint(&mut out, inner.len() as u64);
+        out.extend(inner);
+        Ok(Known::Value(out))
     }
 }
 
@@ -451,12 +472,11 @@ macro_rules! message {
             }
             #[cfg(test)]
             fn known_only(buf: &[u8]) -> Result<Vec<u8>, $crate::proto::DecodeError> {
-                $crate::proto::known_only(buf, |_field, _value, _raw, _out| {
+                $crate::proto::known_only(buf, |_field, _value, _raw| {
                     $(if _field == $num {
-                        <$ty as $crate::proto::Field>::put_known(_value, _raw, _out)?;
-                        return Ok(true);
+                        return <$ty as $crate::proto::Field>::known(_value, _raw).map(Some);
                     })*
-                    Ok(false)
+                    Ok(None)
                 })
             }
         }

@@ -298,7 +298,7 @@ fn survives_damage<O: Message + Clone + Debug + PartialEq>(d: MessageDescriptor)
                 &View::Message(fields_of(&*theirs)),
                 false,
             )
-            .map_err(fail),
+            .map_err(|why| fail(format!("{why}: {bytes:?} read as {known:?}"))),
             Err(e) => Err(fail(format!(
                 "the shim reads {ours:?} where containerd refuses ({e}): {known:?}"
             ))),
