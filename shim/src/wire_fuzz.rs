@@ -42,6 +42,33 @@ where
     survives_damage::<O>(R::descriptor());
 }
 
+/// Checks each message of a file against its original(s) with
+/// `matches_containerd`, and that no message the file declares is left out:
+/// `all_match_containerd!(include_str!("api.rs"); Ours => Theirs, ...; ...)`.
+macro_rules! all_match_containerd {
+    ($source:expr; $($ours:ty => $($theirs:ty),+;)*) => {{
+        $($($crate::wire_fuzz::matches_containerd::<$ours, $theirs>();)+)*
+        $crate::wire_fuzz::none_left_out($source, &[$(stringify!($ours)),*]);
+    }};
+}
+pub(crate) use all_match_containerd;
+
+/// Every `pub struct` of `source` is among `checked` (by name or path).
+pub fn none_left_out(source: &str, checked: &[&str]) {
+    let declared: Vec<&str> = source
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("pub struct "))
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(declared.len(), checked.len(), "{declared:?}");
+    for name in declared {
+        let covered = checked
+            .iter()
+            .any(|c| *c == name || c.ends_with(&format!("::{name}")));
+        assert!(covered, "{name} is not checked");
+    }
+}
+
 /// Bytes a case draws its choices from. Past their end every choice is
 /// the smallest, so proptest shrinks a failure to a small message.
 struct Entropy<'a>(&'a [u8]);
