@@ -68,20 +68,18 @@ pub fn ensure() -> Result<(), SealError> {
         Mode::empty(),
     )
     .map_err(sys("opening /proc/self/exe"))?;
-    let sealed = is_sealed(exe.as_fd());
-    if std::env::var_os(MARKER).is_some() {
+    let reexecuted = std::env::var_os(MARKER).is_some();
+    if reexecuted {
         // Children (hooks, the container) must not inherit it.
         std::env::remove_var(MARKER);
-        return if sealed {
-            Ok(())
-        } else {
-            Err(SealError::NotSealed)
-        };
     }
-    // Started from a sealed copy already (by a caller that keeps one):
-    // nothing to do.
-    if sealed {
+    // Re-executed, or started from a sealed copy by a caller that keeps
+    // one: nothing to do.
+    if is_sealed(exe.as_fd()) {
         return Ok(());
+    }
+    if reexecuted {
+        return Err(SealError::NotSealed);
     }
     let copy = match overlay_copy(exe.as_fd()) {
         Ok(fd) => fd,
@@ -93,7 +91,6 @@ pub fn ensure() -> Result<(), SealError> {
             })?
         }
     };
-    drop(exe);
     Err(reexec(copy.as_fd()))
 }
 
