@@ -298,7 +298,7 @@ fn setup_and_exec(
     hooks::run(
         spec_hooks,
         hooks::Kind::CreateContainer,
-        &hook_state(cfg, pid, "creating"),
+        &hook_state(cfg, pid, "created"),
     )?;
 
     cfg.progress.set(Step::EnteringRoot);
