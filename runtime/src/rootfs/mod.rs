@@ -154,8 +154,9 @@ pub fn enter(root: BorrowedFd<'_>, no_pivot: bool) -> Result<(), RootfsError> {
     Ok(())
 }
 
-/// After pivot_root: masks, read-only paths and the read-only root. `root`
-/// is the container's `/`.
+/// After pivot_root: masks, read-only paths, the read-only root, and last
+/// the root's own propagation (an unbindable root would refuse the masks'
+/// binds). `root` is the container's `/`.
 pub fn finalize(spec: &Spec, root: BorrowedFd<'_>) -> Result<(), RootfsError> {
     if let Some(linux) = spec.linux() {
         if let Some(masked) = linux.masked_paths() {
@@ -177,5 +178,5 @@ pub fn finalize(spec: &Spec, root: BorrowedFd<'_>) -> Result<(), RootfsError> {
         };
         syscalls::mount_setattr_fd(root, false, ro).map_err(RootfsError::Readonly)?;
     }
-    Ok(())
+    propagation::apply_to_container_root(spec)
 }
