@@ -73,9 +73,9 @@ pub fn apply_to_root(spec: &Spec) -> Result<Applied, RootfsError> {
     Ok(Applied { flag, recursive })
 }
 
-/// Gives the container's root (`/`, once entered, after every mount the
-/// runtime makes) a shared or unbindable configured propagation.
-pub fn apply_to_container_root(spec: &Spec) -> Result<(), RootfsError> {
+/// Gives the container's root (after every mount the runtime makes) a
+/// shared or unbindable configured propagation.
+pub fn apply_to_container_root(spec: &Spec, root: BorrowedFd<'_>) -> Result<(), RootfsError> {
     let Some((flag @ (libc::MS_SHARED | libc::MS_UNBINDABLE), recursive)) = configured(spec) else {
         return Ok(());
     };
@@ -83,7 +83,7 @@ pub fn apply_to_container_root(spec: &Spec) -> Result<(), RootfsError> {
         propagation: flag,
         ..MountAttr::default()
     };
-    syscalls::mount_setattr(None, "/", recursive, 0, attr).map_err(RootfsError::Propagation)
+    syscalls::mount_setattr_fd(root, recursive, attr).map_err(RootfsError::Propagation)
 }
 
 /// The propagation mountinfo shows for one mount.
