@@ -110,6 +110,25 @@ verdict() {
         }' "$1"
 }
 
+# run_test TEST RUNTIME: runs one test once and appends its row (test,
+# runtime, ok, not ok, status) to $tsv; the output of the last attempt is
+# kept in target/runtime-tools-run/out/RUNTIME/TEST.{tap,err}.
+run_test() {
+    rc=0
+    # The tests read rootfs-amd64.tar.gz and runtimetest from the source
+    # directory and make their bundles under TMPDIR. Each runs in a private
+    # mount namespace: given a config without a mount namespace
+    # (linux_ns_itype), runc mounts /proc, /sys and /dev into the bundle in
+    # the namespace it was started in, and the test's cleanup then deletes
+    # through those mounts.
+    (cd "$src" && TMPDIR=$run/tmp RUNTIME=$run/bin/$2 \
+        timeout -k 5 "$timeout" unshare --mount --propagation private \
+        "./validation/$1/$1.t") \
+        > "$run/out/$2/$1.tap" 2> "$run/out/$2/$1.err" < /dev/null || rc=$?
+    cleanup "$2"
+    printf '%s\t%s\t%s\n' "$1" "$2" "$(verdict "$run/out/$2/$1.tap" $rc | tr ' ' '\t')" >> "$tsv"
+}
+
 if [ $# -gt 0 ]; then
     tests="$*"
 else
@@ -121,19 +140,21 @@ start=$(date +%s)
 for t in $tests; do
     [ -x "$src/validation/$t/$t.t" ] || die "no validation test $t"
     for rt in $runtimes; do
-        rc=0
-        # The tests read rootfs-amd64.tar.gz and runtimetest from the source
-        # directory and make their bundles under TMPDIR. Each runs in a
-        # private mount namespace: given a config without a mount namespace
-        # (linux_ns_itype), runc mounts /proc, /sys and /dev into the bundle
-        # in the namespace it was started in, and the test's cleanup then
-        # deletes through those mounts.
-        (cd "$src" && TMPDIR=$run/tmp RUNTIME=$run/bin/$rt \
-            timeout -k 5 "$timeout" unshare --mount --propagation private \
-            "./validation/$t/$t.t") \
-            > "$run/out/$rt/$t.tap" 2> "$run/out/$rt/$t.err" < /dev/null || rc=$?
-        cleanup "$rt"
-        printf '%s\t%s\t%s\n' "$t" "$rt" "$(verdict "$run/out/$rt/$t.tap" $rc | tr ' ' '\t')" >> "$tsv"
+        run_test "$t" "$rt"
+    done
+done
+# Some tests race by design (a kill right after start against a process
+# that exits at once, a hook against the process's own output), so one run
+# can pass or fail by timing. Where skiff did not pass a test a peer
+# passed, both run it twice more and each keeps its verdict of 2 runs in 3.
+conflicts=$(awk -F'\t' '
+    $2 == "skiff" { skiff[$1] = $5 }
+    $2 != "skiff" && $5 == "pass" { peers[$1] = peers[$1] "," $2 }
+    END { for (t in peers) if ((t in skiff) && skiff[t] != "pass") print t ":skiff" peers[t] }' "$tsv")
+for c in $conflicts; do
+    for rt in $(echo "${c#*:}" | tr ',' ' '); do
+        run_test "${c%%:*}" "$rt"
+        run_test "${c%%:*}" "$rt"
     done
 done
 suite_cgroups | comm -13 "$run/cgroups-before" - | sort -r | while read -r cg; do
@@ -142,10 +163,26 @@ done
 rm -rf --one-file-system "$run/root" "$run/tmp" "$run/bin" "$run/cgroups-before"
 elapsed=$(($(date +%s) - start))
 
+# One verdict per test and runtime: the first run's counts, and its status,
+# or with three runs "pass" or "fail" for 2 in 3 and the number passed.
+awk -F'\t' '
+    !(($1, $2) in runs) { order[++n] = $1 "\t" $2; ok[$1, $2] = $3; bad[$1, $2] = $4; first[$1, $2] = $5 }
+    { runs[$1, $2]++; if ($5 == "pass") passes[$1, $2]++ }
+    END {
+        for (i = 1; i <= n; i++) {
+            split(order[i], k, "\t")
+            status = first[k[1], k[2]]
+            if (runs[k[1], k[2]] > 1)
+                status = (passes[k[1], k[2]] * 2 > runs[k[1], k[2]] ? "pass" : "fail") \
+                    passes[k[1], k[2]] + 0 "/" runs[k[1], k[2]]
+            printf "%s\t%s\t%s\t%s\t%s\n", k[1], k[2], ok[k[1], k[2]], bad[k[1], k[2]], status
+        }
+    }' "$tsv" > "$tsv.verdicts"
+
 awk -F'\t' -v runtimes="$runtimes" -v elapsed="$elapsed" '
     BEGIN { n = split(runtimes, rt, " ") }
     !($1 in seen) { seen[$1] = 1; order[++tests] = $1 }
-    { cell[$1, $2] = sprintf("%4d %3d %-8s", $3, $4, $5); if ($5 == "pass") passed[$2]++ }
+    { cell[$1, $2] = sprintf("%4d %3d %-8s", $3, $4, $5); if ($5 ~ /^pass/) passed[$2]++ }
     END {
         printf "%-34s", "test"
         for (i = 1; i <= n; i++) printf " | %-17s", rt[i] " ok/fail/status"
@@ -158,12 +195,12 @@ awk -F'\t' -v runtimes="$runtimes" -v elapsed="$elapsed" '
         printf "%-34s", "fully passed (of " tests ")"
         for (i = 1; i <= n; i++) printf " | %-17d", passed[rt[i]]
         printf "\n(%d s; outputs in target/runtime-tools-run/out)\n", elapsed
-    }' "$tsv"
+    }' "$tsv.verdicts"
 
 # Tests a peer fully passes here that skiff does not.
 missing=$(awk -F'\t' '
-    $2 != "skiff" && $5 == "pass" { peer[$1] = 1 }
+    $2 != "skiff" && $5 ~ /^pass/ { peer[$1] = 1 }
     $2 == "skiff" { skiff[$1] = $5 }
-    END { for (t in peer) if ((t in skiff) && skiff[t] != "pass") print t }' "$tsv" | sort)
+    END { for (t in peer) if ((t in skiff) && skiff[t] !~ /^pass/) print t }' "$tsv.verdicts" | sort)
 [ -z "$missing" ] || die "skiff does not pass what runc or crun passes:" $missing
 echo "runtime-tools: skiff passes every test runc or crun passes here"
