@@ -12,8 +12,11 @@ require_root
 # crun: the peers the benchmark and comparisons use;
 # golang-github-containers-common: Podman's default seccomp profile;
 # golang-go: builds the OCI runtime-tools validation;
+# libseccomp-dev: the seccomp tests compare skiff's syscall tables and
+# programs with libseccomp's (a helper built with gcc);
 # containerd, podman + conmon, docker.io: tests/ (end to end).
-apt_install busybox-static file procps mount runc crun golang-github-containers-common golang-go
+apt_install busybox-static file procps mount runc crun golang-github-containers-common \
+    golang-go libseccomp-dev
 # The engines the end-to-end suites drive skiff with (private daemons).
 apt_install_no_start containerd podman conmon docker.io
 ensure_rust

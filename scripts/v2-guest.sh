@@ -25,7 +25,7 @@ mkdir -p "$cache"
 apt_install qemu-system-x86 busybox-static python3 cpio
 
 # --- kernel and the modules the shares need -------------------------------
-if [ ! -s "$cache/vmlinux" ] || ! grep -q '^loop\.ko' "$cache/modules.order" 2>/dev/null; then
+if [ ! -s "$cache/vmlinux" ] || ! grep -q '^overlay\.ko' "$cache/modules.order" 2>/dev/null; then
     pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
     [ -n "$pkg" ] || die "no linux-image package found in apt"
     echo "v2-guest: fetching $pkg"
@@ -43,8 +43,9 @@ if start < 0:
     sys.exit("vmlinuz: no xz payload")
 vmlinux = lzma.LZMADecompressor().decompress(image[start:])
 open(os.path.join(cache, "vmlinux"), "wb").write(vmlinux)
-# The modules for virtio-mmio and 9p, and loop (block devices for the io
-# throttling tests), dependencies first (the package has no modules.dep:
+# The modules for virtio-mmio and 9p, loop (block devices for the io
+# throttling tests) and overlay (skiff runs from a read-only overlay of its
+# own binary), dependencies first (the package has no modules.dep:
 # read each module's own "depends=" from .modinfo).
 moddir = glob.glob(os.path.join(root, "lib", "modules", "*"))[0]
 def name(path):
@@ -67,7 +68,7 @@ def visit(mod):
         visit(by_name[d])
     if mod not in order:
         order.append(mod)
-for wanted in ["virtio_mmio", "9pnet_virtio", "9p", "loop"]:
+for wanted in ["virtio_mmio", "9pnet_virtio", "9p", "loop", "overlay"]:
     visit(by_name[wanted])
 out = os.path.join(cache, "modules")
 shutil.rmtree(out, ignore_errors=True)

@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 ensure_rust
-suites=${*:-lifecycle errors process rootfs namespaces hooks terminal cgroups exec daemon}
+suites=${*:-lifecycle errors process rootfs namespaces hooks terminal cgroups exec runtime_binary daemon}
 
 # Static test executables, built on the host, run in the guest as they are
 # (`daemon` is the shim's: a task through containerd-shim-skiff-v2).
@@ -28,11 +28,15 @@ script=target/v2-tests.guest.sh
         exe=$(awk -v s="$suite" '$1 == s {print $2}' target/v2-test-executables)
         [ -n "$exe" ] || die "no test executable for suite $suite"
         skip=""
-        # The guest's files live on tmpfs, which only supports id-mapped
-        # mounts from Linux 6.3; Debian 12's kernel is 6.1.
-        [ "$suite" = namespaces ] && skip="--skip idmapped_bind_mounts"
+        # Debian 12's kernel is 6.1. The guest's files live on tmpfs, which
+        # only supports id-mapped mounts from Linux 6.3, and
+        # vm.memfd_noexec came in 6.3 too.
+        case $suite in
+            namespaces) skip="idmapped_bind_mounts"; why="tmpfs id-mapped mounts need Linux 6.3" ;;
+            runtime_binary) skip="memfd_noexec"; why="vm.memfd_noexec needs Linux 6.3" ;;
+        esac
         echo "echo '== $suite (cgroup v2 guest)'"
-        [ -n "$skip" ] && echo "echo 'SKIPPED idmapped_bind_mounts in the guest: tmpfs id-mapped mounts need Linux 6.3'"
+        [ -n "$skip" ] && echo "echo 'SKIPPED $skip in the guest: $why'" && skip="--skip $skip"
         echo "$exe --test-threads 2 $skip || status=1"
     done
     echo 'exit $status'

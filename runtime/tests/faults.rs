@@ -124,6 +124,24 @@ fn create_args(b: &Bundle, id: &str) -> Vec<String> {
         .to_vec()
 }
 
+fn run_args(b: &Bundle, id: &str) -> Vec<String> {
+    ["run", "-d", "--bundle", b.dir.to_str().unwrap(), id]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Prepares `id` as a container made by `args_for` (create or run -d).
+fn made_by<'a>(
+    b: &'a Bundle,
+    args_for: fn(&Bundle, &str) -> Vec<String>,
+) -> impl Fn(&Skiff, &str) + 'a {
+    move |s, id| {
+        let args = args_for(b, id);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        s.run(&args).ok();
+    }
+}
+
 #[test]
 fn killed_during_create() {
     require_root!();
@@ -135,38 +153,22 @@ fn killed_during_create() {
 fn killed_during_run() {
     require_root!();
     let b = bundle();
-    sweep(
-        "k-run",
-        &b,
-        |_, _| {},
-        |id| {
-            ["run", "-d", "--bundle", b.dir.to_str().unwrap(), id]
-                .map(String::from)
-                .to_vec()
-        },
-    );
+    sweep("k-run", &b, |_, _| {}, |id| run_args(&b, id));
 }
 
 #[test]
 fn killed_during_start() {
     require_root!();
     let b = bundle();
-    let create = |s: &Skiff, id: &str| {
-        let args = create_args(&b, id);
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        s.run(&args).ok();
-    };
-    sweep("k-start", &b, create, |id| vec!["start".into(), id.into()]);
+    let created = made_by(&b, create_args);
+    sweep("k-start", &b, created, |id| vec!["start".into(), id.into()]);
 }
 
 #[test]
 fn killed_during_exec() {
     require_root!();
     let b = bundle();
-    let running = |s: &Skiff, id: &str| {
-        s.run(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), id])
-            .ok();
-    };
+    let running = made_by(&b, run_args);
     sweep("k-exec", &b, running, |id| {
         ["exec", id, "sh", "-c", "sleep 0.01"]
             .map(String::from)
@@ -178,10 +180,7 @@ fn killed_during_exec() {
 fn killed_during_delete() {
     require_root!();
     let b = bundle();
-    let running = |s: &Skiff, id: &str| {
-        s.run(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), id])
-            .ok();
-    };
+    let running = made_by(&b, run_args);
     sweep("k-delete", &b, running, |id| {
         vec!["delete".into(), "--force".into(), id.into()]
     });

@@ -85,10 +85,13 @@ pub fn ensure() -> Result<(), SealError> {
     }
     let copy = match overlay_copy(exe.as_fd()) {
         Ok(fd) => fd,
-        Err(overlay) => memfd_copy(exe.as_fd()).map_err(|memfd| SealError::Unavailable {
-            overlay: overlay.to_string(),
-            memfd: memfd.to_string(),
-        })?,
+        Err(overlay) => {
+            crate::debug!("{overlay}; copying the binary into a sealed memfd instead");
+            memfd_copy(exe.as_fd()).map_err(|memfd| SealError::Unavailable {
+                overlay: overlay.to_string(),
+                memfd: memfd.to_string(),
+            })?
+        }
     };
     drop(exe);
     Err(reexec(copy.as_fd()))
@@ -115,29 +118,36 @@ fn overlay_copy(exe: BorrowedFd<'_>) -> Result<OwnedFd, SealError> {
         what: "reading /proc/self/exe",
         source: Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
     })?;
-    let (Some(dir), Some(name)) = (link.parent(), link.file_name()) else {
+    let (Some(bin_dir), Some(name)) = (link.parent(), link.file_name()) else {
         return Err(sys("the binary's path")(Errno::ENOENT));
     };
     let dir = nix::fcntl::open(
-        dir,
+        bin_dir,
         OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
     .map_err(sys("opening the binary's directory"))?;
     // Without an upper layer overlayfs needs two lower ones, and they must
-    // not overlap: the second is an empty tmpfs of our own, also detached.
-    let empty = syscalls::fsopen(c"tmpfs").map_err(sys("fsopen(tmpfs)"))?;
-    syscalls::fsconfig_set_string(empty.as_fd(), c"size", c"4k").map_err(sys("fsconfig(tmpfs)"))?;
-    syscalls::fsconfig_create(empty.as_fd()).map_err(sys("creating the empty tmpfs"))?;
-    let empty =
-        syscalls::fsmount(empty.as_fd(), libc::MOUNT_ATTR_RDONLY).map_err(sys("fsmount(tmpfs)"))?;
-    // Layers by fd (resolved through /proc/self/fd), so no path needs
-    // escaping for overlayfs's ':' and ',' separators.
-    let lower = format!(
-        "/proc/self/fd/{}:/proc/self/fd/{}",
-        dir.as_raw_fd(),
-        empty.as_raw_fd()
-    );
+    // not overlap. The second is only there to be a second: a directory
+    // that exists on every host, outside the binary's path (nothing can
+    // reach the overlay's directories anyway: a process's exe is a file).
+    // Kernels before 6.5 refuse a layer on a detached mount, so this is a
+    // real path; a detached empty tmpfs only where none fits.
+    let second = ["/dev", "/run", "/tmp"]
+        .into_iter()
+        .map(Path::new)
+        .find(|d| !bin_dir.starts_with(d) && !d.starts_with(bin_dir) && d.is_dir());
+    let empty;
+    let second = match second {
+        Some(d) => d.to_string_lossy().into_owned(),
+        None => {
+            empty = empty_tmpfs()?;
+            format!("/proc/self/fd/{}", empty.as_raw_fd())
+        }
+    };
+    // The binary's directory by fd (resolved through /proc/self/fd), so its
+    // path needs no escaping for overlayfs's ':' and ',' separators.
+    let lower = format!("/proc/self/fd/{}:{second}", dir.as_raw_fd());
     let lower = CString::new(lower).map_err(|_| sys("lowerdir")(Errno::EINVAL))?;
     let fs = syscalls::fsopen(c"overlay").map_err(sys("fsopen(overlay)"))?;
     syscalls::fsconfig_set_string(fs.as_fd(), c"lowerdir", &lower)
@@ -161,6 +171,14 @@ fn overlay_copy(exe: BorrowedFd<'_>) -> Result<OwnedFd, SealError> {
         return Err(sys("the binary's path no longer names it")(Errno::ESTALE));
     }
     Ok(copy)
+}
+
+/// A detached, read-only, empty tmpfs.
+fn empty_tmpfs() -> Result<OwnedFd, SealError> {
+    let fs = syscalls::fsopen(c"tmpfs").map_err(sys("fsopen(tmpfs)"))?;
+    syscalls::fsconfig_set_string(fs.as_fd(), c"size", c"4k").map_err(sys("fsconfig(tmpfs)"))?;
+    syscalls::fsconfig_create(fs.as_fd()).map_err(sys("creating the empty tmpfs"))?;
+    syscalls::fsmount(fs.as_fd(), libc::MOUNT_ATTR_RDONLY).map_err(sys("fsmount(tmpfs)"))
 }
 
 /// A memfd holding a copy of the binary, sealed against every change.
