@@ -11,11 +11,12 @@ require_root
 # busybox-static: every test rootfs; file: checks it is static; runc and
 # crun: the peers the benchmark and comparisons use;
 # golang-github-containers-common: Podman's default seccomp profile;
+# golang-go: builds the OCI runtime-tools validation;
 # libseccomp-dev: the seccomp tests compare skiff's syscall tables and
 # programs with libseccomp's (a helper built with gcc);
 # containerd, podman + conmon, docker.io: tests/ (end to end).
 apt_install busybox-static file procps mount runc crun golang-github-containers-common \
-    libseccomp-dev
+    golang-go libseccomp-dev
 # The engines the end-to-end suites drive skiff with (private daemons).
 apt_install_no_start containerd podman conmon docker.io
 ensure_rust
@@ -31,6 +32,8 @@ echo "== cargo test (unit + integration, as root)"
 SKIFF_REQUIRE_ALL=1 cargo test --workspace -q
 echo "== OCI conformance suite: skiff beside runc and crun"
 ./scripts/conformance.sh
+echo "== OCI runtime-tools validation: skiff beside runc and crun (about 6 minutes)"
+./scripts/runtime-tools.sh
 echo "== integration suites again, in a pure cgroup v2 guest (qemu, TCG)"
 ./scripts/v2-tests.sh
 echo "== all tests passed"

@@ -98,6 +98,20 @@ pub fn wait_exit(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<boo
     }
 }
 
+/// Waits until the init has executed the container's process: it holds
+/// the exec fifo's read end (close-on-exec) until its execve, or until it
+/// dies, and a fifo with no reader left reports POLLERR to its writer.
+fn wait_for_execve(fifo: BorrowedFd<'_>) -> Result<(), ContainerError> {
+    loop {
+        let mut fds = [PollFd::new(fifo, PollFlags::empty())];
+        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
+            Err(Errno::EINTR) => continue,
+            Err(e) => return Err(sys("waiting for the container's process")(e)),
+            Ok(_) => return Ok(()),
+        }
+    }
+}
+
 impl Container {
     /// Creates a container from a bundle: claims the id, spawns the init,
     /// writes state and pid file. On any failure everything is undone.
@@ -293,12 +307,14 @@ impl Container {
             Err(e) => return Err(sys(format!("opening {}", fifo.display()))(e)),
         };
         nix::unistd::write(&fd, b"0").map_err(sys("signalling the init"))?;
-        drop(fd);
         std::fs::remove_file(&fifo).map_err(|e| {
             sys(format!("removing {}", fifo.display()))(Errno::from_raw(
                 e.raw_os_error().unwrap_or(libc::EIO),
             ))
         })?;
+        if hooks::any(self.stored.hooks.as_ref(), hooks::Kind::Poststart) {
+            wait_for_execve(fd.as_fd())?;
+        }
         hooks::run_warn(
             self.stored.hooks.as_ref(),
             hooks::Kind::Poststart,

@@ -51,6 +51,14 @@ pub fn of_spec(spec: &Spec) -> &[LinuxNamespace] {
         .unwrap_or_default()
 }
 
+/// True when the container gets a new mount namespace, not one joined by
+/// path nor the runtime's own.
+pub fn owns_mount_namespace(spec: &Spec) -> bool {
+    of_spec(spec)
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::Mount && n.path().is_none())
+}
+
 /// Every namespace type skiff creates and joins.
 pub const ALL: [LinuxNamespaceType; 8] = [
     LinuxNamespaceType::Cgroup,

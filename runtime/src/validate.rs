@@ -221,10 +221,16 @@ fn namespaces(spec: &Spec) -> std::result::Result<HashSet<LinuxNamespaceType>, I
             }
         }
     }
-    if !seen.contains(&LinuxNamespaceType::Mount) {
+    let new_user = crate::namespaces::of_spec(spec)
+        .iter()
+        .any(|n| n.typ() == LinuxNamespaceType::User && n.path().is_none());
+    if new_user && !crate::namespaces::owns_mount_namespace(spec) {
+        // The root is built aside and the init returns to the container's
+        // mount namespace (rootfs::set_aside); from a new user namespace it
+        // could not enter one it does not own.
         return Err(Invalid::new(
             "linux.namespaces",
-            "a mount namespace is required (skiff never mounts into the host's namespace)",
+            "a new user namespace needs a new mount namespace",
         ));
     }
     Ok(seen)
@@ -508,8 +514,11 @@ mod tests {
             serde_json::json!([{"type": "pid"}, {"type": "pid"}, {"type": "mount"}]);
         assert_eq!(err(j), "linux.namespaces[1]: duplicate pid namespace");
         let mut j = base();
-        j["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}]);
-        assert!(err(j).starts_with("linux.namespaces: a mount namespace is required"));
+        j["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "user"}]);
+        assert_eq!(
+            err(j),
+            "linux.namespaces: a new user namespace needs a new mount namespace"
+        );
         let mut j = base();
         j["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "user"}]);
         assert_eq!(

@@ -91,9 +91,11 @@ fn all_six_in_order_with_state_and_namespaces() {
         let (kind, status, hook_id, mnt, env) = (&line[0], &line[1], &line[2], &line[3], &line[4]);
         assert_eq!(hook_id, &id, "{kind} got the container id on stdin");
         assert_eq!(env, &format!("env-{kind}"), "{kind} got its env");
+        // The create hooks run after the environment is created (step 2 of
+        // the lifecycle), which the spec's states name `created`; the
+        // runtime-tools validation (hooks_stdin) checks it, crun agrees.
         let want_status = match kind.as_str() {
-            "prestart" | "createRuntime" | "createContainer" => "creating",
-            "startContainer" => "created",
+            "prestart" | "createRuntime" | "createContainer" | "startContainer" => "created",
             "poststart" => "running",
             _ => "stopped",
         };
@@ -178,5 +180,32 @@ fn failing_start_container_hook_stops_the_container() {
     skiff.wait_status(&id, "stopped");
     assert!(!marker.exists(), "the process ran despite the failed hook");
     skiff.run(&["delete", &id]).ok();
+    support::assert_nothing_left(&skiff, &id);
+}
+
+/// Poststart hooks run once the container's process is executed
+/// (config.md#poststart): `start` waits for the init's execve, even when
+/// startContainer hooks hold the init back.
+#[test]
+fn poststart_runs_after_the_process_is_executed() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("afterexec");
+    let log = std::env::temp_dir().join(support::unique_id("poststart"));
+    let mut b = Bundle::new(&["sleep", "1000"]);
+    let script = format!(
+        "pid=$(sed 's/.*\"pid\":\\([0-9]*\\).*/\\1/'); tr '\\0' ' ' < /proc/$pid/cmdline > {}",
+        log.display()
+    );
+    b.config["hooks"] = json!({
+        "startContainer": [{"path": "/bin/sleep", "args": ["sleep", "0.3"]}],
+        "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", script]}]
+    });
+    skiff.create(&b, &id).ok();
+    skiff.run(&["start", &id]).ok();
+    let seen = std::fs::read_to_string(&log);
+    skiff.run(&["delete", "--force", &id]).ok();
+    let _ = std::fs::remove_file(&log);
+    assert_eq!(seen.unwrap(), "sleep 1000 ", "the container's command line");
     support::assert_nothing_left(&skiff, &id);
 }

@@ -239,3 +239,138 @@ fn idmapped_bind_mounts() {
     assert_eq!(skiff.run_bundle(&b, &id).ok().stdout, "1234\n");
     std::fs::remove_dir_all(&host).unwrap();
 }
+
+/// The mount table of the namespace `pid` is in (ids, parents, devices,
+/// roots and mount points) and that process's root, as the host sees them.
+fn mount_view(pid: u32) -> (String, String) {
+    let table = std::fs::read_to_string(format!("/proc/{pid}/mountinfo"))
+        .unwrap()
+        .lines()
+        .map(|l| l.split(' ').take(5).collect::<Vec<_>>().join(" ") + "\n")
+        .collect();
+    let root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap();
+    (table, root.display().to_string())
+}
+
+/// A process killed and reaped when the test ends, even by a panic.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A container deleted when the test ends, even by a panic.
+struct Deleted<'a>(&'a Skiff, String);
+
+impl Drop for Deleted<'_> {
+    fn drop(&mut self) {
+        self.0.cleanup(&self.1);
+    }
+}
+
+/// Creates and starts a container with its own rootfs holding /marker,
+/// running `sleep 1000` in a new pid namespace and a mount namespace as
+/// `mount` says (none if None). Returns the init's pid and mount namespace.
+fn start_marked(skiff: &Skiff, id: &str, mount: Option<serde_json::Value>) -> (i64, String) {
+    let mut b = Bundle::own_rootfs(&["sleep", "1000"]);
+    std::fs::write(b.rootfs.join("marker"), "rootfs\n").unwrap();
+    b.namespaces(&["pid"]);
+    if let Some(m) = mount {
+        b.config["linux"]["namespaces"]
+            .as_array_mut()
+            .unwrap()
+            .push(m);
+    }
+    skiff.create(&b, id).ok();
+    let init = skiff.state(id)["pid"].as_i64().unwrap();
+    let ns = std::fs::read_link(format!("/proc/{init}/ns/mnt")).unwrap();
+    skiff.run(&["start", id]).ok();
+    (init, ns.display().to_string())
+}
+
+/// What `exec` sees in a container: its mount namespace and /marker.
+fn exec_view(skiff: &Skiff, id: &str) -> String {
+    skiff
+        .run(&[
+            "exec",
+            id,
+            "sh",
+            "-c",
+            "readlink /proc/self/ns/mnt; cat /marker",
+        ])
+        .ok()
+        .stdout
+}
+
+/// A mount namespace given by path is joined, and the container still runs
+/// on its rootfs (as runc and crun; runtime-tools' linux_ns_path), but the
+/// namespace is left as it was: the root is built in a private namespace
+/// and the container gets a detached copy, so neither the namespace's
+/// mounts nor the root of the processes already in it change.
+#[test]
+fn mount_namespace_joined_by_path() {
+    require_root!();
+    let holder = Reaped(
+        std::process::Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sleep", "1000"])
+            .spawn()
+            .unwrap(),
+    );
+    let pid = holder.0.id();
+    let ns = || {
+        std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
+            .unwrap()
+            .display()
+            .to_string()
+    };
+    for _ in 0..500 {
+        if ns() != host_ns("mnt") {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let before = mount_view(pid);
+    let skiff = Skiff::new();
+    let id = support::unique_id("joinmnt");
+    let container = Deleted(&skiff, id.clone());
+    let joined = json!({"type": "mount", "path": format!("/proc/{pid}/ns/mnt")});
+    let (_, init_ns) = start_marked(&skiff, &id, Some(joined));
+    assert_eq!(init_ns, ns(), "the init's mount namespace");
+    assert_eq!(exec_view(&skiff, &id), format!("{}\nrootfs\n", ns()));
+    assert_eq!(mount_view(pid), before, "the joined namespace changed");
+    drop(container);
+    support::assert_nothing_left(&skiff, &id);
+}
+
+/// Without a mount namespace the container shares the runtime's (as runc;
+/// runtime-tools' linux_ns_itype), yet nothing is mounted there: its root
+/// is a detached copy of one built in a private namespace, which the
+/// host's mount table never shows.
+#[test]
+fn no_mount_namespace() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("nomntns");
+    let container = Deleted(&skiff, id.clone());
+    let (init, init_ns) = start_marked(&skiff, &id, None);
+    assert_eq!(init_ns, host_ns("mnt"));
+    assert_eq!(
+        exec_view(&skiff, &id),
+        format!("{}\nrootfs\n", host_ns("mnt"))
+    );
+    let root = std::fs::read_to_string(format!("/proc/{init}/root/marker"));
+    assert_eq!(root.unwrap(), "rootfs\n", "the init's root");
+    let bundle = skiff.state(&id)["bundle"].as_str().unwrap().to_string();
+    let ours: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(&bundle))
+        .map(str::to_string)
+        .collect();
+    assert!(ours.is_empty(), "mounted in the host's namespace: {ours:?}");
+    drop(container);
+    support::assert_nothing_left(&skiff, &id);
+}

@@ -235,6 +235,42 @@ fn rootfs_propagation() {
     );
 }
 
+/// A shared or unbindable rootfsPropagation is what the container's root
+/// mount itself gets (and, recursively, the mounts under it), so that a
+/// bind of `/` inside sees later mounts (shared) or is refused (unbindable):
+/// the runtime-tools validation linux_rootfs_propagation checks both.
+#[test]
+fn rootfs_propagation_is_the_container_roots() {
+    require_root!();
+    let show = "cat /proc/self/mountinfo; mount --bind / /tmp 2>/dev/null && echo bound-root; true";
+    let cases = [
+        ("shared", " shared:", "", true),
+        ("rshared", " shared:", " shared:", true),
+        ("unbindable", " unbindable ", "", false),
+        ("runbindable", " unbindable ", " unbindable ", false),
+    ];
+    for (value, root_has, proc_has, binds) in cases {
+        let mut b = Bundle::sh(show);
+        b.config["root"]["readonly"] = json!(false);
+        b.config["linux"]["rootfsPropagation"] = json!(value);
+        for set in ["bounding", "effective", "permitted"] {
+            b.config["process"]["capabilities"][set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SYS_ADMIN"));
+        }
+        let out = run_in(&b).ok().stdout;
+        let root = mountinfo_line(&out, "/");
+        assert!(root.contains(root_has), "{value}: {root}");
+        let proc = mountinfo_line(&out, "/proc");
+        assert!(
+            proc.contains(proc_has) && (!proc_has.is_empty() || !proc.contains(root_has)),
+            "{value}: {proc}"
+        );
+        assert_eq!(out.contains("bound-root"), binds, "{value}:\n{out}");
+    }
+}
+
 #[test]
 fn cgroup_mount_shows_the_container_cgroup() {
     require_root!();
@@ -582,21 +618,20 @@ const PROPAGATION_VALUES: [&str; 9] = [
     "unset",
 ];
 
-/// What runc 1.1.5 does (measured on the same bundles): whether a mount
-/// the host makes under the container's rootfs reaches the container, or
-/// None when it refuses the value. Nothing the container mounts reaches the
-/// host, for any value. rslave (the default) makes the holder a slave, which
-/// the rootfs bind then follows; rprivate cuts it. A holder still shared
-/// when the rootfs is bound (shared, or a non-recursive value on a shared
-/// one) is made private for pivot_root, which cuts it too. Non-recursive
-/// values leave a slave holder a slave. runbindable leaves nothing that can
-/// be bound, and every runtime refuses it.
-fn runc_reaches_container(holder: Holder, value: &str) -> Option<bool> {
+/// Whether a mount the host makes under the container's rootfs reaches the
+/// container. Nothing the container mounts reaches the host, for any value.
+/// As runc 1.1.5 (measured on the same bundles): rslave (the default) makes
+/// the holder a slave, which the rootfs bind then follows; rprivate cuts it.
+/// A holder still shared when the rootfs is bound (shared, or a
+/// non-recursive value on a shared one) is made private for pivot_root,
+/// which cuts it too. Non-recursive values leave a slave holder a slave.
+/// Unlike runc, which refuses runbindable: an unbindable value is the
+/// container root's own (as crun), and an unbindable mount is no slave.
+fn reaches_container(holder: Holder, value: &str) -> bool {
     match value {
-        "runbindable" => None,
-        "rslave" | "unset" => Some(holder != Holder::Private),
-        "rprivate" | "rshared" => Some(false),
-        _ => Some(holder == Holder::Slave),
+        "rslave" | "unset" => holder != Holder::Private,
+        "rprivate" | "rshared" | "unbindable" | "runbindable" => false,
+        _ => holder == Holder::Slave,
     }
 }
 
@@ -722,8 +757,8 @@ fn propagation_outcome(
 }
 
 /// Runs every rootfsPropagation value with bundles on `holder`, in a
-/// private mount namespace, and compares with runc (with `--no-pivot`,
-/// runc also refuses private and rprivate).
+/// private mount namespace, and compares with `reaches_container` (with
+/// `--no-pivot`, private and rprivate are refused, as runc does).
 fn propagation_matrix(holder: Holder, no_pivot: bool) {
     use nix::mount::MsFlags;
     let base = support::scratch().join(support::unique_id("propagation"));
@@ -769,13 +804,13 @@ fn propagation_matrix(holder: Holder, no_pivot: bool) {
             let dir = holder_dir.join(value);
             let got = propagation_outcome(&dir, &upstream, holder, value, no_pivot);
             let refused_without_pivot = no_pivot && (value == "private" || value == "rprivate");
-            let ok = match (&got, runc_reaches_container(holder, value)) {
-                (Err(e), _) if refused_without_pivot => e.contains("not safe with --no-pivot"),
-                (Err(e), None) => e.contains("unbindable"),
-                (Ok((reached, from_container)), Some(expected)) => {
-                    *reached == expected && !from_container && !refused_without_pivot
+            let ok = match &got {
+                Err(e) => refused_without_pivot && e.contains("not safe with --no-pivot"),
+                Ok((reached, from_container)) => {
+                    *reached == reaches_container(holder, value)
+                        && !from_container
+                        && !refused_without_pivot
                 }
-                _ => false,
             };
             if !ok {
                 failures.push(format!("{value}: {got:?}"));
@@ -792,7 +827,7 @@ fn propagation_matrix(holder: Holder, no_pivot: bool) {
     let _ = std::fs::remove_dir_all(&base);
     assert!(
         failures.is_empty(),
-        "bundles on a {holder:?} mount{}, unlike runc:\n{}",
+        "bundles on a {holder:?} mount{}, unexpected:\n{}",
         if no_pivot { " with --no-pivot" } else { "" },
         failures.join("\n")
     );

@@ -252,17 +252,19 @@ fn create_hooks_timing(ctx: &mut Ctx) -> Check {
 }
 
 fn state_stdin(ctx: &mut Ctx) -> Check {
-    let l = logged(ctx, &["createRuntime", "poststart", "poststop"]);
-    let (log, _) = full_cycle(ctx, &l, 3)?;
+    let l = logged(ctx, &["prestart", "createRuntime", "poststart", "poststop"]);
+    let (log, _) = full_cycle(ctx, &l, 4)?;
     for e in &log {
+        // runtime.md: `created` is "after step 2", where the environment
+        // is created and before the create hooks run.
         let want = match e[0].as_str() {
-            "createRuntime" => "creating",
+            "prestart" | "createRuntime" => "created",
             "poststart" => "running",
             _ => "stopped",
         };
         expect_eq(&format!("{} status", e[0]), e[1].as_str(), want)?;
     }
-    ensure!(log.len() == 3, "log {log:?}");
+    ensure!(log.len() == 4, "log {log:?}");
     Ok(())
 }
 

@@ -1,6 +1,7 @@
-//! The container's filesystem view, built inside its new mount namespace:
-//! root propagation, the rootfs bound onto itself, every `mounts[]` entry,
-//! /dev, then pivot_root, masked and read-only paths and a read-only root.
+//! The container's filesystem view, built inside its new mount namespace
+//! (or one set aside, see pivot.rs): root propagation, the rootfs bound
+//! onto itself, every `mounts[]` entry, /dev, then pivot_root, masked and
+//! read-only paths and a read-only root.
 
 mod copyup;
 pub mod devices;
@@ -26,7 +27,7 @@ pub use devices::DeviceError;
 pub use mount::{MountContext, MountError};
 pub use options::MountOptions;
 pub use paths::PathError;
-pub use pivot::PivotError;
+pub use pivot::{set_aside, Aside, PivotError};
 pub use propagation::{check_no_pivot, flag as propagation_flag};
 pub use sources::{prepare as prepare_sources, Prepared};
 
@@ -154,9 +155,15 @@ pub fn enter(root: BorrowedFd<'_>, no_pivot: bool) -> Result<(), RootfsError> {
     Ok(())
 }
 
-/// After pivot_root: masks, read-only paths and the read-only root. `root`
+/// After pivot_root: masks, read-only paths, the read-only root, the
+/// return from a namespace set aside, and last the root's own propagation
+/// (an unbindable root would refuse the masks' binds and the copy). `root`
 /// is the container's `/`.
-pub fn finalize(spec: &Spec, root: BorrowedFd<'_>) -> Result<(), RootfsError> {
+pub fn finalize(
+    spec: &Spec,
+    root: BorrowedFd<'_>,
+    aside: Option<Aside>,
+) -> Result<(), RootfsError> {
     if let Some(linux) = spec.linux() {
         if let Some(masked) = linux.masked_paths() {
             paths::mask(root, masked)?;
@@ -177,5 +184,11 @@ pub fn finalize(spec: &Spec, root: BorrowedFd<'_>) -> Result<(), RootfsError> {
         };
         syscalls::mount_setattr_fd(root, false, ro).map_err(RootfsError::Readonly)?;
     }
-    Ok(())
+    match aside {
+        None => propagation::apply_to_container_root(spec, root),
+        Some(aside) => {
+            let copy = pivot::return_with_copy(aside)?;
+            propagation::apply_to_container_root(spec, copy.as_fd())
+        }
+    }
 }

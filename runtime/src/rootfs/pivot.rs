@@ -1,12 +1,19 @@
 //! Making the prepared rootfs the container's `/`: pivot_root with the old
 //! root detached (never propagated back to the host), or, with
 //! `--no-pivot`, a move of the rootfs mount onto `/` and a chroot.
+//!
+//! A container without a mount namespace of its own (one joined by path,
+//! or the runtime's when the config names none) is given no mount in that
+//! namespace: its root is built in a private namespace set aside, then the
+//! container returns with a detached copy of that root as its `/`. Other
+//! processes in the namespace keep their root and mount table.
 
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::mount::MntFlags;
+use nix::sched::CloneFlags;
 use nix::sys::stat::Mode;
 
 use crate::syscalls::{self, MountAttr};
@@ -64,4 +71,39 @@ pub fn move_root(root: BorrowedFd<'_>) -> Result<(), PivotError> {
     nix::unistd::fchdir(root).map_err(fail("fchdir"))?;
     nix::unistd::chroot(".").map_err(fail("chroot"))?;
     nix::unistd::chdir("/").map_err(fail("chdir /"))
+}
+
+/// The mount namespace the container belongs to, left while its root is
+/// built in a private copy of it.
+#[derive(Debug)]
+pub struct Aside {
+    outer: OwnedFd,
+}
+
+/// Moves the caller into a private copy of its mount namespace.
+pub fn set_aside() -> Result<Aside, PivotError> {
+    let outer = nix::fcntl::open(
+        "/proc/thread-self/ns/mnt",
+        OFlag::O_RDONLY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(fail("open the container's mount namespace"))?;
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS)
+        .map_err(fail("unshare a mount namespace to build the root in"))?;
+    Ok(Aside { outer })
+}
+
+/// Returns to the namespace set aside with a detached copy of the current
+/// `/` (the built root, entered) and every mount under it as the root.
+/// The copy is returned: once the container is gone, nothing holds it.
+pub fn return_with_copy(aside: Aside) -> Result<OwnedFd, PivotError> {
+    let flags =
+        libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC | libc::AT_RECURSIVE as libc::c_uint;
+    let copy = syscalls::open_tree(None, "/", flags).map_err(fail("copy the root"))?;
+    nix::sched::setns(aside.outer, CloneFlags::CLONE_NEWNS)
+        .map_err(fail("return to the container's mount namespace"))?;
+    nix::unistd::fchdir(&copy).map_err(fail("fchdir"))?;
+    nix::unistd::chroot(".").map_err(fail("chroot"))?;
+    nix::unistd::chdir("/").map_err(fail("chdir /"))?;
+    Ok(copy)
 }

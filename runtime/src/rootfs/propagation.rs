@@ -7,6 +7,12 @@
 //! container mounts on it back to the host. So the mount that holds the
 //! rootfs is made private when it is still shared, whatever the value: the
 //! rule runc follows, which gives runc's outcome for every value.
+//!
+//! A shared or unbindable value is then also given to the container's own
+//! root once it is in place (crun's outcome, which the runtime-tools
+//! validation checks): its peer group is a new one, inside the container,
+//! so nothing reaches the host through it. Until then an unbindable value
+//! counts as private, or the rootfs could not be bound onto itself.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -43,22 +49,41 @@ pub struct Applied {
     recursive: bool,
 }
 
+/// The configured propagation, if any (validated earlier).
+fn configured(spec: &Spec) -> Option<(u64, bool)> {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.rootfs_propagation().as_deref())
+        .and_then(flag)
+}
+
 /// Sets the configured propagation on `/`. The default is rslave: host
 /// mounts still reach the container, but nothing the container mounts
 /// propagates back to the host.
 pub fn apply_to_root(spec: &Spec) -> Result<Applied, RootfsError> {
-    let (flag, recursive) = spec
-        .linux()
-        .as_ref()
-        .and_then(|l| l.rootfs_propagation().as_deref())
-        .and_then(flag)
-        .unwrap_or((libc::MS_SLAVE, true));
+    let (flag, recursive) = match configured(spec).unwrap_or((libc::MS_SLAVE, true)) {
+        (libc::MS_UNBINDABLE, recursive) => (libc::MS_PRIVATE, recursive),
+        other => other,
+    };
     let attr = MountAttr {
         propagation: flag,
         ..MountAttr::default()
     };
     syscalls::mount_setattr(None, "/", recursive, 0, attr).map_err(RootfsError::Propagation)?;
     Ok(Applied { flag, recursive })
+}
+
+/// Gives the container's root (after every mount the runtime makes) a
+/// shared or unbindable configured propagation.
+pub fn apply_to_container_root(spec: &Spec, root: BorrowedFd<'_>) -> Result<(), RootfsError> {
+    let Some((flag @ (libc::MS_SHARED | libc::MS_UNBINDABLE), recursive)) = configured(spec) else {
+        return Ok(());
+    };
+    let attr = MountAttr {
+        propagation: flag,
+        ..MountAttr::default()
+    };
+    syscalls::mount_setattr_fd(root, recursive, attr).map_err(RootfsError::Propagation)
 }
 
 /// The propagation mountinfo shows for one mount.
@@ -96,10 +121,8 @@ pub fn prepare_holder(
     let unbindable = || RootfsError::Unbindable {
         path: path.display().to_string(),
     };
-    match (applied.flag, applied.recursive) {
-        (libc::MS_SLAVE | libc::MS_PRIVATE, true) => return Ok(()),
-        (libc::MS_UNBINDABLE, true) => return Err(unbindable()),
-        _ => {}
+    if let (libc::MS_SLAVE | libc::MS_PRIVATE, true) = (applied.flag, applied.recursive) {
+        return Ok(());
     }
     let fail = |step: &'static str| {
         move |source| RootfsError::Holder {

@@ -4,13 +4,18 @@
 //! container's cgroup), so no intermediate process is needed. The child
 //! joins the rest of the init's namespaces with a single `setns` on the
 //! init's pidfd, then runs the same process phase as the init and execs.
+//! In a container without a mount namespace of its own, whose root is no
+//! namespace's root (see rootfs/pivot.rs), the child then enters the
+//! init's root.
 
 use std::convert::Infallible;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::sched::CloneFlags;
 use nix::sys::signal::SigSet;
+use nix::sys::stat::Mode;
 use nix::unistd::{Gid, Uid};
 use oci_spec::runtime::{LinuxNamespaceType, Process, Spec};
 
@@ -60,6 +65,8 @@ struct Child<'a> {
     /// Namespaces the child joins itself (pid and time came with clone3).
     join: CloneFlags,
     init_pidfd: BorrowedFd<'a>,
+    /// The init's root, when joining its mount namespace does not give it.
+    init_root: Option<OwnedFd>,
     cgroup: &'a dyn Manager,
     cloned_into_cgroup: bool,
     console: Option<BorrowedFd<'a>>,
@@ -103,6 +110,16 @@ pub fn exec(req: &ExecRequest<'_>, cgroup: &mut dyn Manager) -> Result<Execd, Sp
     let linux = req.spec.linux().as_ref();
     let filter = super::compile_seccomp(linux.and_then(|l| l.seccomp().as_ref()))?;
     let namespaces = namespaces::not_shared_with(req.init_pid)?;
+    let init_root = if namespaces::owns_mount_namespace(req.spec) {
+        None
+    } else {
+        let path = format!("/proc/{}/root", req.init_pid);
+        let flags = OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+        Some(
+            nix::fcntl::open(path.as_str(), flags, Mode::empty())
+                .map_err(sys("opening the init's root"))?,
+        )
+    };
     cgroup.attach()?;
 
     // The pid and time namespaces only apply to children: enter them for
@@ -124,6 +141,7 @@ pub fn exec(req: &ExecRequest<'_>, cgroup: &mut dyn Manager) -> Result<Execd, Sp
         progress: &progress,
         join: namespaces - for_children,
         init_pidfd: req.init_pidfd,
+        init_root,
         cgroup: &*cgroup,
         cloned_into_cgroup: target.is_some(),
         console: req.console,
@@ -232,6 +250,11 @@ fn setup_and_exec(child: &Child<'_>, channel: &Channel) -> Result<Infallible, Ch
     child.cgroup.join_current(child.cloned_into_cgroup)?;
     child.progress.set(Step::EnteringNamespaces);
     namespaces::join_process(child.init_pidfd, child.join)?;
+    if let Some(root) = &child.init_root {
+        let fail = |what| move |source| ChildError::Sys { what, source };
+        nix::unistd::fchdir(root).map_err(fail("fchdir to the init's root"))?;
+        nix::unistd::chroot(".").map_err(fail("chroot to the init's root"))?;
+    }
     if child.join.contains(CloneFlags::CLONE_NEWUSER) {
         // Host root is unmapped in the container's user namespace; become
         // its root until the process's own user is set.

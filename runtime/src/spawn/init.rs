@@ -258,9 +258,15 @@ fn setup_and_exec(
     // Device nodes must get exactly the mode the config gives.
     nix::sys::stat::umask(nix::sys::stat::Mode::empty());
 
-    let new_mount_ns = cfg.plan.is_new(LinuxNamespaceType::Mount);
     cfg.progress.set(Step::Mounting);
-    let root = if new_mount_ns {
+    // A mount namespace the container does not own is not skiff's to mount
+    // in: the root is built in a private one (see rootfs::set_aside).
+    let aside = if cfg.plan.is_new(LinuxNamespaceType::Mount) {
+        None
+    } else {
+        Some(rootfs::set_aside().map_err(RootfsError::from)?)
+    };
+    let root = {
         let setup = rootfs::Setup {
             spec,
             rootfs: cfg.rootfs,
@@ -278,9 +284,7 @@ fn setup_and_exec(
         // writable (runc does the same).
         rootfs::resolve::mkdir_all(root.as_fd(), process.cwd())
             .map_err(sys(format!("process.cwd {}", process.cwd().display())))?;
-        Some(root)
-    } else {
-        None
+        root
     };
 
     let spec_hooks = spec.hooks().as_ref();
@@ -298,26 +302,22 @@ fn setup_and_exec(
     hooks::run(
         spec_hooks,
         hooks::Kind::CreateContainer,
-        &hook_state(cfg, pid, "creating"),
+        &hook_state(cfg, pid, "created"),
     )?;
 
     cfg.progress.set(Step::EnteringRoot);
-    if let Some(root) = &root {
-        rootfs::enter(root.as_fd(), cfg.no_pivot)?;
-    }
+    rootfs::enter(root.as_fd(), cfg.no_pivot)?;
     if let (true, Some(console)) = (process.terminal().unwrap_or(false), cfg.console) {
         terminal::hand_over(process, console, true)?;
     }
     let proc = private_proc(spec)?;
-    if new_mount_ns {
-        let slash = nix::fcntl::open(
-            "/",
-            OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-            nix::sys::stat::Mode::empty(),
-        )
-        .map_err(sys("opening /"))?;
-        rootfs::finalize(spec, slash.as_fd())?;
-    }
+    let slash = nix::fcntl::open(
+        "/",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(sys("opening /"))?;
+    rootfs::finalize(spec, slash.as_fd(), aside)?;
 
     if let Some(name) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(name).map_err(sys("hostname"))?;

@@ -572,7 +572,9 @@ fn clone_and_drive(
                     parent_end.send(&ToChild::Proceed { pid: grandchild })?;
                 }
                 ToParent::RunHooks => {
-                    let state = hook_state(req, init.pid, "creating");
+                    // The environment exists: runtime.md's lifecycle puts the
+                    // create hooks after step 2, which its states call created.
+                    let state = hook_state(req, init.pid, "created");
                     hooks::run(spec_hooks, hooks::Kind::Prestart, &state)?;
                     hooks::run(spec_hooks, hooks::Kind::CreateRuntime, &state)?;
                     parent_end.send(&ToChild::HooksDone)?;
