@@ -138,10 +138,12 @@ impl Container {
         opts: &CreateOptions<'_>,
     ) -> Result<(Container, OwnedFd), ContainerError> {
         rootfs::check_no_pivot(&bundle.spec, opts.no_pivot).map_err(SpawnError::from)?;
+        let created = crate::timestamp::now_nanos();
         let request = spawn::Request {
             id,
             bundle,
             dir,
+            created: &created,
             no_pivot: opts.no_pivot,
             no_new_keyring: opts.no_new_keyring,
             preserve_fds: opts.preserve_fds,
@@ -166,7 +168,7 @@ impl Container {
             start_time: 0,
             bundle: bundle.dir.clone(),
             rootfs: bundle.rootfs.clone(),
-            created: crate::timestamp::now_nanos(),
+            created: created.clone(),
             annotations: bundle.spec.annotations().clone().unwrap_or_default(),
             cgroup: cgroups::to_be_created(cgroup.record()),
             own_pid_ns: false,
@@ -218,15 +220,15 @@ impl Container {
             self.stored.pid
         };
         let state = OciState {
-            version: state::OCI_VERSION,
-            id: &self.stored.id,
-            pid,
-            status: status.as_str(),
-            bundle: &self.stored.bundle,
-            rootfs: &self.stored.rootfs,
-            created: &self.stored.created,
-            annotations: &self.stored.annotations,
             owner,
+            ..OciState::new(
+                &self.stored.id,
+                pid,
+                status.as_str(),
+                (&self.stored.bundle, &self.stored.rootfs),
+                &self.stored.created,
+                &self.stored.annotations,
+            )
         };
         let json = if pretty {
             serde_json::to_string_pretty(&state)

@@ -114,6 +114,36 @@ pub struct OciState<'a> {
     pub owner: &'a str,
 }
 
+impl<'a> OciState<'a> {
+    /// The state of container `id` (owner left empty: only `list` and
+    /// `state` show one).
+    pub fn new(
+        id: &'a str,
+        pid: libc::pid_t,
+        status: &'a str,
+        (bundle, rootfs): (&'a Path, &'a Path),
+        created: &'a str,
+        annotations: &'a HashMap<String, String>,
+    ) -> OciState<'a> {
+        OciState {
+            version: OCI_VERSION,
+            id,
+            pid,
+            status,
+            bundle,
+            rootfs,
+            created,
+            annotations,
+            owner: "",
+        }
+    }
+
+    /// The JSON hooks and seccomp agents read.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
 /// The `--root` directory.
 #[derive(Debug, Clone)]
 pub struct Root {

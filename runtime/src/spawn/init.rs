@@ -26,12 +26,14 @@ use crate::process::exec::{self, ExecError};
 use crate::procfs::{PrivateProc, ProcError};
 use crate::rootfs::{self, MountContext, Prepared, RootfsError};
 use crate::security::capabilities::CapMasks;
-use crate::state::{OciState, OCI_VERSION};
+use crate::state::OciState;
 use crate::terminal::{self, TerminalError};
 
 /// Everything the init needs, prepared by the parent before fork.
 pub struct Config<'a> {
     pub id: &'a str,
+    /// When the container was created (its state's `created`).
+    pub created: &'a str,
     /// Where the init is, for the runtime to tell if it dies silently.
     pub progress: &'a Progress,
     pub spec: &'a Spec,
@@ -180,19 +182,9 @@ fn enter_namespaces(cfg: &Config<'_>, channel: &Channel) -> Result<libc::pid_t, 
 /// The state JSON for hooks run by the init.
 fn hook_state(cfg: &Config<'_>, pid: libc::pid_t, status: &str) -> Vec<u8> {
     let empty = std::collections::HashMap::new();
-    let created = crate::timestamp::now_nanos();
-    let state = OciState {
-        version: OCI_VERSION,
-        id: cfg.id,
-        pid,
-        status,
-        bundle: cfg.bundle_dir,
-        rootfs: cfg.rootfs,
-        created: &created,
-        annotations: cfg.spec.annotations().as_ref().unwrap_or(&empty),
-        owner: "",
-    };
-    serde_json::to_vec(&state).unwrap_or_default()
+    let annotations = cfg.spec.annotations().as_ref().unwrap_or(&empty);
+    let paths = (cfg.bundle_dir, cfg.rootfs);
+    OciState::new(cfg.id, pid, status, paths, cfg.created, annotations).to_json()
 }
 
 /// The private procfs, when anything needs /proc writes: sysctls, the OOM

@@ -91,6 +91,8 @@ pub struct Request<'a> {
     pub sigmask: Option<SigSet>,
     /// Where the init sends its pty master when `process.terminal` is set.
     pub console: Option<BorrowedFd<'a>>,
+    /// When the container was created (its state's `created`).
+    pub created: &'a str,
 }
 
 /// A created container: its init waits for `start`.
@@ -164,6 +166,7 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
     };
     let mut config = init::Config {
         id: req.id,
+        created: req.created,
         progress: &progress,
         spec,
         bundle_dir: &req.bundle.dir,
@@ -382,19 +385,8 @@ fn kill_child(pidfd: BorrowedFd<'_>, pid: Option<libc::pid_t>, cgroup: &dyn Mana
 fn hook_state(req: &Request<'_>, pid: libc::pid_t, status: &str) -> Vec<u8> {
     let empty = std::collections::HashMap::new();
     let annotations = req.bundle.spec.annotations().as_ref().unwrap_or(&empty);
-    let created = crate::timestamp::now_nanos();
-    let state = OciState {
-        version: state::OCI_VERSION,
-        id: req.id,
-        pid,
-        status,
-        bundle: &req.bundle.dir,
-        rootfs: &req.bundle.rootfs,
-        created: &created,
-        annotations,
-        owner: "",
-    };
-    serde_json::to_vec(&state).unwrap_or_default()
+    let paths = (req.bundle.dir.as_path(), req.bundle.rootfs.as_path());
+    OciState::new(req.id, pid, status, paths, req.created, annotations).to_json()
 }
 
 /// Sends the seccomp user-notification fd to the agent at
