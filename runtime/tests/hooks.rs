@@ -6,13 +6,14 @@ mod support;
 use serde_json::{json, Value};
 use support::{Bundle, Skiff};
 
-/// A hook that appends "<name> <status> <id> <mount ns>" to `log`, reading
-/// the state from stdin with busybox tools only.
+/// A hook that appends "<name> <status> <id> <mount ns> <env> <created>" to
+/// `log`, reading the state from stdin with busybox tools only.
 fn logging_hook(name: &str, log: &str) -> Value {
     let script = format!(
         "state=$(cat); status=$(echo \"$state\" | sed 's/.*\"status\":\"\\([a-z]*\\)\".*/\\1/'); \
          id=$(echo \"$state\" | sed 's/.*\"id\":\"\\([^\"]*\\)\".*/\\1/'); \
-         echo \"{name} $status $id $(readlink /proc/self/ns/mnt) $HOOK_ENV\" >> {log}"
+         created=$(echo \"$state\" | sed 's/.*\"created\":\"\\([^\"]*\\)\".*/\\1/'); \
+         echo \"{name} $status $id $(readlink /proc/self/ns/mnt) $HOOK_ENV $created\" >> {log}"
     );
     json!({"path": "/bin/sh", "args": ["sh", "-c", script], "env": [format!("HOOK_ENV=env-{name}"), "PATH=/bin:/usr/bin"]})
 }
@@ -53,7 +54,9 @@ fn all_six_in_order_with_state_and_namespaces() {
         names(&read_log(&host_log)),
         ["prestart", "createRuntime", "createContainer"]
     );
-    let pid = skiff.state(&id)["pid"].as_i64().unwrap();
+    let state = skiff.state(&id);
+    let pid = state["pid"].as_i64().unwrap();
+    let created = state["created"].as_str().unwrap().to_string();
     let container_mnt = std::fs::read_link(format!("/proc/{pid}/ns/mnt"))
         .unwrap()
         .display()
@@ -91,6 +94,7 @@ fn all_six_in_order_with_state_and_namespaces() {
         let (kind, status, hook_id, mnt, env) = (&line[0], &line[1], &line[2], &line[3], &line[4]);
         assert_eq!(hook_id, &id, "{kind} got the container id on stdin");
         assert_eq!(env, &format!("env-{kind}"), "{kind} got its env");
+        assert_eq!(line[5], created, "{kind} got the container's creation time");
         // The create hooks run after the environment is created (step 2 of
         // the lifecycle), which the spec's states name `created`; the
         // runtime-tools validation (hooks_stdin) checks it, crun agrees.
