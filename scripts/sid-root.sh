@@ -20,7 +20,7 @@ fi
 
 # The engines, the peers, and what the end-to-end suites run inside:
 # busybox-static (test images), procps (pgrep), util-linux (mount).
-packages="containerd docker.io podman conmon passt runc crun criu \
+packages="containerd docker.io docker-cli podman conmon passt runc crun criu \
 busybox-static procps ca-certificates"
 
 apt_install debootstrap
@@ -53,7 +53,7 @@ chroot "$root.tmp" sh -c "DEBIAN_FRONTEND=noninteractive apt-get install -y -q -
 umount "$root.tmp/proc"
 [ $status = 0 ] || die "apt-get install in the sid root failed: see target/sid-root.log"
 chroot "$root.tmp" dpkg-query -W -f='${Package} ${Version}\n' \
-    containerd docker.io podman conmon passt runc crun criu > "$root.tmp/versions"
+    containerd docker.io docker-cli podman conmon passt runc crun criu > "$root.tmp/versions"
 echo "$sum" > "$root.tmp/.built-by"
 mv "$root.tmp" "$root"
 echo "sid root built in $(($(date +%s) - started)) s:" >&2

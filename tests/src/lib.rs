@@ -420,9 +420,10 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report for `engine` of the current generation of engines.
     pub fn new(engine: &str) -> Report {
         Report {
-            engine: engine.to_string(),
+            engine: format!("{engine} ({})", engines::Generation::current().name()),
             rows: Vec::new(),
         }
     }
