@@ -11,11 +11,19 @@ require_root
 # busybox-static: every test rootfs; file: checks it is static; runc and
 # crun: the peers the benchmark and comparisons use;
 # golang-github-containers-common: Podman's default seccomp profile;
-# containerd, podman + conmon, docker.io: tests/ (end to end).
-apt_install busybox-static file procps mount runc crun golang-github-containers-common
+# containerd, podman + conmon, docker.io: tests/ (end to end);
+# protobuf-compiler: the CRI API of tests/ (k8s-cri); debootstrap: the
+# Debian sid root with today's engines (scripts/sid-root.sh).
+apt_install busybox-static file procps mount runc crun golang-github-containers-common \
+    protobuf-compiler debootstrap
 # The engines the end-to-end suites drive skiff with (private daemons).
 apt_install_no_start containerd podman conmon docker.io
 ensure_rust
+# The Debian sid root (mostly downloads) builds while the workspace
+# compiles; cached in target/ after the first run.
+mkdir -p target
+./scripts/sid-root.sh > target/sid-root.out 2>&1 &
+sid_root=$!
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
@@ -26,6 +34,9 @@ cargo build --workspace -q
 echo "== cargo test (unit + integration, as root)"
 # Every prerequisite is installed above: a test that would skip fails.
 SKIFF_REQUIRE_ALL=1 cargo test --workspace -q
+echo "== end-to-end suites again, with Debian sid's engines (containerd 2.1, Docker 28, Podman 5.8)"
+wait $sid_root || { cat target/sid-root.out; die "building the sid root failed"; }
+./scripts/sid-tests.sh
 echo "== OCI conformance suite: skiff beside runc and crun"
 ./scripts/conformance.sh
 echo "== integration suites again, in a pure cgroup v2 guest (qemu, TCG)"
