@@ -6,6 +6,13 @@
 # this script changed (its checksum is kept in the root).
 #     ./scripts/sid-root.sh          build if needed, print the root's path
 # The versions it got are in target/sid-root/versions.
+#
+# The peers also run on the host itself, beside Debian 12's, for the
+# comparisons (conformance, validation, benchmark): peers/runc and
+# peers/crun are copies that load the root's own libraries (their ELF
+# interpreter and rpath point into the root), with no namespace or
+# wrapper around them. runc re-executes /proc/self/exe, which stays
+# runc itself.
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -23,7 +30,7 @@ fi
 packages="containerd docker.io docker-cli podman conmon passt runc crun criu \
 busybox-static procps ca-certificates"
 
-apt_install debootstrap
+apt_install debootstrap patchelf
 # A root left by an interrupted build may still have its /proc or /dev
 # mounted by debootstrap: never delete below a mount.
 for d in "$root" "$root.tmp"; do
@@ -54,6 +61,13 @@ umount "$root.tmp/proc"
 [ $status = 0 ] || die "apt-get install in the sid root failed: see target/sid-root.log"
 chroot "$root.tmp" dpkg-query -W -f='${Package} ${Version}\n' \
     containerd docker.io docker-cli podman conmon passt runc crun criu > "$root.tmp/versions"
+mkdir "$root.tmp/peers"
+for peer in usr/sbin/runc usr/bin/crun; do
+    cp "$root.tmp/$peer" "$root.tmp/peers/"
+    # The paths the root will have once in place.
+    patchelf --set-interpreter "$root/usr/lib64/ld-linux-x86-64.so.2" \
+        --force-rpath --set-rpath "$root/usr/lib/x86_64-linux-gnu" "$root.tmp/peers/${peer##*/}"
+done
 echo "$sum" > "$root.tmp/.built-by"
 mv "$root.tmp" "$root"
 echo "sid root built in $(($(date +%s) - started)) s:" >&2
