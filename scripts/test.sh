@@ -11,11 +11,13 @@ require_root
 # busybox-static: every test rootfs; file: checks it is static; runc and
 # crun: the peers the benchmark and comparisons use;
 # golang-github-containers-common: Podman's default seccomp profile;
+# libseccomp-dev: the seccomp tests compare skiff's syscall tables and
+# programs with libseccomp's (a helper built with gcc);
 # containerd, podman + conmon, docker.io: tests/ (end to end);
 # protobuf-compiler: the CRI API of tests/ (k8s-cri); debootstrap: the
 # Debian sid root with today's engines (scripts/sid-root.sh).
 apt_install busybox-static file procps mount runc crun golang-github-containers-common \
-    protobuf-compiler debootstrap
+    libseccomp-dev protobuf-compiler debootstrap
 # The engines the end-to-end suites drive skiff with (private daemons).
 apt_install_no_start containerd podman conmon docker.io
 ensure_rust

@@ -50,8 +50,6 @@ fn build_bundle(dir: &Path, busybox: &Path, args: &[&str], limits: bool) {
         serde_json::from_str(include_str!("../../runtime/src/default_spec.json")).unwrap();
     config["process"]["terminal"] = serde_json::json!(false);
     config["process"]["args"] = serde_json::json!(args);
-    // runc's default namespaces (no cgroup namespace), for a like-for-like run.
-    config["linux"]["namespaces"] = serde_json::json!([{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]);
     if limits {
         config["linux"]["resources"]["memory"] = serde_json::json!({"limit": 256 << 20});
         config["linux"]["resources"]["pids"] = serde_json::json!({"limit": 100});

@@ -29,7 +29,7 @@ pub enum BundleError {
     },
     #[error("{path}: unsupported ociVersion {version:?} (skiff supports 1.x)")]
     UnsupportedVersion { path: PathBuf, version: String },
-    #[error("root.path: {path}: {reason}")]
+    #[error("root.path: {}: {reason}", one_line(&.path.to_string_lossy()))]
     Rootfs { path: PathBuf, reason: String },
     #[error(transparent)]
     Invalid(#[from] Invalid),
@@ -95,7 +95,6 @@ fn parse_typed(bytes: &[u8]) -> Result<Spec, serde_path_to_error::Error<serde_js
 }
 
 fn parse_error(path: &Path, err: &serde_path_to_error::Error<serde_json::Error>) -> BundleError {
-    let field = err.path().to_string();
     let inner = err.inner();
     let mut message = inner.to_string();
     // serde lists every expected variant; the field, the bad value and the
@@ -105,16 +104,59 @@ fn parse_error(path: &Path, err: &serde_path_to_error::Error<serde_json::Error>)
         message.truncate(cut);
         message.push_str(&position.unwrap_or_default());
     }
-    let field = if field == "." || field == "?" || field.is_empty() {
-        "config".to_string()
-    } else {
-        field
-    };
     BundleError::ParseConfig {
         path: path.to_path_buf(),
-        field,
-        message,
+        field: field_name(err.path()),
+        // serde quotes an unknown variant as it came, newlines included.
+        message: one_line(&message),
     }
+}
+
+/// A parse error's place, named as validation names fields:
+/// `process.args[0]`, `linux.sysctl["net.ipv4.ip_forward"]` for a key that
+/// is not a plain name, `config` for the document itself.
+fn field_name(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            Segment::Seq { index } => out.push_str(&format!("[{index}]")),
+            Segment::Map { key } | Segment::Enum { variant: key } if is_plain_name(key) => {
+                if !out.is_empty() {
+                    out.push('.');
+                }
+                out.push_str(key);
+            }
+            Segment::Map { key } | Segment::Enum { variant: key } => {
+                out.push_str(&format!("[{key:?}]"))
+            }
+            // Where serde lost track (a key cut short): the place so far.
+            Segment::Unknown => {}
+        }
+    }
+    if out.is_empty() || out.starts_with('[') {
+        out.insert_str(0, "config");
+    }
+    out
+}
+
+fn is_plain_name(key: &str) -> bool {
+    key.starts_with(|c: char| c.is_ascii_alphabetic())
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `text` with its control characters escaped: an error from a config
+/// stays one line whatever the config holds.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 /// The config with every capability name oci-spec does not know removed
@@ -229,6 +271,48 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("linux.namespaces[0].type"), "{err}");
+    }
+
+    #[test]
+    fn parse_errors_name_fields_as_validation_does() {
+        let field = |json: &str| match parse(json) {
+            Err(BundleError::ParseConfig { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        // Cut inside a key: the place so far, not a trailing "?".
+        assert_eq!(
+            field(r#"{"linux":{"namespaces":[{"type":"pid"},{"#),
+            "linux.namespaces[1]"
+        );
+        // serde reads a struct from an array too.
+        assert_eq!(field("[null]"), "config[0]");
+        assert_eq!(
+            field(r#"{"linux":{"sysctl":{"net.ipv4.ip_forward":1}}}"#),
+            r#"linux.sysctl["net.ipv4.ip_forward"]"#
+        );
+        assert_eq!(
+            field(r#"{"annotations":{"a b":1}}"#),
+            r#"annotations["a b"]"#
+        );
+    }
+
+    #[test]
+    fn errors_stay_on_one_line() {
+        let err = parse(r#"{"linux":{"namespaces":[{"type":"a\nb"}]}}"#)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(r"unknown variant `a\nb`"), "{err}");
+        let dir = std::env::temp_dir().join(format!("skiff-bundle-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("config.json"),
+            r#"{"ociVersion":"1.0.2","root":{"path":"no\nsuch"}}"#,
+        )
+        .unwrap();
+        let err = Bundle::load(&dir).unwrap_err().to_string();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.starts_with("root.path: "), "{err}");
+        assert!(err.contains(r"no\nsuch"), "{err}");
     }
 
     #[test]

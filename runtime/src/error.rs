@@ -1,5 +1,6 @@
 //! The one error type commands return. The binary turns it into the single
-//! line a user (or a manager parsing runc's log) sees, and exit status 1.
+//! line a user (or a manager parsing runc's log) sees, and exit status 1
+//! (255 for `exec`, as runc).
 
 use std::path::PathBuf;
 
@@ -25,4 +26,18 @@ pub enum Error {
     },
     #[error("{0}")]
     Message(String),
+    /// `exec` failed before its process could report a status: runc exits
+    /// 255 then, so a caller can tell it from the process's own status.
+    #[error(transparent)]
+    Exec(Box<Error>),
+}
+
+impl Error {
+    /// The exit status the binary ends with.
+    pub fn exit_code(&self) -> i32 {
+        match self {
+            Error::Exec(_) => 255,
+            _ => 1,
+        }
+    }
 }

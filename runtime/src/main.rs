@@ -1,5 +1,5 @@
 //! The `skiff` binary: parse, dispatch, and turn an error into runc's one
-//! log line and exit status 1.
+//! log line and exit status.
 
 use clap::Parser;
 
@@ -55,21 +55,27 @@ fn main() {
     if enters_containers(&cli) {
         // Before anything is forked: every child inherits the exe.
         if let Err(e) = skiff::security::sealed_exe::ensure() {
-            fail(&e.to_string());
+            // runc's status for any failed exec.
+            let code = if matches!(cli.command, skiff::cli::Command::Exec(_)) {
+                255
+            } else {
+                1
+            };
+            fail(&e.to_string(), code);
         }
     }
     match commands::dispatch(&cli) {
         Ok(code) => std::process::exit(code),
-        Err(e) => fail(&e.to_string()),
+        Err(e) => fail(&e.to_string(), e.exit_code()),
     }
 }
 
 /// Logs the error as runc does (and on stderr too when there is a log
-/// file) and exits 1.
-fn fail(msg: &str) -> ! {
+/// file) and exits with `code`.
+fn fail(msg: &str, code: i32) -> ! {
     logging::log(logging::Level::Error, msg);
     if !logging::to_stderr() {
         eprintln!("{msg}");
     }
-    std::process::exit(1);
+    std::process::exit(code);
 }

@@ -59,7 +59,13 @@ pub fn parse(raw: &str) -> Result<libc::c_int, UnknownSignal> {
     let unknown = || UnknownSignal(raw.to_string());
     let valid = |n: libc::c_int| (1..=rt_max()).contains(&n);
     if let Ok(n) = raw.parse::<libc::c_int>() {
-        return if valid(n) { Ok(n) } else { Err(unknown()) };
+        // 0 sends nothing and only asks whether the process is there, as
+        // with kill(1) and runc.
+        return if n == 0 || valid(n) {
+            Ok(n)
+        } else {
+            Err(unknown())
+        };
     }
     let upper = raw.to_ascii_uppercase();
     let name = upper.strip_prefix("SIG").unwrap_or(&upper);
@@ -118,6 +124,7 @@ mod tests {
         assert_eq!(parse("SIGKILL").unwrap(), 9);
         assert_eq!(parse("sigterm").unwrap(), 15);
         assert_eq!(parse("9").unwrap(), 9);
+        assert_eq!(parse("0").unwrap(), 0);
         assert_eq!(parse("RTMIN").unwrap(), libc::SIGRTMIN());
         assert_eq!(parse("RTMIN+2").unwrap(), libc::SIGRTMIN() + 2);
         assert_eq!(parse("SIGRTMAX-1").unwrap(), libc::SIGRTMAX() - 1);
@@ -125,7 +132,7 @@ mod tests {
 
     #[test]
     fn unknown() {
-        for bad in ["FOO", "SIGFOO", "99", "0", "-1", "RTMIN+99", ""] {
+        for bad in ["FOO", "SIGFOO", "99", "SIG0", "-1", "RTMIN+99", ""] {
             assert!(parse(bad).is_err(), "{bad}");
         }
         assert_eq!(

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::path::{Component, Path};
 
-use oci_spec::runtime::{Hook, LinuxNamespace, LinuxNamespaceType, Spec};
+use oci_spec::runtime::{Hook, LinuxNamespace, LinuxNamespaceType, Process, Spec};
 
 /// A configuration field that is wrong, and why.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -66,9 +66,18 @@ fn process(spec: &Spec) -> Result {
         .process()
         .as_ref()
         .ok_or_else(|| Invalid::new("process", "missing: create and run need a process"))?;
+    process_fields(process)
+}
+
+/// The checks every process gets, the init's (`config.json`) and an exec's
+/// (`--process` or the command line) alike.
+pub fn process_fields(process: &Process) -> Result {
     let args = process.args().as_deref().unwrap_or_default();
     if args.is_empty() || args[0].is_empty() {
         return Err(Invalid::new("process.args", "must not be empty"));
+    }
+    if process.cwd().as_os_str().is_empty() {
+        return Err(Invalid::new("process.cwd", "must not be empty"));
     }
     if !process.cwd().is_absolute() {
         return Err(Invalid::new(
@@ -87,6 +96,13 @@ fn process(spec: &Spec) -> Result {
             return Err(Invalid::new(
                 format!("process.env[{i}]"),
                 "contains a NUL byte",
+            ));
+        }
+        // runc refuses these too: the process would get no such variable.
+        if !entry.contains('=') {
+            return Err(Invalid::new(
+                format!("process.env[{i}]"),
+                format!("{entry:?} is not KEY=VALUE"),
             ));
         }
     }
@@ -130,6 +146,26 @@ fn process(spec: &Spec) -> Result {
                 ));
             }
         }
+    }
+    Ok(())
+}
+
+/// A terminal needs a console socket to send the pty to (the caller
+/// detaches), and a console socket needs a terminal: the caller would wait
+/// on it for a pty that never comes (as runc).
+pub fn console(process: &Process, console_socket: bool) -> Result {
+    let terminal = process.terminal().unwrap_or(false);
+    if terminal && !console_socket {
+        return Err(Invalid::new(
+            "process.terminal",
+            "cannot allocate a tty if skiff will detach without setting --console-socket",
+        ));
+    }
+    if !terminal && console_socket {
+        return Err(Invalid::new(
+            "process.terminal",
+            "cannot use console socket if skiff will not allocate a tty",
+        ));
     }
     Ok(())
 }
@@ -447,6 +483,12 @@ mod tests {
         let mut j = base();
         j["process"]["cwd"] = "rel".into();
         assert_eq!(err(j), "process.cwd: \"rel\" is not an absolute path");
+        let mut j = base();
+        j["process"]["cwd"] = "".into();
+        assert_eq!(err(j), "process.cwd: must not be empty");
+        let mut j = base();
+        j["process"]["env"] = serde_json::json!(["A=1", "NOEQ"]);
+        assert_eq!(err(j), "process.env[1]: \"NOEQ\" is not KEY=VALUE");
         let mut j = base();
         j.as_object_mut().unwrap().remove("process");
         assert!(err(j).starts_with("process: missing"));

@@ -239,19 +239,83 @@ fn cpu_quota_throttles_a_busy_loop() {
 }
 
 #[test]
-fn device_rules_deny_and_config_devices_stay_usable() {
+fn device_rules_decide_in_order_even_for_config_devices() {
     require_root!();
     let skiff = Skiff::new();
-    let id = support::unique_id("dev");
-    // runc's default config: deny everything, then the default devices.
-    // /dev/k is /dev/kmsg made by mknod (allowed: `c *:* m`), so opening
-    // it (write-only: no syslog permission involved) is refused by the
-    // device cgroup alone.
+    // /dev/kmsg is one of the config's own devices (`linux.devices`); only
+    // `linux.resources.devices` decides whether it may be opened (opening
+    // to read needs CAP_SYSLOG too, which the process has). Nothing is
+    // written to the kernel log: the opens are all that is tried.
     let mut bundle = Bundle::sh(
-        "mknod /dev/k c 1 11 || exit 10; echo > /dev/null || exit 11; \
-         if echo > /dev/k; then exit 12; fi",
+        "(: < /dev/kmsg) 2>/dev/null && printf r || printf -; \
+         (: > /dev/kmsg) 2>/dev/null && printf w || printf -; \
+         echo > /dev/null || echo ' no /dev/null'",
     );
-    bundle.config["linux"]["resources"] = json!({"devices": [{"allow": false, "access": "rwm"}]});
+    bundle.config["linux"]["devices"] =
+        json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
+    for set in ["bounding", "effective", "permitted"] {
+        bundle.config["process"]["capabilities"][set]
+            .as_array_mut()
+            .unwrap()
+            .push(json!("CAP_SYSLOG"));
+    }
+    let deny_all = json!({"allow": false, "access": "rwm"});
+    let kmsg = |allow: bool, access: &str| json!({"allow": allow, "type": "c", "major": 1, "minor": 11, "access": access});
+    for (rules, expect) in [
+        (Some(json!([deny_all])), "--"),
+        // No rules at all: runc's deny-all with its default devices.
+        (None, "--"),
+        (Some(json!([deny_all, kmsg(true, "w")])), "-w"),
+        (
+            Some(json!([deny_all, kmsg(true, "rw"), kmsg(false, "w")])),
+            "r-",
+        ),
+        (
+            Some(json!([
+                deny_all,
+                kmsg(true, "rw"),
+                kmsg(false, "rw"),
+                kmsg(true, "w")
+            ])),
+            "-w",
+        ),
+        (
+            Some(json!([{"allow": true, "access": "rwm"}, kmsg(false, "r")])),
+            "-w",
+        ),
+    ] {
+        let id = support::unique_id("dev");
+        match &rules {
+            Some(r) => bundle.config["linux"]["resources"] = json!({"devices": r}),
+            None => bundle.config["linux"]["resources"] = json!({}),
+        }
+        let run = skiff.run_bundle(&bundle, &id);
+        assert_eq!(run.code, 0, "rules {rules:?}: {}", run.stderr);
+        assert_eq!(run.stdout, expect, "rules {rules:?}");
+        assert_nothing_left(&skiff, &id);
+    }
+
+    // A rule the device cgroup would silently ignore is refused.
+    let id = support::unique_id("dev");
+    bundle.config["linux"]["resources"] = json!({"devices": [
+        deny_all,
+        {"allow": true, "type": "c", "major": 1, "access": "rw"},
+        kmsg(false, "w")
+    ]});
+    skiff
+        .run_bundle(&bundle, &id)
+        .fails_with(&["linux.resources.devices[2]", "c 1:* rw"]);
+    assert_nothing_left(&skiff, &id);
+
+    // mknod stays allowed for every device (runc's `c *:* m`), opening
+    // what was made does not.
+    let id = support::unique_id("dev");
+    bundle.config["process"]["args"] = json!([
+        "sh",
+        "-c",
+        "mknod /dev/k c 1 11 && if echo > /dev/k; then exit 12; fi"
+    ]);
+    bundle.config["linux"]["resources"] = json!({"devices": [deny_all]});
     for set in ["bounding", "effective", "permitted"] {
         bundle.config["process"]["capabilities"][set]
             .as_array_mut()
@@ -265,15 +329,6 @@ fn device_rules_deny_and_config_devices_stay_usable() {
         "{}",
         run.stderr
     );
-    assert_nothing_left(&skiff, &id);
-
-    // A device the config creates stays usable under the same deny-all.
-    let id = support::unique_id("dev");
-    bundle.config["process"]["args"] = json!(["sh", "-c", ": > /dev/kmsg"]);
-    bundle.config["linux"]["devices"] =
-        json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
-    let run = skiff.run_bundle(&bundle, &id);
-    assert_eq!(run.code, 0, "{}", run.stderr);
     assert_nothing_left(&skiff, &id);
 }
 
@@ -460,6 +515,38 @@ fn update_changes_live_limits() {
 }
 
 #[test]
+fn update_back_to_unlimited_memory() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("unlimit");
+    let mut bundle = Bundle::sh("sleep 1000");
+    bundle.config["linux"]["resources"] = json!({"memory": memory_limit(64 << 20)});
+    bundle.write();
+    skiff
+        .run(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id])
+        .ok();
+    let mem = cgroup_file(&id, "memory", "memory.limit_in_bytes", "memory.max");
+    // v1 keeps memory below memory+swap: both limits go, swap first.
+    skiff.run(&["update", "--memory", "-1", &id]).ok();
+    if unified() {
+        assert_eq!(read(&mem), "max");
+    } else {
+        let unlimited = read(&PathBuf::from(
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+        ));
+        assert_eq!(read(&mem), unlimited);
+        let memsw = cgroup_file(&id, "memory", "memory.memsw.limit_in_bytes", "");
+        if memsw.exists() {
+            assert_eq!(read(&memsw), unlimited);
+        }
+    }
+    skiff.run(&["update", "--memory", "32m", &id]).ok();
+    assert_eq!(read(&mem), (32u64 << 20).to_string());
+    skiff.run(&["delete", "--force", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
 fn stats_report_real_usage() {
     require_root!();
     let skiff = Skiff::new();
@@ -589,7 +676,9 @@ fn io_throttle_limits_reads() {
     ]);
     bundle.config["linux"]["devices"] =
         json!([{"path": "/dev/disk", "type": "b", "major": dev.major, "minor": dev.minor}]);
-    bundle.config["linux"]["resources"] = json!({"blockIO": {"throttleReadBpsDevice": [
+    // The device cgroup must let the container read it.
+    let readable = json!([{"allow": true, "type": "b", "major": dev.major, "minor": dev.minor, "access": "r"}]);
+    bundle.config["linux"]["resources"] = json!({"devices": readable, "blockIO": {"throttleReadBpsDevice": [
         {"major": dev.major, "minor": dev.minor, "rate": 512 << 10}
     ]}});
     // Timed inside the container: its set-up time, which varies a lot in
@@ -598,7 +687,7 @@ fn io_throttle_limits_reads() {
     assert_nothing_left(&skiff, &id);
 
     let id = support::unique_id("io");
-    bundle.config["linux"]["resources"] = json!({});
+    bundle.config["linux"]["resources"] = json!({"devices": readable});
     let free = dd_seconds(&skiff.run_bundle(&bundle, &id).ok().stdout);
     assert_nothing_left(&skiff, &id);
     // At 512 KiB/s, 1.5 MiB needs well over a second (the kernel lets the
@@ -611,7 +700,7 @@ fn io_throttle_limits_reads() {
     // The limit is in the cgroup file while the container lives.
     let id = support::unique_id("io");
     bundle.config["process"]["args"] = json!(["sleep", "1000"]);
-    bundle.config["linux"]["resources"] = json!({"blockIO": {"throttleReadBpsDevice": [
+    bundle.config["linux"]["resources"] = json!({"devices": readable, "blockIO": {"throttleReadBpsDevice": [
         {"major": dev.major, "minor": dev.minor, "rate": 512 << 10}
     ]}});
     bundle.write();
@@ -630,4 +719,207 @@ fn io_throttle_limits_reads() {
     assert_eq!(read(&file), expect);
     skiff.run(&["delete", "--force", &id]).ok();
     assert_nothing_left(&skiff, &id);
+}
+
+/// A cgroup made by the test itself, as a pod manager or an earlier run
+/// would leave it for a container: `rel` in one v1 hierarchy
+/// (`controller`) or in the unified one. Thawed and removed on drop, its
+/// children first.
+struct ForeignCgroup {
+    top: PathBuf,
+    dir: PathBuf,
+}
+
+impl ForeignCgroup {
+    fn new(controller: &str, rel: &str) -> ForeignCgroup {
+        let mount = if unified() {
+            PathBuf::from("/sys/fs/cgroup")
+        } else {
+            PathBuf::from("/sys/fs/cgroup").join(controller)
+        };
+        let dir = mount.join(rel);
+        std::fs::create_dir_all(&dir).unwrap();
+        let top = mount.join(rel.split('/').next().unwrap());
+        ForeignCgroup { top, dir }
+    }
+
+    /// Freezes `dir` (the whole cgroup, or `sub` within it).
+    fn freeze(&self, sub: &str) {
+        let dir = self.dir.join(sub);
+        if unified() {
+            std::fs::write(dir.join("cgroup.freeze"), "1").unwrap();
+        } else {
+            std::fs::write(dir.join("freezer.state"), "FROZEN").unwrap();
+        }
+    }
+}
+
+impl Drop for ForeignCgroup {
+    fn drop(&mut self) {
+        let mut dirs = vec![self.top.clone()];
+        let mut i = 0;
+        while i < dirs.len() {
+            let (file, value) = if unified() {
+                ("cgroup.freeze", "0")
+            } else {
+                ("freezer.state", "THAWED")
+            };
+            let _ = std::fs::write(dirs[i].join(file), value);
+            for e in std::fs::read_dir(&dirs[i]).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(e.path());
+                }
+            }
+            i += 1;
+        }
+        for d in dirs.iter().rev() {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// A process of the test's own, killed however the test ends.
+struct KilledOnDrop(std::process::Child);
+
+impl Drop for KilledOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The cgroup directories named `top` in every hierarchy of the host.
+fn dirs_named(top: &str) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir("/sys/fs/cgroup")
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join(top))
+        .collect();
+    out.push(PathBuf::from("/sys/fs/cgroup").join(top));
+    out.into_iter().filter(|d| d.is_dir()).collect()
+}
+
+/// `skiff run -d`, failing the test instead of hanging when skiff does
+/// not return.
+fn run_detached_within(skiff: &Skiff, bundle: &Bundle, id: &str) -> support::Run {
+    bundle.write();
+    let out = bundle.dir.join(format!("{id}.stderr"));
+    let mut child = skiff
+        .command(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), id])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&out).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let report = support::process_tree_report(child.id());
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("run -d did not return:\n{report}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    support::Run {
+        code: status.code().unwrap_or(-1),
+        stdout: String::new(),
+        stderr: std::fs::read_to_string(&out).unwrap_or_default(),
+    }
+}
+
+#[test]
+fn frozen_existing_cgroup_is_refused() {
+    require_root!();
+    let skiff = Skiff::new();
+    let top = format!("skiff-test-frozen-{}", std::process::id());
+    let mut bundle = Bundle::new(&["sleep", "1000"]);
+    bundle.config["linux"]["cgroupsPath"] = json!(format!("/{top}/ctr"));
+    // The container's own cgroup frozen, then only its parent: either
+    // would hold the init forever.
+    for frozen in ["ctr", ""] {
+        let foreign = ForeignCgroup::new("freezer", &format!("{top}/{frozen}"));
+        foreign.freeze("");
+        let id = support::unique_id("frozen");
+        run_detached_within(&skiff, &bundle, &id)
+            .fails_with(&["container's cgroup is unexpectedly frozen"]);
+        assert_nothing_left(&skiff, &id);
+        // Only the test's own directories are left, not one more.
+        let expect = if frozen.is_empty() {
+            vec![]
+        } else {
+            vec![foreign.dir.clone()]
+        };
+        let left: Vec<PathBuf> = dirs_named(&top)
+            .iter()
+            .flat_map(|d| {
+                std::fs::read_dir(d)
+                    .unwrap()
+                    .flatten()
+                    .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+                    .map(|e| e.path())
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        assert_eq!(left, expect, "frozen: {frozen:?}");
+        assert_eq!(dirs_named(&top), vec![foreign.top.clone()]);
+    }
+}
+
+#[test]
+fn busy_existing_cgroup_gets_runcs_warning() {
+    require_root!();
+    let skiff = Skiff::new();
+    let top = format!("skiff-test-busy-{}", std::process::id());
+    let foreign = ForeignCgroup::new("pids", &top);
+    let mut other = KilledOnDrop(
+        std::process::Command::new("sleep")
+            .arg("1000")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    std::fs::write(foreign.dir.join("cgroup.procs"), other.0.id().to_string()).unwrap();
+    let id = support::unique_id("busy");
+    let mut bundle = Bundle::new(&["true"]);
+    bundle.config["linux"]["cgroupsPath"] = json!(format!("/{top}"));
+    let run = skiff.run_bundle(&bundle, &id).ok();
+    assert!(
+        run.stderr.contains("level=warning")
+            && run
+                .stderr
+                .contains("container's cgroup is not empty: 1 process(es) found"),
+        "{}",
+        run.stderr
+    );
+    assert_nothing_left(&skiff, &id);
+    // The cgroup and its process are not the container's to remove.
+    assert_eq!(dirs_named(&top), vec![foreign.dir.clone()]);
+    assert!(other.0.try_wait().unwrap().is_none());
+}
+
+#[test]
+fn cpuset_is_filled_down_through_an_existing_parent() {
+    require_root!();
+    let skiff = Skiff::new();
+    // A pod cgroup made by someone else: on v1 a new cpuset cgroup has no
+    // cpus or mems, and nothing can join a child of it until they are set.
+    let top = format!("skiff-test-pod-{}", std::process::id());
+    let foreign = ForeignCgroup::new("cpuset", &top);
+    let id = support::unique_id("pod");
+    let mut bundle = Bundle::new(&["true"]);
+    bundle.config["linux"]["cgroupsPath"] = json!(format!("/{top}/ctr"));
+    skiff.run_bundle(&bundle, &id).ok();
+    assert_nothing_left(&skiff, &id);
+    if !unified() {
+        let cpus = read(&foreign.dir.join("cpuset.cpus"));
+        assert_eq!(
+            cpus,
+            read(&PathBuf::from("/sys/fs/cgroup/cpuset/cpuset.cpus"))
+        );
+    }
+    assert_eq!(dirs_named(&top), vec![foreign.dir.clone()]);
 }

@@ -88,6 +88,11 @@ fn joins_every_namespace_and_the_cgroup() {
         procs.lines().any(|l| l == exec_pid),
         "{exec_pid} not in {procs}"
     );
+    // In every hierarchy, the cgroup2 one of a hybrid host included.
+    assert_eq!(
+        std::fs::read_to_string(format!("/proc/{exec_pid}/cgroup")).unwrap(),
+        host_view
+    );
     let ns = |p: &str, n: &str| std::fs::read_link(format!("/proc/{p}/ns/{n}")).unwrap();
     assert_eq!(ns(&exec_pid, "pid"), ns(&pid.to_string(), "pid"));
     skiff.run(&["delete", "--force", &id]).ok();
@@ -169,9 +174,11 @@ fn exit_codes_user_env_and_cwd() {
         .ok()
         .stdout;
     assert_eq!(out, "1000\n1001\n1001 2000\nbar 1\n/tmp\n");
-    skiff
+    // runc's status for an exec that failed to run its process.
+    let missing = skiff
         .run(&["exec", &id, "no-such-program"])
         .fails_with(&["no-such-program", "not found"]);
+    assert_eq!(missing.code, 255);
     skiff
         .run(&["exec", &id])
         .fails_with(&["a command is required"]);
@@ -229,6 +236,34 @@ fn process_json_as_containerd_passes_it() {
     skiff
         .run(&["exec", "-p", file.to_str().unwrap(), &id])
         .fails_with(&["process.user.uid"]);
+    // What runc accepts: no user (or a null one) is uid 0, gid 0; no env
+    // is an empty one.
+    for process in [
+        json!({"args": ["sh", "-c", "id -u; id -g; pwd"], "cwd": "/tmp"}),
+        json!({"args": ["sh", "-c", "id -u; id -g; pwd"], "cwd": "/tmp", "user": null}),
+    ] {
+        std::fs::write(&file, process.to_string()).unwrap();
+        let out = skiff
+            .run(&["exec", "-p", file.to_str().unwrap(), &id])
+            .ok()
+            .stdout;
+        assert_eq!(out, "0\n0\n/tmp\n", "{process}");
+    }
+    // runc requires cwd too; the error names the field and nothing else.
+    for (process, field) in [
+        (json!({"args": ["true"]}), "process.cwd: missing"),
+        (
+            json!({"args": ["true"], "cwd": "/", "rlimits": [{"hard": 1}]}),
+            "process.rlimits[0].type: missing",
+        ),
+        (json!(["true"]), "process: not a JSON object"),
+    ] {
+        std::fs::write(&file, process.to_string()).unwrap();
+        let run = skiff
+            .run(&["exec", "-p", file.to_str().unwrap(), &id])
+            .fails_with(&[field]);
+        assert!(!run.stderr.contains("process.."), "{}", run.stderr);
+    }
     skiff.run(&["delete", "--force", &id]).ok();
     assert_nothing_left(&skiff, &id);
 }
@@ -264,9 +299,11 @@ fn paused_container_needs_ignore_paused() {
     let b = Bundle::new(&["sleep", "1000"]);
     start(&skiff, &b, &id);
     skiff.run(&["pause", &id]).ok();
-    skiff
+    // runc's status for an exec that failed, as for any exec failure.
+    let refused = skiff
         .run(&["exec", &id, "true"])
         .fails_with(&["cannot exec in a paused container", "--ignore-paused"]);
+    assert_eq!(refused.code, 255);
     // With --ignore-paused the process starts frozen and runs on resume.
     let out = b.dir.join("late.out");
     let mut late = skiff

@@ -3,6 +3,7 @@
 
 mod support;
 
+use serde_json::Value;
 use support::{assert_nothing_left, Bundle, Skiff};
 
 #[test]
@@ -43,6 +44,10 @@ fn create_start_kill_delete() {
     skiff
         .run(&["delete", &id])
         .fails_with(&["cannot delete container", "not stopped: running"]);
+    // Signal 0 only asks whether the container is alive (as runc).
+    skiff.run(&["kill", &id, "0"]).ok();
+    skiff.run(&["kill", "--all", &id, "0"]).ok();
+    assert_eq!(skiff.state(&id)["status"], "running");
 
     skiff.run(&["kill", &id, "KILL"]).ok();
     skiff.wait_status(&id, "stopped");
@@ -53,6 +58,9 @@ fn create_start_kill_delete() {
     );
     skiff
         .run(&["kill", &id])
+        .fails_with(&["container not running"]);
+    skiff
+        .run(&["kill", &id, "0"])
         .fails_with(&["container not running"]);
     skiff.run(&["delete", &id]).ok();
     assert_nothing_left(&skiff, &id);
@@ -298,4 +306,44 @@ fn cgroup_procs(id: &str) -> Vec<String> {
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+#[test]
+fn spec_writes_runcs_config() {
+    let runc = std::path::Path::new("/usr/bin/runc");
+    if !runc.exists() {
+        assert!(
+            std::env::var_os("SKIFF_REQUIRE_ALL").is_none(),
+            "runc missing (apt install runc)"
+        );
+        eprintln!("SKIPPED spec_writes_runcs_config: runc missing (apt install runc)");
+        return;
+    }
+    let skiff = Skiff::new();
+    let bundle = Bundle::new(&["true"]);
+    for rootless in [false, true] {
+        let config = |name: &str, program: &std::path::Path| -> Value {
+            let dir = bundle.dir.join(format!("{name}-{rootless}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let mut cmd = std::process::Command::new(program);
+            if program != runc {
+                cmd.arg("--root").arg(&skiff.root);
+            }
+            cmd.arg("spec").arg("--bundle").arg(&dir);
+            if rootless {
+                cmd.arg("--rootless");
+            }
+            assert!(cmd.status().unwrap().success(), "{cmd:?}");
+            let mut c: Value =
+                serde_json::from_slice(&std::fs::read(dir.join("config.json")).unwrap()).unwrap();
+            // Each runtime names itself and its own spec version.
+            for key in ["hostname", "ociVersion"] {
+                c.as_object_mut().unwrap().remove(key);
+            }
+            c
+        };
+        let theirs = config("runc", runc);
+        let ours = config("skiff", std::path::Path::new(support::skiff_bin()));
+        assert_eq!(ours, theirs, "rootless: {rootless}");
+    }
 }

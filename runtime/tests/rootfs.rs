@@ -238,7 +238,8 @@ fn rootfs_propagation() {
 #[test]
 fn cgroup_mount_shows_the_container_cgroup() {
     require_root!();
-    let b = Bundle::sh("cat /proc/self/cgroup; ls /sys/fs/cgroup");
+    let mut b = Bundle::sh("cat /proc/self/cgroup; ls /sys/fs/cgroup");
+    b.namespaces(&["pid", "network", "ipc", "uts", "mount", "cgroup"]);
     let out = run_in(&b).ok().stdout;
     // With a cgroup namespace every hierarchy shows the container as root.
     assert!(

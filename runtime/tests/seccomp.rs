@@ -264,3 +264,32 @@ fn a_profile_that_denies_execve_is_refused_by_name() {
         .fails_with(&["linux.seccomp", "does not allow execve"]);
     support::assert_nothing_left(&skiff, &id);
 }
+
+#[test]
+fn unknown_syscall_names_are_warned_about() {
+    require_root!();
+    let skiff = Skiff::new();
+    // One name no kernel has, one of another architecture, one of the
+    // newest x86 syscalls: only the first is unknown, and it is a warning
+    // (runc 1.1.5 logs it at debug level only, crun at warning level).
+    let mut b = Bundle::new(&["true"]);
+    b.config["linux"]["seccomp"] = json!({"defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [{"names": ["not_a_syscall", "pciconfig_read", "statmount"],
+            "action": "SCMP_ACT_ERRNO"}]});
+    let id = support::unique_id("unknownsys");
+    let run = skiff.run_bundle(&b, &id).ok();
+    let warnings: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("level=warning"))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{}", run.stderr);
+    assert!(warnings[0].contains("not_a_syscall"), "{}", warnings[0]);
+    assert!(
+        !warnings[0].contains("pciconfig_read") && !warnings[0].contains("statmount"),
+        "{}",
+        warnings[0]
+    );
+    skiff.cleanup(&id);
+    support::assert_nothing_left(&skiff, &id);
+}

@@ -23,7 +23,7 @@ const ACTIONS: [LinuxSeccompAction; 9] = [
 ];
 
 /// Every operator the compiler emits code for.
-const OPERATORS: [LinuxSeccompOperator; 7] = [
+pub(crate) const OPERATORS: [LinuxSeccompOperator; 7] = [
     LinuxSeccompOperator::ScmpCmpEq,
     LinuxSeccompOperator::ScmpCmpGe,
     LinuxSeccompOperator::ScmpCmpGt,
@@ -102,10 +102,7 @@ pub fn features() -> Features {
         .filter(|a| action_available(action_value(**a, None)))
         .map(name)
         .collect();
-    let archs = [Arch::X86_64, Arch::X86, Arch::X32]
-        .iter()
-        .map(|a| name(arch::to_oci(*a)))
-        .collect();
+    let archs = Arch::ALL.iter().map(|a| name(arch::to_oci(*a))).collect();
     let known_flags = FLAGS.iter().map(name).collect();
     let supported_flags = FLAGS
         .iter()
@@ -143,7 +140,7 @@ mod tests {
         assert!(f
             .supported_flags
             .contains(&"SECCOMP_FILTER_FLAG_TSYNC".to_string()));
-        for a in [Arch::X86_64, Arch::X86, Arch::X32] {
+        for a in Arch::ALL {
             assert_eq!(
                 arch::from_oci(arch::to_oci(a)),
                 Some(a),

@@ -69,3 +69,20 @@ pub fn run(prog: &[libc::sock_filter], data: &Data) -> (u32, usize) {
         }
     }
 }
+
+/// The meaning of one condition (`op` as the spec spells it), straight
+/// from the spec and libseccomp's manual: the datum of MASKED_EQ is masked
+/// too.
+#[cfg(test)]
+pub fn holds(op: &str, arg: u64, value: u64, value_two: u64) -> bool {
+    match op {
+        "SCMP_CMP_NE" => arg != value,
+        "SCMP_CMP_LT" => arg < value,
+        "SCMP_CMP_LE" => arg <= value,
+        "SCMP_CMP_EQ" => arg == value,
+        "SCMP_CMP_GE" => arg >= value,
+        "SCMP_CMP_GT" => arg > value,
+        "SCMP_CMP_MASKED_EQ" => arg & value == value_two & value,
+        _ => unreachable!("{op}"),
+    }
+}

@@ -8,10 +8,16 @@ pub mod arch;
 mod bpf;
 mod compile;
 pub mod containers_common;
+#[cfg(test)]
+mod differential;
 pub mod features;
 mod install;
 mod interp;
+#[cfg(test)]
+mod libseccomp;
 mod tables;
 
 pub use compile::{action_value, compile, flag, ret, Filter, SeccompError};
 pub use install::{install, InstallError};
+/// The kernel release whose syscall tables skiff knows.
+pub use tables::KERNEL as SYSCALLS_KERNEL;

@@ -418,4 +418,58 @@ mod tests {
             (9, "/o", true)
         );
     }
+
+    /// Every message above against containerd's original (see `wire_fuzz`),
+    /// and none left out.
+    #[test]
+    fn every_message_matches_containerd() {
+        use containerd_shim_protos::bootstrap_api as boot;
+        use containerd_shim_protos::protobuf::well_known_types as wkt;
+        use containerd_shim_protos::shim::{event, events, oci};
+        use containerd_shim_protos::types::{introspection, task};
+
+        crate::wire_fuzz::all_match_containerd! {
+            include_str!("api.rs");
+            Timestamp => wkt::timestamp::Timestamp;
+            Any => wkt::any::Any;
+            Empty => wkt::empty::Empty;
+            Mount => reference::Mount;
+            ProcessInfo => task::ProcessInfo;
+            Options => oci::Options;
+            CreateTaskRequest => reference::CreateTaskRequest;
+            CreateTaskResponse => reference::CreateTaskResponse;
+            ProcessRequest => reference::StateRequest, reference::StartRequest,
+                reference::DeleteRequest, reference::WaitRequest;
+            TaskRequest => reference::PidsRequest, reference::PauseRequest,
+                reference::ResumeRequest, reference::StatsRequest, reference::ConnectRequest,
+                reference::ShutdownRequest;
+            DeleteResponse => reference::DeleteResponse;
+            ExecProcessRequest => reference::ExecProcessRequest;
+            ResizePtyRequest => reference::ResizePtyRequest;
+            StateResponse => reference::StateResponse;
+            KillRequest => reference::KillRequest;
+            CloseIoRequest => reference::CloseIORequest;
+            PidsResponse => reference::PidsResponse;
+            UpdateTaskRequest => reference::UpdateTaskRequest;
+            StartResponse => reference::StartResponse;
+            WaitResponse => reference::WaitResponse;
+            StatsResponse => reference::StatsResponse;
+            ConnectResponse => reference::ConnectResponse;
+            BootstrapParams => boot::BootstrapParams;
+            Extension => boot::Extension;
+            BootstrapResult => boot::BootstrapResult;
+            RuntimeInfo => introspection::RuntimeInfo;
+            RuntimeVersion => introspection::RuntimeVersion;
+            Envelope => event::Envelope;
+            ForwardRequest => events::ForwardRequest;
+            TaskIo => ref_events::TaskIO;
+            TaskCreate => ref_events::TaskCreate;
+            TaskStart => ref_events::TaskStart;
+            TaskDelete => ref_events::TaskDelete;
+            TaskExit => ref_events::TaskExit;
+            TaskIdOnly => ref_events::TaskOOM, ref_events::TaskPaused, ref_events::TaskResumed;
+            TaskExecAdded => ref_events::TaskExecAdded;
+            TaskExecStarted => ref_events::TaskExecStarted;
+        }
+    }
 }

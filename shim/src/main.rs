@@ -21,6 +21,8 @@ mod service;
 mod stdio;
 mod tasks;
 mod ttrpc;
+#[cfg(test)]
+mod wire_fuzz;
 
 const RUNTIME_ID: &str = "io.containerd.skiff.v2";
 

@@ -322,4 +322,27 @@ mod tests {
         assert_eq!(m.memory.pgmajfault, 6);
         assert_eq!(m.pids.current, 3);
     }
+
+    /// Every metrics message against containerd's original (see
+    /// `wire_fuzz`), and none left out.
+    #[test]
+    fn every_message_matches_containerd() {
+        crate::wire_fuzz::all_match_containerd! {
+            include_str!("metrics.rs");
+            v1::Metrics => ref_v1::Metrics;
+            v1::HugetlbStat => ref_v1::HugetlbStat;
+            v1::PidsStat => ref_v1::PidsStat;
+            v1::CpuStat => ref_v1::CPUStat;
+            v1::CpuUsage => ref_v1::CPUUsage;
+            v1::Throttle => ref_v1::Throttle;
+            v1::MemoryStat => ref_v1::MemoryStat;
+            v1::MemoryEntry => ref_v1::MemoryEntry;
+            v1::BlkIoStat => ref_v1::BlkIOStat;
+            v1::BlkIoEntry => ref_v1::BlkIOEntry;
+            v2::Metrics => ref_v2::Metrics;
+            v2::PidsStat => ref_v2::PidsStat;
+            v2::CpuStat => ref_v2::CPUStat;
+            v2::MemoryStat => ref_v2::MemoryStat;
+        }
+    }
 }

@@ -12,8 +12,10 @@
 pub enum DecodeError {
     #[error("truncated message")]
     Truncated,
-    #[error("varint longer than 10 bytes")]
+    #[error("varint longer than 64 bits")]
     LongVarint,
+    #[error("field number {0} out of range")]
+    FieldNumber(u64),
     #[error("field {0}: unexpected wire type {1}")]
     WireType(u32, u8),
     #[error("field {0}: not UTF-8")]
@@ -55,6 +57,9 @@ impl<'a> Value<'a> {
     }
 }
 
+/// The largest field number protobuf allows.
+const MAX_FIELD: u64 = (1 << 29) - 1;
+
 pub fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push(v as u8 | 0x80);
@@ -88,6 +93,10 @@ impl<'a> Reader<'a> {
         for i in 0..10 {
             let (&b, rest) = self.buf.split_first().ok_or(DecodeError::Truncated)?;
             self.buf = rest;
+            // The tenth byte holds bit 63 alone; more would be lost.
+            if i == 9 && b > 1 {
+                return Err(DecodeError::LongVarint);
+            }
             v |= u64::from(b & 0x7f) << (7 * i);
             if b < 0x80 {
                 return Ok(v);
@@ -111,7 +120,12 @@ impl<'a> Reader<'a> {
             return Ok(None);
         }
         let key = self.varint()?;
-        let field = (key >> 3) as u32;
+        // Numbers run from 1 to 2^29 - 1; a bigger key must not wrap onto
+        // a field the message knows.
+        let field = match key >> 3 {
+            n @ 1..=MAX_FIELD => n as u32,
+            n => return Err(DecodeError::FieldNumber(n)),
+        };
         let value = match key & 7 {
             0 => Value::Varint(self.varint()?),
             1 => {
@@ -137,6 +151,14 @@ impl<'a> Reader<'a> {
 pub trait Message: Default {
     fn encode(&self, out: &mut Vec<u8>);
     fn merge_field(&mut self, field: u32, value: Value<'_>) -> Result<(), DecodeError>;
+    /// Number, name and value of every field, to compare with containerd's
+    /// generated code.
+    #[cfg(test)]
+    fn fields(&self) -> Vec<(u32, String, View)>;
+    /// `buf` as containerd's generated code must read it the same way (see
+    /// the function `known_only`).
+    #[cfg(test)]
+    fn known_only(buf: &[u8]) -> Result<Vec<u8>, DecodeError>;
 
     fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
@@ -159,6 +181,85 @@ pub trait Message: Default {
 pub trait Field {
     fn put(&self, field: u32, out: &mut Vec<u8>);
     fn merge(&mut self, field: u32, value: Value<'_>) -> Result<(), DecodeError>;
+    #[cfg(test)]
+    fn view(&self) -> View;
+    /// A value of this type's field written back (see `known_only`): as
+    /// it came (`raw`), unless said otherwise.
+    #[cfg(test)]
+    fn known(_value: Value<'_>, raw: &[u8]) -> Result<Known, DecodeError>
+    where
+        Self: Sized,
+    {
+        Ok(Known::Value(raw.to_vec()))
+    }
+}
+
+/// A field's value as `known_only` writes it back.
+#[cfg(test)]
+pub enum Known {
+    /// The value's bytes, after the key.
+    Value(Vec<u8>),
+    /// The content of a singular message. Go merges every occurrence of
+    /// one (as protobuf says); protobuf's Rust code keeps the last, so the
+    /// contents are joined into one occurrence, which both read alike.
+    Merged(Vec<u8>),
+}
+
+/// `buf` rewritten for containerd's generated code to judge: each field
+/// the message knows as `known` gives it, each other field with its
+/// content emptied (what it holds is no business of this decoder, which
+/// skips it), and every key as Go reads it (protobuf's Rust code refuses a
+/// key written in more than five bytes).
+#[cfg(test)]
+pub fn known_only(
+    buf: &[u8],
+    known: impl Fn(u32, Value<'_>, &[u8]) -> Result<Option<Known>, DecodeError>,
+) -> Result<Vec<u8>, DecodeError> {
+    let mut out = Vec::new();
+    let mut merged = std::collections::BTreeMap::<u32, Vec<u8>>::new();
+    let mut r = Reader::new(buf);
+    while !r.buf.is_empty() {
+        let mut key = Reader::new(r.buf);
+        let key_value = key.varint()?;
+        let Some((field, value)) = r.field()? else {
+            break;
+        };
+        let raw = &key.buf[..key.buf.len() - r.buf.len()];
+        match known(field, value, raw)? {
+            Some(Known::Value(bytes)) => {
+                put_varint(&mut out, key_value);
+                out.extend(bytes);
+            }
+            Some(Known::Merged(content)) => merged.entry(field).or_default().extend(content),
+            None => {
+                put_varint(&mut out, key_value);
+                out.extend(match value {
+                    Value::Varint(_) | Value::Bytes(_) => vec![0],
+                    Value::Fixed64 => vec![0; 8],
+                    Value::Fixed32 => vec![0; 4],
+                });
+            }
+        }
+    }
+    for (field, content) in merged {
+        put_bytes(&mut out, field, &content);
+    }
+    Ok(out)
+}
+
+/// A field's value in a form both this code and containerd's generated
+/// code can be seen in (see `wire_fuzz`).
+#[cfg(test)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum View {
+    Unsigned(u64),
+    Signed(i64),
+    Bool(bool),
+    Str(String),
+    Bytes(Vec<u8>),
+    Message(Vec<(u32, String, View)>),
+    Absent,
+    List(Vec<View>),
 }
 
 impl Field for String {
@@ -172,6 +273,10 @@ impl Field for String {
         *self = s.to_string();
         Ok(())
     }
+    #[cfg(test)]
+    fn view(&self) -> View {
+        View::Str(self.clone())
+    }
 }
 
 impl Field for Vec<u8> {
@@ -184,12 +289,16 @@ impl Field for Vec<u8> {
         *self = value.bytes(field)?.to_vec();
         Ok(())
     }
+    #[cfg(test)]
+    fn view(&self) -> View {
+        View::Bytes(self.clone())
+    }
 }
 
 /// Varint scalars: the value as a u64 (negative int32/int64 values sign
 /// extend to ten bytes, as protobuf writes them).
 macro_rules! varint_fields {
-    ($($ty:ty: $to:expr, $from:expr;)*) => {$(
+    ($($ty:ty: $to:expr, $from:expr, $view:expr;)*) => {$(
         impl Field for $ty {
             fn put(&self, field: u32, out: &mut Vec<u8>) {
                 if *self != <$ty>::default() {
@@ -201,16 +310,31 @@ macro_rules! varint_fields {
                 *self = $from(value.varint(field)?);
                 Ok(())
             }
+            #[cfg(test)]
+            fn view(&self) -> View {
+                $view(*self)
+            }
+            /// A 32-bit field as Go reads it, cut to 32 bits (protobuf's
+            /// Rust code refuses a bigger value).
+            #[cfg(test)]
+            fn known(value: Value<'_>, raw: &[u8]) -> Result<Known, DecodeError> {
+                if std::mem::size_of::<$ty>() != 4 {
+                    return Ok(Known::Value(raw.to_vec()));
+                }
+                let mut out = Vec::new();
+                put_varint(&mut out, $to($from(value.varint(0)?)));
+                Ok(Known::Value(out))
+            }
         }
     )*};
 }
 
 varint_fields! {
-    bool: u64::from, |v| v != 0;
-    u32: u64::from, |v| v as u32;
-    u64: |v| v, |v| v;
-    i32: |v: i32| i64::from(v) as u64, |v| v as i32;
-    i64: |v: i64| v as u64, |v| v as i64;
+    bool: u64::from, |v| v != 0, View::Bool;
+    u32: u64::from, |v| v as u32, |v| View::Unsigned(u64::from(v));
+    u64: |v| v, |v| v, View::Unsigned;
+    i32: |v: i32| i64::from(v) as u64, |v| v as i32, |v| View::Signed(i64::from(v));
+    i64: |v: i64| v as u64, |v| v as i64, View::Signed;
 }
 
 /// repeated string.
@@ -225,6 +349,10 @@ impl Field for Vec<String> {
         s.merge(field, value)?;
         self.push(s);
         Ok(())
+    }
+    #[cfg(test)]
+    fn view(&self) -> View {
+        View::List(self.iter().map(Field::view).collect())
     }
 }
 
@@ -255,6 +383,10 @@ impl Field for Vec<u64> {
             }
         }
     }
+    #[cfg(test)]
+    fn view(&self) -> View {
+        View::List(self.iter().map(Field::view).collect())
+    }
 }
 
 /// An embedded message, written when present.
@@ -272,6 +404,15 @@ impl<M: Message> Field for Option<M> {
         }
         Ok(())
     }
+    #[cfg(test)]
+    fn view(&self) -> View {
+        self.as_ref()
+            .map_or(View::Absent, |m| View::Message(m.fields()))
+    }
+    #[cfg(test)]
+    fn known(value: Value<'_>, _raw: &[u8]) -> Result<Known, DecodeError> {
+        Ok(Known::Merged(M::known_only(value.bytes(0)?)?))
+    }
 }
 
 /// repeated embedded messages.
@@ -284,6 +425,18 @@ impl<M: Message> Field for Vec<M> {
     fn merge(&mut self, field: u32, value: Value<'_>) -> Result<(), DecodeError> {
         self.push(M::decode(value.bytes(field)?)?);
         Ok(())
+    }
+    #[cfg(test)]
+    fn view(&self) -> View {
+        View::List(self.iter().map(|m| View::Message(m.fields())).collect())
+    }
+    #[cfg(test)]
+    fn known(value: Value<'_>, _raw: &[u8]) -> Result<Known, DecodeError> {
+        let inner = M::known_only(value.bytes(0)?)?;
+        let mut out = Vec::new();
+        put_varint(&mut out, inner.len() as u64);
+        out.extend(inner);
+        Ok(Known::Value(out))
     }
 }
 
@@ -308,6 +461,23 @@ macro_rules! message {
                     $($num => $crate::proto::Field::merge(&mut self.$field, field, _value),)*
                     _ => Ok(()),
                 }
+            }
+            #[cfg(test)]
+            fn fields(&self) -> Vec<(u32, String, $crate::proto::View)> {
+                vec![$((
+                    $num,
+                    stringify!($field).to_string(),
+                    $crate::proto::Field::view(&self.$field),
+                ),)*]
+            }
+            #[cfg(test)]
+            fn known_only(buf: &[u8]) -> Result<Vec<u8>, $crate::proto::DecodeError> {
+                $crate::proto::known_only(buf, |_field, _value, _raw| {
+                    $(if _field == $num {
+                        return <$ty as $crate::proto::Field>::known(_value, _raw).map(Some);
+                    })*
+                    Ok(None)
+                })
             }
         }
     )*};
@@ -382,5 +552,26 @@ mod tests {
         assert_eq!(Sample::decode(&long), Err(DecodeError::LongVarint));
         // Unpacked repeated uint64 is read too.
         assert_eq!(Sample::decode(&[0x40, 5, 0x40, 6]).unwrap().packed, [5, 6]);
+    }
+
+    /// Found by fuzzing against containerd's generated code, which refuses
+    /// both (as Go's protobuf does).
+    #[test]
+    fn field_numbers_and_varints_out_of_range_are_refused() {
+        assert_eq!(Sample::decode(&[0x02, 0]), Err(DecodeError::FieldNumber(0)));
+        // Field 2^32 + 1, length-delimited: it must not land on field 1.
+        let mut key = Vec::new();
+        put_varint(&mut key, ((1 << 32) + 1) << 3 | 2);
+        key.extend_from_slice(&[1, b'z']);
+        assert_eq!(
+            Sample::decode(&key),
+            Err(DecodeError::FieldNumber((1 << 32) + 1))
+        );
+        let mut max = vec![0x50];
+        max.extend([0xff; 9]);
+        max.push(0x01);
+        assert_eq!(Sample::decode(&max).unwrap().big, -1);
+        *max.last_mut().unwrap() = 0x02;
+        assert_eq!(Sample::decode(&max), Err(DecodeError::LongVarint));
     }
 }

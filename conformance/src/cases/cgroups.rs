@@ -128,6 +128,12 @@ pub fn cases() -> Vec<Case> {
             Must,
             devices_allowed,
         ),
+        case(
+            "cgroups.devices.config_device_denied",
+            "config-linux.md#allowed-device-list",
+            Must,
+            config_device_denied,
+        ),
     ]
 }
 
@@ -510,4 +516,23 @@ fn devices_allowed(ctx: &mut Ctx) -> Check {
         },
     )?;
     expect_eq("writing a device the cgroup allows", out.as_str(), "ok")
+}
+
+/// A device the config creates (`linux.devices`) is no exception: the
+/// allow list decides for it as for any other.
+fn config_device_denied(ctx: &mut Ctx) -> Check {
+    let out = output_with(
+        ctx,
+        &["/checker", "write", "/dev/kmsg", "conformance\n"],
+        |b| {
+            b.config["linux"]["devices"] =
+                json!([{"path": "/dev/kmsg", "type": "c", "major": 1, "minor": 11}]);
+            resources(b, json!({"devices": [{"allow": false, "access": "rwm"}]}));
+        },
+    )?;
+    expect_eq(
+        "opening a config device the cgroup denies",
+        out.as_str(),
+        "EPERM",
+    )
 }

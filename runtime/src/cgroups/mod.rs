@@ -67,6 +67,8 @@ pub enum CgroupError {
     },
     #[error("{field}: the {controller} controller is not available on this host")]
     NoController { field: String, controller: String },
+    #[error(transparent)]
+    DeviceRule(#[from] devices::DeviceRuleError),
     #[error("linux.resources.devices: {0}")]
     DeviceFilter(std::io::Error),
     #[error("signalling pid {pid}: {source}")]
@@ -76,6 +78,8 @@ pub enum CgroupError {
     },
     #[error("{path}: timed out waiting for the freezer")]
     Timeout { path: PathBuf },
+    #[error("container's cgroup is unexpectedly frozen: {path} is {state}")]
+    Frozen { path: PathBuf, state: String },
 }
 
 /// One directory of the container's cgroup, in one hierarchy.
@@ -267,6 +271,28 @@ fn check_before_update(
         .into());
     }
     Ok(())
+}
+
+/// runc's warning for a container's cgroup found with processes in it
+/// (create carries on: they share the container's limits from now on).
+/// Directories this create made are new and empty: not read.
+fn warn_if_busy(record: &Record) {
+    let mut pids: Vec<libc::pid_t> = record
+        .dirs
+        .iter()
+        .filter(|d| d.created.last() != Some(&d.path))
+        .filter_map(|d| read_procs(&d.path).ok())
+        .flatten()
+        .collect();
+    pids.sort_unstable();
+    pids.dedup();
+    if !pids.is_empty() {
+        crate::warn!(
+            "container's cgroup is not empty: {} process(es) found in {}",
+            pids.len(),
+            record.path.display()
+        );
+    }
 }
 
 /// Signals each pid, ignoring those already gone.

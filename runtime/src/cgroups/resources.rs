@@ -133,6 +133,39 @@ fn rdma_value(r: &oci_spec::runtime::LinuxRdma) -> String {
     parts.join(" ")
 }
 
+const V1_MEMORY: &str = "memory.limit_in_bytes";
+const V1_MEMSW: &str = "memory.memsw.limit_in_bytes";
+
+/// Puts v1's memory and memory+swap writes in an order the kernel takes:
+/// the memory limit may never exceed the memory+swap limit, so (as runc
+/// orders them) the swap limit goes first when it is unlimited or at least
+/// the memory limit in place now (`current_memory`), else last. Memory
+/// back to unlimited (-1) with no swap limit given lifts the swap limit
+/// too when the host accounts swap (`memsw`); the kernel refuses it else.
+pub fn order_v1_memory(writes: &mut Vec<Write>, current_memory: u64, memsw: bool) {
+    let pos = |w: &[Write], file: &str| w.iter().position(|w| w.file == file);
+    let Some(memory) = pos(writes, V1_MEMORY) else {
+        return;
+    };
+    if writes[memory].value == "-1" && memsw && pos(writes, V1_MEMSW).is_none() {
+        let lift = Write {
+            file: V1_MEMSW.into(),
+            ..writes[memory].clone()
+        };
+        writes.insert(memory + 1, lift);
+    }
+    let Some(swap) = pos(writes, V1_MEMSW) else {
+        return;
+    };
+    let swap_first = writes[swap]
+        .value
+        .parse::<u64>()
+        .map_or(true, |s| s >= current_memory);
+    if swap_first != (swap < memory) {
+        writes.swap(memory, swap);
+    }
+}
+
 /// The writes for cgroup v1.
 pub fn v1(res: &LinuxResources) -> Result<Vec<Write>, ResourceError> {
     let mut w = Writes(Vec::new());
@@ -583,6 +616,80 @@ mod tests {
         w.iter()
             .map(|w| (w.file.clone(), w.value.clone()))
             .collect()
+    }
+
+    #[test]
+    fn v1_memory_order_follows_the_limits_in_place() {
+        let files = |w: &[Write]| -> Vec<String> {
+            w.iter()
+                .map(|w| format!("{}={}", w.file, w.value))
+                .collect()
+        };
+        let ordered = |json: serde_json::Value, current: u64, memsw: bool| {
+            let mut w = v1(&res(json)).unwrap();
+            order_v1_memory(&mut w, current, memsw);
+            files(&w)
+        };
+        let mib = 1 << 20;
+        // Raising both above the memory limit in place: swap first.
+        assert_eq!(
+            ordered(
+                serde_json::json!({"memory": {"limit": 128 * mib, "swap": 192 * mib}}),
+                64 * mib,
+                true
+            ),
+            [
+                "memory.memsw.limit_in_bytes=201326592",
+                "memory.limit_in_bytes=134217728"
+            ]
+        );
+        // Lowering both below it: memory first.
+        assert_eq!(
+            ordered(
+                serde_json::json!({"memory": {"limit": 16 * mib, "swap": 32 * mib}}),
+                64 * mib,
+                true
+            ),
+            [
+                "memory.limit_in_bytes=16777216",
+                "memory.memsw.limit_in_bytes=33554432"
+            ]
+        );
+        // Unlimited swap can always go first.
+        assert_eq!(
+            ordered(
+                serde_json::json!({"memory": {"limit": 16 * mib, "swap": -1}}),
+                64 * mib,
+                true
+            ),
+            [
+                "memory.memsw.limit_in_bytes=-1",
+                "memory.limit_in_bytes=16777216"
+            ]
+        );
+        // `update --memory -1`: the swap limit is lifted first.
+        assert_eq!(
+            ordered(serde_json::json!({"memory": {"limit": -1}}), 64 * mib, true),
+            ["memory.memsw.limit_in_bytes=-1", "memory.limit_in_bytes=-1"]
+        );
+        // Without swap accounting there is no swap limit to lift.
+        assert_eq!(
+            ordered(
+                serde_json::json!({"memory": {"limit": -1}}),
+                64 * mib,
+                false
+            ),
+            ["memory.limit_in_bytes=-1"]
+        );
+        // A memory limit alone stays alone.
+        assert_eq!(
+            ordered(
+                serde_json::json!({"memory": {"limit": 32 * mib}}),
+                64 * mib,
+                true
+            ),
+            ["memory.limit_in_bytes=33554432"]
+        );
     }
 
     #[test]

@@ -71,6 +71,28 @@ impl V1 {
         Ok(())
     }
 
+    /// Create's check of a cgroup it may have found in place: a frozen
+    /// one (or one under a frozen parent) would hold the init forever and
+    /// is refused, as runc refuses it; a busy one gets runc's warning.
+    fn check_taken_over(&self) -> Result<(), CgroupError> {
+        if let Some(d) = self.dir_of("freezer") {
+            let path = d.path.join("freezer.state");
+            let state = std::fs::read_to_string(&path).map_err(|source| CgroupError::Read {
+                path: path.clone(),
+                source,
+            })?;
+            let state = state.trim();
+            if state == "FROZEN" || state == "FREEZING" {
+                return Err(CgroupError::Frozen {
+                    path,
+                    state: state.to_string(),
+                });
+            }
+        }
+        super::warn_if_busy(&self.record);
+        Ok(())
+    }
+
     /// The directories that still need the process after clone3.
     fn pending(&self, cloned: bool) -> impl Iterator<Item = &Dir> {
         self.record
@@ -140,6 +162,10 @@ impl Manager for V1 {
                 }
             }
         }
+        if let Err(e) = self.check_taken_over() {
+            let _ = self.destroy();
+            return Err(e);
+        }
         if let Some(unified) = self.record.dirs.iter().find(|d| d.subsystems.is_empty()) {
             match open_dir(&unified.path) {
                 Ok(fd) => self.unified_fd = Some(fd),
@@ -198,32 +224,24 @@ impl Manager for V1 {
                 .map_or(0, |d| stats::read_u64(&d.path, "memory.usage_in_bytes"))
         })?;
         let mut writes = resources::v1(res)?;
-        // memory+swap must never be below memory: when the new limit is
-        // above the current memory+swap limit, raise that one first.
-        let pos = |f: &str| writes.iter().position(|w| w.file == f);
-        if let (Some(l), Some(s)) = (
-            pos("memory.limit_in_bytes"),
-            pos("memory.memsw.limit_in_bytes"),
-        ) {
-            let current = self.dir_of("memory").map_or(0, |d| {
-                stats::read_u64(&d.path, "memory.memsw.limit_in_bytes")
-            });
-            let new: i64 = writes[l].value.parse().unwrap_or(-1);
-            if new < 0 || new as u64 > current {
-                writes.swap(l, s);
-            }
+        if let Some(d) = self.dir_of("memory") {
+            resources::order_v1_memory(
+                &mut writes,
+                stats::read_u64(&d.path, "memory.limit_in_bytes"),
+                d.path.join("memory.memsw.limit_in_bytes").exists(),
+            );
         }
         for w in &writes {
             self.write(w)?;
         }
-        if let Some(rules) = devices::rules(res.devices().as_deref()) {
+        if let Some(policy) = devices::Policy::of(res.devices().as_deref())? {
             let Some(d) = self.dir_of("devices") else {
                 return Err(CgroupError::NoController {
                     field: "linux.resources.devices".into(),
                     controller: "devices".into(),
                 });
             };
-            for (file, line) in devices::v1_writes(&rules) {
+            for (file, line) in policy.v1_writes() {
                 write_value(&d.path, file, &line, "linux.resources.devices")?;
             }
         }

@@ -85,6 +85,28 @@ impl V2 {
             dir_fd: None,
         }
     }
+
+    /// Create's check of a cgroup it may have found in place: one set to
+    /// freeze, or frozen by a parent, would hold the init forever and is
+    /// refused, as runc refuses it; a busy one gets runc's warning.
+    fn check_taken_over(&self) -> Result<(), CgroupError> {
+        let dir = &self.record.dirs[0].path;
+        let own = std::fs::read_to_string(dir.join("cgroup.freeze")).unwrap_or_default();
+        if own.trim() == "1" {
+            return Err(CgroupError::Frozen {
+                path: dir.join("cgroup.freeze"),
+                state: "1".into(),
+            });
+        }
+        if self.frozen() {
+            return Err(CgroupError::Frozen {
+                path: dir.join("cgroup.events"),
+                state: "frozen 1 (a parent cgroup is frozen)".into(),
+            });
+        }
+        super::warn_if_busy(&self.record);
+        Ok(())
+    }
 }
 
 impl Manager for V2 {
@@ -95,6 +117,10 @@ impl Manager for V2 {
     fn create(&mut self) -> Result<(), CgroupError> {
         let dir = &self.record.dirs[0];
         self.record.dirs[0].created = mkdir_all(&dir.mount, &dir.path)?;
+        if let Err(e) = self.check_taken_over() {
+            let _ = self.destroy();
+            return Err(e);
+        }
         let dir = &self.record.dirs[0];
         // Best effort: cannot fail.
         let _ = enable_controllers(&dir.mount, &dir.path, Wanted::All);
@@ -169,12 +195,12 @@ impl Manager for V2 {
             }
             write_value(&dir.path, &w.file, &w.value, w.field)?;
         }
-        if let Some(rules) = devices::rules(res.devices().as_deref()) {
+        if let Some(policy) = devices::Policy::of(res.devices().as_deref())? {
             let fd = match &self.dir_fd {
                 Some(fd) => fd.try_clone().map_err(CgroupError::DeviceFilter)?,
                 None => open_dir(&dir.path)?,
             };
-            bpf::set_device_filter(fd.as_fd(), &devices::program(&rules))
+            bpf::set_device_filter(fd.as_fd(), &devices::program(&policy))
                 .map_err(CgroupError::DeviceFilter)?;
         }
         Ok(())

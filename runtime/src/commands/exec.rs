@@ -90,20 +90,42 @@ fn write_pid_file(path: Option<&Path>, pid: libc::pid_t) -> Result<(), Error> {
     }
 }
 
-/// A process JSON, as containerd passes it.
+/// A process JSON, as containerd passes it, read as runc reads it: a
+/// missing or null `user` is uid 0, gid 0 (Go's zero value), where the
+/// spec types require it. Errors name the field (`process.cwd`).
 fn read_process(path: &Path) -> Result<Process, Error> {
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         path: path.to_path_buf(),
         source,
     })?;
-    let de = &mut serde_json::Deserializer::from_slice(&bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        Error::Message(format!(
-            "--process {}: process.{}: {}",
-            path.display(),
-            e.path(),
-            e.inner()
-        ))
+    let fail = |field: &str, what: &dyn std::fmt::Display| {
+        Error::Message(format!("--process {}: {field}: {what}", path.display()))
+    };
+    let mut value: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| fail("process", &e))?;
+    let Some(fields) = value.as_object_mut() else {
+        return Err(fail("process", &"not a JSON object"));
+    };
+    if fields.get("user").is_none_or(serde_json::Value::is_null) {
+        fields.insert("user".into(), serde_json::json!({}));
+    }
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let mut field = match e.path().to_string() {
+            p if p == "." => "process".to_string(),
+            p => format!("process.{p}"),
+        };
+        let inner = e.into_inner().to_string();
+        // serde names a missing field in its message; it belongs in the path.
+        match inner
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split_once('`'))
+        {
+            Some((name, _)) => {
+                field = format!("{field}.{name}");
+                fail(&field, &"missing")
+            }
+            None => fail(&field, &inner),
+        }
     })
 }
 

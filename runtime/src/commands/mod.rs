@@ -44,7 +44,7 @@ pub fn dispatch(cli: &Cli) -> Result<i32, Error> {
         Command::Ps(args) => ps::run(&root, args),
         Command::Events(args) => events::run(&root, args),
         Command::Update(args) => update::run(&root, args),
-        Command::Exec(args) => exec::run(&root, args),
+        Command::Exec(args) => exec::run(&root, args).map_err(|e| Error::Exec(Box::new(e))),
         Command::Features => features::run(),
         Command::Checkpoint(_) => checkpoint::run("checkpoint"),
         Command::Restore(_) => checkpoint::run("restore"),

@@ -1,5 +1,6 @@
 //! `skiff spec`: writes runc's default configuration (with skiff's spec
-//! version and hostname), or its rootless variant.
+//! version and hostname), or its rootless variant. No cgroup namespace,
+//! as runc and crun: scripts that add one would otherwise get a duplicate.
 
 use std::io::Write;
 use std::path::Path;
@@ -24,7 +25,7 @@ fn rootless(spec: &mut Value, uid: u32, gid: u32) {
         linux.insert("gidMappings".into(), one(gid));
     }
     if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
-        ns.retain(|n| n["type"] != "network" && n["type"] != "cgroup");
+        ns.retain(|n| n["type"] != "network");
         ns.push(serde_json::json!({"type": "user"}));
     }
     if let Some(mounts) = spec["mounts"].as_array_mut() {

@@ -208,10 +208,7 @@ pub fn mount_entry(
                 } else {
                     "/dev/mqueue"
                 };
-                let mut rbind = options.clone();
-                rbind.bind = Some(true);
-                rbind.recursive_attr.set |= rbind.attr.set;
-                clone_then_bind(root, Path::new(host), &dest, &rbind)
+                clone_then_bind(root, Path::new(host), &dest, &options.as_rbind())
             }
             other => other,
         }

@@ -40,7 +40,13 @@ pub struct MountOptions {
 enum AttrOp {
     Set(u64),
     Clear(u64),
-    Atime(Option<u64>),
+    /// `noatime` (true) or its negation `atime`.
+    NoAtime(bool),
+    /// `strictatime` (true) or `nostrictatime`.
+    StrictAtime(bool),
+    /// `relatime` and `norelatime`: relatime is what remains when neither
+    /// flag above is set, so they only say that atime was asked about.
+    RelAtime,
 }
 
 /// Per-mount attributes; each also exists recursively with an `r` prefix.
@@ -57,17 +63,12 @@ const ATTRS: &[(&str, AttrOp)] = &[
     ("diratime", AttrOp::Clear(libc::MOUNT_ATTR_NODIRATIME)),
     ("nosymfollow", AttrOp::Set(libc::MOUNT_ATTR_NOSYMFOLLOW)),
     ("symfollow", AttrOp::Clear(libc::MOUNT_ATTR_NOSYMFOLLOW)),
-    ("noatime", AttrOp::Atime(Some(libc::MOUNT_ATTR_NOATIME))),
-    ("relatime", AttrOp::Atime(Some(libc::MOUNT_ATTR_RELATIME))),
-    (
-        "strictatime",
-        AttrOp::Atime(Some(libc::MOUNT_ATTR_STRICTATIME)),
-    ),
-    // These only undo an earlier option of the same list; the kernel
-    // default (relatime) is what remains.
-    ("atime", AttrOp::Atime(None)),
-    ("norelatime", AttrOp::Atime(None)),
-    ("nostrictatime", AttrOp::Atime(None)),
+    ("noatime", AttrOp::NoAtime(true)),
+    ("atime", AttrOp::NoAtime(false)),
+    ("strictatime", AttrOp::StrictAtime(true)),
+    ("nostrictatime", AttrOp::StrictAtime(false)),
+    ("relatime", AttrOp::RelAtime),
+    ("norelatime", AttrOp::RelAtime),
 ];
 
 fn attr_op(name: &str) -> Option<AttrOp> {
@@ -142,7 +143,30 @@ pub fn recognized() -> Vec<String> {
     names
 }
 
-fn apply(attr: &mut MountAttr, op: AttrOp) {
+/// The atime options of one list, kept as runc keeps them: `noatime` and
+/// `strictatime` are flags their negations clear, and the kernel then
+/// takes strictatime over noatime over relatime, whatever the order.
+#[derive(Default, Clone, Copy)]
+struct Atime {
+    given: bool,
+    noatime: bool,
+    strict: bool,
+}
+
+impl Atime {
+    /// The one atime mode mount_setattr and fsmount take, if any was asked.
+    fn mode(self) -> Option<u64> {
+        self.given.then_some(if self.strict {
+            libc::MOUNT_ATTR_STRICTATIME
+        } else if self.noatime {
+            libc::MOUNT_ATTR_NOATIME
+        } else {
+            libc::MOUNT_ATTR_RELATIME
+        })
+    }
+}
+
+fn apply(attr: &mut MountAttr, atime: &mut Atime, op: AttrOp) {
     match op {
         AttrOp::Set(bit) => {
             attr.set |= bit;
@@ -152,11 +176,24 @@ fn apply(attr: &mut MountAttr, op: AttrOp) {
             attr.clear |= bit;
             attr.set &= !bit;
         }
-        AttrOp::Atime(mode) => {
-            attr.set &= !libc::MOUNT_ATTR__ATIME;
-            attr.clear |= libc::MOUNT_ATTR__ATIME;
-            attr.set |= mode.unwrap_or(libc::MOUNT_ATTR_RELATIME);
+        AttrOp::NoAtime(on) => {
+            atime.given = true;
+            atime.noatime = on;
         }
+        AttrOp::StrictAtime(on) => {
+            atime.given = true;
+            atime.strict = on;
+        }
+        AttrOp::RelAtime => atime.given = true,
+    }
+}
+
+/// Writes the atime mode into `attr`: mount_setattr wants the whole atime
+/// field cleared whenever one mode is set.
+fn set_atime(attr: &mut MountAttr, atime: Atime) {
+    if let Some(mode) = atime.mode() {
+        attr.set = (attr.set & !libc::MOUNT_ATTR__ATIME) | mode;
+        attr.clear |= libc::MOUNT_ATTR__ATIME;
     }
 }
 
@@ -188,14 +225,15 @@ impl MountOptions {
     /// mount(8).
     pub fn parse<S: AsRef<str>>(options: &[S]) -> MountOptions {
         let mut out = MountOptions::default();
+        let (mut atime, mut recursive_atime) = (Atime::default(), Atime::default());
         for opt in options {
             let opt = opt.as_ref();
             if let Some(op) = attr_op(opt) {
-                apply(&mut out.attr, op);
+                apply(&mut out.attr, &mut atime, op);
                 continue;
             }
             if let Some(op) = opt.strip_prefix('r').and_then(attr_op) {
-                apply(&mut out.recursive_attr, op);
+                apply(&mut out.recursive_attr, &mut recursive_atime, op);
                 continue;
             }
             if let Some(p) = propagation(opt) {
@@ -233,13 +271,39 @@ impl MountOptions {
                 }
             }
         }
+        set_atime(&mut out.attr, atime);
+        set_atime(&mut out.recursive_attr, recursive_atime);
+        out
+    }
+
+    /// These options for a recursive bind of a host tree made in place of a
+    /// filesystem the kernel refused: the mount's own attributes go to
+    /// every submount as well.
+    pub fn as_rbind(&self) -> MountOptions {
+        let atime = libc::MOUNT_ATTR__ATIME;
+        let mut out = self.clone();
+        out.bind = Some(true);
+        let r = &mut out.recursive_attr;
+        r.set |= self.attr.set & !atime;
+        r.clear &= !(self.attr.set & !atime);
+        if self.attr.clear & atime != 0 {
+            r.set = (r.set & !atime) | (self.attr.set & atime);
+            r.clear |= atime;
+        }
         out
     }
 
     /// The attributes a brand-new filesystem mount is created with
-    /// (`fsmount` takes only bits to set).
+    /// (`fsmount` takes only bits to set, and one atime mode: the mount's
+    /// own, else the recursive one, which is applied again after).
     pub fn fsmount_flags(&self) -> u64 {
-        (self.attr.set | self.recursive_attr.set) & !libc::MOUNT_ATTR_IDMAP
+        let atime = libc::MOUNT_ATTR__ATIME;
+        let mode = if self.attr.clear & atime != 0 {
+            self.attr.set
+        } else {
+            self.recursive_attr.set
+        } & atime;
+        (self.attr.set | self.recursive_attr.set) & !(libc::MOUNT_ATTR_IDMAP | atime) | mode
     }
 }
 
@@ -331,6 +395,50 @@ mod tests {
         );
         let o = MountOptions::parse(&["rnoatime"]);
         assert_eq!(o.recursive_attr.set, libc::MOUNT_ATTR_NOATIME);
+    }
+
+    fn atime_of(options: &[&str]) -> u64 {
+        MountOptions::parse(options).attr.set & libc::MOUNT_ATTR__ATIME
+    }
+
+    /// What runc 1.1.5 gets for a tmpfs with these options (its flags go to
+    /// mount(2), where strictatime beats noatime beats relatime).
+    #[test]
+    fn atime_as_runc() {
+        let (rel, no, strict) = (
+            libc::MOUNT_ATTR_RELATIME,
+            libc::MOUNT_ATTR_NOATIME,
+            libc::MOUNT_ATTR_STRICTATIME,
+        );
+        assert_eq!(atime_of(&["noatime", "norelatime"]), no);
+        assert_eq!(atime_of(&["strictatime", "atime"]), strict);
+        assert_eq!(atime_of(&["noatime", "atime"]), rel);
+        assert_eq!(atime_of(&["strictatime", "noatime"]), strict);
+        assert_eq!(atime_of(&["noatime", "strictatime"]), strict);
+        assert_eq!(atime_of(&["noatime", "relatime"]), no);
+        assert_eq!(atime_of(&["relatime", "noatime"]), no);
+        assert_eq!(atime_of(&["strictatime", "nostrictatime"]), rel);
+    }
+
+    #[test]
+    fn fsmount_gets_one_atime_mode() {
+        let o = MountOptions::parse(&["strictatime", "rnoatime"]);
+        let atime = o.fsmount_flags() & libc::MOUNT_ATTR__ATIME;
+        assert_eq!(atime, libc::MOUNT_ATTR_STRICTATIME);
+        let o = MountOptions::parse(&["rnoatime", "nodev"]);
+        assert_eq!(
+            o.fsmount_flags(),
+            libc::MOUNT_ATTR_NOATIME | libc::MOUNT_ATTR_NODEV
+        );
+    }
+
+    #[test]
+    fn rbind_in_place_keeps_a_valid_atime() {
+        let o = MountOptions::parse(&["ro", "noatime", "rrw"]).as_rbind();
+        assert_eq!(o.bind, Some(true));
+        let r = o.recursive_attr;
+        assert_eq!(r.set, libc::MOUNT_ATTR_RDONLY | libc::MOUNT_ATTR_NOATIME);
+        assert_eq!(r.clear, libc::MOUNT_ATTR__ATIME);
     }
 
     #[test]

@@ -28,7 +28,6 @@ use crate::security::capabilities::{self, HostCaps};
 use crate::security::lsm::{self, Lsms};
 use crate::syscalls::{self, Forked};
 use crate::terminal::{self, TerminalError};
-use crate::validate::Invalid;
 
 /// What to run, and where.
 pub struct ExecRequest<'a> {
@@ -88,47 +87,11 @@ enum ChildError {
     Sys { what: &'static str, source: Errno },
 }
 
-/// Checks what can be checked before anything starts.
-fn validate(process: &Process, console: bool) -> Result<(), SpawnError> {
-    let args = process.args().as_deref().unwrap_or_default();
-    if args.is_empty() || args[0].is_empty() {
-        return Err(Invalid::new("process.args", "must not be empty").into());
-    }
-    if !process.cwd().is_absolute() {
-        return Err(Invalid::new(
-            "process.cwd",
-            format!("{} is not an absolute path", process.cwd().display()),
-        )
-        .into());
-    }
-    if let Some(bad) = process
-        .env()
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .find(|e| !e.contains('='))
-    {
-        return Err(Invalid::new("process.env", format!("{bad:?} is not KEY=VALUE")).into());
-    }
-    if process.terminal().unwrap_or(false) && !console {
-        return Err(SpawnError::Terminal(
-            "cannot allocate a tty if skiff will detach without setting --console-socket",
-        ));
-    }
-    // As runc: the caller would wait on that socket for a pty that never
-    // comes, and the connection would live on in the process.
-    if !process.terminal().unwrap_or(false) && console {
-        return Err(SpawnError::Terminal(
-            "cannot use console socket if skiff will not allocate a tty",
-        ));
-    }
-    Ok(())
-}
-
 /// Starts `req.process` in the container whose cgroup is `cgroup`.
 pub fn exec(req: &ExecRequest<'_>, cgroup: &mut dyn Manager) -> Result<Execd, SpawnError> {
     let process = req.process;
-    validate(process, req.console.is_some())?;
+    crate::validate::process_fields(process)?;
+    crate::validate::console(process, req.console.is_some())?;
     let apparmor = process.apparmor_profile().as_deref();
     let selinux = process.selinux_label().as_deref();
     lsm::check(

@@ -49,8 +49,6 @@ pub enum SpawnError {
     Channel(#[from] ChannelError),
     #[error(transparent)]
     Console(#[from] crate::terminal::TerminalError),
-    #[error("process.terminal: {0}")]
-    Terminal(&'static str),
     #[error("{0}")]
     Seccomp(String),
     #[error("{what}: {source}")]
@@ -113,18 +111,7 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
         what: "process",
         source: Errno::EINVAL,
     })?;
-    if process.terminal().unwrap_or(false) && req.console.is_none() {
-        return Err(SpawnError::Terminal(
-            "cannot allocate a tty if skiff will detach without setting --console-socket",
-        ));
-    }
-    // As runc: the caller would wait on that socket for a pty that never
-    // comes, and the connection would live on in the init.
-    if !process.terminal().unwrap_or(false) && req.console.is_some() {
-        return Err(SpawnError::Terminal(
-            "cannot use console socket if skiff will not allocate a tty",
-        ));
-    }
+    crate::validate::console(process, req.console.is_some())?;
     let plan = Plan::from_spec(spec)?;
     let apparmor = process.apparmor_profile().as_deref();
     let selinux = process.selinux_label().as_deref();
@@ -142,15 +129,10 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
     let linux = spec.linux().as_ref();
     let filter = compile_seccomp(linux.and_then(|l| l.seccomp().as_ref()))?;
     cgroup.create()?;
-    if let Some(res) = linux.and_then(|l| l.resources().as_ref()) {
-        let config_devices = linux
-            .and_then(|l| l.devices().as_deref())
-            .unwrap_or_default();
-        let res = cgroups::devices::with_config_devices(res, config_devices);
-        if let Err(e) = cgroup.apply(&res) {
-            let _ = cgroup.destroy();
-            return Err(e.into());
-        }
+    let res = cgroups::devices::at_create(linux.and_then(|l| l.resources().as_ref()));
+    if let Err(e) = cgroup.apply(&res) {
+        let _ = cgroup.destroy();
+        return Err(e.into());
     }
     let fifo_path = state::fifo_path(req.dir);
     let fifo = nix::unistd::mkfifo(&fifo_path, Mode::from_bits_truncate(0o600))
@@ -247,8 +229,9 @@ pub(crate) fn compile_seccomp(
     let mut filter =
         skiff_seccomp::compile(profile).map_err(|e| SpawnError::Seccomp(e.to_string()))?;
     if !filter.unknown.is_empty() {
-        crate::debug!(
-            "linux.seccomp: skipping syscalls this kernel's tables do not know: {}",
+        crate::warn!(
+            "linux.seccomp: ignoring syscalls unknown to skiff (Linux {} tables): {}",
+            skiff_seccomp::SYSCALLS_KERNEL,
             filter.unknown.join(", ")
         );
     }
