@@ -26,7 +26,7 @@ if [ "$(cat "$root/.built-by" 2>/dev/null)" = "$sum" ]; then
 fi
 
 # The engines, the peers, and what the end-to-end suites run inside:
-# busybox-static (test images), procps (pgrep), util-linux (mount).
+# busybox-static (test images), procps (pgrep).
 packages="containerd docker.io docker-cli podman conmon passt runc crun criu \
 busybox-static procps ca-certificates"
 

@@ -1,4 +1,5 @@
-//! containerd 1.6 runs tasks through skiff's own shim,
+//! containerd (1.6, or 2.1 with SKIFF_ENGINES=sid) runs tasks through
+//! skiff's own shim,
 //! containerd-shim-skiff-v2 (`ctr run --runtime io.containerd.skiff.v2`,
 //! found on containerd's PATH): the scenarios every containerd path
 //! passes, then what only a shim does: events, update, stats, pids,
