@@ -276,6 +276,21 @@ impl<'a> Pod<'a> {
         Ok(id)
     }
 
+    /// Runs `check` on a running container `name` of `args`, which is
+    /// stopped and removed after, whatever the outcome.
+    fn with_running(
+        &self,
+        name: &str,
+        args: &[&str],
+        check: impl FnOnce(&str) -> Result<(), String>,
+    ) -> Result<(), String> {
+        let id = self.container(name, args, &format!("{name}.log"))?;
+        let result = wait_state(self, &id, RUNNING).and_then(|_| check(&id));
+        let _ = self.stop(&id, 0);
+        let _ = self.remove(&id);
+        result
+    }
+
     /// The state and exit code of container `id`.
     fn status(&self, id: &str) -> Result<(i32, i32), String> {
         let reply = cri!(
@@ -460,13 +475,11 @@ fn scenarios(cri: &Cri, handler: &str, logs: &Path, report: &mut Report) {
         "exec: stdout, stderr, exit code, same pid namespace",
         handler,
         || {
-            let id = pod.container("exec", &["sleep", "1000"], "exec.log")?;
-            let result = (|| {
-                wait_state(&pod, &id, RUNNING)?;
-                let got = pod.exec(&id, &["sh", "-c", "echo out; echo err >&2; exit 3"])?;
+            pod.with_running("exec", &["sleep", "1000"], |id| {
+                let got = pod.exec(id, &["sh", "-c", "echo out; echo err >&2; exit 3"])?;
                 expect!(got == ("out\n".into(), "err\n".into(), 3), "exec: {got:?}");
                 let (out, _, _) = pod.exec(
-                    &id,
+                    id,
                     &[
                         "sh",
                         "-c",
@@ -479,10 +492,7 @@ fn scenarios(cri: &Cri, handler: &str, logs: &Path, report: &mut Report) {
                     "pid namespaces: {out:?}"
                 );
                 Ok(())
-            })();
-            let _ = pod.stop(&id, 0);
-            let _ = pod.remove(&id);
-            result
+            })
         },
     );
     report.run("logs in CRI format", handler, || {
@@ -504,17 +514,8 @@ fn scenarios(cri: &Cri, handler: &str, logs: &Path, report: &mut Report) {
         Ok(())
     });
     report.run("stats: cpu and memory", handler, || {
-        let id = pod.container(
-            "stats",
-            &[
-                "sh",
-                "-c",
-                "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 1000",
-            ],
-            "stats.log",
-        )?;
-        let result = (|| {
-            wait_state(&pod, &id, RUNNING)?;
+        let busy = "i=0; while [ $i -lt 20000 ]; do i=$((i+1)); done; exec sleep 1000";
+        pod.with_running("stats", &["sh", "-c", busy], |id| {
             let mut last = None;
             let seen = wait_for(20, || {
                 last = cri!(
@@ -522,7 +523,7 @@ fn scenarios(cri: &Cri, handler: &str, logs: &Path, report: &mut Report) {
                     runtime,
                     container_stats,
                     ContainerStatsRequest {
-                        container_id: id.clone(),
+                        container_id: id.into(),
                     }
                 )
                 .ok()
@@ -535,24 +536,19 @@ fn scenarios(cri: &Cri, handler: &str, logs: &Path, report: &mut Report) {
             });
             expect!(seen, "no cpu and memory usage: {last:?}");
             Ok(())
-        })();
-        let _ = pod.stop(&id, 0);
-        let _ = pod.remove(&id);
-        result
+        })
     });
     report.run(
         "update resources: memory limit seen inside",
         handler,
         || {
-            let id = pod.container("update", &["sleep", "1000"], "update.log")?;
-            let result = (|| {
-                wait_state(&pod, &id, RUNNING)?;
+            pod.with_running("update", &["sleep", "1000"], |id| {
                 cri!(
                     cri,
                     runtime,
                     update_container_resources,
                     UpdateContainerResourcesRequest {
-                        container_id: id.clone(),
+                        container_id: id.into(),
                         linux: Some(LinuxContainerResources {
                             memory_limit_in_bytes: 64 << 20,
                             ..Default::default()
@@ -560,16 +556,13 @@ fn scenarios(cri: &Cri, handler: &str, logs: &Path, report: &mut Report) {
                         ..Default::default()
                     }
                 )?;
-                let (out, err, code) = pod.exec(&id, &["cat", memory_limit_file()])?;
+                let (out, err, code) = pod.exec(id, &["cat", memory_limit_file()])?;
                 expect!(
                     out.trim() == (64u64 << 20).to_string(),
                     "limit inside: {out:?} {err:?} {code}"
                 );
                 Ok(())
-            })();
-            let _ = pod.stop(&id, 0);
-            let _ = pod.remove(&id);
-            result
+            })
         },
     );
     report.run("pod sandbox stops and is removed", handler, || pod.finish());
