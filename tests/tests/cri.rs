@@ -1,8 +1,8 @@
 //! containerd's CRI plugin (what the kubelet talks to) runs pods through
 //! skiff: a small CRI client (gRPC, the k8s-cri crate's API) drives a
 //! private containerd with three runtime handlers: `skiff` (skiff's own
-//! shim), `skiff-runc` (containerd's runc shim calling skiff) and `runc`
-//! (the reference). Pods use the host's network (no CNI here) and a
+//! shim, as README configures it), `skiff-runc` (containerd's runc shim
+//! calling skiff) and `runc` (the reference). Pods use the host's network (no CNI here) and a
 //! busybox pause image; nothing is pulled.
 
 use std::path::{Path, PathBuf};
@@ -16,8 +16,8 @@ use k8s_cri::v1::{
     CreateContainerRequest, ExecSyncRequest, ImageSpec, ImageStatusRequest,
     LinuxContainerResources, LinuxPodSandboxConfig, LinuxSandboxSecurityContext, NamespaceOption,
     PodSandboxConfig, PodSandboxMetadata, PodSandboxStatusRequest, RemoveContainerRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StopContainerRequest,
-    StopPodSandboxRequest, UpdateContainerResourcesRequest, VersionRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StatusRequest,
+    StopContainerRequest, StopPodSandboxRequest, UpdateContainerResourcesRequest, VersionRequest,
 };
 use skiff_e2e::engines::Generation;
 use skiff_e2e::{check, expect, require, wait_for, Report, Workdir};
@@ -87,13 +87,17 @@ impl Cri {
 }
 
 /// The runtime handlers' tables under `prefix` (the CRI runtime plugin's
-/// `containerd` table).
-fn runtimes(prefix: &str, work: &Workdir) -> String {
+/// `containerd` table). skiff's shim is named by path with the runc
+/// shim's type: CRI asks a handler for its features (`-info`) only when
+/// its type is io.containerd.runc.v2, and a handler of another type
+/// supports nothing for the kubelet.
+fn runtimes(prefix: &str, work: &Workdir, shim: &Path) -> String {
     let skiff = skiff_e2e::skiff_bin();
     let runc = skiff_e2e::which("runc").unwrap();
     format!(
         r#"[{prefix}.runtimes.skiff]
-  runtime_type = "io.containerd.skiff.v2"
+  runtime_type = "io.containerd.runc.v2"
+  runtime_path = "{}"
 [{prefix}.runtimes.skiff-runc]
   runtime_type = "io.containerd.runc.v2"
 [{prefix}.runtimes.skiff-runc.options]
@@ -105,6 +109,7 @@ fn runtimes(prefix: &str, work: &Workdir) -> String {
   BinaryName = "{}"
   Root = "{}"
 "#,
+        shim.display(),
         skiff.display(),
         work.join("skiff-runc-root").display(),
         runc.display(),
@@ -117,7 +122,7 @@ fn runtimes(prefix: &str, work: &Workdir) -> String {
 /// bounding set here lacks CAP_SYS_RESOURCE, so no process may lower its
 /// OOM score: CRI is told not to go below its own (the kubelet's -998 for
 /// a sandbox fails under every runtime otherwise).
-fn start_containerd(work: &Workdir, shims: &Path) -> skiff_e2e::Daemon {
+fn start_containerd(work: &Workdir, shim: &Path) -> skiff_e2e::Daemon {
     let w = work.path.display();
     let streaming = r#"  disable_tcp_service = true
   stream_server_address = "127.0.0.1"
@@ -140,7 +145,7 @@ fn start_containerd(work: &Workdir, shims: &Path) -> skiff_e2e::Daemon {
   bin_dir = "{w}/cni/bin"
   conf_dir = "{w}/cni/conf"
 "#,
-                    runtimes(&format!("{cri}.containerd"), work)
+                    runtimes(&format!("{cri}.containerd"), work, shim)
                 ),
             )
         }
@@ -164,12 +169,12 @@ fn start_containerd(work: &Workdir, shims: &Path) -> skiff_e2e::Daemon {
   conf_dir = "{w}/cni/conf"
 [plugins."io.containerd.grpc.v1.cri"]
 {streaming}"#,
-                    runtimes(&format!("{runtime}.containerd"), work)
+                    runtimes(&format!("{runtime}.containerd"), work, shim)
                 ),
             )
         }
     };
-    skiff_e2e::engines::start_containerd_with(work, Some(shims), version, "", &config)
+    skiff_e2e::engines::start_containerd_with(work, None, version, "", &config)
 }
 
 fn sandbox_config(name: &str, logs: &Path) -> PodSandboxConfig {
@@ -581,11 +586,10 @@ fn cri_runs_skiff() {
         "/var/lib/containerd",
     ]);
     let work = Workdir::new("cri");
-    let bin = skiff_e2e::engines::shim_dir(&work, &shim);
     let image = skiff_e2e::busybox_image(&work, IMAGE);
     let pause_dir: PathBuf = work.join("pause");
     let pause = skiff_e2e::oci_archive(&image.tar, &pause_dir, PAUSE, &["sleep", "2147483647"]);
-    let daemon = start_containerd(&work, &bin);
+    let daemon = start_containerd(&work, &shim);
     let sock = work.join("containerd.sock");
     // CRI keeps its containers in containerd's k8s.io namespace.
     for archive in [&image.archive, &pause] {
@@ -617,6 +621,35 @@ fn cri_runs_skiff() {
         expect!(status.image.is_some(), "image {IMAGE} not seen by CRI");
         Ok(())
     });
+    // containerd 2 tells the kubelet what each handler supports, from
+    // the runtime's `features` (through the shim's `-info`); 1.6 tells
+    // nothing, so there is nothing to compare.
+    if Generation::current() == Generation::Sid {
+        report.run(
+            "handler features (recursive read-only mounts, user namespaces) as runc's",
+            "skiff",
+            || {
+                let status = cri!(cri, runtime, status, StatusRequest { verbose: false })?;
+                let features = |name: &str| {
+                    status
+                        .runtime_handlers
+                        .iter()
+                        .find(|h| h.name == name)
+                        .and_then(|h| h.features)
+                };
+                let runc = features("runc");
+                expect!(
+                    runc.is_some_and(|f| f.recursive_read_only_mounts && f.user_namespaces),
+                    "runc's features: {runc:?}"
+                );
+                for handler in ["skiff", "skiff-runc"] {
+                    let ours = features(handler);
+                    expect!(ours == runc, "{handler}: {ours:?}, runc: {runc:?}");
+                }
+                Ok(())
+            },
+        );
+    }
     let logs = work.join("logs");
     for handler in ["skiff", "skiff-runc", "runc"] {
         scenarios(&cri, handler, &logs, &mut report);
