@@ -601,11 +601,13 @@ fn shim_scenarios(ctr: &Ctr, events: &EventLog, report: &mut Report) {
             "-v: {out:?}"
         );
         let out = check(Command::new(shim_bin()).arg("-info").stdin(Stdio::null()));
-        // A RuntimeInfo message: field 1 holds the runtime's name.
+        // A RuntimeInfo message: the runtime's name, and the features of
+        // the skiff beside the shim.
+        let has = |what: &[u8]| out.stdout.windows(what.len()).any(|w| w == what);
         expect!(
-            out.stdout
-                .windows(22)
-                .any(|w| w == b"io.containerd.skiff.v2"),
+            has(b"io.containerd.skiff.v2")
+                && has(b"runtime-spec/1/features/Features")
+                && has(b"\"ociVersionMax\""),
             "-info: {out:?}"
         );
         Ok(())
