@@ -50,3 +50,15 @@ ensure_rust() {
     fi
     command -v cc >/dev/null || apt_install gcc libc6-dev
 }
+
+# test_executables CARGO_TEST_ARGS...: builds the integration test
+# executables `cargo test` would run and prints "NAME PATH" for each.
+test_executables() {
+    cargo test -q --no-run --message-format=json "$@" 2>/dev/null | python3 -c '
+import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
+        print(m["target"]["name"], m["executable"])
+'
+}

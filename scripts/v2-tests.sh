@@ -12,14 +12,7 @@ suites=${*:-lifecycle errors process rootfs namespaces hooks terminal cgroups ex
 
 # Static test executables, built on the host, run in the guest as they are
 # (`daemon` is the shim's: a task through containerd-shim-skiff-v2).
-cargo test -q --no-run -p skiff -p containerd-shim-skiff --message-format=json 2>/dev/null \
-    | python3 -c '
-import json, sys
-for line in sys.stdin:
-    m = json.loads(line)
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
-        print(m["target"]["name"], m["executable"])
-' > target/v2-test-executables
+test_executables -p skiff -p containerd-shim-skiff > target/v2-test-executables
 
 script=target/v2-tests.guest.sh
 {

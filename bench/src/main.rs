@@ -1,6 +1,8 @@
 //! skiff-bench: times container lifecycles, interleaved, for skiff and the
-//! runtimes installed next to it (crun, runc), on one busybox bundle with
-//! state on tmpfs. Prints medians, p90 and ratios to crun.
+//! runtimes installed next to it (crun, runc), and Debian sid's (crun-sid,
+//! runc-sid: the peers of target/sid-root, when scripts/sid-root.sh built
+//! it), on one busybox bundle with state on tmpfs. Prints medians, p90
+//! and ratios to the faster crun.
 //!
 //! Usage: skiff-bench [--skiff PATH] [--baseline PATH] [--runs N] [--busybox PATH]
 //!
@@ -20,7 +22,7 @@ use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
 
 struct Runtime {
-    name: &'static str,
+    name: String,
     path: PathBuf,
 }
 
@@ -120,7 +122,7 @@ fn timed(mut cmd: Command) -> (Duration, i64) {
 
 fn runtime_cmd(rt: &Runtime, state: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(&rt.path);
-    c.arg("--root").arg(state.join(rt.name)).args(args);
+    c.arg("--root").arg(state.join(&rt.name)).args(args);
     c
 }
 
@@ -196,20 +198,39 @@ fn main() {
         let exe = std::env::current_exe().unwrap();
         exe.with_file_name("skiff")
     });
+    // The sid root sits in the target directory: target/sid-root, this
+    // binary in target/<triple>/<profile>/.
+    let sid_peers = std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.parent()?.join("sid-root/peers")));
     let mut runtimes = vec![Runtime {
-        name: "skiff",
+        name: "skiff".into(),
         path: skiff,
     }];
     if let Some(path) = baseline {
         runtimes.push(Runtime {
-            name: "baseline",
+            name: "baseline".into(),
             path,
         });
     }
     for name in ["crun", "runc"] {
         match which(name) {
-            Some(path) => runtimes.push(Runtime { name, path }),
+            Some(path) => runtimes.push(Runtime {
+                name: name.into(),
+                path,
+            }),
             None => eprintln!("{name} not installed: not compared"),
+        }
+        match sid_peers
+            .as_ref()
+            .map(|d| d.join(name))
+            .filter(|p| p.is_file())
+        {
+            Some(path) => runtimes.push(Runtime {
+                name: format!("{name}-sid"),
+                path,
+            }),
+            None => eprintln!("{name}-sid not built (scripts/sid-root.sh): not compared"),
         }
     }
     let work = std::env::temp_dir().join(format!("skiff-bench-{}", std::process::id()));
@@ -276,7 +297,16 @@ fn main() {
             }
         }
     }
-    let crun = runtimes.iter().position(|r| r.name == "crun");
+    let cruns: Vec<usize> = (0..n)
+        .filter(|&r| runtimes[r].name.starts_with("crun"))
+        .collect();
+    // The crun with the lowest median: the one to beat.
+    let fastest_crun = |medians: &[(f64, f64)]| {
+        cruns
+            .iter()
+            .copied()
+            .min_by(|&a, &b| medians[a].0.total_cmp(&medians[b].0))
+    };
     let stats = |v: &mut Vec<f64>| {
         v.sort_by(|a, b| a.partial_cmp(b).unwrap());
         (percentile(v, 0.5), percentile(v, 0.9))
@@ -285,8 +315,9 @@ fn main() {
     println!(
         "{runs} interleaved runs each (after {warmup} warm-up), state on tmpfs, busybox /bin/true"
     );
+    println!("vs crun: against the faster crun in that row's scenario");
     println!(
-        "{:<22} {:<8} {:>10} {:>10} {:>8}",
+        "{:<22} {:<9} {:>10} {:>10} {:>8}",
         "scenario", "runtime", "median ms", "p90 ms", "vs crun"
     );
     let scenarios = [
@@ -297,25 +328,27 @@ fn main() {
     ];
     for (scenario, samples) in scenarios {
         let s: Vec<(f64, f64)> = samples.iter_mut().map(stats).collect();
+        let crun = fastest_crun(&s);
         for (r, rt) in runtimes.iter().enumerate() {
             let ratio = crun.map_or("-".into(), |c| format!("{:.2}x", s[r].0 / s[c].0));
             println!(
-                "{:<22} {:<8} {:>10.2} {:>10.2} {:>8}",
+                "{:<22} {:<9} {:>10.2} {:>10.2} {:>8}",
                 scenario, rt.name, s[r].0, s[r].1, ratio
             );
         }
     }
     println!(
-        "\n{:<8} {:>14} {:>8} {:>12}",
+        "\n{:<9} {:>14} {:>8} {:>12}",
         "runtime", "peak RSS MiB", "vs crun", "binary"
     );
+    let crun = fastest_crun(&rss_stats);
     for (r, rt) in runtimes.iter().enumerate() {
         let size = std::fs::metadata(&rt.path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
         let ratio = crun.map_or("-".into(), |c| {
             format!("{:.2}x", rss_stats[r].0 / rss_stats[c].0)
         });
         println!(
-            "{:<8} {:>14.2} {:>8} {:>7.2} MB {}",
+            "{:<9} {:>14.2} {:>8} {:>7.2} MB {}",
             rt.name,
             rss_stats[r].0 / 1024.0,
             ratio,

@@ -181,6 +181,8 @@ message! {
     pub struct RuntimeInfo {
         1 name: String,
         2 version: Option<RuntimeVersion>,
+        3 options: Option<Any>,
+        4 features: Option<Any>,
     }
     pub struct RuntimeVersion {
         1 version: String,

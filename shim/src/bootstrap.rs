@@ -1,10 +1,13 @@
 //! What containerd hands the `start` action, and the reply it reads back.
-//! Three generations:
+//! Two ways in, three replies:
 //! - containerd 1.6 to 2.2: flags, TTRPC_ADDRESS in the environment, and
 //!   the runtime options (a protobuf Any) on stdin when some are
-//!   configured. A plain address is the reply every one of them reads
-//!   (1.6 takes the whole output as the address; 2.0-2.2 take a bare
-//!   address for a task API v2 shim, which this shim also serves).
+//!   configured. A plain address is the reply every one of them reads:
+//!   1.6 takes the whole output as the address, 1.7 and 2.0-2.2 take a
+//!   bare address for a task API v2 shim. containerd 2.0-2.2 select the
+//!   task API v3 only from a JSON reply (`{"version":3,...}`), which 1.7
+//!   refuses and 1.6 misreads: it goes to containerd 2 alone, told by its
+//!   binary (`go_buildinfo`).
 //! - containerd 2.3 and later: a protobuf BootstrapParams on stdin (its
 //!   ttrpc address, log level, socket directory, the runtime options as an
 //!   extension), and a protobuf BootstrapResult as the reply.
@@ -14,9 +17,11 @@
 //! recognised by naming this shim's own id and namespace.
 
 use std::io::Read;
+use std::path::Path;
 
 use crate::api::{Any, BootstrapParams, BootstrapResult, Options};
 use crate::flags::Flags;
+use crate::go_buildinfo;
 use crate::proto::Message;
 
 /// containerd's own cap on what it writes to stdin.
@@ -27,6 +32,18 @@ const OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
 const LOG_LEVEL_DEBUG: i32 = -4;
 /// The task API version the reply announces: this shim serves v3 (and v2).
 const TASK_API_VERSION: i32 = 3;
+
+/// The form of `start`'s reply.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyForm {
+    /// The bare address (task API v2): every containerd before 2.3.
+    #[default]
+    Address,
+    /// JSON bootstrap params naming the task API v3: containerd 2.0-2.2.
+    Json,
+    /// A protobuf BootstrapResult: containerd 2.3 and later.
+    Protobuf,
+}
 
 /// Everything `start` needs to know, whichever way it came.
 #[derive(Debug, Default, PartialEq)]
@@ -40,8 +57,7 @@ pub struct StartParams {
     /// Where containerd wants the shim's socket, if it says.
     pub socket_dir: Option<String>,
     pub options: Options,
-    /// containerd 2.3+: reply with a BootstrapResult.
-    pub bootstrap: bool,
+    pub reply: ReplyForm,
 }
 
 /// The runtime options, if `any` carries the runc shim's options type
@@ -87,7 +103,7 @@ pub fn parse(input: &[u8], flags: &Flags) -> StartParams {
                     .filter_map(|e| e.value.as_ref().and_then(runtime_options))
                     .next()
                     .unwrap_or_default(),
-                bootstrap: true,
+                reply: ReplyForm::Protobuf,
             };
         }
     }
@@ -100,21 +116,32 @@ pub fn parse(input: &[u8], flags: &Flags) -> StartParams {
             .ok()
             .and_then(|any| runtime_options(&any))
             .unwrap_or_default(),
-        bootstrap: false,
+        reply: if go_buildinfo::is_containerd2(Path::new(&flags.publish_binary)) {
+            ReplyForm::Json
+        } else {
+            ReplyForm::Address
+        },
     }
 }
 
 /// The reply to `start` in the form the caller reads.
 pub fn reply(params: &StartParams, address: &str) -> Vec<u8> {
-    if !params.bootstrap {
-        return address.as_bytes().to_vec();
+    match params.reply {
+        ReplyForm::Address => address.as_bytes().to_vec(),
+        ReplyForm::Json => serde_json::json!({
+            "version": TASK_API_VERSION,
+            "address": address,
+            "protocol": "ttrpc",
+        })
+        .to_string()
+        .into_bytes(),
+        ReplyForm::Protobuf => BootstrapResult {
+            version: TASK_API_VERSION,
+            address: address.to_string(),
+            protocol: "ttrpc".to_string(),
+        }
+        .to_bytes(),
     }
-    BootstrapResult {
-        version: TASK_API_VERSION,
-        address: address.to_string(),
-        protocol: "ttrpc".to_string(),
-    }
-    .to_bytes()
 }
 
 /// containerd's own generated code writes what the tests parse.
@@ -152,20 +179,48 @@ mod tests {
     #[test]
     fn legacy_start_takes_flags_and_the_options_on_stdin() {
         let p = parse(&[], &flags());
-        assert!(!p.bootstrap);
+        assert_eq!(p.reply, ReplyForm::Address);
         assert_eq!(p.grpc_address, "/run/containerd/containerd.sock");
         assert_eq!(p.options, Options::default());
         let input = options_any("containerd.runc.v1.Options")
             .write_to_bytes()
             .unwrap();
         let p = parse(&input, &flags());
-        assert!(!p.bootstrap);
+        assert_eq!(p.reply, ReplyForm::Address);
         assert_eq!(p.options.binary_name, "/opt/skiff");
         assert_eq!(p.options.shim_cgroup, "/shims");
         // Options of another type are not ours.
         let other = options_any("example.Other").write_to_bytes().unwrap();
         assert_eq!(parse(&other, &flags()).options, Options::default());
         assert_eq!(reply(&p, "unix:///s/x"), b"unix:///s/x");
+    }
+
+    #[test]
+    fn containerd2_gets_the_json_reply_naming_task_api_v3() {
+        let dir = std::env::temp_dir().join(format!("skiff-shim-reply-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let containerd = dir.join("containerd");
+        let info = crate::go_buildinfo::tests::V2_INFO;
+        std::fs::write(
+            &containerd,
+            crate::go_buildinfo::tests::elf(".go.buildinfo", info),
+        )
+        .unwrap();
+        let flags = Flags {
+            publish_binary: containerd.display().to_string(),
+            ..flags()
+        };
+        let p = parse(&[], &flags);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(p.reply, ReplyForm::Json);
+        // What containerd 2.0-2.2 unmarshal into their BootstrapParams.
+        let r: serde_json::Value = serde_json::from_slice(&reply(&p, "unix:///s/x")).unwrap();
+        assert_eq!(
+            r,
+            serde_json::json!({"version": 3, "address": "unix:///s/x", "protocol": "ttrpc"})
+        );
+        // A binary that cannot be read gets the reply every containerd reads.
+        assert_eq!(parse(&[], &flags).reply, ReplyForm::Address);
     }
 
     #[test]
@@ -186,7 +241,7 @@ mod tests {
             ..Default::default()
         };
         let p = parse(&params.write_to_bytes().unwrap(), &flags());
-        assert!(p.bootstrap && p.debug);
+        assert!(p.reply == ReplyForm::Protobuf && p.debug);
         assert_eq!(
             p.ttrpc_address.as_deref(),
             Some("/run/containerd/containerd.sock.ttrpc")
@@ -200,6 +255,7 @@ mod tests {
         // Params naming another shim are not taken as ours.
         let mut other = params.clone();
         other.instance_id = "c2".into();
-        assert!(!parse(&other.write_to_bytes().unwrap(), &flags()).bootstrap);
+        let p = parse(&other.write_to_bytes().unwrap(), &flags());
+        assert_eq!(p.reply, ReplyForm::Address);
     }
 }

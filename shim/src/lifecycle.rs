@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 
 use sha2::{Digest, Sha256};
 
-use crate::api::{DeleteResponse, RuntimeInfo, RuntimeVersion, Timestamp};
+use crate::api::{Any, DeleteResponse, RuntimeInfo, RuntimeVersion, Timestamp};
 use crate::bootstrap::{self, StartParams};
 use crate::flags::Flags;
 use crate::proto::Message;
@@ -23,6 +23,9 @@ use crate::{options, rootfs};
 const SANDBOX_ANNOTATION: &str = "io.kubernetes.cri.sandbox-id";
 /// Where shim sockets live, as containerd's own shims place them.
 const SOCKET_DIR: &str = "/run/containerd/s";
+/// The type containerd registers the runtime-spec features document
+/// under (its value is the JSON `features` prints).
+const FEATURES_TYPE: &str = "types.containerd.io/opencontainers/runtime-spec/1/features/Features";
 
 /// Why an action failed.
 #[derive(Debug, thiserror::Error)]
@@ -222,17 +225,50 @@ pub fn delete(flags: &Flags) -> Result<(), LifecycleError> {
         .map_err(io("write the delete reply"))
 }
 
-/// `-info` (containerd 2): the runtime's name and version.
+/// `-info` (containerd 2): the runtime's name and version, the options
+/// containerd passed on stdin, and the runtime's `features` document.
+/// containerd's CRI tells the kubelet from those features what the
+/// handler supports (recursive read-only mounts, user namespaces): a
+/// reply without them marks the handler as supporting neither.
 pub fn info(runtime_id: &str) -> Result<(), LifecycleError> {
-    let reply = RuntimeInfo {
+    let reply = runtime_info(runtime_id, &bootstrap::read_stdin());
+    std::io::stdout()
+        .write_all(&reply.to_bytes())
+        .map_err(io("write the info reply"))
+}
+
+/// What `-info` replies to `input`: the features are those of the skiff
+/// binary the options name (or the one beside the shim), as `skiff
+/// features` prints them; a binary that cannot tell leaves them out, as
+/// the runc shim does.
+fn runtime_info(runtime_id: &str, input: &[u8]) -> RuntimeInfo {
+    let given = Any::decode(input)
+        .ok()
+        .filter(|any| bootstrap::runtime_options(any).is_some());
+    let options = given
+        .as_ref()
+        .and_then(bootstrap::runtime_options)
+        .unwrap_or_default();
+    let runtime = Runtime::locate(&options.binary_name, &options.root, "");
+    let features = Command::new(&runtime.binary)
+        .arg("features")
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|out| out.status.success())
+        .map(|out| Any {
+            type_url: FEATURES_TYPE.to_string(),
+            value: out.stdout,
+        });
+    RuntimeInfo {
         name: runtime_id.to_string(),
         version: Some(RuntimeVersion {
             version: env!("CARGO_PKG_VERSION").to_string(),
         }),
-    };
-    std::io::stdout()
-        .write_all(&reply.to_bytes())
-        .map_err(io("write the info reply"))
+        options: given,
+        features,
+    }
 }
 
 #[cfg(test)]
@@ -253,6 +289,56 @@ mod tests {
         std::fs::write(dir.join("config.json"), r#"{"annotations":{}}"#).unwrap();
         assert_eq!(grouping(&dir, "c1"), "c1");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn info_carries_the_options_and_the_runtime_features() {
+        use containerd_shim_protos::protobuf::Message as _;
+        use containerd_shim_protos::types::introspection::RuntimeInfo as Reference;
+        let dir = std::env::temp_dir().join(format!("skiff-shim-info-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let runtime = dir.join("runtime");
+        std::fs::write(
+            &runtime,
+            "#!/bin/sh\n[ \"$1\" = features ] && echo '{\"ociVersionMin\":\"1.0.0\"}'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &runtime,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        let options = Any {
+            type_url: "containerd.runc.v1.Options".into(),
+            value: crate::api::Options {
+                binary_name: runtime.display().to_string(),
+                ..Default::default()
+            }
+            .to_bytes(),
+        };
+        let reply = runtime_info("io.containerd.skiff.v2", &options.to_bytes()).to_bytes();
+        // A binary that cannot say leaves the features out.
+        let quiet = Any {
+            value: crate::api::Options {
+                binary_name: dir.join("missing").display().to_string(),
+                ..Default::default()
+            }
+            .to_bytes(),
+            ..options.clone()
+        };
+        let without = runtime_info("io.containerd.skiff.v2", &quiet.to_bytes());
+        std::fs::remove_dir_all(&dir).unwrap();
+        let info = Reference::parse_from_bytes(&reply).unwrap();
+        assert_eq!(info.name, "io.containerd.skiff.v2");
+        assert_eq!(info.options.type_url, "containerd.runc.v1.Options");
+        assert_eq!(info.options.value, options.value);
+        assert_eq!(info.features.type_url, FEATURES_TYPE);
+        assert_eq!(info.features.value, b"{\"ociVersionMin\":\"1.0.0\"}\n");
+        assert!(without.features.is_none() && without.options.is_some());
+        // No options on stdin: none echoed.
+        assert!(runtime_info("io.containerd.skiff.v2", &[])
+            .options
+            .is_none());
     }
 
     #[test]

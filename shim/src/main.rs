@@ -7,6 +7,7 @@ mod bootstrap;
 mod error;
 mod events;
 mod flags;
+mod go_buildinfo;
 mod lifecycle;
 mod log_binary;
 mod logger;

@@ -7,16 +7,68 @@ use std::process::Command;
 
 use crate::{Daemon, Workdir};
 
+/// Which engines the suites drive: Debian 12's, installed on the host, or
+/// Debian unstable's, from the root scripts/sid-root.sh builds, where
+/// scripts/in-sid.sh runs the same test executables with
+/// SKIFF_ENGINES=sid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generation {
+    /// containerd 1.6, Docker 20.10, Podman 4.3, runc 1.1.
+    Bookworm,
+    /// containerd 2.1, Docker 28, Podman 5.8, runc 1.3.
+    Sid,
+}
+
+impl Generation {
+    /// The generation SKIFF_ENGINES names (bookworm when unset).
+    pub fn current() -> Generation {
+        match std::env::var("SKIFF_ENGINES").as_deref() {
+            Err(_) | Ok("" | "bookworm") => Generation::Bookworm,
+            Ok("sid") => Generation::Sid,
+            Ok(other) => panic!("SKIFF_ENGINES={other}: expected bookworm or sid"),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Generation::Bookworm => "bookworm",
+            Generation::Sid => "sid",
+        }
+    }
+}
+
 /// Starts containerd with everything under `work` and the CRI plugin off;
 /// `shims` (if any) goes first on its PATH, where containerd looks for
 /// `containerd-shim-NAME-v2` binaries.
 pub fn start_containerd(work: &Workdir, shims: Option<&Path>) -> Daemon {
+    // containerd 2 splits CRI into three plugins and reads its own config
+    // version (an older one is migrated, with a warning).
+    let (version, cri) = match Generation::current() {
+        Generation::Bookworm => (2, r#""io.containerd.grpc.v1.cri""#),
+        Generation::Sid => (
+            3,
+            r#""io.containerd.grpc.v1.cri", "io.containerd.cri.v1.runtime", "io.containerd.cri.v1.images""#,
+        ),
+    };
+    start_containerd_with(work, shims, version, &format!("{cri}, "), "")
+}
+
+/// Starts containerd as `start_containerd` does, with config `version`,
+/// `disabled` plugins before the snapshotters this host cannot use, and
+/// `extra` config at the end.
+pub fn start_containerd_with(
+    work: &Workdir,
+    shims: Option<&Path>,
+    version: u32,
+    disabled: &str,
+    extra: &str,
+) -> Daemon {
     let w = work.path.display();
     let config = format!(
-        r#"version = 2
+        r#"version = {version}
 root = "{w}/root"
 state = "{w}/state"
-disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
+disabled_plugins = [{disabled}"io.containerd.snapshotter.v1.aufs", "io.containerd.snapshotter.v1.btrfs", "io.containerd.snapshotter.v1.zfs", "io.containerd.snapshotter.v1.devmapper"]
 [grpc]
   address = "{w}/containerd.sock"
 [ttrpc]
@@ -27,7 +79,7 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
   address = ""
 [plugins."io.containerd.internal.v1.opt"]
   path = "{w}/opt"
-"#
+{extra}"#
     );
     let cfg = work.join("config.toml");
     std::fs::write(&cfg, config).unwrap();

@@ -199,7 +199,7 @@ pub fn busybox_image(work: &Workdir, image: &str) -> BusyboxImage {
     busybox_rootfs(&rootfs);
     let tar = work.join("rootfs.tar");
     tar_dir(&rootfs, &tar);
-    let archive = oci_archive(&tar, &work.path, image);
+    let archive = oci_archive(&tar, &work.path, image, &["sh"]);
     BusyboxImage {
         rootfs,
         tar,
@@ -267,9 +267,9 @@ fn sha256(path: &Path) -> String {
         .to_string()
 }
 
-/// An OCI image archive (an image layout in a tar) with one uncompressed
-/// layer holding `rootfs_tar`, tagged `name`.
-pub fn oci_archive(rootfs_tar: &Path, work: &Path, name: &str) -> PathBuf {
+/// An OCI image archive (an image layout in a tar, under `work`) with one
+/// uncompressed layer holding `rootfs_tar`, tagged `name`, running `cmd`.
+pub fn oci_archive(rootfs_tar: &Path, work: &Path, name: &str, cmd: &[&str]) -> PathBuf {
     let layout = work.join("oci-layout-dir");
     let blobs = layout.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
@@ -286,7 +286,7 @@ pub fn oci_archive(rootfs_tar: &Path, work: &Path, name: &str) -> PathBuf {
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
-        "config": {"Env": ["PATH=/bin"], "Cmd": ["sh"], "WorkingDir": "/"},
+        "config": {"Env": ["PATH=/bin"], "Cmd": cmd, "WorkingDir": "/"},
         "rootfs": {"type": "layers", "diff_ids": [format!("sha256:{layer_digest}")]},
     });
     let (config_digest, config_size) = put(config.to_string().as_bytes());
@@ -420,9 +420,10 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report for `engine` of the current generation of engines.
     pub fn new(engine: &str) -> Report {
         Report {
-            engine: engine.to_string(),
+            engine: format!("{engine} ({})", engines::Generation::current().name()),
             rows: Vec::new(),
         }
     }
@@ -446,12 +447,13 @@ impl Report {
             .push((scenario.to_string(), runtime.to_string(), result));
     }
 
-    /// Panics listing the scenarios skiff failed.
+    /// Panics listing the scenarios skiff failed (through any path: a
+    /// runtime named `skiff...`).
     pub fn finish(self) {
         let failed: Vec<String> = self
             .rows
             .iter()
-            .filter(|(_, rt, r)| rt == "skiff" && r.is_err())
+            .filter(|(_, rt, r)| rt.starts_with("skiff") && r.is_err())
             .map(|(s, _, r)| format!("{s}: {}", r.as_ref().unwrap_err()))
             .collect();
         assert!(

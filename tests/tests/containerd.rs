@@ -1,4 +1,5 @@
-//! containerd 1.6 drives skiff through its stock runc shim
+//! containerd (1.6, or 2.1 with SKIFF_ENGINES=sid) drives skiff through its
+//! stock runc shim
 //! (`ctr run --runtime io.containerd.runc.v2 --runc-binary skiff`). Every
 //! scenario also runs with runc under the same daemon, for comparison.
 

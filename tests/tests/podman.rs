@@ -1,4 +1,5 @@
-//! Podman 4.3 (with conmon) drives skiff as its OCI runtime
+//! Podman (4.3, or 5.8 with SKIFF_ENGINES=sid; with conmon) drives skiff as
+//! its OCI runtime
 //! (`--runtime skiff --cgroup-manager cgroupfs`), with private storage,
 //! run and tmp directories and `--network none`. Every scenario also runs
 //! with runc for comparison.
@@ -39,7 +40,7 @@ impl Engine for Podman {
 #[test]
 fn podman_runs_skiff() {
     require!("podman", "conmon", "runc");
-    // Podman 4.3 keeps its blob-info cache in /var/lib/containers/cache
+    // Podman keeps its blob-info cache in /var/lib/containers/cache
     // whatever --root says.
     let _outside = skiff_e2e::CreatedOutside::watch(&["/var/lib/containers"]);
     let work = Workdir::new("podman");

@@ -1,4 +1,5 @@
-//! containerd 1.6 runs tasks through skiff's own shim,
+//! containerd (1.6, or 2.1 with SKIFF_ENGINES=sid) runs tasks through
+//! skiff's own shim,
 //! containerd-shim-skiff-v2 (`ctr run --runtime io.containerd.skiff.v2`,
 //! found on containerd's PATH): the scenarios every containerd path
 //! passes, then what only a shim does: events, update, stats, pids,
@@ -19,6 +20,7 @@ use containerd_shim_protos::shim::shim::{
 use containerd_shim_protos::ttrpc::{self, context};
 use containerd_shim_protos::{Client, TaskClient};
 use skiff_e2e::ctr::{Ctr, IMAGE};
+use skiff_e2e::engines::Generation;
 use skiff_e2e::{check, expect, require, stdout, wait_for, Report, Workdir};
 
 /// The shim next to the skiff binary the tests built.
@@ -73,13 +75,16 @@ impl Drop for EventLog {
 /// The ttrpc address of the shim serving task `id` (the `address` file
 /// containerd keeps in the task's bundle).
 fn shim_address(sock: &Path, id: &str) -> String {
-    let bundle = sock
-        .parent()
+    let address = std::fs::read_to_string(task_bundle(sock, id).join("address")).unwrap();
+    address.trim().to_string()
+}
+
+/// The bundle containerd made for task `id`.
+fn task_bundle(sock: &Path, id: &str) -> PathBuf {
+    sock.parent()
         .unwrap()
         .join("state/io.containerd.runtime.v2.task/skiff-e2e")
-        .join(id);
-    let address = std::fs::read_to_string(bundle.join("address")).unwrap();
-    address.trim().to_string()
+        .join(id)
 }
 
 /// A ttrpc client of the shim serving task `id`, for what ctr 1.6 cannot
@@ -562,6 +567,33 @@ fn expect_no_leftovers(report: &mut Report) {
 }
 
 fn shim_scenarios(ctr: &Ctr, events: &EventLog, report: &mut Report) {
+    report.run(
+        "start's reply picks the newest task API containerd reads",
+        "skiff",
+        || {
+            let c = "api-skiff";
+            check(&mut ctr.run("skiff", &["-d"], c, &["sleep", "1000"]));
+            let file = task_bundle(&ctr.sock, c).join("bootstrap.json");
+            // containerd 2 keeps the reply it took in bootstrap.json;
+            // containerd 1.6 reads a bare address and keeps no such file.
+            let version = std::fs::read(&file)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .map(|v| v["version"].clone());
+            let wanted = match Generation::current() {
+                Generation::Bookworm => None,
+                Generation::Sid => Some(serde_json::json!(3)),
+            };
+            let out = ctr.output(ctr.cmd(&["task", "exec", "--exec-id", "api", c, "true"]));
+            ctr.cleanup(c);
+            expect!(
+                version == wanted,
+                "task API version {version:?}, wanted {wanted:?}"
+            );
+            expect!(out.status.success(), "exec over that API: {out:?}");
+            Ok(())
+        },
+    );
     report.run("-v and -info", "skiff", || {
         let out = check(Command::new(shim_bin()).arg("-v"));
         expect!(
@@ -569,11 +601,13 @@ fn shim_scenarios(ctr: &Ctr, events: &EventLog, report: &mut Report) {
             "-v: {out:?}"
         );
         let out = check(Command::new(shim_bin()).arg("-info").stdin(Stdio::null()));
-        // A RuntimeInfo message: field 1 holds the runtime's name.
+        // A RuntimeInfo message: the runtime's name, and the features of
+        // the skiff beside the shim.
+        let has = |what: &[u8]| out.stdout.windows(what.len()).any(|w| w == what);
         expect!(
-            out.stdout
-                .windows(22)
-                .any(|w| w == b"io.containerd.skiff.v2"),
+            has(b"io.containerd.skiff.v2")
+                && has(b"runtime-spec/1/features/Features")
+                && has(b"\"ociVersionMax\""),
             "-info: {out:?}"
         );
         Ok(())

@@ -124,10 +124,11 @@ pub fn cases() -> Vec<Case> {
 
 /// A hook appending its name, the status it read on stdin and its mount
 /// namespace to `log` (a host path, or a container path for
-/// startContainer).
+/// startContainer). The state may come pretty-printed (crun 1.28 does):
+/// it is joined into one line first.
 fn log_hook(name: &str, log: &str) -> Value {
     let script = format!(
-        "s=$(cat); st=$(echo \"$s\" | sed 's/.*\"status\": *\"\\([a-z]*\\)\".*/\\1/'); \
+        "s=$(cat); st=$(echo \"$s\" | tr -d '\\n' | sed 's/.*\"status\": *\"\\([a-z]*\\)\".*/\\1/'); \
          echo \"{name} $st $(readlink /proc/self/ns/mnt)\" >> {log}"
     );
     json!({"path": "/bin/sh", "args": ["sh", "-c", script]})
