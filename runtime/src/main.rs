@@ -40,6 +40,14 @@ fn enters_containers(cli: &Cli) -> bool {
 }
 
 fn main() {
+    // Moving onto the sealed copy of the binary comes first, before any
+    // parsing: everything the first process does is wasted. Any argument
+    // spelling one of those commands counts (an id named "run" only costs
+    // a re-exec); a failure is reported once the log is set up.
+    let sealed = std::env::args_os()
+        .skip(1)
+        .any(|a| a == "create" || a == "run" || a == "exec")
+        .then(skiff::security::sealed_exe::ensure);
     let cli = Cli::parse();
     reserve_preserved_fds(&cli);
     if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format, cli.debug) {
@@ -54,7 +62,7 @@ fn main() {
     }
     if enters_containers(&cli) {
         // Before anything is forked: every child inherits the exe.
-        if let Err(e) = skiff::security::sealed_exe::ensure() {
+        if let Err(e) = sealed.unwrap_or_else(skiff::security::sealed_exe::ensure) {
             // runc's status for any failed exec.
             let code = if matches!(cli.command, skiff::cli::Command::Exec(_)) {
                 255
