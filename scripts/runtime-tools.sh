@@ -200,10 +200,29 @@ awk -F'\t' -v runtimes="$runtimes" -v elapsed="$elapsed" '
         printf "\n(%d s; outputs in target/runtime-tools-run/out)\n", elapsed
     }' "$tsv.verdicts"
 
-# Tests a peer fully passes here that skiff does not.
-missing=$(awk -F'\t' '
+# Tests a peer fully passes here that skiff does not. Four are not held
+# against skiff, each for a reason README gives at length:
+#  - start: crun 1.28 lets `start` of a container created without
+#    `process` succeed, where the spec says it MUST fail; skiff refuses that
+#    create, as runc 1.1.5 and 1.3.6 and crun 1.8.1 do.
+#  - linux_process_apparmor_profile: crun 1.28 runs a config that asks for
+#    an AppArmor profile on a host without AppArmor, unconfined; skiff
+#    refuses it, as both runcs and crun 1.8.1 do: a confinement that was
+#    asked for and cannot be had fails closed.
+#  - killsig, poststart: races in the suite (a signal sent before the
+#    container's shell has set its trap is dropped by a PID 1 without a
+#    handler; a hook's output against the process's own). A runtime wins
+#    them by being slow: each peer's verdict moves from run to run.
+not_held="start linux_process_apparmor_profile killsig poststart"
+missing=$(awk -F'\t' -v not_held="$not_held" '
+    BEGIN { n = split(not_held, w, " "); for (i = 1; i <= n; i++) waived[w[i]] = 1 }
     $2 != "skiff" && $5 ~ /^pass/ { peer[$1] = 1 }
     $2 == "skiff" { skiff[$1] = $5 }
-    END { for (t in peer) if ((t in skiff) && skiff[t] !~ /^pass/) print t }' "$tsv.verdicts" | sort)
+    END {
+        for (t in peer) if ((t in skiff) && skiff[t] !~ /^pass/) {
+            if (t in waived) printf "runtime-tools: %s passes on a peer, not held against skiff (see the script)\n", t > "/dev/stderr"
+            else print t
+        }
+    }' "$tsv.verdicts" | sort)
 [ -z "$missing" ] || die "skiff does not pass what runc or crun passes:" $missing
-echo "runtime-tools: skiff passes every test runc or crun passes here"
+echo "runtime-tools: skiff passes every test runc or crun passes here, but for those named above"
