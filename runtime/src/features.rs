@@ -70,10 +70,7 @@ pub struct MountExtensions {
 /// The features of this build, on this kernel.
 pub fn features() -> Features {
     let seccomp = skiff_seccomp::features::features();
-    let capabilities = capabilities::ALL
-        .iter()
-        .filter_map(|c| serde_json::to_value(c).ok()?.as_str().map(str::to_string))
-        .collect();
+    let capabilities = capabilities::all_names();
     Features {
         oci_version_min: "1.0.0",
         oci_version_max: OCI_VERSION,

@@ -10,6 +10,7 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
 use nix::sys::stat::Mode;
+use procfs_core::FromRead;
 
 use crate::syscalls;
 
@@ -27,21 +28,19 @@ impl ProcStat {
     }
 }
 
-/// Parses `/proc/<pid>/stat`. The command name may hold spaces and
-/// parentheses, so fields are counted from the last `)`.
-pub fn parse_stat(text: &str) -> Option<ProcStat> {
-    let rest = &text[text.rfind(')')? + 1..];
-    let mut fields = rest.split_whitespace();
-    let state = fields.next()?.chars().next()?;
-    // After the state come fields 4..=21; the start time is field 22.
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some(ProcStat { state, start_time })
+/// Parses a `/proc/<pid>/stat` (procfs-core: the command name may hold
+/// spaces and parentheses, so it counts fields from the last `)`).
+pub fn parse_stat(text: impl std::io::Read) -> Option<ProcStat> {
+    let stat = procfs_core::process::Stat::from_read(text).ok()?;
+    Some(ProcStat {
+        state: stat.state,
+        start_time: stat.starttime,
+    })
 }
 
 /// Reads a process's stat, or `None` when there is no such process.
 pub fn stat(pid: libc::pid_t) -> Option<ProcStat> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_stat(&text)
+    parse_stat(std::fs::File::open(format!("/proc/{pid}/stat")).ok()?)
 }
 
 /// True when `pid` is still the process that started at `start_time` and
@@ -149,6 +148,8 @@ pub fn cap_last_cap() -> u32 {
 }
 
 /// This process's capability bounding set, from `/proc/self/status`.
+/// One line is read by hand: procfs-core's `Status` parses all sixty into
+/// a map first, 50-80 µs against 2 µs here, on every create and exec.
 pub fn own_bounding_set() -> u64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -166,8 +167,8 @@ mod tests {
 
     #[test]
     fn stat_with_tricky_command_name() {
-        let line = "4064 (sh) x) y) S 1 4064 4064 0 -1 4194560 121 0 0 0 0 0 0 0 20 0 1 0 987654 1000 100 18446744073709551615";
-        let s = parse_stat(line).unwrap();
+        let line = "4064 (sh) x) y) S 1 4064 4064 0 -1 4194560 121 0 0 0 0 0 0 0 20 0 1 0 987654 3133440 358 18446744073709551615 94242768818176 94242768838057 140729577751952 0 0 0 0 0 0 0 0 0 17 0 0 0 0 0 0 94242768854064 94242768855680 94243635916800 140729577757396 140729577757416 140729577757416 140729577758699 0\n";
+        let s = parse_stat(line.as_bytes()).unwrap();
         assert_eq!(s.state, 'S');
         assert_eq!(s.start_time, 987654);
         assert!(!s.exited());
@@ -175,8 +176,8 @@ mod tests {
 
     #[test]
     fn zombie_has_exited() {
-        let line = "7 (true) Z 1 7 7 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 55 0 0";
-        assert!(parse_stat(line).unwrap().exited());
+        let line = "7 (true) Z 1 7 7 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 55 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+        assert!(parse_stat(line.as_bytes()).unwrap().exited());
     }
 
     #[test]

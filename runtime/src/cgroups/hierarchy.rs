@@ -1,6 +1,11 @@
 //! Finding the host's cgroup hierarchies and this process's place in them,
 //! from `/proc/self/mountinfo` and `/proc/self/cgroup`. Pure parsing, so the
 //! layouts of other hosts are unit-tested here.
+//!
+//! mountinfo is parsed here, not by procfs-core: its `MountInfo` keeps the
+//! mount point as the kernel escapes it (`\040` for a space), and builds
+//! two maps of options per line, where a node with thousands of mounts
+//! reads this on every create.
 
 use std::path::{Path, PathBuf};
 
@@ -86,37 +91,34 @@ fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
     mounts
 }
 
-/// Matches each line of `/proc/self/cgroup` with its mount. Hierarchies
-/// that are not mounted are skipped: nothing can be created in them.
+/// Matches each line of `/proc/self/cgroup` (parsed by procfs-core) with
+/// its mount. Hierarchies that are not mounted are skipped: nothing can be
+/// created in them.
 pub fn parse(mountinfo: &str, proc_cgroup: &str) -> Vec<Hierarchy> {
+    use procfs_core::FromBufRead;
     let mounts = cgroup_mounts(mountinfo);
+    let Ok(lines) = procfs_core::ProcessCGroups::from_buf_read(proc_cgroup.as_bytes()) else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
-    for line in proc_cgroup.lines() {
-        let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(subsystems), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            continue;
-        };
-        let v2 = id == "0" && subsystems.is_empty();
+    for line in lines {
+        let v2 = line.hierarchy == 0 && line.controllers.is_empty();
         let found = mounts.iter().find(|m| {
             if v2 {
                 return m.v2;
             }
             !m.v2
-                && subsystems
-                    .split(',')
-                    .all(|s| m.super_options.iter().any(|o| o == s))
+                && line
+                    .controllers
+                    .iter()
+                    .all(|c| m.super_options.iter().any(|o| o == c))
         });
         if let Some(m) = found {
             out.push(Hierarchy {
                 mount: m.mount.clone(),
                 mount_root: m.root.clone(),
-                subsystems: if v2 {
-                    String::new()
-                } else {
-                    subsystems.to_string()
-                },
-                own: PathBuf::from(path),
+                subsystems: line.controllers.join(","),
+                own: PathBuf::from(line.pathname),
             });
         }
     }

@@ -1,103 +1,30 @@
 //! Capability sets: names from the spec turned into kernel bit masks (in
 //! the parent, before fork), then applied in the child: bounding set first,
 //! then effective/permitted/inheritable with one capset, then ambient.
+//!
+//! Names and numbers are the `caps` crate's. Applying the sets is ours:
+//! the crate sets one set per call (a capget and a capset each, from a
+//! HashSet), where the kernel takes all three in one capset and the
+//! effective set must never exceed the permitted one in between; and it
+//! can only drop the bounding capabilities it can name, where a kernel
+//! newer than the crate has more, and every one of those must go too.
 
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
 
-/// Every capability skiff recognises, in kernel number order.
-pub const ALL: [Capability; 41] = {
-    use Capability::*;
-    [
-        Chown,
-        DacOverride,
-        DacReadSearch,
-        Fowner,
-        Fsetid,
-        Kill,
-        Setgid,
-        Setuid,
-        Setpcap,
-        LinuxImmutable,
-        NetBindService,
-        NetBroadcast,
-        NetAdmin,
-        NetRaw,
-        IpcLock,
-        IpcOwner,
-        SysModule,
-        SysRawio,
-        SysChroot,
-        SysPtrace,
-        SysPacct,
-        SysAdmin,
-        SysBoot,
-        SysNice,
-        SysResource,
-        SysTime,
-        SysTtyConfig,
-        Mknod,
-        Lease,
-        AuditWrite,
-        AuditControl,
-        Setfcap,
-        MacOverride,
-        MacAdmin,
-        Syslog,
-        WakeAlarm,
-        BlockSuspend,
-        AuditRead,
-        Perfmon,
-        Bpf,
-        CheckpointRestore,
-    ]
-};
+/// The kernel's capability for a spec name. Names and numbers come from
+/// the `caps` crate; `None` for a capability the spec knows and it does not.
+pub fn kernel_cap(cap: Capability) -> Option<caps::Capability> {
+    // oci-spec prints names without the prefix ("SYS_ADMIN"), caps parses
+    // the kernel's ("CAP_SYS_ADMIN").
+    format!("CAP_{cap}").parse().ok()
+}
 
-/// The kernel's number for a capability.
-pub fn number(cap: Capability) -> u32 {
-    use Capability::*;
-    match cap {
-        Chown => 0,
-        DacOverride => 1,
-        DacReadSearch => 2,
-        Fowner => 3,
-        Fsetid => 4,
-        Kill => 5,
-        Setgid => 6,
-        Setuid => 7,
-        Setpcap => 8,
-        LinuxImmutable => 9,
-        NetBindService => 10,
-        NetBroadcast => 11,
-        NetAdmin => 12,
-        NetRaw => 13,
-        IpcLock => 14,
-        IpcOwner => 15,
-        SysModule => 16,
-        SysRawio => 17,
-        SysChroot => 18,
-        SysPtrace => 19,
-        SysPacct => 20,
-        SysAdmin => 21,
-        SysBoot => 22,
-        SysNice => 23,
-        SysResource => 24,
-        SysTime => 25,
-        SysTtyConfig => 26,
-        Mknod => 27,
-        Lease => 28,
-        AuditWrite => 29,
-        AuditControl => 30,
-        Setfcap => 31,
-        MacOverride => 32,
-        MacAdmin => 33,
-        Syslog => 34,
-        WakeAlarm => 35,
-        BlockSuspend => 36,
-        AuditRead => 37,
-        Perfmon => 38,
-        Bpf => 39,
-        CheckpointRestore => 40,
-    }
+/// Every capability skiff can grant, in kernel number order, by the
+/// names the spec uses.
+pub fn all_names() -> Vec<String> {
+    let mut all: Vec<caps::Capability> = caps::all().into_iter().collect();
+    all.sort_by_key(caps::Capability::index);
+    all.iter().map(ToString::to_string).collect()
 }
 
 /// The five sets as kernel masks.
@@ -145,21 +72,29 @@ impl HostCaps {
 /// cannot grant: the spec asks runtimes to log these, not to fail.
 fn mask(set: Option<&Capabilities>, name: &str, host: HostCaps) -> u64 {
     let mut out = 0u64;
-    let mut names: Vec<Capability> = set.map(|s| s.iter().copied().collect()).unwrap_or_default();
-    names.sort_by_key(|c| number(*c));
-    for cap in names {
-        let n = number(cap);
+    let mut known: Vec<caps::Capability> = Vec::new();
+    for &cap in set.into_iter().flatten() {
+        match kernel_cap(cap) {
+            Some(k) => known.push(k),
+            None => {
+                crate::warn!("process.capabilities.{name}: CAP_{cap} is unknown to skiff; ignored")
+            }
+        }
+    }
+    known.sort_by_key(caps::Capability::index);
+    for k in known {
+        let n = u32::from(k.index());
         if n > host.last_cap {
-            crate::warn!("process.capabilities.{name}: {cap} is unknown to this kernel; ignored");
+            crate::warn!("process.capabilities.{name}: {k} is unknown to this kernel; ignored");
             continue;
         }
         if host.bounding & (1 << n) == 0 {
             crate::warn!(
-                "process.capabilities.{name}: {cap} is outside skiff's bounding set; ignored"
+                "process.capabilities.{name}: {k} is outside skiff's bounding set; ignored"
             );
             continue;
         }
-        out |= 1 << n;
+        out |= k.bitmask();
     }
     out
 }
@@ -226,13 +161,6 @@ pub fn apply_sets(m: &CapMasks) -> nix::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    #[test]
-    fn all_is_complete_and_in_number_order() {
-        for (i, cap) in super::ALL.iter().enumerate() {
-            assert_eq!(number(*cap) as usize, i, "{cap:?}");
-        }
-    }
-
     use super::*;
 
     const ALL: HostCaps = HostCaps {
@@ -245,11 +173,27 @@ mod tests {
     }
 
     #[test]
-    fn numbers_match_the_kernel() {
-        assert_eq!(number(Capability::Chown), 0);
-        assert_eq!(number(Capability::SysAdmin), 21);
-        assert_eq!(number(Capability::AuditWrite), 29);
-        assert_eq!(number(Capability::CheckpointRestore), 40);
+    fn spec_names_map_to_kernel_numbers() {
+        let number = |c| kernel_cap(c).map(|k| k.index());
+        assert_eq!(number(Capability::Chown), Some(0));
+        assert_eq!(number(Capability::SysAdmin), Some(21));
+        assert_eq!(number(Capability::AuditWrite), Some(29));
+        assert_eq!(number(Capability::CheckpointRestore), Some(40));
+    }
+
+    #[test]
+    fn every_name_the_crate_knows_the_spec_knows() {
+        let names = all_names();
+        assert_eq!(names.len(), 41);
+        assert_eq!(names[0], "CAP_CHOWN");
+        for (i, name) in names.iter().enumerate() {
+            let spec: Capability = serde_json::from_value(serde_json::json!(name)).unwrap();
+            assert_eq!(
+                kernel_cap(spec).map(|k| usize::from(k.index())),
+                Some(i),
+                "{name}"
+            );
+        }
     }
 
     #[test]

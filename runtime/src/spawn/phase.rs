@@ -176,9 +176,9 @@ pub fn prepare<'a>(
     // execve that follows computes the process's sets from bounding,
     // inheritable and ambient only, so the program never has it.
     let caps = match phase.seccomp {
-        Some(_) if !nnp => phase.caps.keeping(capabilities::number(
-            oci_spec::runtime::Capability::SysAdmin,
-        )),
+        Some(_) if !nnp => phase
+            .caps
+            .keeping(caps::Capability::CAP_SYS_ADMIN.index().into()),
         _ => phase.caps,
     };
     capabilities::apply_sets(&caps).map_err(sys("process.capabilities"))?;
