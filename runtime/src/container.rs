@@ -26,6 +26,9 @@ pub enum ContainerError {
     Spawn(#[from] SpawnError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    /// A poststart hook failed: the container has been stopped and removed.
+    #[error("{0}; the container was stopped and removed")]
+    Poststart(hooks::HookError),
     #[error("cannot start a container that is {0}")]
     NotStartable(Status),
     #[error("container not running")]
@@ -288,7 +291,10 @@ impl Container {
         crate::procfs::is_alive(self.stored.pid, self.stored.start_time).then_some(fd)
     }
 
-    /// Releases the init waiting in `created`, then runs poststart hooks.
+    /// Releases the init waiting in `created`, then runs poststart hooks
+    /// once the container's process has started. A failing poststart hook
+    /// fails `start` and the container is stopped and destroyed, poststop
+    /// hooks included (runtime-spec 1.3, lifecycle steps 9 and 12-13).
     pub fn start(&self) -> Result<(), ContainerError> {
         let status = self.status();
         if status != Status::Created {
@@ -317,11 +323,17 @@ impl Container {
         if hooks::any(self.stored.hooks.as_ref(), hooks::Kind::Poststart) {
             wait_for_execve(fd.as_fd())?;
         }
-        hooks::run_warn(
+        let ran = hooks::run(
             self.stored.hooks.as_ref(),
             hooks::Kind::Poststart,
             &self.hook_state(Status::Running),
         );
+        if let Err(e) = ran {
+            if let Err(d) = self.delete(true) {
+                crate::warn!("removing container {}: {d}", self.stored.id);
+            }
+            return Err(ContainerError::Poststart(e));
+        }
         Ok(())
     }
 
