@@ -37,6 +37,13 @@ pub fn spec(spec: &Spec) -> Result {
     time_offsets(spec)?;
     mounts(spec)?;
     linux_misc(spec)?;
+    if let Some(p) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.memory_policy().as_ref())
+    {
+        crate::process::attributes::memory_policy(p)?;
+    }
     not_yet_supported(spec)?;
     Ok(())
 }
@@ -53,7 +60,6 @@ fn not_yet_supported(spec: &Spec) -> Result {
             "linux.netDevices",
             linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()),
         ),
-        ("linux.memoryPolicy", linux.memory_policy().is_some()),
     ];
     if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
         return Err(Invalid::new(*field, "not supported by skiff yet"));

@@ -178,6 +178,15 @@ impl Bundle {
         self
     }
 
+    /// Binds the probe at `bin` read-only into the container as `/name`.
+    pub fn bind_probe(&mut self, bin: &Path) -> &mut Self {
+        let name = bin.file_name().unwrap().to_str().unwrap();
+        self.config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": format!("/{name}"), "type": "bind", "source": bin, "options": ["bind", "ro"]
+        }));
+        self
+    }
+
     /// Writes config.json (call after editing `config`).
     pub fn write(&self) -> &Self {
         std::fs::write(
@@ -403,6 +412,32 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
         }
     }
     dirs
+}
+
+/// A small static program for looking at what busybox cannot show from
+/// inside a container (a syscall's answer), built once per test binary
+/// from C with the toolchain the Rust build links with; bind it into a
+/// bundle with [`Bundle::bind_probe`].
+pub fn probe(name: &str, source: &str) -> PathBuf {
+    let dir = scratch().join("probes");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join(name);
+    if !bin.exists() {
+        let c = dir.join(format!("{name}.c"));
+        std::fs::write(&c, source).unwrap();
+        let out = Command::new("cc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&bin)
+            .arg(&c)
+            .output()
+            .expect("cc (the C toolchain Rust links with)");
+        assert!(
+            out.status.success(),
+            "building probe {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    bin
 }
 
 /// Makes `file` fd 3 of the command's process (for --preserve-fds).
