@@ -115,6 +115,9 @@ pub struct ExecArgs {
     /// Path to an AF_UNIX socket which will receive a file descriptor referencing the master end of the console's pseudoterminal
     #[arg(long, value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
+    /// Path to an AF_UNIX socket which will receive a pidfd referencing the exec'd process
+    #[arg(long, value_name = "PATH")]
+    pub pidfd_socket: Option<PathBuf>,
     /// Current working directory in the container
     #[arg(long)]
     pub cwd: Option<PathBuf>,
@@ -322,6 +325,9 @@ pub struct CreateArgs {
     /// Path to an AF_UNIX socket which will receive a file descriptor referencing the master end of the console's pseudoterminal
     #[arg(long, value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
+    /// Path to an AF_UNIX socket which will receive a pidfd referencing the init process
+    #[arg(long, value_name = "PATH")]
+    pub pidfd_socket: Option<PathBuf>,
     /// Specify the file to write the process id to
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,

@@ -45,6 +45,11 @@ pub enum ContainerError {
     NotStopped { id: String, status: Status },
     #[error("{what}: {source}")]
     Sys { what: String, source: Errno },
+    #[error("--pidfd-socket: sending the pidfd of the {process}: {source}")]
+    PidfdSocket {
+        process: &'static str,
+        source: Errno,
+    },
 }
 
 fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> ContainerError {
@@ -61,11 +66,15 @@ pub struct CreateOptions<'a> {
     pub sigmask: Option<nix::sys::signal::SigSet>,
     /// The socket the init sends its pty master to (`process.terminal`).
     pub console: Option<OwnedFd>,
+    /// `--pidfd-socket`: receives a pidfd of the init once it exists.
+    pub pidfd_socket: Option<OwnedFd>,
 }
 
 /// Options of `exec`.
 pub struct ExecOptions<'a> {
     pub console: Option<BorrowedFd<'a>>,
+    /// `--pidfd-socket`: receives a pidfd of the new process.
+    pub pidfd_socket: Option<BorrowedFd<'a>>,
     pub preserve_fds: u32,
     pub sigmask: Option<nix::sys::signal::SigSet>,
     pub ignore_paused: bool,
@@ -99,6 +108,22 @@ pub fn wait_exit(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<boo
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Sends a duplicate of `pidfd` to the `--pidfd-socket` connection, if
+/// any, with `name` as the data: runc's names, "standard" for an init and
+/// "setns" for an exec'd process, so a manager written for runc reads it.
+fn send_pidfd(
+    socket: Option<&impl AsFd>,
+    pidfd: &OwnedFd,
+    name: &str,
+    process: &'static str,
+) -> Result<(), ContainerError> {
+    let Some(socket) = socket else {
+        return Ok(());
+    };
+    crate::fdpass::send(socket.as_fd(), name.as_bytes(), Some(pidfd.as_fd()))
+        .map_err(|source| ContainerError::PidfdSocket { process, source })
 }
 
 /// Waits until the init has executed the container's process: it holds
@@ -192,12 +217,21 @@ impl Container {
             .and_then(|()| match opts.pid_file {
                 Some(p) => state::write_pid_file(p, spawned.pid),
                 None => Ok(()),
+            })
+            .map_err(ContainerError::from)
+            .and_then(|()| {
+                send_pidfd(
+                    opts.pidfd_socket.as_ref(),
+                    &spawned.pidfd,
+                    "standard",
+                    "init",
+                )
             });
         if let Err(e) = written {
             let _ = syscalls::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
             let _ = wait_exit(spawned.pidfd.as_fd(), Some(Duration::from_secs(5)));
             let _ = spawned.cgroup.destroy();
-            return Err(e.into());
+            return Err(e);
         }
         Ok((container, spawned.pidfd))
     }
@@ -277,10 +311,12 @@ impl Container {
         } else {
             cgroups::sub_cgroup(&self.stored.cgroup, opts.sub_cgroups)?
         };
-        Ok(spawn::exec::exec(
-            &req,
-            cgroups::from_record(record).as_mut(),
-        )?)
+        let execd = spawn::exec::exec(&req, cgroups::from_record(record).as_mut())?;
+        if let Err(e) = send_pidfd(opts.pidfd_socket.as_ref(), &execd.pidfd, "setns", "process") {
+            let _ = syscalls::pidfd_send_signal(execd.pidfd.as_fd(), libc::SIGKILL);
+            return Err(e);
+        }
+        Ok(execd)
     }
 
     /// A pidfd for the init, if it is still the process we started.

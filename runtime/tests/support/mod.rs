@@ -535,3 +535,61 @@ pub mod notify {
         )
     }
 }
+
+/// The receiving end of `--pidfd-socket`: a listener at `path` whose
+/// thread returns the one message it gets (data, pidfd).
+pub fn pidfd_receiver(path: &Path) -> std::thread::JoinHandle<(String, std::os::fd::OwnedFd)> {
+    use std::os::fd::AsFd;
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        skiff::terminal::recv_fd(conn.as_fd()).unwrap()
+    })
+}
+
+/// What the kernel says of a pidfd: the host pid, and the pid in each pid
+/// namespace down to the process's own (`NSpid`).
+pub fn pidfd_pids(fd: &std::os::fd::OwnedFd) -> (i64, Vec<i64>) {
+    use std::os::fd::AsRawFd;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap();
+    let field = |name: &str| -> Vec<i64> {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {info}"))
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    (field("Pid:")[0], field("NSpid:"))
+}
+
+/// Sends `signal` through a pidfd.
+pub fn pidfd_signal(fd: &std::os::fd::OwnedFd, signal: i32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal with a valid fd and no siginfo.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "pidfd_send_signal: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn process_is_running(pid: i64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name's closing parenthesis.
+    let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+    !matches!(state, Some(Some('Z' | 'X')) | None)
+}
