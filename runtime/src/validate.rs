@@ -343,6 +343,11 @@ pub fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
     if key == "kernel.hostname" || key == "kernel.domainname" {
         return Some(LinuxNamespaceType::Uts);
     }
+    // The ucounts limits (user.max_*) are kept per user namespace and
+    // written in the writer's own (runc 1.4 allows them the same way).
+    if key.starts_with("user.") {
+        return Some(LinuxNamespaceType::User);
+    }
     None
 }
 
@@ -558,6 +563,12 @@ mod tests {
         j["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "ipc"}]);
         j["linux"]["sysctl"] = serde_json::json!({"kernel.shmmax": "1", "fs.mqueue.msg_max": "5"});
         spec(&spec_from(j)).unwrap();
+        let mut j = base();
+        j["linux"]["sysctl"] = serde_json::json!({"user.max_user_namespaces": "5"});
+        assert_eq!(
+            err(j),
+            "linux.sysctl[\"user.max_user_namespaces\"]: needs a private user namespace"
+        );
     }
 
     #[test]

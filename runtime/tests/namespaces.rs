@@ -374,3 +374,34 @@ fn no_mount_namespace() {
     drop(container);
     support::assert_nothing_left(&skiff, &id);
 }
+
+#[test]
+fn user_sysctls_in_an_own_user_namespace() {
+    require_root!();
+    let skiff = Skiff::new();
+    let host = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap();
+    let mut b = userns_bundle(
+        "cat /proc/sys/user/max_user_namespaces /proc/sys/user/max_inotify_instances",
+    );
+    b.config["linux"]["sysctl"] =
+        json!({"user.max_user_namespaces": "7", "user.max_inotify_instances": "33"});
+    let id = support::unique_id("usersysctl");
+    let out = skiff.run_bundle(&b, &id).ok().stdout;
+    assert_eq!(out, "7\n33\n");
+    support::assert_nothing_left(&skiff, &id);
+    // The limits were the container's namespace's, not the host's.
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap(),
+        host
+    );
+    // Without a user namespace they would change the host's: refused.
+    let mut b = Bundle::sh("true");
+    b.config["linux"]["sysctl"] = json!({"user.max_user_namespaces": "7"});
+    let id = support::unique_id("usersysctl");
+    skiff.run_bundle(&b, &id).fails_with(&[
+        "linux.sysctl",
+        "user.max_user_namespaces",
+        "needs a private user namespace",
+    ]);
+    support::assert_nothing_left(&skiff, &id);
+}

@@ -135,6 +135,12 @@ pub fn cases() -> Vec<Case> {
         case("sysctl.network", "config-linux.md#sysctl", Must, sysctl_net),
         case("sysctl.ipc", "config-linux.md#sysctl", Must, sysctl_ipc),
         case(
+            "sysctl.user_in_own_user_namespace",
+            "config-linux.md#sysctl (runc 1.4: user.* with a user namespace)",
+            Runc,
+            sysctl_user,
+        ),
+        case(
             "sysctl.host_unchanged",
             "config-linux.md#sysctl",
             Must,
@@ -323,6 +329,20 @@ fn sysctl_ipc(ctx: &mut Ctx) -> Check {
         b.config["linux"]["sysctl"] = json!({"kernel.shmmni": "1234"});
     })?;
     expect_eq("kernel.shmmni", out.as_str(), "1234")
+}
+
+/// The ucounts limits (`user.*`) belong to the user namespace that
+/// writes them, so a container with its own may set them.
+fn sysctl_user(ctx: &mut Ctx) -> Check {
+    let out = output_with(
+        ctx,
+        &["/checker", "cat", "/proc/sys/user/max_user_namespaces"],
+        |b| {
+            with_user(b);
+            b.config["linux"]["sysctl"] = json!({"user.max_user_namespaces": "7"});
+        },
+    )?;
+    expect_eq("user.max_user_namespaces", out.as_str(), "7")
 }
 
 fn sysctl_host(ctx: &mut Ctx) -> Check {
