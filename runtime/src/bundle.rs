@@ -62,7 +62,14 @@ impl Bundle {
             path: config.clone(),
             source,
         })?;
-        let (spec, unknown) = parse_spec_noting_unknown(&bytes, &config)?;
+        let (mut spec, unknown) = parse_spec_noting_unknown(&bytes, &config)?;
+        if let Some(res) = spec
+            .linux_mut()
+            .as_mut()
+            .and_then(|l| l.resources_mut().as_mut())
+        {
+            crate::cgroups::resources::drop_unset_pids_limit(res, &bytes, "/linux/resources");
+        }
         check_version(spec.version(), &config)?;
         if !unknown.is_empty() {
             // Kept as they are in the stored config.json, but nothing acts

@@ -270,7 +270,7 @@ pub struct UpdateArgs {
     /// Memory plus swap limit in bytes; -1 for unlimited swap
     #[arg(long, allow_hyphen_values = true, value_parser = parse_bytes)]
     pub memory_swap: Option<i64>,
-    /// Maximum number of pids (0 or -1 for no limit)
+    /// Maximum number of pids (0 is a limit: no new process; -1 for none)
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
     /// The container id
