@@ -522,6 +522,25 @@ pub mod notify {
         }
     }
 
+    /// Whether notification `id` still waits for an answer.
+    pub fn id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
+        const SECCOMP_IOCTL_NOTIF_ID_VALID: libc::c_ulong = 0x40082102;
+        // SAFETY: NOTIF_ID_VALID reads a u64 we own.
+        unsafe { libc::ioctl(listener.as_raw_fd(), SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0 }
+    }
+
+    /// Whether a notification arrives on `listener` within `ms`.
+    pub fn readable(listener: BorrowedFd<'_>, ms: i32) -> bool {
+        let mut fd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one pollfd we own.
+        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        n == 1 && fd.revents & libc::POLLIN != 0
+    }
+
     /// Lets notification `id` go on.
     pub fn continue_(listener: BorrowedFd<'_>, id: u64) -> std::io::Result<()> {
         send(
