@@ -550,6 +550,10 @@ fn main() {
             Ok(s) => s,
             Err(e) => format!("error {}", io_errno(&e)),
         },
+        "readlink" => match std::fs::read_link(arg(2)) {
+            Ok(p) => p.display().to_string(),
+            Err(e) => format!("error {}", io_errno(&e)),
+        },
         "write" => match std::fs::write(arg(2), arg(3)) {
             Ok(()) => "ok".into(),
             Err(e) => io_errno(&e),
