@@ -109,7 +109,7 @@ pub fn features() -> Features {
             mount_extensions: MountExtensions {
                 idmap: Enabled { enabled: true },
             },
-            net_devices: Enabled { enabled: false },
+            net_devices: Enabled { enabled: true },
         },
     }
 }
@@ -141,6 +141,8 @@ mod tests {
         }
         assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], true);
         assert_eq!(v["linux"]["cgroup"]["systemdUser"], false);
+        assert_eq!(v["linux"]["netDevices"]["enabled"], true);
+        assert!(opts.contains(&"src-nofollow".into()) && opts.contains(&"dest-nofollow".into()));
     }
 
     #[test]

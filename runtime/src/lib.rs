@@ -14,6 +14,7 @@ pub mod features;
 pub mod hooks;
 pub mod logging;
 pub mod namespaces;
+pub mod netdev;
 pub mod process;
 pub mod procfs;
 pub mod rootfs;
