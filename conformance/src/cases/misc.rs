@@ -135,7 +135,23 @@ mod schema {
         ("seccomp", &["enabled"]),
         ("apparmor", &["enabled"]),
         ("selinux", &["enabled"]),
-        ("intelRdt", &["enabled"]),
+        ("intelRdt", &["enabled", "schemata", "monitoring"]),
+        ("netDevices", &["enabled"]),
+    ];
+    /// runtime-spec 1.3's memory policy modes and flags.
+    pub const MEMORY_POLICY_MODES: &[&str] = &[
+        "MPOL_DEFAULT",
+        "MPOL_BIND",
+        "MPOL_INTERLEAVE",
+        "MPOL_WEIGHTED_INTERLEAVE",
+        "MPOL_PREFERRED",
+        "MPOL_PREFERRED_MANY",
+        "MPOL_LOCAL",
+    ];
+    pub const MEMORY_POLICY_FLAGS: &[&str] = &[
+        "MPOL_F_NUMA_BALANCING",
+        "MPOL_F_RELATIVE_NODES",
+        "MPOL_F_STATIC_NODES",
     ];
 }
 
@@ -168,6 +184,11 @@ fn features(ctx: &mut Ctx) -> Check {
     );
     strings_in(&v["hooks"], "hooks", |s| schema::HOOKS.contains(&s))?;
     strings_in(&v["mountOptions"], "mountOptions", |s| !s.is_empty())?;
+    strings_in(
+        &v["potentiallyUnsafeConfigAnnotations"],
+        "potentiallyUnsafeConfigAnnotations",
+        |s| !s.is_empty(),
+    )?;
     let linux = &v["linux"];
     if linux.is_null() {
         return Ok(());
@@ -210,6 +231,16 @@ fn features(ctx: &mut Ctx) -> Check {
             );
         }
     }
+    strings_in(
+        &linux["memoryPolicy"]["modes"],
+        "linux.memoryPolicy.modes",
+        |s| schema::MEMORY_POLICY_MODES.contains(&s),
+    )?;
+    strings_in(
+        &linux["memoryPolicy"]["flags"],
+        "linux.memoryPolicy.flags",
+        |s| schema::MEMORY_POLICY_FLAGS.contains(&s),
+    )?;
     let idmap = &linux["mountExtensions"]["idmap"]["enabled"];
     ensure!(
         idmap.is_null() || idmap.is_boolean(),

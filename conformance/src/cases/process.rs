@@ -152,6 +152,18 @@ pub fn cases() -> Vec<Case> {
             terminal_dev_console,
         ),
         case(
+            "process.memory_policy",
+            "config-linux.md#memory-policy (runtime-spec 1.3)",
+            Must,
+            memory_policy,
+        ),
+        case(
+            "process.memory_policy.bad_mode_fails",
+            "config-linux.md#memory-policy (runtime-spec 1.3)",
+            Must,
+            memory_policy_bad_mode,
+        ),
+        case(
             "process.pidfd_socket",
             "runc 1.2 create --pidfd-socket",
             Runc,
@@ -560,6 +572,26 @@ fn terminal_output(ctx: &mut Ctx, args: &[&str], size: Option<(u64, u64)>) -> Ch
         }
     }
     Ok(out)
+}
+
+/// The container's process runs under the NUMA policy asked for, flags
+/// included (node 0 exists on every machine).
+fn memory_policy(ctx: &mut Ctx) -> Check {
+    let out = output_with(ctx, &["/checker", "mempolicy"], |b| {
+        b.config["linux"]["memoryPolicy"] =
+            json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]});
+    })?;
+    expect_eq(
+        "get_mempolicy",
+        out.as_str(),
+        "mode=2 flags=0x8000 nodes=0x1",
+    )
+}
+
+fn memory_policy_bad_mode(ctx: &mut Ctx) -> Check {
+    let mut b = ctx.bundle();
+    b.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_SIDEWAYS", "nodes": "0"});
+    create_fails(ctx, &b)
 }
 
 /// The runtime sends a pidfd of the init to `--pidfd-socket` before

@@ -139,6 +139,25 @@ pub struct MemoryPolicy {
     pub mask: Vec<u64>,
 }
 
+/// Every mode of `linux.memoryPolicy.mode` (runtime-spec 1.3), for the
+/// features document; [`memory_policy`] takes each.
+pub const MEMORY_POLICY_MODES: [MemoryPolicyModeType; 7] = [
+    MemoryPolicyModeType::MpolDefault,
+    MemoryPolicyModeType::MpolPreferred,
+    MemoryPolicyModeType::MpolBind,
+    MemoryPolicyModeType::MpolInterleave,
+    MemoryPolicyModeType::MpolLocal,
+    MemoryPolicyModeType::MpolPreferredMany,
+    MemoryPolicyModeType::MpolWeightedInterleave,
+];
+
+/// Every flag of `linux.memoryPolicy.flags`.
+pub const MEMORY_POLICY_FLAGS: [MemoryPolicyFlagType; 3] = [
+    MemoryPolicyFlagType::MpolFStaticNodes,
+    MemoryPolicyFlagType::MpolFRelativeNodes,
+    MemoryPolicyFlagType::MpolFNumaBalancing,
+];
+
 /// Converts and checks `linux.memoryPolicy`; the error names the field.
 pub fn memory_policy(p: &LinuxMemoryPolicy) -> Result<MemoryPolicy, crate::validate::Invalid> {
     use crate::validate::Invalid;
