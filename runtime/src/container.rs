@@ -12,6 +12,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use crate::bundle::Bundle;
 use crate::cgroups::{self, CgroupError, Manager};
 use crate::hooks;
+use crate::resctrl;
 use crate::rootfs;
 use crate::spawn::{self, SpawnError};
 use crate::state::{self, OciState, Root, StateError, Status, Stored};
@@ -26,6 +27,8 @@ pub enum ContainerError {
     Spawn(#[from] SpawnError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Rdt(#[from] resctrl::RdtError),
     /// A poststart hook failed: the container has been stopped and removed.
     #[error("{0}; the container was stopped and removed")]
     Poststart(hooks::HookError),
@@ -190,6 +193,16 @@ impl Container {
         // Written before anything exists outside this directory: if skiff
         // is killed from here on, `delete` finds the cgroup (and the init
         // in it) to remove. A pid of 0 reads as stopped.
+        // Checked before anything exists: a bad value, or no resctrl here.
+        let rdt = match linux.and_then(|l| l.intel_rdt().as_ref()) {
+            Some(rdt) => {
+                let plan = resctrl::plan(rdt, id).map_err(resctrl::RdtError::from)?;
+                let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+                let root = resctrl::mount_point(&mountinfo).ok_or(resctrl::RdtError::NotMounted)?;
+                Some((root, plan))
+            }
+            None => None,
+        };
         let mut stored = Stored {
             id: id.to_string(),
             pid: 0,
@@ -201,9 +214,21 @@ impl Container {
             cgroup: cgroups::to_be_created(cgroup.record()),
             own_pid_ns: false,
             hooks: kept_hooks,
+            rdt: None,
         };
         state::save(dir, &stored)?;
         let spawned = spawn::spawn(&request, cgroup)?;
+        if let Some((root, plan)) = &rdt {
+            match resctrl::apply(root, plan, id, spawned.pid) {
+                Ok(record) => stored.rdt = Some(record),
+                Err(e) => {
+                    let _ = syscalls::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
+                    let _ = wait_exit(spawned.pidfd.as_fd(), Some(Duration::from_secs(5)));
+                    let _ = spawned.cgroup.destroy();
+                    return Err(e.into());
+                }
+            }
+        }
         stored.pid = spawned.pid;
         stored.start_time = spawned.start_time;
         stored.cgroup = spawned.cgroup.record().clone();
@@ -231,6 +256,9 @@ impl Container {
             let _ = syscalls::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
             let _ = wait_exit(spawned.pidfd.as_fd(), Some(Duration::from_secs(5)));
             let _ = spawned.cgroup.destroy();
+            if let Some(record) = &container.stored.rdt {
+                let _ = record.remove();
+            }
             return Err(e);
         }
         Ok((container, spawned.pidfd))
@@ -312,7 +340,13 @@ impl Container {
             cgroups::sub_cgroup(&self.stored.cgroup, opts.sub_cgroups)?
         };
         let execd = spawn::exec::exec(&req, cgroups::from_record(record).as_mut())?;
-        if let Err(e) = send_pidfd(opts.pidfd_socket.as_ref(), &execd.pidfd, "setns", "process") {
+        let placed = match &self.stored.rdt {
+            Some(rdt) => rdt.add(execd.pid).map_err(ContainerError::from),
+            None => Ok(()),
+        };
+        if let Err(e) = placed
+            .and_then(|()| send_pidfd(opts.pidfd_socket.as_ref(), &execd.pidfd, "setns", "process"))
+        {
             let _ = syscalls::pidfd_send_signal(execd.pidfd.as_fd(), libc::SIGKILL);
             return Err(e);
         }
@@ -464,6 +498,9 @@ impl Container {
         }
         self.kill_all_and_wait()?;
         self.cgroup().destroy()?;
+        if let Some(rdt) = &self.stored.rdt {
+            rdt.remove()?;
+        }
         std::fs::remove_dir_all(&self.dir).map_err(|e| {
             sys(format!("removing {}", self.dir.display()))(Errno::from_raw(
                 e.raw_os_error().unwrap_or(libc::EIO),

@@ -129,11 +129,10 @@ pub fn features() -> Features {
             },
             apparmor: Enabled { enabled: true },
             selinux: Enabled { enabled: true },
-            // Refused by validation until implemented.
             intel_rdt: IntelRdt {
-                enabled: false,
-                schemata: false,
-                monitoring: false,
+                enabled: true,
+                schemata: true,
+                monitoring: true,
             },
             memory_policy: MemoryPolicy {
                 modes: MEMORY_POLICY_MODES.iter().map(|m| m.to_string()).collect(),

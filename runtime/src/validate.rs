@@ -45,20 +45,6 @@ pub fn spec(spec: &Spec) -> Result {
     {
         crate::process::attributes::memory_policy(p)?;
     }
-    not_yet_supported(spec)?;
-    Ok(())
-}
-
-/// Fields skiff does not implement yet. They are errors: running a
-/// container without what it asked for would be worse than not running it.
-fn not_yet_supported(spec: &Spec) -> Result {
-    let Some(linux) = spec.linux() else {
-        return Ok(());
-    };
-    let refused = [("linux.intelRdt", linux.intel_rdt().is_some())];
-    if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
-        return Err(Invalid::new(*field, "not supported by skiff yet"));
-    }
     Ok(())
 }
 

@@ -287,11 +287,22 @@ fn invalid_fields_are_named() {
 }
 
 #[test]
-fn unimplemented_security_fields_are_refused_not_ignored() {
+fn intel_rdt_without_resctrl_is_refused_not_ignored() {
     require_root!();
+    let mounted = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .contains(" - resctrl ");
     let mut b = Bundle::new(&["true"]);
+    // Bad values are named first, wherever the host stands.
+    b.config["linux"]["intelRdt"] = json!({"memBwSchema": "L3:0=f"});
+    create_fails(&b, &["linux.intelRdt.memBwSchema", "MB:"]);
     b.config["linux"]["intelRdt"] = json!({"closID": "x"});
-    create_fails(&b, &["linux.intelRdt", "not supported by skiff yet"]);
+    if mounted {
+        eprintln!("SKIPPED: this host has resctrl; the refusal needs one without");
+        assert!(std::env::var_os("SKIFF_REQUIRE_ALL").is_none());
+        return;
+    }
+    create_fails(&b, &["linux.intelRdt", "no resctrl filesystem is mounted"]);
 }
 
 #[test]

@@ -41,7 +41,26 @@ pub fn cases() -> Vec<Case> {
             missing_process,
         ),
         case("features.json", "features.md", Should, features),
+        case(
+            "intel_rdt.without_resctrl_fails",
+            "config-linux.md#intelrdt",
+            Must,
+            intel_rdt_without_resctrl,
+        ),
     ]
+}
+
+/// With no resctrl mounted, a config asking for a class of service must
+/// fail rather than run without it.
+fn intel_rdt_without_resctrl(ctx: &mut Ctx) -> Check {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if mountinfo.contains(" - resctrl ") {
+        crate::skip!("resctrl is mounted here");
+    }
+    let mut b = ctx.bundle();
+    b.config["linux"]["intelRdt"] =
+        json!({"closID": "skiff-conformance", "l3CacheSchema": "L3:0=f"});
+    create_fails(ctx, &b)
 }
 
 fn linux32(ctx: &mut Ctx) -> Check {
