@@ -9,7 +9,7 @@ use crate::logging;
 
 /// Version text printed after the program name by `--version`, in runc's
 /// layout (`skiff version X` then `spec: Y`).
-pub const VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.2.1");
+pub const VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.3.0");
 
 #[derive(Debug, Parser)]
 #[command(

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::cgroups;
 
 /// The runtime-spec version skiff implements.
-pub const OCI_VERSION: &str = "1.2.1";
+pub const OCI_VERSION: &str = "1.3.0";
 
 const STATE_FILE: &str = "state.json";
 const EXEC_FIFO: &str = "exec.fifo";
