@@ -62,7 +62,8 @@ impl Bundle {
             path: config.clone(),
             source,
         })?;
-        let (mut spec, unknown) = parse_spec_noting_unknown(&bytes, &config)?;
+        let (mut spec, mut unknown) = parse_spec_noting_unknown(&bytes, &config)?;
+        legacy_rdt_monitoring(&mut spec, &mut unknown, &bytes);
         if let Some(res) = spec
             .linux_mut()
             .as_mut()
@@ -89,6 +90,32 @@ impl Bundle {
             spec,
             config: bytes,
         })
+    }
+}
+
+/// runtime-spec 1.1-1.2's `linux.intelRdt.enableCMT` and `enableMBM`,
+/// which 1.3 folds into `enableMonitoring`: oci-spec 0.10 looks for them
+/// under other spellings and so skips them. Either set asks for the
+/// monitoring group, as `enableMonitoring` does.
+fn legacy_rdt_monitoring(spec: &mut Spec, unknown: &mut Vec<String>, bytes: &[u8]) {
+    const LEGACY: [&str; 2] = ["enableCMT", "enableMBM"];
+    let named = |f: &String| LEGACY.iter().any(|k| *f == format!("linux.intelRdt.{k}"));
+    if !unknown.iter().any(named) {
+        return;
+    }
+    unknown.retain(|f| !named(f));
+    let json: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
+    let on = LEGACY.iter().any(|k| {
+        json.pointer(&format!("/linux/intelRdt/{k}")) == Some(&serde_json::Value::Bool(true))
+    });
+    if let Some(rdt) = spec
+        .linux_mut()
+        .as_mut()
+        .and_then(|l| l.intel_rdt_mut().as_mut())
+    {
+        if on {
+            rdt.set_enable_monitoring(Some(true));
+        }
     }
 }
 
@@ -503,6 +530,23 @@ mod tests {
     }
 
     #[test]
+    fn legacy_monitoring_flags_ask_for_monitoring() {
+        for (rdt, monitoring) in [
+            (r#"{"enableCMT":true}"#, Some(true)),
+            (r#"{"enableMBM":true,"enableCMT":false}"#, Some(true)),
+            (r#"{"enableCMT":false}"#, None),
+        ] {
+            let bytes = format!(r#"{{"ociVersion":"1.2.0","linux":{{"intelRdt":{rdt}}}}}"#);
+            let (mut spec, mut unknown) =
+                parse_spec_noting_unknown(bytes.as_bytes(), Path::new("/c")).unwrap();
+            legacy_rdt_monitoring(&mut spec, &mut unknown, bytes.as_bytes());
+            assert!(unknown.is_empty(), "{unknown:?}");
+            let rdt = spec.linux().as_ref().unwrap().intel_rdt().as_ref().unwrap();
+            assert_eq!(*rdt.enable_monitoring(), monitoring, "{bytes}");
+        }
+    }
+
+    #[test]
     fn unknown_fields_are_noted_and_kept_out_of_the_spec() {
         let (spec, unknown) = parse_spec_noting_unknown(
             br#"{"ociVersion":"1.4.0","fromTheFuture":{"x":1},
@@ -518,7 +562,7 @@ mod tests {
                 "linux.netDevices[\"eth-0\"].mtu",
                 "linux.newThing",
                 // oci-spec 0.10 spells the 1.1-1.2 monitoring flags
-                // `enableCmt`/`enableMbm`; 1.3 replaced them anyway.
+                // `enableCmt`/`enableMbm`; legacy_rdt_monitoring reads them.
                 "linux.intelRdt.enableCMT"
             ]
         );

@@ -193,10 +193,8 @@ pub fn plan(rdt: &LinuxIntelRdt, id: &str) -> Result<Plan, Invalid> {
             "\"/\" is the default class of the whole machine: skiff does not change its schemata",
         ));
     }
-    #[allow(deprecated)]
-    let monitoring = rdt.enable_monitoring().unwrap_or(false)
-        || rdt.enable_cmt().unwrap_or(false)
-        || rdt.enable_mbm().unwrap_or(false);
+    // The 1.1-1.2 enableCMT/enableMBM arrive here as this (bundle.rs).
+    let monitoring = rdt.enable_monitoring().unwrap_or(false);
     Ok(Plan {
         group,
         named,
