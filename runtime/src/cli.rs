@@ -9,7 +9,7 @@ use crate::logging;
 
 /// Version text printed after the program name by `--version`, in runc's
 /// layout (`skiff version X` then `spec: Y`).
-pub const VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.2.1");
+pub const VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.3.0");
 
 #[derive(Debug, Parser)]
 #[command(
@@ -115,6 +115,9 @@ pub struct ExecArgs {
     /// Path to an AF_UNIX socket which will receive a file descriptor referencing the master end of the console's pseudoterminal
     #[arg(long, value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
+    /// Path to an AF_UNIX socket which will receive a pidfd referencing the exec'd process
+    #[arg(long, value_name = "PATH")]
+    pub pidfd_socket: Option<PathBuf>,
     /// Current working directory in the container
     #[arg(long)]
     pub cwd: Option<PathBuf>,
@@ -267,7 +270,7 @@ pub struct UpdateArgs {
     /// Memory plus swap limit in bytes; -1 for unlimited swap
     #[arg(long, allow_hyphen_values = true, value_parser = parse_bytes)]
     pub memory_swap: Option<i64>,
-    /// Maximum number of pids (0 or -1 for no limit)
+    /// Maximum number of pids (0 is a limit: no new process; -1 for none)
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
     /// The container id
@@ -322,6 +325,9 @@ pub struct CreateArgs {
     /// Path to an AF_UNIX socket which will receive a file descriptor referencing the master end of the console's pseudoterminal
     #[arg(long, value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
+    /// Path to an AF_UNIX socket which will receive a pidfd referencing the init process
+    #[arg(long, value_name = "PATH")]
+    pub pidfd_socket: Option<PathBuf>,
     /// Specify the file to write the process id to
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,

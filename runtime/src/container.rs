@@ -12,6 +12,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use crate::bundle::Bundle;
 use crate::cgroups::{self, CgroupError, Manager};
 use crate::hooks;
+use crate::resctrl;
 use crate::rootfs;
 use crate::spawn::{self, SpawnError};
 use crate::state::{self, OciState, Root, StateError, Status, Stored};
@@ -26,6 +27,11 @@ pub enum ContainerError {
     Spawn(#[from] SpawnError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Rdt(#[from] resctrl::RdtError),
+    /// A poststart hook failed: the container has been stopped and removed.
+    #[error("{0}; the container was stopped and removed")]
+    Poststart(hooks::HookError),
     #[error("cannot start a container that is {0}")]
     NotStartable(Status),
     #[error("container not running")]
@@ -42,6 +48,11 @@ pub enum ContainerError {
     NotStopped { id: String, status: Status },
     #[error("{what}: {source}")]
     Sys { what: String, source: Errno },
+    #[error("--pidfd-socket: sending the pidfd of the {process}: {source}")]
+    PidfdSocket {
+        process: &'static str,
+        source: Errno,
+    },
 }
 
 fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> ContainerError {
@@ -58,11 +69,15 @@ pub struct CreateOptions<'a> {
     pub sigmask: Option<nix::sys::signal::SigSet>,
     /// The socket the init sends its pty master to (`process.terminal`).
     pub console: Option<OwnedFd>,
+    /// `--pidfd-socket`: receives a pidfd of the init once it exists.
+    pub pidfd_socket: Option<OwnedFd>,
 }
 
 /// Options of `exec`.
 pub struct ExecOptions<'a> {
     pub console: Option<BorrowedFd<'a>>,
+    /// `--pidfd-socket`: receives a pidfd of the new process.
+    pub pidfd_socket: Option<BorrowedFd<'a>>,
     pub preserve_fds: u32,
     pub sigmask: Option<nix::sys::signal::SigSet>,
     pub ignore_paused: bool,
@@ -96,6 +111,22 @@ pub fn wait_exit(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<boo
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Sends a duplicate of `pidfd` to the `--pidfd-socket` connection, if
+/// any, with `name` as the data: runc's names, "standard" for an init and
+/// "setns" for an exec'd process, so a manager written for runc reads it.
+fn send_pidfd(
+    socket: Option<&impl AsFd>,
+    pidfd: &OwnedFd,
+    name: &str,
+    process: &'static str,
+) -> Result<(), ContainerError> {
+    let Some(socket) = socket else {
+        return Ok(());
+    };
+    crate::fdpass::send(socket.as_fd(), name.as_bytes(), Some(pidfd.as_fd()))
+        .map_err(|source| ContainerError::PidfdSocket { process, source })
 }
 
 /// Waits until the init has executed the container's process: it holds
@@ -162,6 +193,16 @@ impl Container {
         // Written before anything exists outside this directory: if skiff
         // is killed from here on, `delete` finds the cgroup (and the init
         // in it) to remove. A pid of 0 reads as stopped.
+        // Checked before anything exists: a bad value, or no resctrl here.
+        let rdt = match linux.and_then(|l| l.intel_rdt().as_ref()) {
+            Some(rdt) => {
+                let plan = resctrl::plan(rdt, id).map_err(resctrl::RdtError::from)?;
+                let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+                let root = resctrl::mount_point(&mountinfo).ok_or(resctrl::RdtError::NotMounted)?;
+                Some((root, plan))
+            }
+            None => None,
+        };
         let mut stored = Stored {
             id: id.to_string(),
             pid: 0,
@@ -173,9 +214,21 @@ impl Container {
             cgroup: cgroups::to_be_created(cgroup.record()),
             own_pid_ns: false,
             hooks: kept_hooks,
+            rdt: None,
         };
         state::save(dir, &stored)?;
         let spawned = spawn::spawn(&request, cgroup)?;
+        if let Some((root, plan)) = &rdt {
+            match resctrl::apply(root, plan, id, spawned.pid) {
+                Ok(record) => stored.rdt = Some(record),
+                Err(e) => {
+                    let _ = syscalls::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
+                    let _ = wait_exit(spawned.pidfd.as_fd(), Some(Duration::from_secs(5)));
+                    let _ = spawned.cgroup.destroy();
+                    return Err(e.into());
+                }
+            }
+        }
         stored.pid = spawned.pid;
         stored.start_time = spawned.start_time;
         stored.cgroup = spawned.cgroup.record().clone();
@@ -189,12 +242,24 @@ impl Container {
             .and_then(|()| match opts.pid_file {
                 Some(p) => state::write_pid_file(p, spawned.pid),
                 None => Ok(()),
+            })
+            .map_err(ContainerError::from)
+            .and_then(|()| {
+                send_pidfd(
+                    opts.pidfd_socket.as_ref(),
+                    &spawned.pidfd,
+                    "standard",
+                    "init",
+                )
             });
         if let Err(e) = written {
             let _ = syscalls::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
             let _ = wait_exit(spawned.pidfd.as_fd(), Some(Duration::from_secs(5)));
             let _ = spawned.cgroup.destroy();
-            return Err(e.into());
+            if let Some(record) = &container.stored.rdt {
+                let _ = record.remove();
+            }
+            return Err(e);
         }
         Ok((container, spawned.pidfd))
     }
@@ -274,10 +339,18 @@ impl Container {
         } else {
             cgroups::sub_cgroup(&self.stored.cgroup, opts.sub_cgroups)?
         };
-        Ok(spawn::exec::exec(
-            &req,
-            cgroups::from_record(record).as_mut(),
-        )?)
+        let execd = spawn::exec::exec(&req, cgroups::from_record(record).as_mut())?;
+        let placed = match &self.stored.rdt {
+            Some(rdt) => rdt.add(execd.pid).map_err(ContainerError::from),
+            None => Ok(()),
+        };
+        if let Err(e) = placed
+            .and_then(|()| send_pidfd(opts.pidfd_socket.as_ref(), &execd.pidfd, "setns", "process"))
+        {
+            let _ = syscalls::pidfd_send_signal(execd.pidfd.as_fd(), libc::SIGKILL);
+            return Err(e);
+        }
+        Ok(execd)
     }
 
     /// A pidfd for the init, if it is still the process we started.
@@ -288,7 +361,10 @@ impl Container {
         crate::procfs::is_alive(self.stored.pid, self.stored.start_time).then_some(fd)
     }
 
-    /// Releases the init waiting in `created`, then runs poststart hooks.
+    /// Releases the init waiting in `created`, then runs poststart hooks
+    /// once the container's process has started. A failing poststart hook
+    /// fails `start` and the container is stopped and destroyed, poststop
+    /// hooks included (runtime-spec 1.3, lifecycle steps 9 and 12-13).
     pub fn start(&self) -> Result<(), ContainerError> {
         let status = self.status();
         if status != Status::Created {
@@ -317,11 +393,17 @@ impl Container {
         if hooks::any(self.stored.hooks.as_ref(), hooks::Kind::Poststart) {
             wait_for_execve(fd.as_fd())?;
         }
-        hooks::run_warn(
+        let ran = hooks::run(
             self.stored.hooks.as_ref(),
             hooks::Kind::Poststart,
             &self.hook_state(Status::Running),
         );
+        if let Err(e) = ran {
+            if let Err(d) = self.delete(true) {
+                crate::warn!("removing container {}: {d}", self.stored.id);
+            }
+            return Err(ContainerError::Poststart(e));
+        }
         Ok(())
     }
 
@@ -416,6 +498,9 @@ impl Container {
         }
         self.kill_all_and_wait()?;
         self.cgroup().destroy()?;
+        if let Some(rdt) = &self.stored.rdt {
+            rdt.remove()?;
+        }
         std::fs::remove_dir_all(&self.dir).map_err(|e| {
             sys(format!("removing {}", self.dir.display()))(Errno::from_raw(
                 e.raw_os_error().unwrap_or(libc::EIO),

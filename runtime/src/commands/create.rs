@@ -1,5 +1,6 @@
 //! `skiff create`: returns once the container is `created`.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::activation;
@@ -40,7 +41,18 @@ pub fn options(args: &CreateArgs) -> Result<CreateOptions<'_>, Error> {
         preserve_fds: activation::listen_fds() + args.preserve_fds,
         sigmask: None,
         console,
+        pidfd_socket: connect_pidfd_socket(args.pidfd_socket.as_deref())?,
     })
+}
+
+/// Connects to `--pidfd-socket` before anything is created, so a wrong
+/// path leaves nothing behind (runc fails the same way, up front).
+pub fn connect_pidfd_socket(path: Option<&Path>) -> Result<Option<OwnedFd>, Error> {
+    path.map(|p| {
+        crate::fdpass::connect(p)
+            .map_err(|e| Error::Message(format!("--pidfd-socket {}: {e}", p.display())))
+    })
+    .transpose()
 }
 
 pub fn run(root: &Root, args: &CreateArgs) -> Result<i32, Error> {

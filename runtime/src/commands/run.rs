@@ -69,7 +69,8 @@ pub fn run(root: &Root, args: &RunArgs) -> Result<i32, Error> {
             .map_err(|e| Error::Message(format!("supervising the container: {e}"))),
         Err(e) => Err(e.into()),
     };
-    if !args.keep {
+    // A failed poststart hook has removed the container already.
+    if !args.keep && container.dir.exists() {
         if let Err(e) = container.delete(true) {
             crate::warn!("deleting container {}: {e}", container.stored.id);
         }

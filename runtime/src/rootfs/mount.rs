@@ -140,6 +140,23 @@ impl Dest {
         }
     }
 
+    /// With `dest-nofollow`, the destination itself when it is a symlink
+    /// (resolved inside the root up to its last component), to mount on.
+    /// A destination that must be real never gets here as a symlink.
+    fn symlink(&self, root: BorrowedFd<'_>, options: &MountOptions) -> Step<Option<OwnedFd>> {
+        if !options.dest_nofollow || self.real.is_some() {
+            return Ok(None);
+        }
+        let fd = match resolve::open(root, &self.path, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(step("target")(e)),
+        };
+        let st = nix::sys::stat::fstat(fd.as_fd()).map_err(step("stat target"))?;
+        let is_link = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK;
+        Ok(is_link.then_some(fd))
+    }
+
     /// What is at the destination now; ENOENT when nothing is.
     fn open(&self, root: BorrowedFd<'_>, flags: OFlag) -> Step<OwnedFd> {
         match self.real {
@@ -166,7 +183,13 @@ pub fn mount_entry(
         typ.to_string()
     };
     let dest = Dest::of(m, typ, dev_is_ours);
-    let result = if options.remount {
+    let result = if (options.src_nofollow || options.dest_nofollow) && kind != "bind" {
+        Err(StepError {
+            step: "options".into(),
+            source: Errno::EINVAL,
+            detail: " (src-nofollow and dest-nofollow need a bind mount)".into(),
+        })
+    } else if options.remount {
         remount(root, &dest, &options)
     } else if kind == "bind" {
         match ctx.prepared.get(index) {
@@ -230,7 +253,7 @@ fn clone_then_bind(
     dest: &Dest,
     options: &MountOptions,
 ) -> Step<()> {
-    let tree = sources::clone_source(source, options.bind.unwrap_or(false))
+    let tree = sources::clone_source(source, options)
         .map_err(step(format!("source {}", source.display())))?;
     bind(root, tree.as_fd(), dest, options)
 }
@@ -246,11 +269,11 @@ fn bind(
         .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
         .map_err(step("stat source"))?;
     set_attributes(tree, options)?;
-    let target = if is_dir {
-        dest.dir(root)
-    } else {
-        dest.file(root)
-    }?;
+    let target = match dest.symlink(root, options)? {
+        Some(link) => link,
+        None if is_dir => dest.dir(root)?,
+        None => dest.file(root)?,
+    };
     syscalls::move_mount_to_fd(tree, target.as_fd()).map_err(step("move_mount"))?;
     set_propagation(tree, options)
 }

@@ -37,11 +37,15 @@ pub fn is_bind(m: &Mount, options: &MountOptions) -> bool {
     options.bind.is_some() || m.typ().as_deref() == Some("bind")
 }
 
-/// Clones a bind source into a detached tree.
-pub fn clone_source(source: &Path, recursive: bool) -> nix::Result<OwnedFd> {
+/// Clones a bind source into a detached tree (`rbind` with its
+/// submounts; with `src-nofollow` a symlink itself, not its target).
+pub fn clone_source(source: &Path, options: &MountOptions) -> nix::Result<OwnedFd> {
     let mut flags = libc::OPEN_TREE_CLONE;
-    if recursive {
+    if options.bind.unwrap_or(false) {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    if options.src_nofollow {
+        flags |= libc::AT_SYMLINK_NOFOLLOW as libc::c_uint;
     }
     syscalls::open_tree(None, source, flags)
 }
@@ -88,7 +92,7 @@ pub fn prepare(spec: &Spec, bundle: &Path, userns: bool) -> Result<Prepared, Mou
             });
         }
         let source = bundle.join(m.source().as_deref().unwrap_or(Path::new("")));
-        let tree = clone_source(&source, options.bind.unwrap_or(false))
+        let tree = clone_source(&source, &options)
             .map_err(fail(&format!("source {}", source.display())))?;
         if let Some(recursive) = options.idmap {
             let uid = m

@@ -148,6 +148,7 @@ pub fn exec(req: &ExecRequest<'_>, cgroup: &mut dyn Manager) -> Result<Execd, Sp
         phase: Phase {
             process,
             personality: linux.and_then(|l| l.personality().as_ref()),
+            memory_policy: linux.and_then(|l| l.memory_policy().as_ref()),
             caps: capabilities::masks(process.capabilities().as_ref(), host_caps),
             last_cap: host_caps.last_cap,
             seccomp: filter.as_ref(),

@@ -324,6 +324,10 @@ fn setup_and_exec(
     let phase = phase::Phase {
         process,
         personality: spec.linux().as_ref().and_then(|l| l.personality().as_ref()),
+        memory_policy: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.memory_policy().as_ref()),
         caps: cfg.caps,
         last_cap: cfg.last_cap,
         seccomp: cfg.seccomp,

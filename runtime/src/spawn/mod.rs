@@ -46,6 +46,8 @@ pub enum SpawnError {
     #[error(transparent)]
     Hook(#[from] HookError),
     #[error(transparent)]
+    NetDevice(#[from] crate::netdev::NetDeviceError),
+    #[error(transparent)]
     Channel(#[from] ChannelError),
     #[error(transparent)]
     Console(#[from] crate::terminal::TerminalError),
@@ -529,6 +531,16 @@ fn clone_and_drive(
         }
         if plan.has(LinuxNamespaceType::User) {
             cgroup.add(pid, cloned)?;
+        }
+        if let Some(devices) = linux
+            .and_then(|l| l.net_devices().as_ref())
+            .filter(|d| !d.is_empty())
+        {
+            // The init is our unreaped child: its pid names it still.
+            let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+                .map_err(sys("opening the container's network namespace"))?;
+            crate::netdev::move_all(devices, netns.as_fd())?;
         }
         parent_end.send(&ToChild::Proceed { pid })?;
         Ok(())
