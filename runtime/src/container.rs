@@ -58,6 +58,9 @@ pub struct CreateOptions<'a> {
     pub sigmask: Option<nix::sys::signal::SigSet>,
     /// The socket the init sends its pty master to (`process.terminal`).
     pub console: Option<OwnedFd>,
+    /// `--rootless`: a cgroup the user may not create means no cgroup
+    /// (unless limits were asked for), and device rules are not applied.
+    pub rootless: bool,
 }
 
 /// Options of `exec`.
@@ -149,6 +152,7 @@ impl Container {
             preserve_fds: opts.preserve_fds,
             sigmask: opts.sigmask,
             console: opts.console.as_ref().map(AsFd::as_fd),
+            rootless: opts.rootless,
         };
         let linux = bundle.spec.linux().as_ref();
         let cgroup = cgroups::for_container(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;

@@ -43,6 +43,9 @@ pub struct Config<'a> {
     pub caps: CapMasks,
     pub last_cap: u32,
     pub cgroup: &'a dyn Manager,
+    /// The cgroup `cgroup` mounts show: the container's, or the runtime's
+    /// when the container has none.
+    pub cgroup_view: &'a crate::cgroups::Record,
     /// Bind sources the runtime opened before fork.
     pub prepared: &'a Prepared,
     /// The compiled `linux.seccomp`, if any.
@@ -121,6 +124,14 @@ fn await_proceed(channel: &Channel) -> Result<libc::pid_t, InitError> {
     }
 }
 
+/// True when a runtime without root writes the id maps of the init's new
+/// user namespace (itself or through newuidmap): /proc files of a process
+/// that is not dumpable belong to root, so the init stays dumpable until
+/// its maps are written. Nothing of the container can reach it before.
+fn maps_written_by_user(plan: &Plan) -> bool {
+    plan.is_new(LinuxNamespaceType::User) && !nix::unistd::geteuid().is_root()
+}
+
 /// Namespaces: joined ones, then (on the slow path) new ones, then the
 /// cgroup, the id maps from the parent, the extra fork a new pid namespace
 /// needs when it could not be made by clone3, and the cgroup namespace.
@@ -144,6 +155,9 @@ fn enter_namespaces(cfg: &Config<'_>, channel: &Channel) -> Result<libc::pid_t, 
     }
     cfg.progress.set(Step::AwaitingIdMaps);
     let mut pid = await_proceed(channel)?;
+    if maps_written_by_user(plan) {
+        phase::set_undumpable().map_err(sys("prctl(PR_SET_DUMPABLE)"))?;
+    }
     cfg.progress.set(Step::EnteringNamespaces);
     if !single && plan.is_new(LinuxNamespaceType::Pid) {
         // unshare(CLONE_NEWPID) only applies to children: fork the init.
@@ -240,7 +254,9 @@ fn setup_and_exec(
     channel: &Channel,
     created: &mut bool,
 ) -> Result<Infallible, InitError> {
-    phase::set_undumpable().map_err(sys("prctl(PR_SET_DUMPABLE)"))?;
+    if !maps_written_by_user(cfg.plan) {
+        phase::set_undumpable().map_err(sys("prctl(PR_SET_DUMPABLE)"))?;
+    }
     let spec = cfg.spec;
     let process = spec.process().as_ref().ok_or(InitError::Sys {
         what: "process".into(),
@@ -264,7 +280,7 @@ fn setup_and_exec(
             rootfs: cfg.rootfs,
             mount: MountContext {
                 bundle: cfg.bundle_dir,
-                cgroup: cfg.cgroup.record(),
+                cgroup: cfg.cgroup_view,
                 cgroupns: cfg.plan.has(LinuxNamespaceType::Cgroup),
                 userns: cfg.plan.has(LinuxNamespaceType::User),
                 prepared: cfg.prepared,

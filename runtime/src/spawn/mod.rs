@@ -23,6 +23,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::bundle::Bundle;
 use crate::cgroups::{self, CgroupError, Manager};
 use crate::hooks::{self, HookError};
+use crate::idmap::{IdMapError, IdMaps};
 use crate::namespaces::{self, NamespaceError, Plan};
 use crate::rootfs;
 use crate::security::capabilities::{self, HostCaps};
@@ -37,6 +38,8 @@ use progress::{Progress, Step};
 pub enum SpawnError {
     #[error(transparent)]
     Namespace(#[from] NamespaceError),
+    #[error(transparent)]
+    IdMap(#[from] IdMapError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
@@ -93,6 +96,8 @@ pub struct Request<'a> {
     pub console: Option<BorrowedFd<'a>>,
     /// When the container was created (its state's `created`).
     pub created: &'a str,
+    /// `--rootless`: see `CreateOptions::rootless`.
+    pub rootless: bool,
 }
 
 /// A created container: its init waits for `start`.
@@ -115,6 +120,19 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
     })?;
     crate::validate::console(process, req.console.is_some())?;
     let plan = Plan::from_spec(spec)?;
+    let linux = spec.linux().as_ref();
+    // Checked before anything exists: a user may map only its own ids
+    // and its subordinate ones.
+    let id_maps = if plan.is_new(LinuxNamespaceType::User) {
+        let uid = linux.and_then(|l| l.uid_mappings().as_deref());
+        let gid = linux.and_then(|l| l.gid_mappings().as_deref());
+        Some(IdMaps::plan(
+            uid.unwrap_or_default(),
+            gid.unwrap_or_default(),
+        )?)
+    } else {
+        None
+    };
     let apparmor = process.apparmor_profile().as_deref();
     let selinux = process.selinux_label().as_deref();
     let mount_label = spec
@@ -128,10 +146,24 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
     let host_caps = HostCaps::detect();
     let caps = capabilities::masks(process.capabilities().as_ref(), host_caps);
 
-    let linux = spec.linux().as_ref();
     let filter = compile_seccomp(linux.and_then(|l| l.seccomp().as_ref()))?;
-    cgroup.create()?;
-    let res = cgroups::devices::at_create(linux.and_then(|l| l.resources().as_ref()));
+    let resources = linux.and_then(|l| l.resources().as_ref());
+    if let Err(e) = cgroup.create() {
+        if !req.rootless {
+            return Err(e.into());
+        }
+        cgroup = cgroups::without_delegation(e, resources)?;
+    }
+    // Without root no device can be made or opened beyond what the user
+    // may open anyway, and the device cgroup is root's to program (runc
+    // skips its rules too).
+    let res = if req.rootless {
+        let mut res = resources.cloned().unwrap_or_default();
+        res.set_devices(None);
+        res
+    } else {
+        cgroups::devices::at_create(resources)
+    };
     if let Err(e) = cgroup.apply(&res) {
         let _ = cgroup.destroy();
         return Err(e.into());
@@ -164,6 +196,9 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
             return Err(sys("mapping the setup progress page")(e));
         }
     };
+    // A container without a cgroup of its own sees the runtime's in a
+    // `cgroup` mount.
+    let own_cgroup = cgroup.record().dirs.is_empty().then(cgroups::own);
     let mut config = init::Config {
         id: req.id,
         created: req.created,
@@ -175,6 +210,7 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
         caps,
         last_cap: host_caps.last_cap,
         cgroup: cgroup.as_ref(),
+        cgroup_view: own_cgroup.as_ref().unwrap_or(cgroup.record()),
         seccomp: filter.as_ref(),
         prepared: &prepared,
         mount_label: mount_label.filter(|_| lsms.selinux),
@@ -191,7 +227,13 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
         pidfd: None,
         ours: true,
     };
-    let result = clone_and_drive(req, &mut config, cgroup.as_ref(), &plan, &mut init);
+    let result = clone_and_drive(
+        req,
+        &mut config,
+        cgroup.as_ref(),
+        (&plan, id_maps.as_ref()),
+        &mut init,
+    );
     match result {
         Ok(()) => {}
         Err(e) => {
@@ -477,7 +519,7 @@ fn clone_and_drive(
     req: &Request<'_>,
     config: &mut init::Config<'_>,
     cgroup: &dyn Manager,
-    plan: &Plan,
+    (plan, id_maps): (&Plan, Option<&IdMaps>),
     init: &mut Init,
 ) -> Result<(), SpawnError> {
     let (parent_end, child_end) = channel::pair()?;
@@ -514,18 +556,11 @@ fn clone_and_drive(
     init.pid = pid;
     init.pidfd = Some(pidfd);
     let cloned = config.cloned_into_cgroup;
-    let linux = config.spec.linux().as_ref();
     // What the init cannot do itself: id maps, and (in a user namespace,
     // where the host's cgroup files are not its own) cgroup placement.
     let setup = || -> Result<(), SpawnError> {
-        if plan.is_new(LinuxNamespaceType::User) {
-            let uid = linux
-                .and_then(|l| l.uid_mappings().as_deref())
-                .unwrap_or_default();
-            let gid = linux
-                .and_then(|l| l.gid_mappings().as_deref())
-                .unwrap_or_default();
-            namespaces::write_id_maps(pid, uid, gid)?;
+        if let Some(maps) = id_maps {
+            maps.write(pid)?;
         }
         if plan.has(LinuxNamespaceType::User) {
             cgroup.add(pid, cloned)?;
