@@ -14,7 +14,7 @@ use crate::rootless;
 /// Why a user namespace's id maps cannot be written.
 #[derive(Debug, thiserror::Error)]
 pub enum IdMapError {
-    #[error("{field}[{index}]: host ids {start}-{end} are neither {user}'s own {kind} nor subordinate ids {path} gives it")]
+    #[error("{field}[{index}]: host ids {start}-{end} may not be mapped by {user}: they are neither its {kind} nor among its subordinate ids in {path}")]
     NotSubordinate {
         field: &'static str,
         index: usize,
@@ -24,7 +24,7 @@ pub enum IdMapError {
         kind: &'static str,
         path: &'static str,
     },
-    #[error("{field}: mapping more than {user}'s own {kind} needs the setuid {helper} (package uidmap), which is not installed")]
+    #[error("{field}: {user} maps ids other than its own {kind}, which needs the setuid {helper} (package uidmap), not installed")]
     NoHelper {
         field: &'static str,
         user: String,
@@ -161,8 +161,10 @@ impl Map {
             let user = || describe_user(kind, own);
             let ranges = std::fs::read_to_string(kind.subordinate_file())
                 .map(|text| {
-                    let name = rootless::user_name(nix::unistd::geteuid().as_raw());
-                    rootless::subordinate_ranges(&text, name.as_deref(), own)
+                    // Both files name their owner by user name or uid.
+                    let uid = nix::unistd::geteuid().as_raw();
+                    let name = rootless::user_name(uid);
+                    rootless::subordinate_ranges(&text, name.as_deref(), uid)
                 })
                 .unwrap_or_default();
             for (index, m) in entries.iter().enumerate() {
@@ -213,7 +215,7 @@ fn write_proc(pid: libc::pid_t, file: &str, text: &str) -> Result<(), IdMapError
     std::fs::write(&path, text).map_err(|source| IdMapError::Write { path, source })
 }
 
-/// "user skiff (uid 1000)" or "uid 1000", for messages.
+/// "skiff (uid 1000)" or "uid 1000 (gid 1000)", for messages.
 fn describe_user(kind: Kind, own: u32) -> String {
     let uid = nix::unistd::geteuid().as_raw();
     let name = rootless::user_name(uid).unwrap_or_else(|| format!("uid {uid}"));
@@ -312,7 +314,9 @@ mod tests {
         ]));
         let err = Map::plan(Kind::Gid, &m, false).unwrap_err().to_string();
         assert!(
-            err.starts_with("linux.gidMappings[0]: host ids 4294967000-4294967009 are neither "),
+            err.starts_with(
+                "linux.gidMappings[0]: host ids 4294967000-4294967009 may not be mapped by "
+            ),
             "{err}"
         );
         assert!(

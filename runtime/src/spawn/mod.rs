@@ -58,6 +58,8 @@ pub enum SpawnError {
     Sys { what: &'static str, source: Errno },
     #[error(transparent)]
     Invalid(#[from] crate::validate::Invalid),
+    #[error("linux.namespaces: skiff runs as uid {0}, not root, and without a user namespace it may create no namespace or mount (add a \"user\" namespace with uidMappings and gidMappings, as `skiff spec --rootless` does)")]
+    NeedsUserNamespace(u32),
     /// The init's own account of what failed.
     #[error("{0}")]
     Init(String),
@@ -120,6 +122,10 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
     })?;
     crate::validate::console(process, req.console.is_some())?;
     let plan = Plan::from_spec(spec)?;
+    let euid = nix::unistd::geteuid();
+    if !euid.is_root() && !plan.has(LinuxNamespaceType::User) {
+        return Err(SpawnError::NeedsUserNamespace(euid.as_raw()));
+    }
     let linux = spec.linux().as_ref();
     // Checked before anything exists: a user may map only its own ids
     // and its subordinate ones.
