@@ -3,7 +3,7 @@
 //! type verified before anything forks.
 
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -300,6 +300,33 @@ pub fn userns_with_maps(
     drop(release);
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     result
+}
+
+/// True when the caller may come back to its own namespace of `typ` after
+/// a temporary `setns`: it is root in the user namespace that owns it.
+/// Not so for a runtime started by a user, nor for one that an engine
+/// started as root of the engine's own user namespace while the pid
+/// namespace around it is the host's (rootless Podman).
+pub fn may_return(typ: LinuxNamespaceType) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return false;
+    }
+    let Ok(ns) = File::open(format!("/proc/self/ns/{}", proc_name(typ))) else {
+        return false;
+    };
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new fd.
+    let owner = unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_USERNS) };
+    if owner < 0 {
+        // EPERM: the owner is an ancestor of our user namespace.
+        return false;
+    }
+    // SAFETY: the ioctl returned a new fd that nothing else owns.
+    let owner = File::from(unsafe { OwnedFd::from_raw_fd(owner) });
+    match (owner.metadata(), std::fs::metadata("/proc/self/ns/user")) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 /// Saves the caller's namespace of `typ` so it can be restored after a

@@ -479,23 +479,29 @@ fn hand_listener_to_agent(
 
 /// Namespace changes the parent makes for its next child only: joining a
 /// pid or time namespace, or creating a time namespace with offsets (which
-/// must be written before any process enters it). Returns what to restore.
+/// must be written before any process enters it). Returns what to restore:
+/// nothing where the runtime may not come back (see
+/// `namespaces::may_return`), and then its later children (hooks) start
+/// in those namespaces too.
 fn enter_parent_namespaces(
     plan: &Plan,
     spec: &Spec,
 ) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>, SpawnError> {
     let mut restore = Vec::new();
+    let mut save = |typ| -> Result<(), SpawnError> {
+        if namespaces::may_return(typ) {
+            restore.push((typ, namespaces::current(typ)?));
+        }
+        Ok(())
+    };
     for typ in [LinuxNamespaceType::Pid, LinuxNamespaceType::Time] {
         if let Some(joined) = plan.joined(typ) {
-            restore.push((typ, namespaces::current(typ)?));
+            save(typ)?;
             namespaces::join(joined)?;
         }
     }
     if plan.is_new(LinuxNamespaceType::Time) {
-        restore.push((
-            LinuxNamespaceType::Time,
-            namespaces::current(LinuxNamespaceType::Time)?,
-        ));
+        save(LinuxNamespaceType::Time)?;
         namespaces::unshare(namespaces::clone_flag(LinuxNamespaceType::Time))?;
         if let Some(offsets) = spec
             .linux()
