@@ -60,6 +60,18 @@ pub struct Config<'a> {
     pub preserve_fds: u32,
     pub sigmask: Option<&'a SigSet>,
     pub console: Option<BorrowedFd<'a>>,
+    /// True when the init may not hide itself behind PR_SET_DUMPABLE: the
+    /// runtime was started by a user, and could no longer reach it. The
+    /// /proc files of a process that is not dumpable, and setns through
+    /// its pidfd, want ptrace access, which for a process that never
+    /// executed in the container's user namespace only root of the host's
+    /// has: the id maps could not be written (by the runtime or
+    /// newuidmap), nor could `exec` join a created container. Such an init
+    /// is, to the container, a process of the container's own user (as
+    /// runc's init is), and its exe is the sealed copy nobody can write
+    /// (`security::sealed_exe`). Decided before fork: in its new user
+    /// namespace the init is root as soon as its maps are written.
+    pub stay_dumpable: bool,
 }
 
 /// A failure inside the init.
@@ -124,14 +136,6 @@ fn await_proceed(channel: &Channel) -> Result<libc::pid_t, InitError> {
     }
 }
 
-/// True when a runtime without root writes the id maps of the init's new
-/// user namespace (itself or through newuidmap): /proc files of a process
-/// that is not dumpable belong to root, so the init stays dumpable until
-/// its maps are written. Nothing of the container can reach it before.
-fn maps_written_by_user(plan: &Plan) -> bool {
-    plan.is_new(LinuxNamespaceType::User) && !nix::unistd::geteuid().is_root()
-}
-
 /// Namespaces: joined ones, then (on the slow path) new ones, then the
 /// cgroup, the id maps from the parent, the extra fork a new pid namespace
 /// needs when it could not be made by clone3, and the cgroup namespace.
@@ -155,9 +159,6 @@ fn enter_namespaces(cfg: &Config<'_>, channel: &Channel) -> Result<libc::pid_t, 
     }
     cfg.progress.set(Step::AwaitingIdMaps);
     let mut pid = await_proceed(channel)?;
-    if maps_written_by_user(plan) {
-        phase::set_undumpable().map_err(sys("prctl(PR_SET_DUMPABLE)"))?;
-    }
     cfg.progress.set(Step::EnteringNamespaces);
     if !single && plan.is_new(LinuxNamespaceType::Pid) {
         // unshare(CLONE_NEWPID) only applies to children: fork the init.
@@ -254,7 +255,7 @@ fn setup_and_exec(
     channel: &Channel,
     created: &mut bool,
 ) -> Result<Infallible, InitError> {
-    if !maps_written_by_user(cfg.plan) {
+    if !cfg.stay_dumpable {
         phase::set_undumpable().map_err(sys("prctl(PR_SET_DUMPABLE)"))?;
     }
     let spec = cfg.spec;

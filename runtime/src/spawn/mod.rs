@@ -227,6 +227,7 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
         preserve_fds: req.preserve_fds,
         sigmask: req.sigmask.as_ref(),
         console: req.console,
+        stay_dumpable: !euid.is_root(),
     };
     let mut init = Init {
         pid: 0,
