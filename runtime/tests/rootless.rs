@@ -556,3 +556,41 @@ fn the_runtime_binary_is_out_of_reach_even_when_the_user_owns_it() {
     assert!(log.contains("saw "), "attacker never saw skiff:\n{log}");
     assert!(log.contains("denied") || log.contains("refused"), "{log}");
 }
+
+/// A user cannot mount the read-only overlay; where no memfd may be
+/// executed either (`vm.memfd_noexec=2`, set in a private pid namespace),
+/// skiff refuses to run unprotected, with one line naming both.
+#[test]
+fn without_a_sealed_copy_a_user_is_refused() {
+    require_rootless!();
+    if !Path::new("/proc/sys/vm/memfd_noexec").exists() {
+        let why = "this kernel has no vm.memfd_noexec (Linux 6.3+)";
+        assert!(std::env::var_os("SKIFF_REQUIRE_ALL").is_none(), "{why}");
+        eprintln!("SKIPPED without_a_sealed_copy_a_user_is_refused: {why}");
+        return;
+    }
+    let s = Session::new();
+    let b = bundle("true");
+    b.write();
+    let id = support::unique_id("no-seal");
+    let mut cmd = s.command("unshare", &[]);
+    cmd.uid(0).gid(0).args([
+        "--pid",
+        "--fork",
+        "--mount-proc",
+        "sh",
+        "-c",
+        "echo 2 > /proc/sys/vm/memfd_noexec && \
+         exec setpriv --reuid \"$0\" --regid \"$1\" --clear-groups \"$2\" run --bundle \"$3\" \"$4\"",
+        &user().uid.to_string(),
+        &user().gid.to_string(),
+        support::skiff_bin(),
+        b.dir.to_str().unwrap(),
+        &id,
+    ]);
+    collect(cmd).fails_with(&[
+        "no sealed copy could be made: read-only overlayfs: fsopen(overlay): EPERM",
+        "sealed memfd: memfd_create: EACCES",
+    ]);
+    s.assert_nothing_left(&id);
+}
