@@ -104,6 +104,17 @@ mod tests {
     use super::*;
 
     #[test]
+    fn explicit_values_are_kept() {
+        assert!(enabled(Rootless::True));
+        assert!(!enabled(Rootless::False));
+        // The tests run as root on the host, or as a user: auto follows.
+        assert_eq!(
+            enabled(Rootless::Auto),
+            !nix::unistd::geteuid().is_root() || in_user_namespace()
+        );
+    }
+
+    #[test]
     fn initial_namespace_is_recognised() {
         assert!(is_initial_map("         0          0 4294967295\n"));
         assert!(!is_initial_map("         0       1000          1\n"));

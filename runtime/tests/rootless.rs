@@ -238,6 +238,9 @@ fn state_lives_under_xdg_runtime_dir_and_no_cgroup_is_made() {
         .skiff(&["exec", &id, "sh", "-c", "id -u; readlink /proc/1/exe"])
         .ok();
     assert_eq!(out.stdout, "0\n/bin/busybox\n");
+    // A single-id map has no uid 1000.
+    s.skiff(&["exec", "--user", "1000", &id, "true"])
+        .fails_with(&["process.user.uid: setresuid: not mapped in the container's user namespace"]);
     s.skiff(&["pause", &id])
         .fails_with(&["pause: the container has no cgroup of its own"]);
     s.skiff(&["kill", "--all", &id, "KILL"]).ok();

@@ -595,6 +595,49 @@ fn read_procs(dir: &Path) -> Result<Vec<libc::pid_t>, CgroupError> {
 mod tests {
     use super::*;
 
+    fn resources(json: serde_json::Value) -> LinuxResources {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn device_rules_are_no_limit() {
+        assert_eq!(first_limit(None), None);
+        let rules = resources(serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}));
+        assert_eq!(first_limit(Some(&rules)), None);
+        let pids = resources(serde_json::json!({"pids": {"limit": 10}, "devices": []}));
+        assert_eq!(first_limit(Some(&pids)), Some("linux.resources.pids.limit"));
+    }
+
+    #[test]
+    fn without_delegation_only_permission_errors_mean_no_cgroup() {
+        let denied = || CgroupError::Create {
+            path: "/sys/fs/cgroup/memory/skiff".into(),
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        };
+        let none = without_delegation(denied(), None).unwrap();
+        assert!(none.record().dirs.is_empty());
+        assert!(none.procs().unwrap().is_empty());
+        let memory = resources(serde_json::json!({"memory": {"limit": 1048576}}));
+        let err = without_delegation(denied(), Some(&memory))
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            err,
+            "linux.resources.memory.limit: cgroup limits need a cgroup this user may write, and none \
+             is delegated to it here (creating cgroup /sys/fs/cgroup/memory/skiff: Permission denied \
+             (os error 13))"
+        );
+        let other = CgroupError::Create {
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        assert!(matches!(
+            without_delegation(other, None),
+            Err(CgroupError::Create { .. })
+        ));
+    }
+
     fn hybrid() -> Vec<Hierarchy> {
         vec![
             Hierarchy {
