@@ -137,6 +137,16 @@ impl Session {
     }
 }
 
+/// Runs its closure when dropped: a detached container is deleted even
+/// when the test fails half-way.
+struct OnDrop<F: FnMut()>(F);
+
+impl<F: FnMut()> Drop for OnDrop<F> {
+    fn drop(&mut self) {
+        (self.0)();
+    }
+}
+
 /// `dir`, made and owned by the test user, private to it.
 fn user_dir(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(dir).unwrap();
@@ -225,6 +235,7 @@ fn state_lives_under_xdg_runtime_dir_and_no_cgroup_is_made() {
     b.write();
     let id = support::unique_id("xdg-state");
     let dir = b.dir.to_str().unwrap();
+    let _delete = OnDrop(|| drop(s.skiff(&["delete", "--force", &id])));
     s.skiff(&["run", "-d", "--bundle", dir, &id]).ok();
     let root = s.xdg.join("skiff");
     assert!(root.join(&id).join("state.json").exists());
@@ -484,6 +495,7 @@ fn no_capability_in_the_host_user_namespace() {
     b.config["process"]["args"] = json!(["sleep", "100"]);
     b.write();
     let id = support::unique_id("caps-host");
+    let _delete = OnDrop(|| drop(s.skiff(&["delete", "--force", &id])));
     s.skiff(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id])
         .ok();
     let pid = s.skiff(&["state", &id]).ok().stdout;
@@ -545,6 +557,7 @@ fn the_runtime_binary_is_out_of_reach_even_when_the_user_owns_it() {
     b.config["process"]["args"] = json!(["sleep", "60"]);
     b.write();
     let id = support::unique_id("atk-init");
+    let _delete = OnDrop(|| drop(skiff(&["delete", "--force", &id])));
     skiff(&["create", "--bundle", bundle_dir, &id]).ok();
     skiff(&["exec", "-d", &id, "sh", "/attack.sh"]).ok();
     support::attacker_tried(&rootfs);

@@ -69,9 +69,9 @@ fn is_v2() -> bool {
     std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-/// Runs every scenario for `rt`.
-pub fn scenarios(e: &dyn Engine, rt: &str, report: &mut Report) {
-    let name = |n: &str| format!("{n}-{rt}");
+/// The first scenarios of every suite: a container's output, and its exit
+/// code.
+fn output_and_exit_code(e: &dyn Engine, rt: &str, report: &mut Report) {
     report.run("run and capture stdout", rt, || {
         let o = run(e, rt, &[], &["echo", "hello from busybox"]);
         expect!(stdout(&o) == "hello from busybox\n", "{o:?}");
@@ -82,6 +82,12 @@ pub fn scenarios(e: &dyn Engine, rt: &str, report: &mut Report) {
         expect!(o.status.code() == Some(3), "{o:?}");
         Ok(())
     });
+}
+
+/// Runs every scenario for `rt`.
+pub fn scenarios(e: &dyn Engine, rt: &str, report: &mut Report) {
+    let name = |n: &str| format!("{n}-{rt}");
+    output_and_exit_code(e, rt, report);
     report.run("user, env, workdir, hostname, read-only rootfs", rt, || {
         let o = run(
             e,
@@ -358,16 +364,7 @@ pub fn rootless_scenarios(
     report: &mut Report,
 ) {
     let name = |n: &str| format!("{n}-{rt}");
-    report.run("run and capture stdout", rt, || {
-        let o = run(e, rt, &[], &["echo", "hello from busybox"]);
-        expect!(stdout(&o) == "hello from busybox\n", "{o:?}");
-        Ok(())
-    });
-    report.run("exit code", rt, || {
-        let o = run(e, rt, &[], &["sh", "-c", "exit 3"]);
-        expect!(o.status.code() == Some(3), "{o:?}");
-        Ok(())
-    });
+    output_and_exit_code(e, rt, report);
     report.run(
         "exec, and the container is the user on the host",
         rt,

@@ -5,39 +5,16 @@
 //! open; containers run with `--network none`), with `--add-runtime
 //! skiff=...`. Every scenario also runs with runc for comparison.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 use skiff_e2e::cli::{self, Engine};
+use skiff_e2e::engines::{self, Docker, DOCKER};
 use skiff_e2e::rootless::user;
 use skiff_e2e::{check, require, Daemon, Report, Workdir};
 
-const IMAGE: &str = "busybox:e2e";
-/// The Debian client; /usr/local/bin may hold another.
-const DOCKER: &str = "/usr/bin/docker";
+const IMAGE: &str = Docker::IMAGE;
 const DOCKERD_ROOTLESS: &str = "/usr/share/docker.io/contrib/dockerd-rootless.sh";
-
-struct Docker {
-    sock: PathBuf,
-}
-
-impl Engine for Docker {
-    fn cmd(&self, _runtime: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(DOCKER);
-        c.arg("-H")
-            .arg(format!("unix://{}", self.sock.display()))
-            .args(args);
-        c
-    }
-
-    fn run_flags(&self, runtime: &str) -> Vec<String> {
-        vec!["--runtime".into(), runtime.into()]
-    }
-
-    fn image(&self) -> &str {
-        IMAGE
-    }
-}
 
 fn start_dockerd(work: &Workdir) -> Daemon {
     let sock = work.join("docker.sock");
@@ -50,32 +27,13 @@ fn start_dockerd(work: &Workdir) -> Daemon {
     user().login(&mut cmd, &xdg);
     cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
         .env("DOCKERD_ROOTLESS_ROOTLESSKIT_NET", "host")
-        .env("DOCKERD_ROOTLESS_ROOTLESSKIT_PORT_DRIVER", "none")
-        .arg("--data-root")
-        .arg(work.join("data"))
-        .arg("--exec-root")
-        .arg(work.join("exec"))
-        .arg("--pidfile")
-        .arg(work.join("dockerd.pid"))
-        .arg("-H")
-        .arg(format!("unix://{}", sock.display()))
-        .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
-        .arg("--add-runtime")
-        .arg(format!("skiff={}", skiff_e2e::skiff_bin().display()))
-        // The bounding set lacks CAP_SYS_RESOURCE (see docker.rs).
-        .args(["--default-ulimit", "nofile=1024:1024"]);
+        .env("DOCKERD_ROOTLESS_ROOTLESSKIT_PORT_DRIVER", "none");
+    engines::dockerd_flags(&mut cmd, work);
     Daemon::start(
         "dockerd-rootless",
         &mut cmd,
         work.join("dockerd.log"),
-        || {
-            Command::new(DOCKER)
-                .arg("-H")
-                .arg(format!("unix://{}", sock.display()))
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        },
+        || Docker { sock: sock.clone() }.is_up(),
     )
 }
 

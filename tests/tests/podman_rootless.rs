@@ -44,11 +44,7 @@ impl RootlessPodman {
 
 impl Engine for RootlessPodman {
     fn cmd(&self, runtime: &str, args: &[&str]) -> Command {
-        let bin = if runtime == "skiff" {
-            skiff_e2e::skiff_bin()
-        } else {
-            skiff_e2e::which("runc").unwrap()
-        };
+        let bin = skiff_e2e::engines::runtime_bin(runtime);
         let mut c = skiff_e2e::engines::podman(&self.work, &bin);
         user().login(&mut c, &self.runtime_dir());
         c.args(args);

@@ -160,17 +160,13 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
         }
         cgroup = cgroups::without_delegation(e, resources)?;
     }
-    // Without root no device can be made or opened beyond what the user
-    // may open anyway, and the device cgroup is root's to program (runc
-    // skips its rules too).
-    let res = if req.rootless {
-        let mut res = resources.cloned().unwrap_or_default();
-        res.set_devices(None);
-        res
+    let res = cgroups::devices::at_create(resources);
+    let applied = if req.rootless {
+        apply_rootless(cgroup.as_ref(), res)
     } else {
-        cgroups::devices::at_create(resources)
+        cgroup.apply(&res)
     };
-    if let Err(e) = cgroup.apply(&res) {
+    if let Err(e) = applied {
         let _ = cgroup.destroy();
         return Err(e.into());
     }
@@ -267,6 +263,28 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
         cgroup,
         own_pid_ns: plan.has(LinuxNamespaceType::Pid),
     })
+}
+
+/// `--rootless`: the limits, then the device rules where they can go. The
+/// device cgroup is root's to program (devices.allow, a BPF program), and
+/// without root no device can be made or opened beyond what the user may
+/// open anyway: a refusal there is no error, as with runc.
+fn apply_rootless(
+    cgroup: &dyn Manager,
+    mut res: oci_spec::runtime::LinuxResources,
+) -> Result<(), CgroupError> {
+    let devices = res.devices().clone();
+    res.set_devices(None);
+    cgroup.apply(&res)?;
+    if cgroup.record().dirs.is_empty() {
+        return Ok(());
+    }
+    let mut rules = oci_spec::runtime::LinuxResources::default();
+    rules.set_devices(devices);
+    if let Err(e) = cgroup.apply(&rules) {
+        crate::debug!("{e}: device rules not applied (rootless)");
+    }
+    Ok(())
 }
 
 /// Compiles `linux.seccomp` for the init or an exec process, and checks
