@@ -1,15 +1,17 @@
 //! Rootless Docker (20.10, or 28 with SKIFF_ENGINES=sid): dockerd started
-//! by an ordinary user (scripts/rootless-user.sh) through docker.io's
-//! contrib dockerd-rootless.sh, in RootlessKit's user and mount namespaces
-//! (`--net=host`: slirp4netns and vpnkit need a /dev/net/tun the user may
-//! open; containers run with `--network none`), with `--add-runtime
-//! skiff=...`. Every scenario also runs with runc for comparison.
+//! by an ordinary user (scripts/rootless-user.sh) in RootlessKit's user and
+//! mount namespaces, through docker.io's contrib dockerd-rootless.sh (20.10;
+//! 28's refuses the host network, so RootlessKit is started with the
+//! script's flags), `--net=host` (slirp4netns, pasta and vpnkit need a
+//! /dev/net/tun the user may open; containers run with `--network none`),
+//! with `--add-runtime skiff=...`. Every scenario also runs with runc for
+//! comparison.
 
 use std::path::Path;
 use std::process::Command;
 
 use skiff_e2e::cli::{self, Engine};
-use skiff_e2e::engines::{self, Docker, DOCKER};
+use skiff_e2e::engines::{self, Docker, Generation, DOCKER};
 use skiff_e2e::rootless::user;
 use skiff_e2e::{check, require, Daemon, Report, Workdir};
 
@@ -23,11 +25,30 @@ fn start_dockerd(work: &Workdir) -> Daemon {
     std::fs::create_dir_all(work.join("volume")).unwrap();
     user().own(&work.path);
     std::fs::set_permissions(&xdg, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
-    let mut cmd = Command::new(DOCKERD_ROOTLESS);
+    let mut cmd = match Generation::current() {
+        Generation::Bookworm => {
+            let mut cmd = Command::new(DOCKERD_ROOTLESS);
+            cmd.env("DOCKERD_ROOTLESS_ROOTLESSKIT_NET", "host")
+                .env("DOCKERD_ROOTLESS_ROOTLESSKIT_PORT_DRIVER", "none");
+            cmd
+        }
+        // Docker 28's script refuses RootlessKit's host network: start
+        // RootlessKit as the script does, with it.
+        Generation::Sid => {
+            let mut cmd = Command::new("rootlesskit");
+            cmd.args([
+                "--net=host",
+                "--port-driver=none",
+                "--copy-up=/etc",
+                "--copy-up=/run",
+                "--propagation=rslave",
+                "dockerd",
+            ]);
+            cmd
+        }
+    };
     user().login(&mut cmd, &xdg);
-    cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-        .env("DOCKERD_ROOTLESS_ROOTLESSKIT_NET", "host")
-        .env("DOCKERD_ROOTLESS_ROOTLESSKIT_PORT_DRIVER", "none");
+    cmd.env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin");
     engines::dockerd_flags(&mut cmd, work);
     Daemon::start(
         "dockerd-rootless",
