@@ -320,7 +320,9 @@ mod tests {
             "{err}"
         );
         assert!(
-            err.ends_with("nor subordinate ids /etc/subgid gives it"),
+            err.ends_with(
+                ": they are neither its gid nor among its subordinate ids in /etc/subgid"
+            ),
             "{err}"
         );
         assert_eq!(
