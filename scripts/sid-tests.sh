@@ -1,9 +1,10 @@
 #!/bin/sh
 # Runs the end-to-end suites (crate tests/) against Debian unstable's
 # engines: containerd 2.1 (skiff's shim, its runc shim calling skiff, the
-# CRI plugin), Docker 28 and Podman 5.8, each beside runc 1.3 from the
-# same root. The test executables are built here and run pivoted into the
-# sid root (scripts/in-sid.sh) with SKIFF_ENGINES=sid.
+# CRI plugin), Docker 28 and Podman 5.8 (rootful, and rootless as the
+# test user), each beside runc 1.3 from the same root. The test
+# executables are built here and run pivoted into the sid root
+# (scripts/in-sid.sh) with SKIFF_ENGINES=sid.
 #     ./scripts/sid-tests.sh [SUITE...]
 # Fails if a suite fails or if the host's mount table changed.
 set -eu
@@ -11,7 +12,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 require_root
 ensure_rust
-suites=${*:-containerd shim cri docker podman}
+suites=${*:-containerd shim cri docker podman docker_rootless podman_rootless}
 
 started=$(date +%s)
 ./scripts/sid-root.sh >/dev/null

@@ -20,8 +20,9 @@ pub const VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec
 )]
 pub struct Cli {
     /// Root directory for storage of container state (this should be located in tmpfs)
-    #[arg(long, global = true, default_value = "/run/skiff", value_name = "DIR")]
-    pub root: PathBuf,
+    /// [default: /run/skiff, or $XDG_RUNTIME_DIR/skiff when not root]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
 
     /// Set the log file to write skiff logs to (default is stderr)
     #[arg(long, global = true, value_name = "FILE")]
@@ -39,8 +40,9 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
 
-    /// Ignore cgroup permission errors ('true', 'false', or 'auto'); before
-    /// the command, as with runc (`spec` has a `--rootless` flag of its own)
+    /// Ignore cgroup permission errors ('true', 'false', or 'auto': true when
+    /// not root, or root in a user namespace); before the command, as with
+    /// runc (`spec` has a `--rootless` flag of its own)
     #[arg(long, value_enum, default_value = "auto")]
     pub rootless: Rootless,
 
@@ -474,7 +476,7 @@ mod tests {
             "/tmp/s",
             "abc",
         ]);
-        assert_eq!(cli.root, PathBuf::from("/run/containerd/runc/k8s.io"));
+        assert_eq!(cli.root, Some(PathBuf::from("/run/containerd/runc/k8s.io")));
         assert_eq!(cli.log_format, logging::Format::Json);
         let Command::Create(c) = cli.command else {
             panic!("not create")
@@ -500,7 +502,7 @@ mod tests {
     #[test]
     fn defaults_match_runc() {
         let cli = parse(&["kill", "x"]);
-        assert_eq!(cli.root, PathBuf::from("/run/skiff"));
+        assert_eq!(cli.root, None);
         let Command::Kill(k) = cli.command else {
             panic!("not kill")
         };

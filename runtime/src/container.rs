@@ -46,6 +46,8 @@ pub enum ContainerError {
     ExecPaused,
     #[error("cannot delete container {id} that is not stopped: {status}")]
     NotStopped { id: String, status: Status },
+    #[error("{0}: the container has no cgroup of its own (it was created rootless, and no cgroup is delegated to this user)")]
+    NoCgroup(&'static str),
     #[error("{what}: {source}")]
     Sys { what: String, source: Errno },
     #[error("--pidfd-socket: sending the pidfd of the {process}: {source}")]
@@ -71,6 +73,9 @@ pub struct CreateOptions<'a> {
     pub console: Option<OwnedFd>,
     /// `--pidfd-socket`: receives a pidfd of the init once it exists.
     pub pidfd_socket: Option<OwnedFd>,
+    /// `--rootless`: a cgroup the user may not create means no cgroup
+    /// (unless limits were asked for), and device rules are not applied.
+    pub rootless: bool,
 }
 
 /// Options of `exec`.
@@ -180,6 +185,7 @@ impl Container {
             preserve_fds: opts.preserve_fds,
             sigmask: opts.sigmask,
             console: opts.console.as_ref().map(AsFd::as_fd),
+            rootless: opts.rootless,
         };
         let linux = bundle.spec.linux().as_ref();
         let cgroup = cgroups::for_container(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
@@ -412,11 +418,22 @@ impl Container {
         cgroups::from_record(self.stored.cgroup.clone())
     }
 
+    /// The container's cgroup backend, for an operation (`what`) that
+    /// needs a cgroup: a container created rootless may have none.
+    pub fn own_cgroup(&self, what: &'static str) -> Result<Box<dyn Manager>, ContainerError> {
+        if self.stored.cgroup.dirs.is_empty() {
+            return Err(ContainerError::NoCgroup(what));
+        }
+        Ok(self.cgroup())
+    }
+
     /// Sends `signal` to the init, or with `all` to every process in the
     /// container's cgroup (with no process escaping by forking meanwhile).
     pub fn kill(&self, signal: libc::c_int, all: bool) -> Result<(), ContainerError> {
         let status = self.status();
-        if all {
+        // Without a cgroup the init is all there is to signal (and in its
+        // own pid namespace, SIGKILL to it ends every process there).
+        if all && !self.stored.cgroup.dirs.is_empty() {
             let cgroup = self.cgroup();
             // A stopped init may have left processes behind (no pid
             // namespace); runc signals those too, and succeeds when none.
@@ -426,7 +443,11 @@ impl Container {
             return Ok(cgroup.signal_all(signal)?);
         }
         if status == Status::Stopped {
-            return Err(ContainerError::NotRunning);
+            return if all {
+                Ok(())
+            } else {
+                Err(ContainerError::NotRunning)
+            };
         }
         let fd = self.init_pidfd().ok_or(ContainerError::NotRunning)?;
         syscalls::pidfd_send_signal(fd.as_fd(), signal).map_err(sys("unable to signal init"))
@@ -435,7 +456,7 @@ impl Container {
     /// Freezes every process of a created or running container.
     pub fn pause(&self) -> Result<(), ContainerError> {
         match self.status() {
-            Status::Created | Status::Running => Ok(self.cgroup().freeze(true)?),
+            Status::Created | Status::Running => Ok(self.own_cgroup("pause")?.freeze(true)?),
             other => Err(ContainerError::NotPausable(other)),
         }
     }
@@ -445,7 +466,7 @@ impl Container {
         if self.status() != Status::Paused {
             return Err(ContainerError::NotPaused);
         }
-        Ok(self.cgroup().freeze(false)?)
+        Ok(self.own_cgroup("resume")?.freeze(false)?)
     }
 
     /// Kills whatever is left and waits until it is gone.

@@ -2,9 +2,10 @@
 //! root, state and sockets; Podman with its own storage, run and tmp
 //! directories and configuration. Shared by the suites and the benchmark.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::cli::Engine;
 use crate::{Daemon, Workdir};
 
 /// Which engines the suites drive: Debian 12's, installed on the host, or
@@ -142,4 +143,73 @@ pub fn podman(work: &Path, runtime: &Path) -> Command {
         .arg(runtime)
         .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
     c
+}
+
+/// The path of `runtime` for an engine: the skiff under test, or the peer
+/// (runc) found on PATH.
+pub fn runtime_bin(runtime: &str) -> PathBuf {
+    if runtime == "skiff" {
+        crate::skiff_bin()
+    } else {
+        crate::which(runtime).unwrap()
+    }
+}
+
+/// dockerd's flags for a private daemon with everything under `work`,
+/// listening on `work/docker.sock`: no iptables, no bridge (containers
+/// run with `--network none`), skiff added as the runtime `skiff`.
+pub fn dockerd_flags(cmd: &mut Command, work: &Workdir) {
+    cmd.arg("--data-root")
+        .arg(work.join("data"))
+        .arg("--exec-root")
+        .arg(work.join("exec"))
+        .arg("--pidfile")
+        .arg(work.join("dockerd.pid"))
+        .arg("-H")
+        .arg(format!("unix://{}", work.join("docker.sock").display()))
+        .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+        .arg("--add-runtime")
+        .arg(format!("skiff={}", crate::skiff_bin().display()))
+        // Podman-like rlimit defaults would fail here: the bounding set
+        // lacks CAP_SYS_RESOURCE (Docker keeps the host's by default).
+        .args(["--default-ulimit", "nofile=1024:1024"]);
+}
+
+/// The Debian Docker client; /usr/local/bin may hold another.
+pub const DOCKER: &str = "/usr/bin/docker";
+
+/// A private dockerd listening on `sock`, whose containers pick their
+/// runtime with `--runtime`, running the image `busybox:e2e`.
+pub struct Docker {
+    pub sock: PathBuf,
+}
+
+impl Docker {
+    pub const IMAGE: &'static str = "busybox:e2e";
+
+    /// True once the daemon answers. (Not `version`: Docker 28 in
+    /// RootlessKit without a port driver panics serving it.)
+    pub fn is_up(&self) -> bool {
+        self.cmd("", &["info", "--format", "{{.ServerVersion}}"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
+impl Engine for Docker {
+    fn cmd(&self, _runtime: &str, args: &[&str]) -> Command {
+        let mut c = Command::new(DOCKER);
+        c.arg("-H")
+            .arg(format!("unix://{}", self.sock.display()))
+            .args(args);
+        c
+    }
+
+    fn run_flags(&self, runtime: &str) -> Vec<String> {
+        vec!["--runtime".into(), runtime.into()]
+    }
+
+    fn image(&self) -> &str {
+        Docker::IMAGE
+    }
 }

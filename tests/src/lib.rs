@@ -9,6 +9,7 @@
 pub mod cli;
 pub mod ctr;
 pub mod engines;
+pub mod rootless;
 
 use std::io::Write;
 use std::os::unix::fs::symlink;

@@ -80,6 +80,29 @@ pub enum CgroupError {
     Timeout { path: PathBuf },
     #[error("container's cgroup is unexpectedly frozen: {path} is {state}")]
     Frozen { path: PathBuf, state: String },
+    #[error("{field}: cgroup limits need a cgroup this user may write, and none is delegated to it here ({cause})")]
+    NotDelegated {
+        field: &'static str,
+        cause: Box<CgroupError>,
+    },
+}
+
+impl CgroupError {
+    /// True when the kernel refused for want of permission, not because
+    /// something is wrong with the cgroup.
+    fn is_permission(&self) -> bool {
+        let source = match self {
+            CgroupError::Create { source, .. }
+            | CgroupError::Join { source, .. }
+            | CgroupError::Write { source, .. }
+            | CgroupError::Apply { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            source.raw_os_error(),
+            Some(libc::EACCES | libc::EPERM | libc::EROFS)
+        )
+    }
 }
 
 /// One directory of the container's cgroup, in one hierarchy.
@@ -385,6 +408,70 @@ fn plan(
     Ok(from_record(record))
 }
 
+/// The first `linux.resources` field that asks the cgroup for a limit,
+/// device rules aside, if any.
+pub fn first_limit(res: Option<&LinuxResources>) -> Option<&'static str> {
+    let res = res?;
+    match resources::v2(res) {
+        Ok(writes) => writes.first().map(|w| w.field),
+        Err(e) => Some(e.field),
+    }
+}
+
+/// `--rootless`, and the container's cgroup could not be made for want of
+/// permission (nothing is delegated to the user): the container runs in
+/// the runtime's own cgroup, as with runc, unless limits were asked for.
+pub fn without_delegation(
+    cause: CgroupError,
+    res: Option<&LinuxResources>,
+) -> Result<Box<dyn Manager>, CgroupError> {
+    if !cause.is_permission() {
+        return Err(cause);
+    }
+    if let Some(field) = first_limit(res) {
+        return Err(CgroupError::NotDelegated {
+            field,
+            cause: Box::new(cause),
+        });
+    }
+    crate::debug!("{cause}: running the container without a cgroup of its own (rootless)");
+    Ok(none())
+}
+
+/// The manager of a container without a cgroup of its own: nothing to
+/// create, join, limit, freeze or remove.
+pub fn none() -> Box<dyn Manager> {
+    Box::new(v1::V1::new(Record {
+        path: PathBuf::new(),
+        unified: false,
+        dirs: Vec::new(),
+    }))
+}
+
+/// The caller's own cgroup, in every hierarchy: what a `cgroup` mount
+/// shows a container that has no cgroup of its own.
+pub fn own() -> Record {
+    let hierarchies = hierarchy::detect().unwrap_or_default();
+    let dirs = hierarchies
+        .iter()
+        .map(|h| Dir {
+            path: h.dir_of(&h.own),
+            mount: h.mount.clone(),
+            subsystems: h.subsystems.clone(),
+            created: Vec::new(),
+        })
+        .collect();
+    let main = hierarchies
+        .iter()
+        .find(|h| h.is_v2())
+        .or(hierarchies.first());
+    Record {
+        path: main.map(|h| h.own.clone()).unwrap_or_default(),
+        unified: !hierarchies.is_empty() && hierarchies.iter().all(Hierarchy::is_v2),
+        dirs,
+    }
+}
+
 /// The backend for a stored record.
 pub fn from_record(record: Record) -> Box<dyn Manager> {
     // The v2 backend has exactly one directory; a state without it (hand
@@ -507,6 +594,49 @@ fn read_procs(dir: &Path) -> Result<Vec<libc::pid_t>, CgroupError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn resources(json: serde_json::Value) -> LinuxResources {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn device_rules_are_no_limit() {
+        assert_eq!(first_limit(None), None);
+        let rules = resources(serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}));
+        assert_eq!(first_limit(Some(&rules)), None);
+        let pids = resources(serde_json::json!({"pids": {"limit": 10}, "devices": []}));
+        assert_eq!(first_limit(Some(&pids)), Some("linux.resources.pids.limit"));
+    }
+
+    #[test]
+    fn without_delegation_only_permission_errors_mean_no_cgroup() {
+        let denied = || CgroupError::Create {
+            path: "/sys/fs/cgroup/memory/skiff".into(),
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        };
+        let none = without_delegation(denied(), None).unwrap();
+        assert!(none.record().dirs.is_empty());
+        assert!(none.procs().unwrap().is_empty());
+        let memory = resources(serde_json::json!({"memory": {"limit": 1048576}}));
+        let err = without_delegation(denied(), Some(&memory))
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            err,
+            "linux.resources.memory.limit: cgroup limits need a cgroup this user may write, and none \
+             is delegated to it here (creating cgroup /sys/fs/cgroup/memory/skiff: Permission denied \
+             (os error 13))"
+        );
+        let other = CgroupError::Create {
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        assert!(matches!(
+            without_delegation(other, None),
+            Err(CgroupError::Create { .. })
+        ));
+    }
 
     fn hybrid() -> Vec<Hierarchy> {
         vec![

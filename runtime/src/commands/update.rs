@@ -27,7 +27,7 @@ pub fn run(root: &Root, args: &UpdateArgs) -> Result<i32, Error> {
         return Err(ContainerError::NotRunning.into());
     }
     container
-        .cgroup()
+        .own_cgroup("update")?
         .apply(&res)
         .map_err(ContainerError::from)?;
     Ok(0)

@@ -4,6 +4,9 @@
 //! id-mapped mount (`idmap`, `ridmap`) must be set up by someone privileged
 //! over the source mount. The runtime clones each such source into a
 //! detached mount tree (id-mapped where asked); the init only attaches it.
+//! A runtime that is not root can clone nothing in the host's mount
+//! namespace: its init clones the sources in its own, with the user's
+//! access to them.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -54,6 +57,7 @@ pub fn clone_source(source: &Path, options: &MountOptions) -> nix::Result<OwnedF
 /// them for a container with a user namespace, and every id-mapped one.
 pub fn prepare(spec: &Spec, bundle: &Path, userns: bool) -> Result<Prepared, MountError> {
     let mut prepared = Prepared::default();
+    let privileged = nix::unistd::geteuid().is_root();
     let linux = spec.linux().as_ref();
     let container_uid = linux
         .and_then(|l| l.uid_mappings().as_deref())
@@ -70,7 +74,7 @@ pub fn prepare(spec: &Spec, bundle: &Path, userns: bool) -> Result<Prepared, Mou
     {
         let options = MountOptions::parse(m.options().as_deref().unwrap_or_default());
         let bind = is_bind(m, &options);
-        if !(options.idmap.is_some() || (bind && userns)) {
+        if !(options.idmap.is_some() || (bind && userns && privileged)) {
             prepared.trees.push(None);
             continue;
         }
@@ -88,6 +92,12 @@ pub fn prepare(spec: &Spec, bundle: &Path, userns: bool) -> Result<Prepared, Mou
         if !bind {
             return Err(fail("options")(Errno::EINVAL)).map_err(|mut e| {
                 e.detail = " (idmap needs a bind mount)".into();
+                e
+            });
+        }
+        if !privileged {
+            return Err(fail("idmap")(Errno::EPERM)).map_err(|mut e| {
+                e.detail = " (an id-mapped mount of a host filesystem needs CAP_SYS_ADMIN in the host's user namespace: run as root)".into();
                 e
             });
         }

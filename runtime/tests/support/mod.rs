@@ -244,6 +244,27 @@ impl Run {
     }
 }
 
+/// Runs `cmd` and collects the result. Output goes through files, not
+/// pipes: a created container keeps the runtime's stdio open, so a pipe
+/// would never see end-of-file.
+pub fn collect(mut cmd: Command) -> Run {
+    let out_path = scratch().join(unique_id("stdout"));
+    let err_path = scratch().join(unique_id("stderr"));
+    let status = cmd
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+    };
+    let _ = std::fs::remove_file(out_path);
+    let _ = std::fs::remove_file(err_path);
+    run
+}
+
 pub fn skiff_bin() -> &'static str {
     env!("CARGO_BIN_EXE_skiff")
 }
@@ -266,26 +287,9 @@ impl Skiff {
         cmd
     }
 
-    /// Runs skiff with `args` and collects the result. Output goes through
-    /// files, not pipes: a created container keeps skiff's stdio open, so a
-    /// pipe would never see end-of-file.
+    /// Runs skiff with `args` and collects the result (see `collect`).
     pub fn run(&self, args: &[&str]) -> Run {
-        let out_path = scratch().join(unique_id("stdout"));
-        let err_path = scratch().join(unique_id("stderr"));
-        let status = self
-            .command(args)
-            .stdout(std::fs::File::create(&out_path).unwrap())
-            .stderr(std::fs::File::create(&err_path).unwrap())
-            .status()
-            .unwrap();
-        let run = Run {
-            code: status.code().unwrap_or(-1),
-            stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
-            stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
-        };
-        let _ = std::fs::remove_file(out_path);
-        let _ = std::fs::remove_file(err_path);
-        run
+        collect(self.command(args))
     }
 
     /// `skiff run --bundle B ID`.
@@ -611,4 +615,46 @@ pub fn process_is_running(pid: i64) -> bool {
     // The state follows the command name's closing parenthesis.
     let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
     !matches!(state, Some(Some('Z' | 'X')) | None)
+}
+
+/// The CVE-2019-5736 attacker (runtime_binary.rs, rootless.rs). It matches
+/// skiff by its command line (readable even when the process is not
+/// dumpable), records what it could do in /out/log,
+/// and ends with one verdict line: `denied` (the exe could not be opened),
+/// `refused` (it could not be written) or `OVERWRITTEN`.
+pub const ATTACKER: &str = include_str!("attacker.sh");
+
+/// Waits for the attacker's verdict; returns its whole log.
+pub fn attack_verdict(rootfs: &Path) -> String {
+    let path = rootfs.join("out/log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        let done = ["denied", "refused", "OVERWRITTEN", "no skiff", "still busy"];
+        if log.lines().any(|l| done.iter().any(|d| l.starts_with(d))) {
+            return log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no verdict; log so far:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Waits until the attacker has seen a skiff process and tried it.
+pub fn attacker_tried(rootfs: &Path) {
+    let path = rootfs.join("out/log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        if log.contains("held") || log.contains("denied") || log.contains("no skiff") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "attacker never tried; log:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
