@@ -48,7 +48,8 @@ pub fn invalid_name(name: &str) -> Option<&'static str> {
 
 /// Moves every device of `devices` into `netns`, the container's network
 /// namespace, in name order. The caller is single-threaded: it enters the
-/// container's namespace for a moment to open a socket there.
+/// container's namespace for a moment to open a socket there. When one
+/// fails, those already moved go back, with their names and addresses.
 pub fn move_all(
     devices: &HashMap<String, LinuxNetDevice>,
     netns: BorrowedFd<'_>,
@@ -58,67 +59,150 @@ pub fn move_all(
     let Some(first) = names.first() else {
         return Ok(());
     };
-    let fail = |device: &str, step: &str| {
-        let device = device.to_string();
-        let step = step.to_string();
-        move |source: Errno| NetDeviceError {
-            hint: hint(&step, source),
-            device,
-            step,
-            source,
-        }
-    };
+    let own = std::fs::File::open("/proc/thread-self/ns/net")
+        .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+        .map_err(fail(first, "open the runtime's network namespace"))?;
     let mut host = Rtnl::open().map_err(fail(first, "netlink socket"))?;
     let mut inside =
         Rtnl::open_in(netns).map_err(fail(first, "netlink socket in the container"))?;
+    let mut moved: Vec<Moved> = Vec::new();
     for host_name in names {
-        let device = &devices[host_name];
-        let new_name = device
+        let new_name = devices[host_name]
             .name()
             .as_deref()
             .filter(|n| !n.is_empty())
             .unwrap_or(host_name);
-        let index = host
-            .link_index(host_name)
-            .map_err(fail(host_name, "find the interface"))?;
-        let addresses = host
-            .addresses(index)
-            .map_err(fail(host_name, "read its addresses"))?;
-        host.request(
-            libc::RTM_NEWLINK,
-            0,
-            &link_message(index, 0, &[(IFLA_NET_NS_FD, &netns_fd(netns))]),
-        )
-        .map_err(fail(
+        if let Err(e) = move_one(
+            &mut host,
+            &mut inside,
+            netns,
             host_name,
-            "move it into the container's network namespace",
-        ))?;
-        let index = inside
-            .link_index(host_name)
-            .map_err(fail(host_name, "find it in the container"))?;
-        if new_name != host_name {
-            inside
-                .request(
-                    libc::RTM_NEWLINK,
-                    0,
-                    &link_message(index, 0, &[(IFLA_IFNAME, &c_string(new_name))]),
-                )
-                .map_err(fail(host_name, &format!("rename it to {new_name:?}")))?;
+            new_name,
+            &mut moved,
+        ) {
+            for m in moved.iter().rev() {
+                m.bring_back(&mut host, &mut inside, own.as_fd());
+            }
+            return Err(e);
         }
-        for addr in &addresses {
-            inside
-                .request(
-                    libc::RTM_NEWADDR,
-                    (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
-                    &addr.message(index),
-                )
-                .map_err(fail(host_name, "restore its addresses"))?;
-        }
-        let up = libc::IFF_UP as u32;
-        inside
-            .request(libc::RTM_NEWLINK, 0, &link_message(index, up, &[]))
-            .map_err(fail(host_name, "bring it up"))?;
     }
+    Ok(())
+}
+
+/// A device moved into the container, and what it had on the host.
+struct Moved {
+    host_name: String,
+    /// Its index in the container's namespace.
+    index: i32,
+    renamed: bool,
+    addresses: Vec<Address>,
+    was_up: bool,
+}
+
+impl Moved {
+    /// Best effort, after a failure: the device back in the runtime's
+    /// namespace `home` as it was there.
+    fn bring_back(&self, host: &mut Rtnl, inside: &mut Rtnl, home: BorrowedFd<'_>) {
+        if self.renamed {
+            let name = c_string(&self.host_name);
+            let _ = inside.request(
+                libc::RTM_NEWLINK,
+                0,
+                &link_message(self.index, 0, &[(IFLA_IFNAME, &name)]),
+            );
+        }
+        let back = link_message(self.index, 0, &[(IFLA_NET_NS_FD, &netns_fd(home))]);
+        if inside.request(libc::RTM_NEWLINK, 0, &back).is_err() {
+            return;
+        }
+        let Ok((index, _)) = host.link(&self.host_name) else {
+            return;
+        };
+        for addr in &self.addresses {
+            let _ = host.request(
+                libc::RTM_NEWADDR,
+                (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
+                &addr.message(index),
+            );
+        }
+        if self.was_up {
+            let up = libc::IFF_UP as u32;
+            let _ = host.request(libc::RTM_NEWLINK, 0, &link_message(index, up, &[]));
+        }
+    }
+}
+
+fn fail(device: &str, step: &str) -> impl FnOnce(Errno) -> NetDeviceError {
+    let device = device.to_string();
+    let step = step.to_string();
+    move |source| NetDeviceError {
+        hint: hint(&step, source),
+        device,
+        step,
+        source,
+    }
+}
+
+/// Moves one device, renames it, gives it its addresses and brings it up;
+/// once it has moved it is in `moved`, whatever comes after.
+fn move_one(
+    host: &mut Rtnl,
+    inside: &mut Rtnl,
+    netns: BorrowedFd<'_>,
+    host_name: &str,
+    new_name: &str,
+    moved: &mut Vec<Moved>,
+) -> Result<(), NetDeviceError> {
+    let (index, flags) = host
+        .link(host_name)
+        .map_err(fail(host_name, "find the interface"))?;
+    let addresses = host
+        .addresses(index)
+        .map_err(fail(host_name, "read its addresses"))?;
+    host.request(
+        libc::RTM_NEWLINK,
+        0,
+        &link_message(index, 0, &[(IFLA_NET_NS_FD, &netns_fd(netns))]),
+    )
+    .map_err(fail(
+        host_name,
+        "move it into the container's network namespace",
+    ))?;
+    let (index, _) = inside
+        .link(host_name)
+        .map_err(fail(host_name, "find it in the container"))?;
+    moved.push(Moved {
+        host_name: host_name.to_string(),
+        index,
+        renamed: false,
+        addresses: addresses.clone(),
+        was_up: flags & libc::IFF_UP as u32 != 0,
+    });
+    if new_name != host_name {
+        inside
+            .request(
+                libc::RTM_NEWLINK,
+                0,
+                &link_message(index, 0, &[(IFLA_IFNAME, &c_string(new_name))]),
+            )
+            .map_err(fail(host_name, &format!("rename it to {new_name:?}")))?;
+        if let Some(m) = moved.last_mut() {
+            m.renamed = true;
+        }
+    }
+    for addr in &addresses {
+        inside
+            .request(
+                libc::RTM_NEWADDR,
+                (libc::NLM_F_CREATE | libc::NLM_F_EXCL) as u16,
+                &addr.message(index),
+            )
+            .map_err(fail(host_name, "restore its addresses"))?;
+    }
+    let up = libc::IFF_UP as u32;
+    inside
+        .request(libc::RTM_NEWLINK, 0, &link_message(index, up, &[]))
+        .map_err(fail(host_name, "bring it up"))?;
     Ok(())
 }
 
@@ -354,19 +438,21 @@ impl Rtnl {
         }
     }
 
-    /// The index of interface `name` in this socket's namespace.
-    fn link_index(&mut self, name: &str) -> nix::Result<i32> {
+    /// The index and flags of interface `name` in this socket's namespace.
+    fn link(&mut self, name: &str) -> nix::Result<(i32, u32)> {
         let replies = self.request(
             libc::RTM_GETLINK,
             0,
             &link_message(0, 0, &[(IFLA_IFNAME, &c_string(name))]),
         )?;
-        replies
-            .first()
-            .and_then(|r| r.get(4..8))
-            .and_then(|b| b.try_into().ok())
-            .map(i32::from_ne_bytes)
-            .ok_or(Errno::ENODEV)
+        let reply = replies.first().ok_or(Errno::ENODEV)?;
+        let field = |at: usize| -> Option<[u8; 4]> { reply.get(at..at + 4)?.try_into().ok() };
+        match (field(4), field(8)) {
+            (Some(index), Some(flags)) => {
+                Ok((i32::from_ne_bytes(index), u32::from_ne_bytes(flags)))
+            }
+            _ => Err(Errno::EBADMSG),
+        }
     }
 
     /// The addresses of interface `index`.

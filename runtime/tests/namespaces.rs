@@ -496,4 +496,25 @@ fn net_devices_move_into_the_container() {
         }
         support::assert_nothing_left(&skiff, &id);
     }
+
+    // One that cannot move after one that did: the first comes back,
+    // under its own name, with its addresses, up as it was.
+    let id = support::unique_id("netdev");
+    b.config["linux"]["netDevices"] = json!({"v0": {"name": "eth7"}, "zz-missing": {}});
+    b.write();
+    let (out, err) = in_private_network(
+        &skiff,
+        &format!(
+            "ip link set v0 up; $SKIFF create --bundle {bundle} {id}; echo status=$?; \
+             ip -o addr show dev v0; ip -o link show dev v0"
+        ),
+    );
+    assert!(
+        out.contains("status=1") && err.contains("zz-missing"),
+        "{out}\n{err}"
+    );
+    assert!(out.contains("inet 10.9.8.7/24"), "{out}");
+    assert!(out.contains("inet6 fd00::7/64"), "{out}");
+    assert!(out.contains(": v0@") && out.contains(",UP"), "{out}");
+    support::assert_nothing_left(&skiff, &id);
 }
