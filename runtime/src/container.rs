@@ -58,6 +58,8 @@ pub struct CreateOptions<'a> {
     pub sigmask: Option<nix::sys::signal::SigSet>,
     /// The socket the init sends its pty master to (`process.terminal`).
     pub console: Option<OwnedFd>,
+    /// `--systemd-cgroup`: systemd manages the container's cgroup.
+    pub systemd_cgroup: bool,
 }
 
 /// Options of `exec`.
@@ -151,7 +153,19 @@ impl Container {
             console: opts.console.as_ref().map(AsFd::as_fd),
         };
         let linux = bundle.spec.linux().as_ref();
-        let cgroup = cgroups::for_container(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
+        let no_annotations = std::collections::HashMap::new();
+        let driver = if opts.systemd_cgroup {
+            cgroups::Driver::Systemd {
+                annotations: bundle.spec.annotations().as_ref().unwrap_or(&no_annotations),
+            }
+        } else {
+            cgroups::Driver::Cgroupfs
+        };
+        let cgroup = cgroups::for_container(
+            linux.and_then(|l| l.cgroups_path().as_deref()),
+            id,
+            driver,
+        )?;
         let spec_hooks = bundle.spec.hooks().as_ref();
         let kept_hooks = spec_hooks.map(|h| {
             let mut kept = oci_spec::runtime::Hooks::default();

@@ -26,7 +26,7 @@ pub fn load_bundle(args: &CreateArgs) -> Result<Bundle, Error> {
 
 /// The create options from the command line (connecting to the console
 /// socket, when one is given).
-pub fn options(args: &CreateArgs) -> Result<CreateOptions<'_>, Error> {
+pub fn options(args: &CreateArgs, systemd_cgroup: bool) -> Result<CreateOptions<'_>, Error> {
     let console = match &args.console_socket {
         Some(path) => Some(
             terminal::connect_console_socket(path).map_err(|e| Error::Message(e.to_string()))?,
@@ -40,11 +40,12 @@ pub fn options(args: &CreateArgs) -> Result<CreateOptions<'_>, Error> {
         preserve_fds: activation::listen_fds() + args.preserve_fds,
         sigmask: None,
         console,
+        systemd_cgroup,
     })
 }
 
-pub fn run(root: &Root, args: &CreateArgs) -> Result<i32, Error> {
+pub fn run(root: &Root, args: &CreateArgs, systemd_cgroup: bool) -> Result<i32, Error> {
     let bundle = load_bundle(args)?;
-    Container::create(root, &args.id, &bundle, &options(args)?)?;
+    Container::create(root, &args.id, &bundle, &options(args, systemd_cgroup)?)?;
     Ok(0)
 }
