@@ -127,8 +127,15 @@ pub fn configure_podman(work: &Workdir) {
     .unwrap();
 }
 
-/// `podman` with the private configuration of `work` and `runtime`.
+/// `podman` with the private configuration of `work` and `runtime`, on
+/// the cgroupfs cgroup manager.
 pub fn podman(work: &Path, runtime: &Path) -> Command {
+    podman_with(work, runtime, "cgroupfs")
+}
+
+/// `podman` as `podman` makes it, with `cgroup_manager` (`cgroupfs`, or
+/// `systemd` on a systemd host).
+pub fn podman_with(work: &Path, runtime: &Path, cgroup_manager: &str) -> Command {
     let mut c = Command::new("podman");
     c.env("CONTAINERS_CONF", work.join("containers.conf"))
         .env("CONTAINERS_STORAGE_CONF", work.join("storage.conf"))
@@ -140,6 +147,57 @@ pub fn podman(work: &Path, runtime: &Path) -> Command {
         .arg(work.join("tmp"))
         .arg("--runtime")
         .arg(runtime)
-        .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
+        .args([
+            "--cgroup-manager",
+            cgroup_manager,
+            "--events-backend",
+            "file",
+        ]);
     c
+}
+
+/// The Debian Docker client; /usr/local/bin may hold another.
+pub const DOCKER: &str = "/usr/bin/docker";
+
+/// The Docker client talking to the dockerd of `sock`.
+pub fn docker(sock: &Path) -> Command {
+    let mut c = Command::new(DOCKER);
+    c.arg("-H").arg(format!("unix://{}", sock.display()));
+    c
+}
+
+/// Starts dockerd with everything under `work` (data, exec root, socket
+/// `docker.sock`), no iptables and no bridge (containers run with
+/// `--network none`), and `args` (runtimes, exec options).
+pub fn start_dockerd(work: &Workdir, args: &[String]) -> Daemon {
+    let sock = work.join("docker.sock");
+    let config = work.join("daemon.json");
+    std::fs::write(&config, "{}").unwrap();
+    Daemon::start(
+        "dockerd",
+        Command::new("dockerd")
+            .arg("--config-file")
+            .arg(&config)
+            .arg("--data-root")
+            .arg(work.join("data"))
+            .arg("--exec-root")
+            .arg(work.join("exec"))
+            .arg("--pidfile")
+            .arg(work.join("dockerd.pid"))
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+            // Podman-like rlimit defaults would fail on the development
+            // host: its bounding set lacks CAP_SYS_RESOURCE (Docker keeps
+            // the host's by default).
+            .args(["--default-ulimit", "nofile=1024:1024"])
+            .args(args),
+        work.join("dockerd.log"),
+        || {
+            docker(&sock)
+                .arg("version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        },
+    )
 }
