@@ -1,15 +1,16 @@
 #!/bin/sh
 # Runs the OCI runtime-tools validation suite (its 58 `validation/*.t`
-# executables) against skiff, runc and crun side by side and prints one
-# table: per test and runtime, the TAP lines passed and failed and a status.
-# It fails when skiff does not fully pass a test that runc or crun fully
-# passes on this host. Run as root:
+# executables) against skiff, runc and crun side by side (Debian 12's, and
+# Debian sid's as runc-sid and crun-sid, from scripts/sid-root.sh) and
+# prints one table: per test and runtime, the TAP lines passed and failed
+# and a status. It fails when skiff does not fully pass a test that any of
+# them fully passes on this host. Run as root:
 #     ./scripts/runtime-tools.sh [--release] [TEST...]
 # The suite comes from a vendored source tarball (no network), built once
 # into target/runtime-tools with Debian's Go:
 #     RUNTIME_TOOLS_TARBALL  default ../shared/peers/runtime-tools-260e151.tar.gz
 #     RUNTIME_TOOLS_TIMEOUT  seconds per test and runtime, default 60
-#     RUNTIME_TOOLS_RUNTIMES default "skiff runc crun"
+#     RUNTIME_TOOLS_RUNTIMES default "skiff runc crun runc-sid crun-sid"
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -44,21 +45,23 @@ if [ "$(cat "$src/.built-from" 2>/dev/null)" != "$sum" ]; then
 fi
 
 timeout=${RUNTIME_TOOLS_TIMEOUT:-60}
-runtimes=${RUNTIME_TOOLS_RUNTIMES:-skiff runc crun}
+runtimes=${RUNTIME_TOOLS_RUNTIMES:-skiff runc crun runc-sid crun-sid}
 run=$PWD/target/runtime-tools-run
 rm -rf "$run"
 mkdir -p "$run/bin" "$run/tmp"
 
 # Each runtime runs through a wrapper giving it a state root of its own, so
 # that whatever a failed or timed-out test leaves is found and removed
-# without touching containers that are not ours. crun goes through
+# without touching containers that are not ours. Both cruns go through
 # crun-without-unified.sh: it refuses this hybrid cgroup host otherwise.
 for rt in $runtimes; do
     case $rt in
         skiff) bin=$skiff ;;
         runc) bin=$(command -v runc) ;;
         crun) bin=$PWD/scripts/crun-without-unified.sh ;;
-        *) die "unknown runtime $rt (skiff, runc, crun)" ;;
+        runc-sid) bin=$(./scripts/sid-root.sh)/peers/runc ;;
+        crun-sid) ./scripts/sid-root.sh >/dev/null && bin=$PWD/scripts/sid-crun.sh ;;
+        *) die "unknown runtime $rt (skiff, runc, crun, runc-sid, crun-sid)" ;;
     esac
     mkdir -p "$run/root/$rt" "$run/out/$rt"
     printf '#!/bin/sh\nexec %s --root %s "$@"\n' "$bin" "$run/root/$rt" > "$run/bin/$rt"
