@@ -32,8 +32,8 @@ if start < 0:
     sys.exit("vmlinuz: no xz payload")
 vmlinux = lzma.LZMADecompressor().decompress(image[start:])
 open(os.path.join(cache, "vmlinux"), "wb").write(vmlinux)
-# virtio-mmio and 9p (the shares), virtio-blk and ext4 (the systemd
-# guest's root disk), loop (block devices for the io throttling tests)
+# virtio-mmio and 9p (the shares), virtio-blk, ext4 and the crc32c it
+# loads at every mount (the systemd guest's root disk), loop (block devices for the io throttling tests)
 # and overlay (skiff runs from a read-only overlay of its own binary; the
 # engines' snapshots), dependencies first (the package has no
 # modules.dep: read each module's own "depends=" from .modinfo).
@@ -58,7 +58,7 @@ def visit(mod):
         visit(by_name[d])
     if mod not in order:
         order.append(mod)
-for wanted in ["virtio_mmio", "9pnet_virtio", "9p", "loop", "overlay", "virtio_blk", "ext4"]:
+for wanted in ["virtio_mmio", "9pnet_virtio", "9p", "loop", "overlay", "virtio_blk", "crc32c_generic", "ext4"]:
     visit(by_name[wanted])
 out = os.path.join(cache, "modules")
 os.makedirs(out)

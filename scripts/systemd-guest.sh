@@ -21,7 +21,8 @@
 # and dbus added: an ext4 image, opened with snapshot=on so that every boot
 # starts from the same disk and writes nothing back. The root image and the
 # initramfs are cached in target/systemd-guest, rebuilt when missing or
-# when this script or the sid root changed.
+# when the part of this script that builds them (or the sid root) changed.
+# A boot takes about 40 s under TCG here (17 s kernel, 23 s userspace).
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -38,7 +39,9 @@ kernel="$workspace/target/guest-kernel"
 
 # --- the root disk ----------------------------------------------------------
 sid=$(./scripts/sid-root.sh)
-sum=$(cat scripts/systemd-guest.sh "$sid/.built-by" | sha256sum | cut -d' ' -f1)
+# Rebuilt when this section of the script or the sid root changed.
+sum=$( (sed -n '/^# --- the root disk/,/^# --- initramfs/p' scripts/systemd-guest.sh; cat "$sid/.built-by") \
+    | sha256sum | cut -d' ' -f1)
 if [ "$(cat "$cache/root.built-by" 2>/dev/null)" != "$sum" ] || [ ! -s "$cache/root.img" ]; then
     root="$cache/root"
     # A root left by an interrupted build may still have /proc mounted:
@@ -54,11 +57,12 @@ if [ "$(cat "$cache/root.built-by" 2>/dev/null)" != "$sum" ] || [ ! -s "$cache/r
     rm -rf "$root/peers" "$root/versions" "$root/.built-by"
     # systemd as init, and the system bus runc, Podman and Docker reach
     # systemd through. The package lists of the sid root may be older than
-    # the mirror: read them again. Services stay stopped during the
-    # install (the sid root's policy-rc.d).
+    # the mirror: read them again, taking a Release file past its
+    # Valid-Until (this machine's clock may run ahead of the mirror's).
+    # Services stay stopped during the install (the sid root's policy-rc.d).
     mount -t proc proc "$root/proc"
     status=0
-    chroot "$root" sh -c "apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+    chroot "$root" sh -c "apt-get update -q -o Acquire::Check-Valid-Until=false && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
         --no-install-recommends systemd-sysv dbus && apt-get clean && rm -rf /var/lib/apt/lists/*" \
         >"$cache/root.log" 2>&1 || status=$?
     umount "$root/proc"
@@ -142,7 +146,10 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 for m in $(cat /modules.order); do insmod "/modules/$m"; done
-mount -t ext4 -o rw /dev/vda /newroot || { echo "initramfs: no root disk"; poweroff -f; }
+# virtio-blk probes asynchronously: the disk may appear after insmod.
+tries=0
+while [ ! -b /dev/vda ] && [ $tries -lt 100 ]; do sleep 0.1; tries=$((tries + 1)); done
+mount -t ext4 -o rw /dev/vda /newroot || { echo "initramfs: no root disk"; dmesg | tail -20; poweroff -f; }
 # The workspace is read-only and does not change while the guest runs:
 # cache=loose keeps its inodes and pages (an exec of a 40 MB debug binary
 # over uncached 9p takes seconds under TCG). The job share is written by
