@@ -156,16 +156,17 @@ impl Container {
         let no_annotations = std::collections::HashMap::new();
         let driver = if opts.systemd_cgroup {
             cgroups::Driver::Systemd {
-                annotations: bundle.spec.annotations().as_ref().unwrap_or(&no_annotations),
+                annotations: bundle
+                    .spec
+                    .annotations()
+                    .as_ref()
+                    .unwrap_or(&no_annotations),
             }
         } else {
             cgroups::Driver::Cgroupfs
         };
-        let cgroup = cgroups::for_container(
-            linux.and_then(|l| l.cgroups_path().as_deref()),
-            id,
-            driver,
-        )?;
+        let cgroup =
+            cgroups::for_container(linux.and_then(|l| l.cgroups_path().as_deref()), id, driver)?;
         let spec_hooks = bundle.spec.hooks().as_ref();
         let kept_hooks = spec_hooks.map(|h| {
             let mut kept = oci_spec::runtime::Hooks::default();

@@ -462,7 +462,8 @@ pub fn to_be_created(record: &Record) -> Record {
         if record.unit.is_some() {
             // systemd makes (and keeps) a unit's missing slices; skiff
             // makes at most the unit's own directory (Systemd::create).
-            d.created.retain(|c| *c == d.path && c.parent().is_some_and(Path::is_dir));
+            d.created
+                .retain(|c| *c == d.path && c.parent().is_some_and(Path::is_dir));
         }
     }
     planned

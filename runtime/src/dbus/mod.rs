@@ -116,14 +116,15 @@ fn unescape(v: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// How long a server may take to answer `AUTH`.
+const AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// An authenticated connection.
 pub struct Connection {
     stream: UnixStream,
     address: String,
     serial: u32,
     inbuf: Vec<u8>,
-    /// True until the server's `OK` to our pipelined `AUTH` has been read.
-    auth_pending: bool,
     /// Messages read while waiting for another one.
     queued: VecDeque<Message>,
 }
@@ -131,9 +132,12 @@ pub struct Connection {
 impl Connection {
     /// Connects and authenticates as `uid` with `AUTH EXTERNAL` (the
     /// kernel vouches for the uid through the socket's credentials). The
-    /// `AUTH` and `BEGIN` lines go out at once, with nothing awaited: the
-    /// server's answer is read with the first reply, which saves a round
-    /// trip (sd-bus does the same).
+    /// `AUTH` and `BEGIN` lines go out at once, as sd-bus sends them, but
+    /// the first message waits for the server's `OK`: systemd's private
+    /// socket left a short first call (a `StopUnit`) that came right
+    /// behind `BEGIN` unanswered until the 30 s timeout, as it would if
+    /// it read both at once and only looked for messages on the next
+    /// wake-up. sd-bus and godbus clients also wait for the `OK`.
     pub fn open(address: &Address, uid: u32) -> Result<Connection, DbusError> {
         let name = address.to_string();
         let connected = match address {
@@ -158,11 +162,29 @@ impl Connection {
             address: name,
             serial: 0,
             inbuf: Vec::with_capacity(4096),
-            auth_pending: true,
             queued: VecDeque::new(),
         };
         conn.write_all(format!("\0AUTH EXTERNAL {hex}\r\nBEGIN\r\n").as_bytes())?;
+        conn.await_auth(Instant::now() + AUTH_TIMEOUT)?;
         Ok(conn)
+    }
+
+    /// Reads the server's answer to `AUTH`: `OK <guid>`, or a refusal.
+    fn await_auth(&mut self, deadline: Instant) -> Result<(), DbusError> {
+        loop {
+            if let Some(end) = self.inbuf.windows(2).position(|w| w == b"\r\n") {
+                let line = String::from_utf8_lossy(&self.inbuf[..end]).into_owned();
+                self.inbuf.drain(..end + 2);
+                if !line.starts_with("OK ") {
+                    return Err(DbusError::Auth {
+                        address: self.address.clone(),
+                        reply: line,
+                    });
+                }
+                return Ok(());
+            }
+            self.fill("authentication", deadline)?;
+        }
     }
 
     /// The address this connection went to, for messages.
@@ -255,35 +277,15 @@ impl Connection {
     /// Reads the next whole message off the socket.
     fn read_message(&mut self, what: &str, deadline: Instant) -> Result<Message, DbusError> {
         loop {
-            if self.auth_pending {
-                if let Some(end) = self.inbuf.windows(2).position(|w| w == b"\r\n") {
-                    let line = String::from_utf8_lossy(&self.inbuf[..end]).into_owned();
-                    self.inbuf.drain(..end + 2);
-                    if !line.starts_with("OK ") {
-                        return Err(DbusError::Auth {
-                            address: self.address.clone(),
-                            reply: line,
-                        });
-                    }
-                    self.auth_pending = false;
-                    continue;
-                }
-            } else {
-                let wire = |source| DbusError::Wire {
-                    address: self.address.clone(),
-                    source,
-                };
-                if let Some(total) = Message::total_len(&self.inbuf).map_err(wire)? {
-                    if self.inbuf.len() >= total {
-                        let msg = Message::decode(&self.inbuf[..total]).map_err(|source| {
-                            DbusError::Wire {
-                                address: self.address.clone(),
-                                source,
-                            }
-                        })?;
-                        self.inbuf.drain(..total);
-                        return Ok(msg);
-                    }
+            let wire = |source| DbusError::Wire {
+                address: self.address.clone(),
+                source,
+            };
+            if let Some(total) = Message::total_len(&self.inbuf).map_err(wire)? {
+                if self.inbuf.len() >= total {
+                    let msg = Message::decode(&self.inbuf[..total]).map_err(wire)?;
+                    self.inbuf.drain(..total);
+                    return Ok(msg);
                 }
             }
             self.fill(what, deadline)?;
@@ -296,7 +298,10 @@ impl Connection {
             let left = deadline.saturating_duration_since(Instant::now());
             let ms = i32::try_from(left.as_millis().max(1)).unwrap_or(i32::MAX);
             let mut fds = [PollFd::new(self.stream.as_fd(), PollFlags::POLLIN)];
-            match nix::poll::poll(&mut fds, PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX)) {
+            match nix::poll::poll(
+                &mut fds,
+                PollTimeout::try_from(ms).unwrap_or(PollTimeout::MAX),
+            ) {
                 Ok(0) => {
                     return Err(DbusError::Timeout {
                         address: self.address.clone(),

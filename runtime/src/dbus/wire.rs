@@ -248,7 +248,10 @@ impl<'a> Decoder<'a> {
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
-        let end = self.pos.checked_add(n).ok_or(WireError::Truncated(self.pos))?;
+        let end = self
+            .pos
+            .checked_add(n)
+            .ok_or(WireError::Truncated(self.pos))?;
         let bytes = self
             .buf
             .get(self.pos..end)
@@ -451,7 +454,10 @@ impl Message {
         }
         let mut fields = Vec::new();
         let mut field = |code: u8, v: Value| {
-            fields.push(Value::Struct(vec![Value::Byte(code), Value::Variant(Box::new(v))]));
+            fields.push(Value::Struct(vec![
+                Value::Byte(code),
+                Value::Variant(Box::new(v)),
+            ]));
         };
         if let Some(p) = &self.path {
             field(PATH, Value::ObjectPath(p.clone()));
@@ -478,12 +484,8 @@ impl Message {
             field(SIGNATURE, Value::Signature(self.signature()));
         }
         let mut out = Encoder::default();
-        out.buf.extend_from_slice(&[
-            b'l',
-            self.kind as u8,
-            u8::from(self.no_reply),
-            1,
-        ]);
+        out.buf
+            .extend_from_slice(&[b'l', self.kind as u8, u8::from(self.no_reply), 1]);
         out.u32(body.buf.len() as u32);
         out.u32(self.serial);
         out.value(&Value::Array("(yv)".into(), fields));
@@ -567,7 +569,8 @@ impl Message {
         if let Value::Array(_, fields) = fields {
             for f in fields {
                 let Value::Struct(pair) = f else { continue };
-                let (Some(Value::Byte(code)), Some(Value::Variant(v))) = (pair.first(), pair.get(1))
+                let (Some(Value::Byte(code)), Some(Value::Variant(v))) =
+                    (pair.first(), pair.get(1))
                 else {
                     continue;
                 };
@@ -615,7 +618,10 @@ mod tests {
     fn values_roundtrip() {
         roundtrip(Value::Str("skiff-c1.scope".into()));
         roundtrip(Value::U64(u64::MAX));
-        roundtrip(Value::Array("y".into(), vec![Value::Byte(3), Value::Byte(1)]));
+        roundtrip(Value::Array(
+            "y".into(),
+            vec![Value::Byte(3), Value::Byte(1)],
+        ));
         roundtrip(Value::Array("(ss)".into(), vec![]));
         roundtrip(Value::Array(
             "(sv)".into(),

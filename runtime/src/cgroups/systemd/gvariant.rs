@@ -11,7 +11,11 @@ pub fn parse(text: &str) -> Result<Value, String> {
     let v = p.value(None)?;
     p.ws();
     if p.pos != text.len() {
-        return Err(format!("unexpected {:?} at offset {}", &text[p.pos..], p.pos));
+        return Err(format!(
+            "unexpected {:?} at offset {}",
+            &text[p.pos..],
+            p.pos
+        ));
     }
     Ok(v)
 }
@@ -148,10 +152,14 @@ impl Parser<'_> {
         let text = self
             .token(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '+' | '.'))
             .to_string();
-        let bad = || format!("{text:?} at offset {at} is not a number of type {}", want.unwrap_or("i"));
-        let float = !text.starts_with("0x")
-            && !text.starts_with("-0x")
-            && text.contains(['.', 'e', 'E']);
+        let bad = || {
+            format!(
+                "{text:?} at offset {at} is not a number of type {}",
+                want.unwrap_or("i")
+            )
+        };
+        let float =
+            !text.starts_with("0x") && !text.starts_with("-0x") && text.contains(['.', 'e', 'E']);
         let want = want.unwrap_or(if float { "d" } else { "i" });
         if want == "d" {
             return text.parse::<f64>().map(Value::Double).map_err(|_| bad());
@@ -229,7 +237,10 @@ impl Parser<'_> {
             if !fields.is_empty() && !self.eat(',') {
                 return Err(format!("expected ',' or ')' at offset {}", self.pos));
             }
-            let t = types.as_ref().and_then(|t| t.get(fields.len())).map(String::as_str);
+            let t = types
+                .as_ref()
+                .and_then(|t| t.get(fields.len()))
+                .map(String::as_str);
             fields.push(self.value(t)?);
         }
         if fields.is_empty() || types.is_some_and(|t| t.len() != fields.len()) {
@@ -277,16 +288,18 @@ mod tests {
             parse("@at [1, 2]").unwrap(),
             Value::Array("t".into(), vec![Value::U64(1), Value::U64(2)])
         );
+        assert_eq!(parse("[('/dev/null', 'rw')]").unwrap().signature(), "a(ss)");
         assert_eq!(
-            parse("[('/dev/null', 'rw')]").unwrap().signature(),
-            "a(ss)"
+            parse("objectpath '/a'").unwrap(),
+            Value::ObjectPath("/a".into())
         );
-        assert_eq!(parse("objectpath '/a'").unwrap(), Value::ObjectPath("/a".into()));
     }
 
     #[test]
     fn errors() {
-        for bad in ["", "[]", "[1, 'a']", "'open", "maybe", "1 2", "[1 2]", "@x 'a'", "()"] {
+        for bad in [
+            "", "[]", "[1, 'a']", "'open", "maybe", "1 2", "[1 2]", "@x 'a'", "()",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -27,7 +27,12 @@ pub fn to_array(props: &[Property]) -> Value {
         "(sv)".into(),
         props
             .iter()
-            .map(|(n, v)| Value::Struct(vec![Value::Str(n.clone()), Value::Variant(Box::new(v.clone()))]))
+            .map(|(n, v)| {
+                Value::Struct(vec![
+                    Value::Str(n.clone()),
+                    Value::Variant(Box::new(v.clone())),
+                ])
+            })
             .collect(),
     )
 }
@@ -46,7 +51,10 @@ pub fn base(unit: &Unit, id: &str, pid: Option<u32>) -> Vec<Property> {
         out.push(prop("Slice", Value::Str(unit.slice.clone())));
         out.push(prop("Delegate", Value::Bool(true)));
         if let Some(pid) = pid {
-            out.push(prop("PIDs", Value::Array("u".into(), vec![Value::U32(pid)])));
+            out.push(prop(
+                "PIDs",
+                Value::Array("u".into(), vec![Value::U32(pid)]),
+            ));
         }
     }
     for accounting in [
@@ -71,7 +79,10 @@ fn limit(value: &str, w: &Write) -> Result<u64, ResourceError> {
     }
     value.trim().parse().map_err(|_| ResourceError {
         field: w.field,
-        reason: format!("{value:?} is not a number or \"max\" (for systemd's {})", w.file),
+        reason: format!(
+            "{value:?} is not a number or \"max\" (for systemd's {})",
+            w.file
+        ),
     })
 }
 
@@ -265,7 +276,10 @@ pub const ANNOTATION_PREFIX: &str = "org.systemd.property.";
 /// NAME ending in `Sec` after a lowercase letter is taken in seconds and
 /// passed as `...USec`.
 pub fn annotations(all: &HashMap<String, String>) -> Result<Vec<Property>, ResourceError> {
-    let mut keys: Vec<&String> = all.keys().filter(|k| k.starts_with(ANNOTATION_PREFIX)).collect();
+    let mut keys: Vec<&String> = all
+        .keys()
+        .filter(|k| k.starts_with(ANNOTATION_PREFIX))
+        .collect();
     keys.sort();
     let mut out = Vec::new();
     for key in keys {
@@ -279,14 +293,18 @@ pub fn annotations(all: &HashMap<String, String>) -> Result<Vec<Property>, Resou
                 "a systemd property name is at least three letters, and only letters".into(),
             ));
         }
-        let value = gvariant::parse(&all[key]).map_err(|e| bad(format!("value {:?}: {e}", all[key])))?;
+        let value =
+            gvariant::parse(&all[key]).map_err(|e| bad(format!("value {:?}: {e}", all[key])))?;
         let seconds = name
             .strip_suffix("Sec")
             .filter(|stem| stem.ends_with(|c: char| c.is_ascii_lowercase()));
         match seconds {
             Some(stem) => {
                 let usec = to_usec(&value).ok_or_else(|| {
-                    bad(format!("{name} takes a number of seconds, not {:?}", all[key]))
+                    bad(format!(
+                        "{name} takes a number of seconds, not {:?}",
+                        all[key]
+                    ))
                 })?;
                 out.push(prop(&format!("{stem}USec"), Value::U64(usec)));
             }
@@ -322,7 +340,11 @@ mod tests {
     };
 
     fn find<'a>(props: &'a [Property], name: &str) -> Vec<&'a Value> {
-        props.iter().filter(|(n, _)| n == name).map(|(_, v)| v).collect()
+        props
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v)
+            .collect()
     }
 
     #[test]
@@ -335,7 +357,12 @@ mod tests {
             find(&props, "PIDs"),
             [&Value::Array("u".into(), vec![Value::U32(42)])]
         );
-        for name in ["MemoryAccounting", "CPUAccounting", "IOAccounting", "TasksAccounting"] {
+        for name in [
+            "MemoryAccounting",
+            "CPUAccounting",
+            "IOAccounting",
+            "TasksAccounting",
+        ] {
             assert_eq!(find(&props, name), [&Value::Bool(true)], "{name}");
         }
         assert_eq!(find(&props, "DefaultDependencies"), [&Value::Bool(false)]);
@@ -372,7 +399,10 @@ mod tests {
                     .unwrap(),
             )
             .pids(LinuxPidsBuilder::default().limit(100).build().unwrap())
-            .unified(HashMap::from([("memory.high".to_string(), "max".to_string())]))
+            .unified(HashMap::from([(
+                "memory.high".to_string(),
+                "max".to_string(),
+            )]))
             .build()
             .unwrap();
         let props = resources(&res).unwrap();
@@ -384,7 +414,10 @@ mod tests {
         assert_eq!(find(&props, "CPUQuotaPeriodUSec"), [&Value::U64(100_000)]);
         // 123450 us per second, rounded up to a whole percent.
         assert_eq!(find(&props, "CPUQuotaPerSecUSec"), [&Value::U64(130_000)]);
-        assert_eq!(find(&props, "AllowedCPUs"), [&bytes(vec![0b0000_0111, 0b0000_0010])]);
+        assert_eq!(
+            find(&props, "AllowedCPUs"),
+            [&bytes(vec![0b0000_0111, 0b0000_0010])]
+        );
         assert_eq!(find(&props, "AllowedMemoryNodes"), [&bytes(vec![1])]);
         assert_eq!(find(&props, "TasksMax"), [&Value::U64(100)]);
     }
@@ -413,10 +446,16 @@ mod tests {
             .build()
             .unwrap();
         let props = resources(&res).unwrap();
-        assert_eq!(find(&props, "IOWeight"), [&Value::U64(resources::blkio_to_io_weight(500))]);
+        assert_eq!(
+            find(&props, "IOWeight"),
+            [&Value::U64(resources::blkio_to_io_weight(500))]
+        );
         assert_eq!(
             find(&props, "IODeviceWeight"),
-            [&per_device(vec![("/dev/block/8:0".into(), resources::blkio_to_io_weight(100))])]
+            [&per_device(vec![(
+                "/dev/block/8:0".into(),
+                resources::blkio_to_io_weight(100)
+            )])]
         );
         assert_eq!(
             find(&props, "IOReadBandwidthMax"),
@@ -429,7 +468,13 @@ mod tests {
         let res = LinuxResourcesBuilder::default()
             .memory(LinuxMemoryBuilder::default().limit(-1).build().unwrap())
             .pids(LinuxPidsBuilder::default().limit(-1).build().unwrap())
-            .cpu(LinuxCpuBuilder::default().quota(-1i64).period(50_000u64).build().unwrap())
+            .cpu(
+                LinuxCpuBuilder::default()
+                    .quota(-1i64)
+                    .period(50_000u64)
+                    .build()
+                    .unwrap(),
+            )
             .build()
             .unwrap();
         let props = resources(&res).unwrap();
@@ -450,11 +495,16 @@ mod tests {
         let shown: Vec<String> = entries
             .iter()
             .map(|e| match e {
-                Value::Struct(f) => format!("{} {}", f[0].as_str().unwrap(), f[1].as_str().unwrap()),
+                Value::Struct(f) => {
+                    format!("{} {}", f[0].as_str().unwrap(), f[1].as_str().unwrap())
+                }
                 _ => String::new(),
             })
             .collect();
-        assert!(shown.contains(&"/dev/char/1:3 rwm".to_string()), "{shown:?}");
+        assert!(
+            shown.contains(&"/dev/char/1:3 rwm".to_string()),
+            "{shown:?}"
+        );
         assert!(shown.contains(&"char-136 rwm".to_string()), "{shown:?}");
         assert!(shown.contains(&"char-* m".to_string()), "{shown:?}");
         assert_eq!(
@@ -475,14 +525,29 @@ mod tests {
     #[test]
     fn annotations_with_runcs_rules() {
         let a = HashMap::from([
-            ("org.systemd.property.TimeoutStopUSec".to_string(), "uint64 123456789".to_string()),
-            ("org.systemd.property.CollectMode".to_string(), "'inactive-or-failed'".to_string()),
-            ("org.systemd.property.TimeoutStopSec".to_string(), "2".to_string()),
-            ("org.systemd.property.RuntimeMaxSec".to_string(), "1.5".to_string()),
+            (
+                "org.systemd.property.TimeoutStopUSec".to_string(),
+                "uint64 123456789".to_string(),
+            ),
+            (
+                "org.systemd.property.CollectMode".to_string(),
+                "'inactive-or-failed'".to_string(),
+            ),
+            (
+                "org.systemd.property.TimeoutStopSec".to_string(),
+                "2".to_string(),
+            ),
+            (
+                "org.systemd.property.RuntimeMaxSec".to_string(),
+                "1.5".to_string(),
+            ),
             ("io.kubernetes.other".to_string(), "x".to_string()),
         ]);
         let props = annotations(&a).unwrap();
-        assert_eq!(find(&props, "CollectMode"), [&Value::Str("inactive-or-failed".into())]);
+        assert_eq!(
+            find(&props, "CollectMode"),
+            [&Value::Str("inactive-or-failed".into())]
+        );
         assert_eq!(
             find(&props, "TimeoutStopUSec"),
             [&Value::U64(2_000_000), &Value::U64(123_456_789)]

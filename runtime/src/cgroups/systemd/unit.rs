@@ -142,7 +142,10 @@ mod tests {
     #[test]
     fn engines_paths() {
         let docker = plan(Some("system.slice:docker:abc"), "abc").unwrap();
-        assert_eq!(docker.cgroup, PathBuf::from("/system.slice/docker-abc.scope"));
+        assert_eq!(
+            docker.cgroup,
+            PathBuf::from("/system.slice/docker-abc.scope")
+        );
         let k8s = plan(
             Some("kubepods-burstable-pod12.slice:cri-containerd:abc"),
             "abc",
