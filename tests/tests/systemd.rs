@@ -318,19 +318,6 @@ fn scope_lifecycle(r: &Direct, work: &Workdir) -> Result<(), String> {
             &id,
             "sh",
             "-c",
-            // `wait`: the sleeps are gone before the next exec, which
-            // needs tasks of its own (runc's Go threads count too).
-            "sh -c 'for i in $(seq 80); do sleep 1 & done; wait' 2>&1 | grep -c \"can't fork\"",
-        ]);
-        expect!(
-            stdout(&o).trim().parse::<u32>().unwrap_or(0) > 0,
-            "forks beyond TasksMax: {o:?}"
-        );
-        let o = r.output(&[
-            "exec",
-            &id,
-            "sh",
-            "-c",
             "end=$(($(date +%s) + 2)); while [ $(date +%s) -lt $end ]; do :; done",
         ]);
         expect!(o.status.success(), "busy loop: {o:?}");
@@ -340,6 +327,19 @@ fn scope_lifecycle(r: &Direct, work: &Workdir) -> Result<(), String> {
             .and_then(|n| n.parse::<u64>().ok())
             .unwrap_or(0);
         expect!(throttled > 0, "a busy loop was never throttled by cpu.max");
+        let o = r.output(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            // Last: the tasks a failed fork leaves on their way out would
+            // still count against the next exec (runc's Go threads).
+            "sh -c 'for i in $(seq 80); do sleep 1 & done; wait' 2>&1 | grep -c \"can't fork\"",
+        ]);
+        expect!(
+            stdout(&o).trim().parse::<u32>().unwrap_or(0) > 0,
+            "forks beyond TasksMax: {o:?}"
+        );
         Ok(cgroup)
     })();
     let o = r.output(&["delete", "--force", &id]);
@@ -513,7 +513,7 @@ fn podman_systemd_cgroup() {
     let mut report = Report::new("podman --cgroup-manager systemd");
     for rt in RUNTIMES {
         report.run(
-            "a scope with Delegate=yes and the memory limit in machine.slice; conmon in its own scope; nothing left",
+            "a scope with Delegate=yes and the memory limit in machine.slice; conmon outside it; nothing left",
             rt,
             || {
                 let name = format!("podman-{rt}");
@@ -533,22 +533,22 @@ fn podman_systemd_cgroup() {
                 let pid: u32 = inspect("{{.State.Pid}}").parse().unwrap_or(0);
                 let conmon: u32 = inspect("{{.State.ConmonPid}}").parse().unwrap_or(0);
                 let unit = format!("libpod-{id}.scope");
-                let conmon_unit = format!("libpod-conmon-{id}.scope");
                 let result = (|| {
                     let cgroup =
                         check_scope(&unit, "machine.slice", &[("MemoryMax", MEMORY.to_string())])?;
                     expect!(cgroup_of(pid) == cgroup, "init {pid} in {}", cgroup_of(pid));
+                    // Where conmon goes is Podman's choice (started from a
+                    // service, as here, it stays in the service's cgroup,
+                    // with runc too); it must not be in the container's.
                     let conmon_cgroup = cgroup_of(conmon);
                     expect!(
-                        conmon_cgroup == format!("/machine.slice/{conmon_unit}"),
+                        conmon > 0 && !conmon_cgroup.starts_with(&cgroup),
                         "conmon {conmon} in {conmon_cgroup}"
                     );
-                    Ok((cgroup, conmon_cgroup))
+                    Ok(cgroup)
                 })();
                 let _ = podman(rt).args(["rm", "-f", "-t", "0", &name]).output();
-                let (cgroup, conmon_cgroup) = result?;
-                check_gone(&unit, &cgroup)?;
-                check_gone(&conmon_unit, &conmon_cgroup)
+                check_gone(&unit, &result?)
             },
         );
     }

@@ -675,13 +675,13 @@ mod tests {
     fn a_big_endian_reply_decodes() {
         // A method return with REPLY_SERIAL 5 and body "o" /j/1, big-endian.
         let mut buf = vec![b'B', 2, 1, 1];
-        buf.extend_from_slice(&12u32.to_be_bytes()); // body length
+        buf.extend_from_slice(&9u32.to_be_bytes()); // body length
         buf.extend_from_slice(&9u32.to_be_bytes()); // serial
         let fields_at = buf.len();
         buf.extend_from_slice(&[0; 4]); // fields length, filled below
+                                        // (y v) structs start 8-aligned: REPLY_SERIAL at 16, SIGNATURE at 24.
         buf.extend_from_slice(&[5, 1, b'u', 0]);
         buf.extend_from_slice(&5u32.to_be_bytes());
-        buf.extend_from_slice(&[0; 4]);
         buf.extend_from_slice(&[8, 1, b'g', 0, 1, b'o', 0]);
         let len = (buf.len() - fields_at - 4) as u32;
         buf[fields_at..fields_at + 4].copy_from_slice(&len.to_be_bytes());
@@ -690,7 +690,6 @@ mod tests {
         }
         buf.extend_from_slice(&4u32.to_be_bytes());
         buf.extend_from_slice(b"/j/1\0");
-        buf.extend_from_slice(&[0; 3]);
         let m = Message::decode(&buf).unwrap();
         assert_eq!(m.kind, Kind::MethodReturn);
         assert_eq!(m.reply_serial, Some(5));
