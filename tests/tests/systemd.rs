@@ -267,7 +267,7 @@ fn runtime_systemd_cgroup() {
             root: work.join(&format!("state-{rt}")),
         };
         report.run(
-            "a scope with Delegate=yes and the limits; processes and exec in it; delete leaves nothing",
+            "a scope with Delegate=yes and the limits; exec, update, pause/resume; limits enforced; delete leaves nothing",
             rt,
             || scope_lifecycle(&r, &work),
         );
@@ -310,6 +310,28 @@ fn scope_lifecycle(r: &Direct, work: &Workdir) -> Result<(), String> {
                 ("cpu.max", format!("{CPU_QUOTA} {CPU_PERIOD}")),
             ],
         )?;
+        // update: the unit's property and the file.
+        let half = (MEMORY / 2).to_string();
+        let o = r.output(&["update", "--memory", &half, &id]);
+        expect!(o.status.success(), "update --memory: {o:?}");
+        check_scope(&unit, "system.slice", &[("MemoryMax", half.clone())])?;
+        check_files(&cgroup, &[("memory.max", half)])?;
+        // pause/resume freeze and thaw the unit's cgroup.
+        for (cmd, status, frozen) in [("pause", "paused", "1"), ("resume", "running", "0")] {
+            let o = r.output(&[cmd, &id]);
+            expect!(o.status.success(), "{cmd}: {o:?}");
+            let state = stdout(&r.output(&["state", &id]));
+            expect!(
+                state.contains(&format!("\"status\": \"{status}\""))
+                    || state.contains(&format!("\"status\":\"{status}\"")),
+                "after {cmd}: {state}"
+            );
+            let events = cgroup_file(&cgroup, "cgroup.events");
+            expect!(
+                events.contains(&format!("frozen {frozen}")),
+                "after {cmd}: cgroup.events {events:?}"
+            );
+        }
         // In the container's cgroup namespace, its own cgroup is "/".
         let o = r.output(&["exec", &id, "cat", "/proc/self/cgroup"]);
         expect!(stdout(&o) == "0::/\n", "exec'd process: {o:?}");
