@@ -36,7 +36,8 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub debug: bool,
 
-    /// Enable systemd cgroup support (not supported yet)
+    /// Enable systemd cgroup support: the container's cgroup is a systemd
+    /// unit, and cgroupsPath is "slice:prefix:name"
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
 

@@ -76,6 +76,8 @@ pub struct CreateOptions<'a> {
     /// `--rootless`: a cgroup the user may not create means no cgroup
     /// (unless limits were asked for), and device rules are not applied.
     pub rootless: bool,
+    /// `--systemd-cgroup`: systemd manages the container's cgroup.
+    pub systemd_cgroup: bool,
 }
 
 /// Options of `exec`.
@@ -188,7 +190,20 @@ impl Container {
             rootless: opts.rootless,
         };
         let linux = bundle.spec.linux().as_ref();
-        let cgroup = cgroups::for_container(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
+        let no_annotations = std::collections::HashMap::new();
+        let driver = if opts.systemd_cgroup {
+            cgroups::Driver::Systemd {
+                annotations: bundle
+                    .spec
+                    .annotations()
+                    .as_ref()
+                    .unwrap_or(&no_annotations),
+            }
+        } else {
+            cgroups::Driver::Cgroupfs
+        };
+        let cgroup =
+            cgroups::for_container(linux.and_then(|l| l.cgroups_path().as_deref()), id, driver)?;
         let spec_hooks = bundle.spec.hooks().as_ref();
         let kept_hooks = spec_hooks.map(|h| {
             let mut kept = oci_spec::runtime::Hooks::default();

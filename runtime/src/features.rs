@@ -107,12 +107,13 @@ pub fn features() -> Features {
                 .map(|t| namespaces::type_name(*t))
                 .collect(),
             capabilities,
-            // Both cgroup backends and the rdma controller are built in;
-            // cgroups through systemd are not.
+            // Both cgroup backends, the systemd driver (system instance;
+            // the user instance comes with rootless) and the rdma
+            // controller are built in.
             cgroup: Cgroup {
                 v1: true,
                 v2: true,
-                systemd: false,
+                systemd: true,
                 systemd_user: false,
                 rdma: true,
             },

@@ -347,6 +347,7 @@ mod tests {
                 path: "/skiff/c1".into(),
                 unified: true,
                 dirs: vec![],
+                unit: None,
             },
             own_pid_ns: true,
             hooks: None,

@@ -128,8 +128,15 @@ pub fn configure_podman(work: &Workdir) {
     .unwrap();
 }
 
-/// `podman` with the private configuration of `work` and `runtime`.
+/// `podman` with the private configuration of `work` and `runtime`, on
+/// the cgroupfs cgroup manager.
 pub fn podman(work: &Path, runtime: &Path) -> Command {
+    podman_with(work, runtime, "cgroupfs")
+}
+
+/// `podman` as `podman` makes it, with `cgroup_manager` (`cgroupfs`, or
+/// `systemd` on a systemd host).
+pub fn podman_with(work: &Path, runtime: &Path, cgroup_manager: &str) -> Command {
     let mut c = Command::new("podman");
     c.env("CONTAINERS_CONF", work.join("containers.conf"))
         .env("CONTAINERS_STORAGE_CONF", work.join("storage.conf"))
@@ -141,7 +148,12 @@ pub fn podman(work: &Path, runtime: &Path) -> Command {
         .arg(work.join("tmp"))
         .arg("--runtime")
         .arg(runtime)
-        .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
+        .args([
+            "--cgroup-manager",
+            cgroup_manager,
+            "--events-backend",
+            "file",
+        ]);
     c
 }
 
@@ -198,10 +210,8 @@ impl Docker {
 
 impl Engine for Docker {
     fn cmd(&self, _runtime: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(DOCKER);
-        c.arg("-H")
-            .arg(format!("unix://{}", self.sock.display()))
-            .args(args);
+        let mut c = docker(&self.sock);
+        c.args(args);
         c
     }
 
@@ -212,4 +222,29 @@ impl Engine for Docker {
     fn image(&self) -> &str {
         Docker::IMAGE
     }
+}
+
+/// The Docker client talking to the dockerd of `sock`.
+pub fn docker(sock: &Path) -> Command {
+    let mut c = Command::new(DOCKER);
+    c.arg("-H").arg(format!("unix://{}", sock.display()));
+    c
+}
+
+/// Starts dockerd as `dockerd_flags` sets it up (skiff added as `skiff`),
+/// with an empty config file of its own and `args` (more runtimes, exec
+/// options).
+pub fn start_dockerd(work: &Workdir, args: &[String]) -> Daemon {
+    let config = work.join("daemon.json");
+    std::fs::write(&config, "{}").unwrap();
+    let mut cmd = Command::new("dockerd");
+    cmd.arg("--config-file").arg(&config);
+    dockerd_flags(&mut cmd, work);
+    cmd.args(args);
+    let docker = Docker {
+        sock: work.join("docker.sock"),
+    };
+    Daemon::start("dockerd", &mut cmd, work.join("dockerd.log"), || {
+        docker.is_up()
+    })
 }

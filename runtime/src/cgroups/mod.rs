@@ -11,9 +11,11 @@ pub mod hierarchy;
 pub mod oom;
 pub mod resources;
 pub mod stats;
+pub mod systemd;
 mod v1;
 mod v2;
 
+use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -85,6 +87,8 @@ pub enum CgroupError {
         field: &'static str,
         cause: Box<CgroupError>,
     },
+    #[error(transparent)]
+    Systemd(#[from] systemd::SystemdError),
 }
 
 impl CgroupError {
@@ -129,6 +133,9 @@ pub struct Record {
     pub unified: bool,
     /// One directory per hierarchy.
     pub dirs: Vec<Dir>,
+    /// The systemd unit that owns the cgroup (`--systemd-cgroup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 /// What every cgroup backend does for a container.
@@ -152,6 +159,12 @@ pub trait Manager {
     /// where writing a pid to `cgroup.procs` can wait for a whole RCU grace
     /// period (milliseconds) on a quiet machine.
     fn join_current(&self, cloned: bool) -> Result<(), CgroupError>;
+    /// Runtime side, once the init exists and has been told to go on:
+    /// hands it to a manager that owns the cgroup (systemd starts its
+    /// unit with it here). Nothing for the cgroupfs backends.
+    fn adopt(&self, _pid: libc::pid_t) -> Result<(), CgroupError> {
+        Ok(())
+    }
     /// The pids in the cgroup.
     fn procs(&self) -> Result<Vec<libc::pid_t>, CgroupError>;
     /// Removes the directories skiff created.
@@ -366,12 +379,38 @@ fn resolve(hierarchy: &Hierarchy, path: &Path) -> PathBuf {
     }
 }
 
+/// Who manages the container's cgroup.
+pub enum Driver<'a> {
+    /// skiff itself, through the cgroup files.
+    Cgroupfs,
+    /// systemd (`--systemd-cgroup`); the config's annotations may carry
+    /// unit properties.
+    Systemd {
+        annotations: &'a HashMap<String, String>,
+    },
+}
+
 /// Plans the container's cgroup on this host: detects the hierarchies and
 /// returns the backend that fits them. Nothing is created yet.
 pub fn for_container(
     cgroups_path: Option<&Path>,
     id: &str,
+    driver: Driver<'_>,
 ) -> Result<Box<dyn Manager>, CgroupError> {
+    if let Driver::Systemd { annotations } = driver {
+        // Checked first: on a host without systemd, that is the error.
+        if !systemd::systemd_running() {
+            return Err(systemd::SystemdError::NotRunning.into());
+        }
+        let hierarchies = hierarchy::detect().map_err(CgroupError::Detect)?;
+        let path = cgroups_path.map(|p| p.to_string_lossy());
+        return Ok(Box::new(systemd::Systemd::plan(
+            &hierarchies,
+            path.as_deref(),
+            id,
+            annotations,
+        )?));
+    }
     let hierarchies = hierarchy::detect().map_err(CgroupError::Detect)?;
     plan(&hierarchies, cgroups_path, id)
 }
@@ -404,6 +443,7 @@ fn plan(
         path,
         unified,
         dirs,
+        unit: None,
     };
     Ok(from_record(record))
 }
@@ -445,6 +485,7 @@ pub fn none() -> Box<dyn Manager> {
         path: PathBuf::new(),
         unified: false,
         dirs: Vec::new(),
+        unit: None,
     }))
 }
 
@@ -469,11 +510,15 @@ pub fn own() -> Record {
         path: main.map(|h| h.own.clone()).unwrap_or_default(),
         unified: !hierarchies.is_empty() && hierarchies.iter().all(Hierarchy::is_v2),
         dirs,
+        unit: None,
     }
 }
 
 /// The backend for a stored record.
 pub fn from_record(record: Record) -> Box<dyn Manager> {
+    if let (Some(unit), true) = (record.unit.clone(), record.dirs.len() == 1) {
+        return Box::new(systemd::Systemd::from_record(record, unit));
+    }
     // The v2 backend has exactly one directory; a state without it (hand
     // edited, truncated) goes to the v1 backend, which copes with any
     // number, rather than panicking.
@@ -503,6 +548,12 @@ pub fn to_be_created(record: &Record) -> Record {
     let mut planned = record.clone();
     for d in &mut planned.dirs {
         d.created = missing_dirs(&d.mount, &d.path);
+        if record.unit.is_some() {
+            // systemd makes (and keeps) a unit's missing slices; skiff
+            // makes at most the unit's own directory (Systemd::create).
+            d.created
+                .retain(|c| *c == d.path && c.parent().is_some_and(Path::is_dir));
+        }
     }
     planned
 }
@@ -712,6 +763,7 @@ mod tests {
         let record = Record {
             path: "/c".into(),
             unified: false,
+            unit: None,
             dirs: vec![
                 Dir {
                     path: tmp.join("memory/c"),

@@ -27,7 +27,11 @@ pub fn load_bundle(args: &CreateArgs) -> Result<Bundle, Error> {
 
 /// The create options from the command line (connecting to the console
 /// socket, when one is given).
-pub fn options(args: &CreateArgs, rootless: bool) -> Result<CreateOptions<'_>, Error> {
+pub fn options(
+    args: &CreateArgs,
+    rootless: bool,
+    systemd_cgroup: bool,
+) -> Result<CreateOptions<'_>, Error> {
     let console = match &args.console_socket {
         Some(path) => Some(
             terminal::connect_console_socket(path).map_err(|e| Error::Message(e.to_string()))?,
@@ -43,6 +47,7 @@ pub fn options(args: &CreateArgs, rootless: bool) -> Result<CreateOptions<'_>, E
         console,
         pidfd_socket: connect_pidfd_socket(args.pidfd_socket.as_deref())?,
         rootless,
+        systemd_cgroup,
     })
 }
 
@@ -56,8 +61,18 @@ pub fn connect_pidfd_socket(path: Option<&Path>) -> Result<Option<OwnedFd>, Erro
     .transpose()
 }
 
-pub fn run(root: &Root, args: &CreateArgs, rootless: bool) -> Result<i32, Error> {
+pub fn run(
+    root: &Root,
+    args: &CreateArgs,
+    rootless: bool,
+    systemd_cgroup: bool,
+) -> Result<i32, Error> {
     let bundle = load_bundle(args)?;
-    Container::create(root, &args.id, &bundle, &options(args, rootless)?)?;
+    Container::create(
+        root,
+        &args.id,
+        &bundle,
+        &options(args, rootless, systemd_cgroup)?,
+    )?;
     Ok(0)
 }

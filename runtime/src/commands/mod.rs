@@ -24,21 +24,16 @@ use crate::state::Root;
 
 /// Runs the parsed command; returns the process exit code.
 pub fn dispatch(cli: &Cli) -> Result<i32, Error> {
-    if cli.systemd_cgroup {
-        return Err(Error::Message(
-            "--systemd-cgroup: systemd cgroup management is not supported yet; use the cgroupfs driver".into(),
-        ));
-    }
     let root = state_root(cli)?;
     let rootless = crate::rootless::enabled(cli.rootless);
     match &cli.command {
         Command::Spec(args) => spec::run(args),
-        Command::Create(args) => create::run(&root, args, rootless),
+        Command::Create(args) => create::run(&root, args, rootless, cli.systemd_cgroup),
         Command::Start(args) => start::run(&root, &args.id),
         Command::State(args) => state::run(&root, &args.id),
         Command::Kill(args) => kill::run(&root, args),
         Command::Delete(args) => delete::run(&root, args),
-        Command::Run(args) => run::run(&root, args, rootless),
+        Command::Run(args) => run::run(&root, args, rootless, cli.systemd_cgroup),
         Command::List(args) => list::run(&root, args),
         Command::Pause(args) => pause::run(&root, &args.id),
         Command::Resume(args) => resume::run(&root, &args.id),

@@ -15,9 +15,14 @@ use crate::error::Error;
 use crate::state::Root;
 use crate::{signals, supervise, terminal};
 
-pub fn run(root: &Root, args: &RunArgs, rootless: bool) -> Result<i32, Error> {
+pub fn run(
+    root: &Root,
+    args: &RunArgs,
+    rootless: bool,
+    systemd_cgroup: bool,
+) -> Result<i32, Error> {
     let bundle = load_bundle(&args.create)?;
-    let mut opts = options(&args.create, rootless)?;
+    let mut opts = options(&args.create, rootless, systemd_cgroup)?;
     if args.detach {
         let (container, _pidfd) = Container::create(root, &args.create.id, &bundle, &opts)?;
         container.start()?;

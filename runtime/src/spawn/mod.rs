@@ -620,11 +620,16 @@ fn clone_and_drive(
         frozen_ok: false,
         who: "init",
     };
+    // The init the cgroup manager adopts is the one that runs the
+    // container: after the extra fork a new pid namespace may need, the
+    // forked one.
+    let extra_fork = !single && plan.is_new(LinuxNamespaceType::Pid);
     let mut drive = || -> Result<(), SpawnError> {
         if single {
             // The init's namespaces exist as soon as clone3 returns: no
             // need to wait for it to say so.
             setup()?;
+            cgroup.adopt(init.pid)?;
         }
         loop {
             let (msg, fd) = next_message(&parent_end, &watch)?;
@@ -634,7 +639,12 @@ fn clone_and_drive(
                 continue;
             }
             match msg {
-                ToParent::Ready => setup()?,
+                ToParent::Ready => {
+                    setup()?;
+                    if !extra_fork {
+                        cgroup.adopt(init.pid)?;
+                    }
+                }
                 ToParent::InitPid(grandchild) => {
                     // The intermediate child exits right after reporting.
                     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(init.pid), None);
@@ -642,6 +652,7 @@ fn clone_and_drive(
                     init.ours = false;
                     init.pidfd = Some(syscalls::pidfd_open(grandchild).map_err(sys("pidfd_open"))?);
                     parent_end.send(&ToChild::Proceed { pid: grandchild })?;
+                    cgroup.adopt(grandchild)?;
                 }
                 ToParent::RunHooks => {
                     // The environment exists: runtime.md's lifecycle puts the
