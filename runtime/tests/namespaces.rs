@@ -518,3 +518,24 @@ fn net_devices_move_into_the_container() {
     assert!(out.contains(": v0@") && out.contains(",UP"), "{out}");
     support::assert_nothing_left(&skiff, &id);
 }
+
+/// A new network namespace gets `lo` up with 127.0.0.1, as runc and crun
+/// give it: programs that talk to localhost work without other networking.
+/// Without a network namespace of its own the container sees the host's.
+#[test]
+fn new_network_namespace_has_loopback_up() {
+    require_root!();
+    let skiff = Skiff::new();
+    // IFF_UP is bit 0 of the flags sysfs shows.
+    let script = "cat /sys/class/net/lo/flags; ip -4 addr show lo | grep -o 'inet [0-9./]*'";
+    let mut b = Bundle::sh(script);
+    b.namespaces(&["mount", "network"]);
+    let id = support::unique_id("lo");
+    let out = skiff.run_bundle(&b, &id).ok().stdout;
+    let mut lines = out.lines();
+    let flags = lines.next().unwrap_or_default();
+    let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "lo is down: flags {flags:#x}");
+    assert_eq!(lines.next(), Some("inet 127.0.0.1/8"), "{out}");
+    support::assert_nothing_left(&skiff, &id);
+}

@@ -328,6 +328,9 @@ fn setup_and_exec(
     .map_err(sys("opening /"))?;
     rootfs::finalize(spec, slash.as_fd(), aside)?;
 
+    if cfg.plan.is_new(LinuxNamespaceType::Network) {
+        crate::netdev::loopback_up().map_err(sys("bringing up lo"))?;
+    }
     if let Some(name) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(name).map_err(sys("hostname"))?;
     }
