@@ -6,10 +6,6 @@
 //! which on a dense node is most of a shim's memory; these messages need
 //! only varints and length-delimited fields. `message!` declares a struct
 //! with its field numbers; each field type knows its own encoding.
-//!
-//! With the feature `prost-codec`, `message!` derives prost's code for the
-//! same declarations instead (measured against this one, issue 19).
-#![cfg_attr(feature = "prost-codec", allow(dead_code))]
 
 /// A malformed message.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -24,9 +20,6 @@ pub enum DecodeError {
     WireType(u32, u8),
     #[error("field {0}: not UTF-8")]
     Utf8(u32),
-    #[cfg(feature = "prost-codec")]
-    #[error("{0}")]
-    Prost(#[from] prost::DecodeError),
 }
 
 /// One field's value as read off the wire. No field of the shim's
@@ -157,7 +150,6 @@ impl<'a> Reader<'a> {
 /// A message: encodes its set fields, merges fields read off the wire.
 pub trait Message: Default {
     fn encode(&self, out: &mut Vec<u8>);
-    #[cfg(not(feature = "prost-codec"))]
     fn merge_field(&mut self, field: u32, value: Value<'_>) -> Result<(), DecodeError>;
     /// Number, name and value of every field, to compare with containerd's
     /// generated code.
@@ -174,10 +166,6 @@ pub trait Message: Default {
         out
     }
 
-    #[cfg(feature = "prost-codec")]
-    fn decode(buf: &[u8]) -> Result<Self, DecodeError>;
-
-    #[cfg(not(feature = "prost-codec"))]
     fn decode(buf: &[u8]) -> Result<Self, DecodeError> {
         let mut m = Self::default();
         let mut r = Reader::new(buf);
@@ -408,7 +396,6 @@ impl<M: Message> Field for Option<M> {
             put_bytes(out, field, &m.to_bytes());
         }
     }
-    #[cfg(not(feature = "prost-codec"))]
     fn merge(&mut self, field: u32, value: Value<'_>) -> Result<(), DecodeError> {
         let m = self.get_or_insert_with(M::default);
         let mut r = Reader::new(value.bytes(field)?);
@@ -416,10 +403,6 @@ impl<M: Message> Field for Option<M> {
             m.merge_field(f, v)?;
         }
         Ok(())
-    }
-    #[cfg(feature = "prost-codec")]
-    fn merge(&mut self, _field: u32, _value: Value<'_>) -> Result<(), DecodeError> {
-        unreachable!("prost decodes")
     }
     #[cfg(test)]
     fn view(&self) -> View {
@@ -459,7 +442,6 @@ impl<M: Message> Field for Vec<M> {
 
 /// Declares messages: `NUMBER name: Type` per field. Unknown fields are
 /// skipped, as protobuf requires.
-#[cfg(not(feature = "prost-codec"))]
 macro_rules! message {
     ($($(#[$meta:meta])* pub struct $name:ident { $($num:literal $field:ident: $ty:ty,)* })*) => {$(
         $(#[$meta])*
@@ -500,100 +482,11 @@ macro_rules! message {
         }
     )*};
 }
-
-/// The same declarations, as prost's derive: each field's prost kind from
-/// its Rust type.
-#[cfg(feature = "prost-codec")]
-macro_rules! message {
-    ($($(#[$meta:meta])* pub struct $name:ident { $($num:tt $field:ident: $ty:ident $(<$arg:ident>)?,)* })*) => {$(
-        $crate::proto::prost_fields!([$(#[$meta])* pub struct $name] {} $($num $field: $ty $(<$arg>)?,)*);
-
-        impl $crate::proto::Message for $name {
-            fn encode(&self, out: &mut Vec<u8>) {
-                ::prost::Message::encode_raw(self, out)
-            }
-            fn decode(buf: &[u8]) -> Result<Self, $crate::proto::DecodeError> {
-                Ok(<Self as ::prost::Message>::decode(buf)?)
-            }
-            #[cfg(test)]
-            fn fields(&self) -> Vec<(u32, String, $crate::proto::View)> {
-                vec![$((
-                    $num,
-                    stringify!($field).to_string(),
-                    $crate::proto::Field::view(&self.$field),
-                ),)*]
-            }
-            #[cfg(test)]
-            fn known_only(buf: &[u8]) -> Result<Vec<u8>, $crate::proto::DecodeError> {
-                $crate::proto::known_only(buf, |_field, _value, _raw| {
-                    $(if _field == $num {
-                        return <$ty $(<$arg>)? as $crate::proto::Field>::known(_value, _raw).map(Some);
-                    })*
-                    Ok(None)
-                })
-            }
-        }
-    )*};
-}
-
-/// Turns `NUMBER name: Type` fields into prost-annotated ones, one at a
-/// time, then writes the struct.
-#[cfg(feature = "prost-codec")]
-macro_rules! prost_fields {
-    ([$($head:tt)*] { $($done:tt)* }) => {
-        #[derive(Clone, PartialEq, ::prost::Message)]
-        $($head)* { $($done)* }
-    };
-    ($head:tt { $($done:tt)* } $num:tt $field:ident: String, $($rest:tt)*) => {
-        $crate::proto::prost_fields!($head { $($done)* #[prost(string, tag = $num)] pub $field: String, } $($rest)*);
-    };
-    ($head:tt { $($done:tt)* } $num:tt $field:ident: bool, $($rest:tt)*) => {
-        $crate::proto::prost_fields!($head { $($done)* #[prost(bool, tag = $num)] pub $field: bool, } $($rest)*);
-    };
-    ($head:tt { $($done:tt)* } $num:tt $field:ident: u32, $($rest:tt)*) => {
-        $crate::proto::prost_fields!($head { $($done)* #[prost(uint32, tag = $num)] pub $field: u32, } $($rest)*);
-    };
-    ($head:tt { $($done:tt)* } $num:tt $field:ident: u64, $($rest:tt)*) => {
-        $crate::proto::prost_fields!($head { $($done)* #[prost(uint64, tag = $num)] pub $field: u64, } $($rest)*);
-    };
-    ($head:tt { $($done:tt)* } $num:tt $field:ident: i32, $($rest:tt)*) => {
-        $crate::proto::prost_fields!($head { $($done)* #[prost(int32, tag = $num)] pub $field: i32, } $($rest)*);
-    };
-    ($head:tt { $($done:tt)* } $num:tt $field:ident: i64, $($rest:tt)*) => {
-        $crate::proto::prost_fields!($head { $($done)* #[prost(int64, tag = $num)] pub $field: i64, } $($rest)*);
-    };
-    ($head:tt { $($done:tt)* } $num:tt $field:ident: Vec<u8>, $($rest:tt)*) => {
-        $crate::proto::prost_fields!($head { $($done)* #[prost(bytes = "vec", tag = $num)] pub $field: Vec<u8>, } $($rest)*);
-    };
-    ($head:tt { $($done:tt)* } $num:tt $field:ident: Vec<String>, $($rest:tt)*) => {
-        $crate::proto::prost_fields!($head { $($done)* #[prost(string, repeated, tag = $num)] pub $field: Vec<String>, } $($rest)*);
-    };
-    ($head:tt { $($done:tt)* } $num:tt $field:ident: Vec<u64>, $($rest:tt)*) => {
-        $crate::proto::prost_fields!($head { $($done)* #[prost(uint64, repeated, tag = $num)] pub $field: Vec<u64>, } $($rest)*);
-    };
-    ($head:tt { $($done:tt)* } $num:tt $field:ident: Option<$m:ident>, $($rest:tt)*) => {
-        $crate::proto::prost_fields!($head { $($done)* #[prost(message, optional, tag = $num)] pub $field: Option<$m>, } $($rest)*);
-    };
-    ($head:tt { $($done:tt)* } $num:tt $field:ident: Vec<$m:ident>, $($rest:tt)*) => {
-        $crate::proto::prost_fields!($head { $($done)* #[prost(message, repeated, tag = $num)] pub $field: Vec<$m>, } $($rest)*);
-    };
-}
-#[cfg(feature = "prost-codec")]
-pub(crate) use prost_fields;
-
 pub(crate) use message;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The own codec's error; prost refuses the same input in its words.
-    fn refused(got: Result<Sample, DecodeError>, want: DecodeError) {
-        #[cfg(not(feature = "prost-codec"))]
-        assert_eq!(got, Err(want));
-        #[cfg(feature = "prost-codec")]
-        assert!(got.is_err(), "{want}: {got:?}");
-    }
 
     message! {
         pub struct Inner {
@@ -648,12 +541,15 @@ mod tests {
         let mut buf = vec![0x79, 1, 2, 3, 4, 5, 6, 7, 8, 0x75, 1, 2, 3, 4, 0x6a, 1, 9];
         buf.extend_from_slice(&[0x0a, 1, b'z']);
         assert_eq!(Sample::decode(&buf).unwrap().name, "z");
-        refused(Sample::decode(&[0x0a, 5, b'a']), DecodeError::Truncated);
-        refused(Sample::decode(&[0x08, 1]), DecodeError::WireType(1, 0));
-        refused(Sample::decode(&[0x0a, 1, 0xff]), DecodeError::Utf8(1));
+        assert_eq!(
+            Sample::decode(&[0x0a, 5, b'a']),
+            Err(DecodeError::Truncated)
+        );
+        assert_eq!(Sample::decode(&[0x08, 1]), Err(DecodeError::WireType(1, 0)));
+        assert_eq!(Sample::decode(&[0x0a, 1, 0xff]), Err(DecodeError::Utf8(1)));
         let mut long = vec![0x10];
         long.extend([0xff; 11]);
-        refused(Sample::decode(&long), DecodeError::LongVarint);
+        assert_eq!(Sample::decode(&long), Err(DecodeError::LongVarint));
         // Unpacked repeated uint64 is read too.
         assert_eq!(Sample::decode(&[0x40, 5, 0x40, 6]).unwrap().packed, [5, 6]);
     }
@@ -662,20 +558,20 @@ mod tests {
     /// both (as Go's protobuf does).
     #[test]
     fn field_numbers_and_varints_out_of_range_are_refused() {
-        refused(Sample::decode(&[0x02, 0]), DecodeError::FieldNumber(0));
+        assert_eq!(Sample::decode(&[0x02, 0]), Err(DecodeError::FieldNumber(0)));
         // Field 2^32 + 1, length-delimited: it must not land on field 1.
         let mut key = Vec::new();
         put_varint(&mut key, ((1 << 32) + 1) << 3 | 2);
         key.extend_from_slice(&[1, b'z']);
-        refused(
+        assert_eq!(
             Sample::decode(&key),
-            DecodeError::FieldNumber((1 << 32) + 1),
+            Err(DecodeError::FieldNumber((1 << 32) + 1))
         );
         let mut max = vec![0x50];
         max.extend([0xff; 9]);
         max.push(0x01);
         assert_eq!(Sample::decode(&max).unwrap().big, -1);
         *max.last_mut().unwrap() = 0x02;
-        refused(Sample::decode(&max), DecodeError::LongVarint);
+        assert_eq!(Sample::decode(&max), Err(DecodeError::LongVarint));
     }
 }
