@@ -3,26 +3,11 @@
 //! root and socket), containers with `--network none`. Every scenario also
 //! runs with runc (`--runtime runc`) for comparison.
 
-use std::process::Command;
-
 use skiff_e2e::cli::{self, Engine};
 use skiff_e2e::engines::{self, Docker, DOCKER};
-use skiff_e2e::{check, require, Daemon, Report, Workdir};
+use skiff_e2e::{check, require, Report, Workdir};
 
 const IMAGE: &str = Docker::IMAGE;
-
-fn start_dockerd(work: &Workdir) -> Daemon {
-    let sock = work.join("docker.sock");
-    let config = work.join("daemon.json");
-    std::fs::write(&config, "{}").unwrap();
-    let mut cmd = Command::new("dockerd");
-    cmd.arg("--config-file").arg(&config);
-    engines::dockerd_flags(&mut cmd, work);
-    cmd.args(["--default-runtime", "skiff"]);
-    Daemon::start("dockerd", &mut cmd, work.join("dockerd.log"), || {
-        Docker { sock: sock.clone() }.is_up()
-    })
-}
 
 #[test]
 fn docker_runs_skiff() {
@@ -40,7 +25,7 @@ fn docker_runs_skiff() {
     let _outside = skiff_e2e::CreatedOutside::watch(&["/etc/docker"]);
     let work = Workdir::new("docker");
     let tar = skiff_e2e::busybox_image(&work, IMAGE).tar;
-    let daemon = start_dockerd(&work);
+    let daemon = engines::start_dockerd(&work, &["--default-runtime".into(), "skiff".into()]);
     let docker = Docker {
         sock: work.join("docker.sock"),
     };
