@@ -53,14 +53,24 @@ ensure_rust() {
 
 # test_executables CARGO_TEST_ARGS...: builds the integration test
 # executables `cargo test` would run and prints "NAME PATH" for each.
+# Callers pass --workspace, so that the build `cargo test --workspace`
+# made is reused: selecting packages with -p unifies features over those
+# packages only, and rebuilds. A failed build prints cargo's errors.
 test_executables() {
-    cargo test -q --no-run --message-format=json "$@" 2>/dev/null | python3 -c '
+    tests_json=$(mktemp) tests_err=$(mktemp)
+    if ! cargo test -q --no-run --message-format=json "$@" > "$tests_json" 2> "$tests_err"; then
+        cat "$tests_err" >&2
+        rm -f "$tests_json" "$tests_err"
+        die "building the test executables failed: cargo test --no-run $*"
+    fi
+    python3 -c '
 import json, sys
 for line in sys.stdin:
     m = json.loads(line)
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
         print(m["target"]["name"], m["executable"])
-'
+' < "$tests_json"
+    rm -f "$tests_json" "$tests_err"
 }
 
 # --- the qemu guests (scripts/v2-guest.sh, scripts/systemd-guest.sh) ------

@@ -17,7 +17,7 @@ suites=${*:-containerd shim cri docker podman docker_rootless podman_rootless}
 started=$(date +%s)
 ./scripts/sid-root.sh >/dev/null
 echo "sid root ready in $(($(date +%s) - started)) s: $(tr '\n' ' ' < target/sid-root/versions)"
-test_executables -p skiff-e2e > target/sid-test-executables
+test_executables --workspace > target/sid-test-executables
 
 before=$(mktemp)
 after=$(mktemp)

@@ -12,7 +12,7 @@ require_root
 ensure_rust
 
 cargo build -q -p skiff -p containerd-shim-skiff
-exe=$(test_executables -p skiff-e2e --test systemd | awk '$1 == "systemd" {print $2}')
+exe=$(test_executables --workspace --test systemd | awk '$1 == "systemd" {print $2}')
 [ -n "$exe" ] || die "no test executable for the systemd suite"
 # The suite's tests are ignored everywhere but on a systemd host; here
 # they must run, and a missing prerequisite fails them.

@@ -25,6 +25,11 @@ apt_install busybox-static file procps mount runc crun golang-github-containers-
 # The engines the end-to-end suites drive skiff with (private daemons).
 apt_install_no_start containerd podman conmon docker.io
 ensure_rust
+# A full run writes about 8 GB under target/ (the workspace's test build,
+# the sid root, runtime-tools, the guests' kernels); a full disk shows up
+# much later as a confusing cargo or debootstrap error.
+free_gb=$(df -Pk . | awk 'NR == 2 {print int($4 / 1048576)}')
+[ "$free_gb" -ge 10 ] || echo "WARNING: only $free_gb GB free here; a full run needs about 10 GB" >&2
 # The Debian sid root (mostly downloads) builds while the workspace
 # compiles; cached in target/ after the first run.
 mkdir -p target

@@ -12,7 +12,7 @@ suites=${*:-lifecycle errors process rootfs namespaces hooks terminal cgroups ex
 
 # Static test executables, built on the host, run in the guest as they are
 # (`daemon` is the shim's: a task through containerd-shim-skiff-v2).
-test_executables -p skiff -p containerd-shim-skiff > target/v2-test-executables
+test_executables --workspace > target/v2-test-executables
 
 script=target/v2-tests.guest.sh
 {
