@@ -1,9 +1,14 @@
 //! skiff-bench-engines: what a user of an engine waits for. `ctr run --rm`
-//! (containerd 1.6, its runc shim calling the runtime) and `podman run
-//! --rm` (Podman 4.3 + conmon) of /bin/true, with skiff, runc and crun as
-//! the engine's runtime, interleaved, on private daemons.
+//! (containerd, its runc shim calling the runtime) and `podman run --rm`
+//! (Podman + conmon) of /bin/true, with skiff, runc and crun as the
+//! engine's runtime, interleaved, on private daemons.
 //!
 //! Usage: skiff-bench-engines [--runs N]
+//!
+//! On the host it drives Debian 12's engines and peers (containerd 1.6,
+//! Podman 4.3, runc 1.1.5, crun 1.8.1); run from the sid root with
+//! SKIFF_ENGINES=sid (`scripts/in-sid.sh`), today's (containerd 2.1,
+//! Podman 5.8, runc 1.3.6, crun 1.28).
 //!
 //! crun 1.8.1 refuses this hybrid cgroup host; it runs through
 //! scripts/crun-without-unified.sh (a private mount namespace without the
@@ -101,6 +106,9 @@ fn main() {
     println!(
         "{runs} interleaved runs each (after {warmup} warm-up), private daemons, busybox /bin/true"
     );
+    for tool in ["containerd", "podman", "runc", "crun"] {
+        println!("{tool}: {}", version_of(tool));
+    }
     println!(
         "{:<22} {:<8} {:>10} {:>10} {:>8} {:>8}",
         "engine", "runtime", "median ms", "p90 ms", "vs runc", "vs crun"
@@ -133,4 +141,16 @@ fn main() {
     drop(work);
     skiff_e2e::remove_parent_cgroup("skiff-bench");
     skiff_e2e::remove_parent_cgroup("libpod_parent");
+}
+
+/// The first line `TOOL --version` prints, or why there is none.
+fn version_of(tool: &str) -> String {
+    match Command::new(tool).arg("--version").output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("no version printed")
+            .to_string(),
+        Err(e) => format!("not runnable: {e}"),
+    }
 }
