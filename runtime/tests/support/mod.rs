@@ -419,28 +419,46 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
 }
 
 /// A small static program for looking at what busybox cannot show from
-/// inside a container (a syscall's answer), built once per test binary
-/// from C with the toolchain the Rust build links with; bind it into a
-/// bundle with [`Bundle::bind_probe`].
+/// inside a container (a syscall's answer), built from C with the
+/// toolchain the Rust build links with; bind it into a bundle with
+/// [`Bundle::bind_probe`]. It is kept in the target directory under a hash
+/// of its source: the qemu guests run these tests from the read-only
+/// workspace without a C compiler, and find there what the host's run of
+/// the same tests built.
 pub fn probe(name: &str, source: &str) -> PathBuf {
-    let dir = scratch().join("probes");
-    std::fs::create_dir_all(&dir).unwrap();
+    use std::hash::{Hash, Hasher};
+    let mut hash = std::hash::DefaultHasher::new();
+    source.hash(&mut hash);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join("probes")
+        .join(format!("{name}-{:016x}", hash.finish()));
     let bin = dir.join(name);
-    if !bin.exists() {
-        let c = dir.join(format!("{name}.c"));
-        std::fs::write(&c, source).unwrap();
-        let out = Command::new("cc")
-            .args(["-static", "-O1", "-o"])
-            .arg(&bin)
-            .arg(&c)
-            .output()
-            .expect("cc (the C toolchain Rust links with)");
-        assert!(
-            out.status.success(),
-            "building probe {name}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    if bin.exists() {
+        return bin;
     }
+    std::fs::create_dir_all(&dir).unwrap();
+    let c = dir.join(format!("{name}.c"));
+    std::fs::write(&c, source).unwrap();
+    // Built under a name of its own and renamed, so that test binaries
+    // building the same probe at once never run a half-written one.
+    let partial = dir.join(format!("{name}.{}", std::process::id()));
+    let out = Command::new("cc")
+        .args(["-static", "-O1", "-o"])
+        .arg(&partial)
+        .arg(&c)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "probe {name}: not built yet at {} and no cc to build it: {e}",
+                bin.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "building probe {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(&partial, &bin).unwrap();
     bin
 }
 
