@@ -236,6 +236,7 @@ impl Container {
             own_pid_ns: false,
             hooks: kept_hooks,
             rdt: None,
+            no_new_keyring: opts.no_new_keyring,
         };
         state::save(dir, &stored)?;
         let spawned = spawn::spawn(&request, cgroup)?;
@@ -354,6 +355,7 @@ impl Container {
             preserve_fds: opts.preserve_fds,
             sigmask: opts.sigmask,
             frozen_ok: opts.ignore_paused,
+            keyring: (!self.stored.no_new_keyring).then_some(self.stored.id.as_str()),
         };
         let record = if opts.sub_cgroups.is_empty() {
             self.stored.cgroup.clone()

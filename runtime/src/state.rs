@@ -98,6 +98,10 @@ pub struct Stored {
     /// The resctrl groups of `linux.intelRdt`, when asked for.
     #[serde(default)]
     pub rdt: Option<crate::resctrl::Record>,
+    /// `--no-new-keyring`: exec'd processes keep the caller's session
+    /// keyring, as the init did.
+    #[serde(default)]
+    pub no_new_keyring: bool,
 }
 
 /// The state as `skiff state` prints it and hooks read it (runc's field
@@ -352,6 +356,7 @@ mod tests {
             own_pid_ns: true,
             hooks: None,
             rdt: None,
+            no_new_keyring: false,
         };
         save(&dir, &stored).unwrap();
         let back = load(&dir).unwrap();

@@ -386,6 +386,74 @@ fn session_keyring_per_container() {
     assert!(!out.contains(&format!("_ses.{id}")), "{out}");
 }
 
+/// Prints the caller's session keyring: its serial and description
+/// (`type;uid;gid;perm;name`).
+const KEYRING_PROBE: &str = r#"
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+    char desc[256] = "?";
+    long serial = syscall(SYS_keyctl, 0 /* GET_KEYRING_ID */, -3 /* session */, 0);
+    syscall(SYS_keyctl, 6 /* DESCRIBE */, serial, desc, sizeof desc - 1);
+    printf("%ld %s\n", serial, desc);
+    return 0;
+}
+"#;
+
+/// An exec'd process joins the container's session keyring (the one its
+/// init made), never keeping the caller's: the host root's own session
+/// keys. With --no-new-keyring both keep the caller's, as asked.
+#[test]
+fn exec_joins_the_container_session_keyring() {
+    require_root!();
+    let probe = support::probe("keyring", KEYRING_PROBE);
+    // SAFETY: keyctl with integer arguments only.
+    let host = unsafe { libc::syscall(libc::SYS_keyctl, 0, -3, 0) };
+    let skiff = Skiff::new();
+    for no_new_keyring in [false, true] {
+        let id = support::unique_id("execkeyring");
+        let mut b = Bundle::sh("/keyring > /dev/shm/init; exec sleep 100");
+        b.bind_probe(&probe);
+        b.write();
+        let mut create = vec!["create", "--bundle", b.dir.to_str().unwrap()];
+        if no_new_keyring {
+            create.push("--no-new-keyring");
+        }
+        create.push(&id);
+        skiff.run(&create).ok();
+        skiff.run(&["start", &id]).ok();
+        let mut init = String::new();
+        for _ in 0..100 {
+            init = skiff
+                .run(&["exec", &id, "cat", "/dev/shm/init"])
+                .ok()
+                .stdout;
+            if init.ends_with('\n') {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        let exec = skiff.run(&["exec", &id, "/keyring"]).ok().stdout;
+        skiff.cleanup(&id);
+        support::assert_nothing_left(&skiff, &id);
+        let ours = format!(";_ses.{id}\n");
+        if no_new_keyring {
+            assert!(
+                !init.ends_with(&ours) && !exec.ends_with(&ours),
+                "--no-new-keyring: init {init:?}, exec {exec:?}"
+            );
+        } else {
+            assert!(
+                !exec.starts_with(&format!("{host} ")),
+                "exec kept the caller's session keyring: {exec:?}"
+            );
+            assert!(init.ends_with(&ours), "init: {init:?}");
+            assert_eq!(exec, init, "exec and init have different keyrings");
+        }
+    }
+}
+
 #[test]
 fn no_runtime_fd_leaks_into_the_container() {
     require_root!();

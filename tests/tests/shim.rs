@@ -125,9 +125,17 @@ impl ShimClient {
     }
 }
 
-fn shim_processes() -> Vec<u32> {
+/// The shims serving this test's containerd (found by its socket in their
+/// `-address`): other containerds on the machine have shims of their own.
+fn shim_processes(containerd: &Path) -> Vec<u32> {
     let out = Command::new("pgrep")
-        .args(["-f", "containerd-shim-skiff-v2"])
+        .args([
+            "-f",
+            &format!(
+                "containerd-shim-skiff-v2 .*-address {}",
+                containerd.display()
+            ),
+        ])
         .output()
         .unwrap();
     stdout(&out)
@@ -240,7 +248,7 @@ fn containerd_runs_skiff_shim() {
     hooks_through_the_shim(&ctr.sock, &rootfs, &mut report);
     lost_shim_is_cleaned_up(&ctr, &mut report);
     drop(events);
-    expect_no_leftovers(&mut report);
+    expect_no_leftovers(&ctr.sock, &mut report);
     drop(ctr);
     drop(daemon);
     skiff_e2e::remove_parent_cgroup("skiff-e2e");
@@ -555,12 +563,12 @@ fn lost_shim_is_cleaned_up(ctr: &Ctr, report: &mut Report) {
     );
 }
 
-fn expect_no_leftovers(report: &mut Report) {
+fn expect_no_leftovers(containerd: &Path, report: &mut Report) {
     report.run("every shim exits after its last task", "skiff", || {
         expect!(
-            wait_for(10, || shim_processes().is_empty()),
+            wait_for(10, || shim_processes(containerd).is_empty()),
             "shims still running: {:?}",
-            shim_processes()
+            shim_processes(containerd)
         );
         Ok(())
     });
@@ -814,16 +822,16 @@ fn shim_scenarios(ctr: &Ctr, events: &EventLog, report: &mut Report) {
             let run = |id: &str, args: &[&str]| {
                 ctr.output(ctr.run("skiff", &[&["-d"][..], &pod[..]].concat(), id, args))
             };
-            let shims_before = shim_processes().len();
+            let shims_before = shim_processes(&ctr.sock).len();
             let out = run("pod-a-skiff", &["sleep", "1000"]);
             expect!(out.status.success(), "{out:?}");
             let result = (|| {
                 let out = run("pod-b-skiff", &["sleep", "1000"]);
                 expect!(out.status.success(), "{out:?}");
                 expect!(
-                    shim_processes().len() == shims_before + 1,
+                    shim_processes(&ctr.sock).len() == shims_before + 1,
                     "pod containers got shims {:?}",
-                    shim_processes()
+                    shim_processes(&ctr.sock)
                 );
                 let out = run("pod-c-skiff", &["/no/such/binary"]);
                 let err = String::from_utf8_lossy(&out.stderr).into_owned();

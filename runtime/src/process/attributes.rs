@@ -265,10 +265,18 @@ pub fn set_cpu_affinity(list: &str) -> Result<(), AttributeError> {
         .map_err(fail("process.execCPUAffinity", "sched_setaffinity"))
 }
 
-/// Joins a new session keyring named after the container, so containers
-/// never share the caller's keys.
+/// Joins the session keyring named after the container, so that no
+/// process of it (the init or an exec'd one) keeps the caller's keys. The
+/// first to join (the init) creates it; the kernel finds it by name for
+/// later ones only if its owner may search it, which a new session keyring
+/// does not allow, so that permission is added.
 pub fn join_session_keyring(id: &str) -> Result<(), AttributeError> {
     const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    const KEYCTL_SETPERM: libc::c_long = 5;
+    const KEY_SPEC_SESSION_KEYRING: libc::c_long = -3;
+    // The kernel's default for a new session keyring (possessor: all;
+    // owner: view, read, link) plus the owner's search.
+    const SESSION_PERM: libc::c_long = 0x3f1b_0000;
     let name = std::ffi::CString::new(format!("_ses.{id}"))
         .map_err(|_| Errno::EINVAL)
         .map_err(fail("keyring", "name"))?;
@@ -278,9 +286,22 @@ pub fn join_session_keyring(id: &str) -> Result<(), AttributeError> {
         let e = Errno::last();
         // Kernels without keyrings (or seccomp'd callers) cannot do this;
         // runc carries on as well.
-        if e != Errno::ENOSYS {
-            return Err(fail("session keyring", "keyctl(JOIN_SESSION_KEYRING)")(e));
+        if e == Errno::ENOSYS {
+            return Ok(());
         }
+        return Err(fail("session keyring", "keyctl(JOIN_SESSION_KEYRING)")(e));
+    }
+    // SAFETY: keyctl with integer arguments only.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_SETPERM,
+            KEY_SPEC_SESSION_KEYRING,
+            SESSION_PERM,
+        )
+    };
+    if r < 0 {
+        return Err(fail("session keyring", "keyctl(SETPERM)")(Errno::last()));
     }
     Ok(())
 }

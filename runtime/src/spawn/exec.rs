@@ -51,6 +51,9 @@ pub struct ExecRequest<'a> {
     /// `--ignore-paused`: the container may be frozen while the process
     /// starts (it runs on resume).
     pub frozen_ok: bool,
+    /// The container's session keyring to join (its id), unless it was
+    /// created with --no-new-keyring.
+    pub keyring: Option<&'a str>,
 }
 
 /// The started process.
@@ -166,7 +169,7 @@ pub fn exec(req: &ExecRequest<'_>, cgroup: &mut dyn Manager) -> Result<Execd, Sp
             caps: capabilities::masks(process.capabilities().as_ref(), host_caps),
             last_cap: host_caps.last_cap,
             seccomp: filter.as_ref(),
-            keyring: None,
+            keyring: req.keyring,
             preserve_fds: req.preserve_fds,
             sigmask: req.sigmask.as_ref(),
         },
