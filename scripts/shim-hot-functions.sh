@@ -94,7 +94,7 @@ while [ $round -le 5 ]; do
         -p containerd-shim-skiff -p skiff -p skiff-bench
     perf record -q -c 1 -m 4096 -e page-faults -d -a -o "$work/perf/perf.data" -- \
         "$release/skiff-bench-shim" --in-place --runs 3 --containers 12 >/dev/null
-    perf script -i "$work/perf/perf.data" --show-mmap-events -F comm,pid,addr \
+    perf script -i "$work/perf/perf.data" --show-mmap-events --show-task-events -F comm,pid,addr \
         > "$work/perf/faults" 2>/dev/null
     set +e
     python3 scripts/shim_hot_functions.py faults "$release/containerd-shim-skiff-v2" "$list" \
