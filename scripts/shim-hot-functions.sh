@@ -42,12 +42,17 @@ remove_leftovers() {
     done
     rmdir "$states" 2>/dev/null || true
     # A delete whose kill failed under valgrind still removed the state:
-    # what runs on is found by its cgroup.
-    for procs in /sys/fs/cgroup/*/skiff-bench/*/cgroup.procs /sys/fs/cgroup/skiff-bench/*/cgroup.procs; do
+    # what runs on is found by its cgroup, named as skiff-bench-shim names
+    # its containers (b<way>-<run>, rss-...): skiff-bench-engines, run at
+    # the same time, puts its own (b<run>-<runtime>) beside them.
+    for procs in /sys/fs/cgroup/*/skiff-bench/b[0-9]*-[0-9]*/cgroup.procs \
+        /sys/fs/cgroup/*/skiff-bench/rss-*/cgroup.procs \
+        /sys/fs/cgroup/skiff-bench/b[0-9]*-[0-9]*/cgroup.procs /sys/fs/cgroup/skiff-bench/rss-*/cgroup.procs; do
         [ -f "$procs" ] && xargs -r kill -KILL < "$procs" 2>/dev/null || true
     done
     sleep 0.2
-    rmdir /sys/fs/cgroup/*/skiff-bench/* /sys/fs/cgroup/skiff-bench/* 2>/dev/null || true
+    rmdir /sys/fs/cgroup/*/skiff-bench/b[0-9]*-[0-9]* /sys/fs/cgroup/*/skiff-bench/rss-* \
+        /sys/fs/cgroup/skiff-bench/b[0-9]*-[0-9]* /sys/fs/cgroup/skiff-bench/rss-* 2>/dev/null || true
     rmdir /sys/fs/cgroup/*/skiff-bench /sys/fs/cgroup/skiff-bench 2>/dev/null || true
     # Killed daemons write no profile to name their sockets: remove every
     # shim socket made since this run began that nothing listens on.
@@ -89,7 +94,7 @@ while [ $round -le 5 ]; do
         -p containerd-shim-skiff -p skiff -p skiff-bench
     perf record -q -c 1 -m 4096 -e page-faults -d -a -o "$work/perf/perf.data" -- \
         "$release/skiff-bench-shim" --in-place --runs 3 --containers 12 >/dev/null
-    perf script -i "$work/perf/perf.data" --show-mmap-events -F comm,pid,addr \
+    perf script -i "$work/perf/perf.data" --show-mmap-events --show-task-events -F comm,pid,addr \
         > "$work/perf/faults" 2>/dev/null
     set +e
     python3 scripts/shim_hot_functions.py faults "$release/containerd-shim-skiff-v2" "$list" \

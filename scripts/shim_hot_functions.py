@@ -69,8 +69,12 @@ def from_faults(shim, out, perf_script):
     start, end = text_range(shim)
     listed = set(open(out).read().split())
     name = shim.rsplit("/", 1)[-1]
-    base, daemons, faults = {}, set(), []
+    base, parent, daemons, faults = {}, {}, set(), []
     for line in open(perf_script, errors="replace"):
+        m = re.search(r"PERF_RECORD_FORK\((\d+):\d+\):\((\d+):\d+\)", line)
+        if m:
+            parent[int(m.group(1))] = int(m.group(2))
+            continue
         if "PERF_RECORD_MMAP2" in line:
             # The first mapping of the binary (file offset 0) is its base.
             m = re.search(r"(\d+)/\d+: \[0x([0-9a-f]+)\(0x[0-9a-f]+\) @ 0 .*/" + re.escape(name) + "$",
@@ -79,18 +83,25 @@ def from_faults(shim, out, perf_script):
                 base[int(m.group(1))] = int(m.group(2), 16)
             continue
         f = line.split()
-        if len(f) != 3:
+        if len(f) != 3 or "PERF_RECORD_" in line:
             continue
         comm, pid, addr = f[0], int(f[1]), int(f[2], 16)
         # The daemon names itself (shim/src/server.rs, DAEMON_NAME).
         if comm == "skiff-shimd":
             daemons.add(pid)
-        faults.append((pid, addr))
+        faults.append((pid, comm, addr))
     cold = set()
-    for pid, addr in faults:
-        if pid not in daemons or pid not in base:
+    for pid, comm, addr in faults:
+        owner = pid
+        # The daemon starts skiff with posix_spawn: until it execs, the
+        # child runs in the daemon's memory (CLONE_VM), under the daemon's
+        # name but with a pid of its own and no mapping event, and the
+        # text it faults in stays mapped in the daemon.
+        if pid not in base and comm == "skiff-shimd":
+            owner = parent.get(pid)
+        if owner not in daemons or owner not in base:
             continue
-        offset = addr - base[pid]
+        offset = addr - base[owner]
         if start <= offset < end:
             i = bisect.bisect_right(addresses, offset) - 1
             if i >= 0 and symbols[i][1] not in listed:

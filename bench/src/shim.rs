@@ -106,9 +106,13 @@ fn main() {
     let exe = std::env::current_exe().unwrap();
     let shim = exe.with_file_name("containerd-shim-skiff-v2");
     assert!(shim.exists(), "build containerd-shim-skiff-v2 first");
+    // The shim keeps its containers' state under /run/containerd/skiff/<the
+    // containerd namespace>, and leaves that directory when its last
+    // container goes.
     let _outside = skiff_e2e::CreatedOutside::watch(&[
         "/run/containerd",
         "/run/containerd/skiff",
+        "/run/containerd/skiff/skiff-bench",
         "/run/skiff-shim",
     ]);
     let work = Workdir::new("bench-shim");
