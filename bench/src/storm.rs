@@ -20,11 +20,11 @@
 //! Memory, with all N running: the PSS of the shims and of any process the
 //! runtime left outside the containers (`smaps_rollup`), the containers'
 //! own processes, and kernel memory from the memory cgroups: the
-//! containers' cgroups, plus what the benchmark's own cgroup gained over
-//! the burst (the runtimes, containerd and the shims run in it). The
-//! latter counts what a runtime allocates in the kernel before the init
-//! joins the container's cgroup: skiff on cgroup v1 creates the namespaces
-//! first and moves the init after, runc the other way round.
+//! containers' cgroups, the burst's own (its runtimes and clients run in
+//! a fresh one) and what the engine's gained (containerd and the shims).
+//! The burst's counts what a runtime allocates in the kernel before the
+//! init joins the container's cgroup: skiff on cgroup v1 creates the
+//! namespaces first and moves the init after, runc the other way round.
 //!
 //! crun 1.8.1 refuses this hybrid cgroup host; it runs through
 //! scripts/crun-without-unified.sh (an unshare and a umount per call).
@@ -134,10 +134,11 @@ impl Run {
         format!("/{}/{id}", self.tag)
     }
 
-    /// The memory cgroup of the worker and everything it starts (runtimes,
-    /// clients, containerd, shims), apart from the containers.
-    fn bench_cgroup(&self) -> String {
-        self.cgroup("bench")
+    /// The memory cgroups of the worker and everything it starts, apart
+    /// from the containers: `engine` (containerd and its shims) and one per
+    /// burst (the runtimes and clients it runs) below it.
+    fn bench_cgroup(&self, name: &str) -> String {
+        format!("/{}/bench/{name}", self.tag)
     }
 }
 
@@ -354,20 +355,26 @@ fn sweep(run: &Run, ways: &[Way]) {
     }
 }
 
-/// Kills every process in the bench cgroup until none is left; returns
+/// Kills every process in the bench cgroups until none is left; returns
 /// how many there were.
 fn kill_cgroup(run: &Run) -> usize {
     let Some(cg) = MemCg::detect() else {
         return 0;
     };
-    let procs = cg.dir(&run.bench_cgroup()).join("cgroup.procs");
+    let bench = cg.dir(&run.bench_cgroup(""));
     let mut killed = HashSet::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let pids: Vec<u32> = std::fs::read_to_string(&procs)
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
+        let pids: Vec<u32> = std::fs::read_dir(&bench)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path().join("cgroup.procs")).ok())
+            .flat_map(|text| {
+                text.lines()
+                    .filter_map(|l| l.trim().parse().ok())
+                    .collect::<Vec<u32>>()
+            })
             .collect();
         if pids.is_empty() || Instant::now() > deadline {
             return killed.len();
@@ -447,15 +454,43 @@ impl MemCg {
         read_u64(&self.dir(cgroup).join(file)) / 1024
     }
 
-    /// Moves this process into `cgroup` (made here, the controller enabled
-    /// in its parent on cgroup2), where everything it starts is charged.
+    /// Moves this process into `cgroup` (made here; on cgroup2 with the
+    /// controller enabled in each of its parents the run made), where
+    /// everything it starts from now on is charged.
     fn join(&self, cgroup: &str) -> std::io::Result<()> {
         let dir = self.dir(cgroup);
         std::fs::create_dir_all(&dir)?;
-        if let (MemCg::V2(_), Some(parent)) = (self, dir.parent()) {
-            std::fs::write(parent.join("cgroup.subtree_control"), "+memory")?;
+        if let MemCg::V2(base) = self {
+            let parents: Vec<&Path> = dir
+                .ancestors()
+                .skip(1)
+                .take_while(|p| p.starts_with(base) && p != base)
+                .collect();
+            for parent in parents.iter().rev() {
+                std::fs::write(parent.join("cgroup.subtree_control"), "+memory")?;
+            }
         }
         std::fs::write(dir.join("cgroup.procs"), std::process::id().to_string())
+    }
+}
+
+/// Makes the containers' parent cgroup `tag` in every hierarchy, as a
+/// kubelet makes a pod's: otherwise the first runtime to make it decides
+/// for the others (runc and crun leave a parent they made behind, skiff
+/// removes it when it is empty), and the ways would not run alike.
+fn make_parents(tag: &str) {
+    let base = Path::new("/sys/fs/cgroup");
+    let hierarchies = std::fs::read_dir(base)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .chain([base.to_path_buf()])
+        .filter(|h| h.join("cgroup.procs").exists());
+    for h in hierarchies {
+        if let Err(e) = std::fs::create_dir_all(h.join(tag)) {
+            eprintln!("{}: {e}", h.join(tag).display());
+        }
     }
 }
 
@@ -644,8 +679,6 @@ struct Env<'a> {
     run: &'a Run,
     rootfs: PathBuf,
     memcg: Option<MemCg>,
-    /// The cgroup the worker, the runtimes, containerd and the shims run in.
-    bench_cgroup: String,
     containerd_pid: Option<u32>,
     jobs: usize,
 }
@@ -770,7 +803,8 @@ struct Memory {
     /// nor the benchmark: what a runtime left running.
     leftover_pss: u64,
     containers_pss: u64,
-    /// Containers' cgroups plus what the benchmark's cgroup gained.
+    /// Containers' cgroups, the burst's (its runtimes and clients), and
+    /// what the engine's gained (containerd, shims).
     kernel: Option<i64>,
     /// Everything charged to the containers' cgroups.
     cgroups: Option<u64>,
@@ -822,7 +856,12 @@ fn descendants(procs: &[Proc], roots: &[u32]) -> Vec<u32> {
 
 /// Measures the memory of the `ids` running; fails unless each of them
 /// has a process running in a pid namespace of its own.
-fn memory(env: &Env<'_>, ids: &[String], bench_kernel_before: u64) -> Result<Memory, String> {
+fn memory(
+    env: &Env<'_>,
+    ids: &[String],
+    burst: &str,
+    engine_before: u64,
+) -> Result<Memory, String> {
     let procs = processes();
     let me = std::process::id();
     let own_ns = procs.iter().find(|p| p.pid == me).map(|p| p.pidns);
@@ -860,8 +899,9 @@ fn memory(env: &Env<'_>, ids: &[String], bench_kernel_before: u64) -> Result<Mem
             .iter()
             .map(|id| cg.kernel_kib(&env.run.cgroup(id)))
             .sum();
-        let bench = cg.kernel_kib(&env.bench_cgroup) as i64 - bench_kernel_before as i64;
-        m.kernel = Some(containers as i64 + bench);
+        let outside = cg.kernel_kib(&env.run.bench_cgroup(burst))
+            + cg.kernel_kib(&env.run.bench_cgroup("engine"));
+        m.kernel = Some((containers + outside) as i64 - engine_before as i64);
         m.cgroups = Some(ids.iter().map(|id| cg.usage_kib(&env.run.cgroup(id))).sum());
     }
     Ok(m)
@@ -879,10 +919,16 @@ struct Sample {
 fn storm(env: &Env<'_>, way: &Way, n: usize, tag: &str) -> Result<Sample, String> {
     let ids: Vec<String> = (0..n).map(|i| format!("{}-{tag}-{i}", way.key)).collect();
     let tasks = ids.iter().map(|id| env.start_task(way, id)).collect();
-    let kernel_before = env
-        .memcg
-        .as_ref()
-        .map_or(0, |cg| cg.kernel_kib(&env.bench_cgroup));
+    // A cgroup of its own for the burst's runtimes and clients: the kernel
+    // memory of earlier bursts, freed late (a network namespace goes in a
+    // workqueue), is not taken off this one's.
+    let burst_cgroup = format!("{}-{tag}", way.key);
+    let mut engine_before = 0;
+    if let Some(cg) = &env.memcg {
+        cg.join(&env.run.bench_cgroup(&burst_cgroup))
+            .map_err(|e| format!("joining the burst's memory cgroup: {e}"))?;
+        engine_before = cg.kernel_kib(&env.run.bench_cgroup("engine"));
+    }
     let jobs = match way.route {
         Route::Direct => n,
         Route::Containerd => env.jobs,
@@ -896,7 +942,7 @@ fn storm(env: &Env<'_>, way: &Way, n: usize, tag: &str) -> Result<Sample, String
         .map(|(id, _)| id.clone())
         .collect();
     let memory = if errors.is_empty() {
-        memory(env, &ids, kernel_before).unwrap_or_else(|e| {
+        memory(env, &ids, &burst_cgroup, engine_before).unwrap_or_else(|e| {
             errors.push(e);
             Memory::default()
         })
@@ -918,6 +964,11 @@ fn storm(env: &Env<'_>, way: &Way, n: usize, tag: &str) -> Result<Sample, String
     }
     for id in &ids {
         let _ = std::fs::remove_dir_all(env.run.work.join("bundles").join(id));
+    }
+    if let Some(cg) = &env.memcg {
+        if cg.join(&env.run.bench_cgroup("engine")).is_ok() {
+            let _ = std::fs::remove_dir(cg.dir(&env.run.bench_cgroup(&burst_cgroup)));
+        }
     }
     if !errors.is_empty() {
         let shown: Vec<&str> = errors.iter().take(5).map(String::as_str).collect();
@@ -964,11 +1015,12 @@ fn worker(o: &Options, run: &Run) -> i32 {
     )
     .expect("mounting the state tmpfs");
     let image = skiff_e2e::busybox_image(&work, IMAGE);
+    make_parents(&run.tag);
     let memcg = MemCg::detect();
-    let bench_cgroup = run.bench_cgroup();
     if let Some(cg) = &memcg {
-        if let Err(e) = cg.join(&bench_cgroup) {
-            eprintln!("skiff-bench-storm: joining memory cgroup {bench_cgroup}: {e}");
+        // containerd and its shims are started from here.
+        if let Err(e) = cg.join(&run.bench_cgroup("engine")) {
+            eprintln!("skiff-bench-storm: joining a memory cgroup: {e}");
             return 1;
         }
     }
@@ -987,7 +1039,6 @@ fn worker(o: &Options, run: &Run) -> i32 {
         run,
         rootfs: image.rootfs,
         memcg,
-        bench_cgroup,
         containerd_pid: daemon.as_ref().map(|d| d.pid()),
         jobs: o.jobs,
     };
