@@ -93,6 +93,12 @@ fn bytes_read(mut cmd: Command) -> u64 {
 #[test]
 fn create_reads_no_more_with_a_thousand_more_mounts() {
     require_root!();
+    if skiff::cgroups::hierarchy::found_by_statmount().is_none() {
+        let why = "statmount cannot find the cgroup hierarchies here (Linux 6.8+; 6.11+ for v1)";
+        assert!(std::env::var_os("SKIFF_REQUIRE_ALL").is_none(), "{why}");
+        eprintln!("SKIPPED {}: {why}", module_path!());
+        return;
+    }
     let skiff = Skiff::new();
     let bundle = Bundle::new(&["sleep", "60"]);
     bundle.write();

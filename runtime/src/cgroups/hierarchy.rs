@@ -199,13 +199,21 @@ fn stat_mount(path: &Path) -> Option<MountStat> {
     syscalls::statmount(syscalls::mount_id_unique(&path).ok()?).ok()
 }
 
+/// The hierarchies as statmount finds them at their usual mounts; None
+/// where the kernel (before 6.8, or 6.11 for v1's options) or the layout
+/// leaves it to mountinfo.
+pub fn found_by_statmount() -> Option<Vec<Hierarchy>> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    at_usual_mounts(&cgroup, &stat_mount)
+}
+
 /// Reads the host's hierarchies: at their usual mounts when they are all
 /// there, from mountinfo otherwise.
 pub fn detect() -> std::io::Result<Vec<Hierarchy>> {
-    let cgroup = std::fs::read_to_string("/proc/self/cgroup")?;
-    if let Some(found) = at_usual_mounts(&cgroup, &stat_mount) {
+    if let Some(found) = found_by_statmount() {
         return Ok(found);
     }
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup")?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     Ok(parse(&mountinfo, &cgroup))
 }
@@ -337,7 +345,7 @@ mod tests {
     fn this_host_reads_the_same_both_ways() {
         let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
         let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
-        match at_usual_mounts(&cgroup, &stat_mount) {
+        match found_by_statmount() {
             Some(fast) => assert_eq!(fast, parse(&mountinfo, &cgroup)),
             None => eprintln!("statmount found not every hierarchy here: mountinfo is read"),
         }
