@@ -1048,7 +1048,8 @@ fn worker(o: &Options, run: &Run) -> i32 {
     }
     let labels: Vec<&str> = ways.iter().map(|w| w.label).collect();
     println!("compared: {}", labels.join(", "));
-    println!("load average at start: {}", load_average());
+    let start_load = load_average();
+    println!("load average at start: {start_load}");
     let mut failures = 0;
     for way in &ways {
         if let Err(e) = storm(&env, way, 1, "warm") {
@@ -1091,7 +1092,14 @@ fn worker(o: &Options, run: &Run) -> i32 {
                 .collect(),
         })
         .collect();
-    match std::fs::write(&o.svg, svg(&series)) {
+    let caption = format!(
+        "medians of {} rounds; load average {start_load} at the start, {} at the end; \
+         containerd clients at most {} at once",
+        o.rounds,
+        load_average(),
+        o.jobs
+    );
+    match std::fs::write(&o.svg, svg(&series, &caption)) {
         Ok(()) => println!("plot: {}", o.svg.display()),
         Err(e) => {
             eprintln!("{}: {e}", o.svg.display());
@@ -1199,6 +1207,13 @@ fn report(o: &Options, ways: &[Way], samples: &HashMap<(usize, usize), Vec<Sampl
     rows
 }
 
+/// `text` for an SVG text node.
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
 /// One line of the plot.
 struct Series {
     label: String,
@@ -1210,9 +1225,9 @@ struct Series {
 
 /// The time per container against N, both axes logarithmic: one line per
 /// way, solid for direct runs, dashed through containerd.
-fn svg(series: &[Series]) -> String {
+fn svg(series: &[Series], caption: &str) -> String {
     const W: f64 = 880.0;
-    const H: f64 = 460.0;
+    const H: f64 = 480.0;
     let (left, right, top, bottom) = (70.0, 560.0, 40.0, 400.0);
     let all: Vec<(f64, f64)> = series.iter().flat_map(|s| s.points.clone()).collect();
     let bounds = |v: Vec<f64>| {
@@ -1234,6 +1249,12 @@ fn svg(series: &[Series]) -> String {
     let _ = writeln!(
         s,
         r#"<text x="{left}" y="24" font-size="14">Time per container (burst wall time / N) against N</text>"#
+    );
+    let _ = writeln!(
+        s,
+        r##"<text x="{left}" y="{0}" font-size="11" fill="#555">{1}</text>"##,
+        H - 8.0,
+        escape(caption)
     );
     for d in x0 as i32..=x1 as i32 {
         let _ = writeln!(
@@ -1312,11 +1333,7 @@ fn svg(series: &[Series]) -> String {
             );
         }
         let ly = top + 10.0 + 22.0 * i as f64;
-        let label = line
-            .label
-            .replace('&', "&amp;")
-            .replace('<', "&lt;")
-            .replace('>', "&gt;");
+        let label = escape(&line.label);
         let _ = writeln!(
             s,
             r#"<line x1="{0}" y1="{ly}" x2="{1}" y2="{ly}" stroke="{2}" stroke-width="2"{dash}/><text x="{3}" y="{4}">{label}</text>"#,
