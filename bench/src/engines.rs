@@ -19,9 +19,8 @@ use std::process::Command;
 
 use skiff_e2e::{engines, Workdir};
 
-#[path = "measure.rs"]
-mod measure;
-use measure::{median_p90, timed};
+use skiff_bench::measure::{median_p90, timed};
+use skiff_bench::version_of;
 
 const IMAGE: &str = "docker.io/library/busybox:bench";
 
@@ -141,16 +140,4 @@ fn main() {
     drop(work);
     skiff_e2e::remove_parent_cgroup("skiff-bench");
     skiff_e2e::remove_parent_cgroup("libpod_parent");
-}
-
-/// The first line `TOOL --version` prints, or why there is none.
-fn version_of(tool: &str) -> String {
-    match Command::new(tool).arg("--version").output() {
-        Ok(out) => String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or("no version printed")
-            .to_string(),
-        Err(e) => format!("not runnable: {e}"),
-    }
 }

@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
+use skiff_bench::measure::percentile;
 
 struct Runtime {
     name: String,
@@ -152,11 +153,6 @@ fn lifecycle(rt: &Runtime, state: &Path, bundle: &Path, id: &str) -> Duration {
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     timed(runtime_cmd(rt, state, &["delete", id]));
     start.elapsed()
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[idx.min(sorted.len() - 1)]
 }
 
 fn linked(path: &Path) -> String {

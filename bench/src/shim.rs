@@ -24,51 +24,10 @@ use std::process::Command;
 
 use skiff_e2e::{engines, Workdir};
 
-#[path = "measure.rs"]
-mod measure;
-use measure::{median_p90, timed};
+use skiff_bench::install;
+use skiff_bench::measure::{median_p90, memory_kib, timed};
 
 const IMAGE: &str = "docker.io/library/busybox:bench";
-
-/// Sums of Rss and Pss (KiB, from smaps_rollup) over the processes whose
-/// command line contains `name` and `address` (this run's containerd, so
-/// that shims of other containerds on the host are not counted). Rss
-/// counts the binary's shared pages in every process; Pss splits them
-/// among the processes sharing them.
-fn memory_kib(name: &str, address: &str) -> (u64, u64) {
-    let out = Command::new("pgrep").args(["-f", name]).output().unwrap();
-    let ours = |pid: &str| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(address))
-    };
-    let field = |text: &str, key: &str| -> u64 {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|pid| ours(pid.trim()))
-        .filter_map(|pid| {
-            std::fs::read_to_string(format!("/proc/{}/smaps_rollup", pid.trim())).ok()
-        })
-        .fold((0, 0), |(rss, pss), s| {
-            (rss + field(&s, "Rss:"), pss + field(&s, "Pss:"))
-        })
-}
-
-/// Copies the shim and skiff into `work`/bin (the shim runs the skiff
-/// beside it); returns the directory and the copy of skiff.
-fn install(work: &Workdir, shim: &Path, skiff: &Path) -> (PathBuf, PathBuf) {
-    let bin = work.join("bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    for file in [shim, skiff] {
-        std::fs::copy(file, bin.join(file.file_name().unwrap())).unwrap();
-    }
-    let skiff = bin.join("skiff");
-    (bin, skiff)
-}
 
 fn usage() -> ! {
     eprintln!(

@@ -241,6 +241,112 @@ pub fn mount_id(fd: BorrowedFd<'_>) -> nix::Result<u64> {
     Ok(st.stx_mnt_id)
 }
 
+/// The unique id (Linux 6.8+, what `statmount` takes) of the mount that
+/// `path` is on; ENOSYS from older kernels.
+pub fn mount_id_unique(path: &CStr) -> nix::Result<u64> {
+    let mut st = std::mem::MaybeUninit::<libc::statx>::zeroed();
+    // SAFETY: a C string and a statx buffer we own.
+    let ret = unsafe {
+        libc::statx(
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            0,
+            libc::STATX_MNT_ID_UNIQUE,
+            st.as_mut_ptr(),
+        )
+    };
+    check(ret.into())?;
+    // SAFETY: statx succeeded and filled the buffer (zeroed before).
+    let st = unsafe { st.assume_init() };
+    if st.stx_mask & libc::STATX_MNT_ID_UNIQUE == 0 {
+        return Err(Errno::ENOSYS);
+    }
+    Ok(st.stx_mnt_id)
+}
+
+/// What `statmount` tells of one mount: the strings mountinfo would show.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MountStat {
+    pub fs_type: String,
+    /// The mount's root within its filesystem (mountinfo's fourth field).
+    pub root: String,
+    /// Where it is mounted, seen from this process's root.
+    pub point: String,
+    /// The filesystem's own options (mountinfo's super options without
+    /// `rw`/`ro`); None before Linux 6.11.
+    pub options: Option<String>,
+}
+
+/// `statmount(2)` (Linux 6.8+; not in libc's x86-64 table yet).
+const SYS_STATMOUNT: libc::c_long = 457;
+const STATMOUNT_MNT_ROOT: u64 = 0x8;
+const STATMOUNT_MNT_POINT: u64 = 0x10;
+const STATMOUNT_FS_TYPE: u64 = 0x20;
+const STATMOUNT_MNT_OPTS: u64 = 0x80;
+/// The fixed part of `struct statmount`; string fields are offsets into
+/// what follows it.
+const STATMOUNT_FIXED: usize = 512;
+
+/// `statmount(2)` of mount `id` (a unique id): its type, root, mount point
+/// and options, for one mount instead of formatting the whole mount table
+/// as mountinfo does.
+pub fn statmount(id: u64) -> nix::Result<MountStat> {
+    /// `struct mnt_id_req`, its first version.
+    #[repr(C)]
+    struct MntIdReq {
+        size: u32,
+        spare: u32,
+        mnt_id: u64,
+        param: u64,
+    }
+    let req = MntIdReq {
+        size: std::mem::size_of::<MntIdReq>() as u32,
+        spare: 0,
+        mnt_id: id,
+        param: STATMOUNT_MNT_ROOT | STATMOUNT_MNT_POINT | STATMOUNT_FS_TYPE | STATMOUNT_MNT_OPTS,
+    };
+    // u64s: the kernel writes an aligned struct.
+    let mut buf = vec![0u64; 512];
+    let len = buf.len() * 8;
+    // SAFETY: a request and an output buffer of `len` bytes that we own.
+    check(unsafe {
+        libc::syscall(
+            SYS_STATMOUNT,
+            &req as *const MntIdReq,
+            buf.as_mut_ptr(),
+            len,
+            0,
+        )
+    })?;
+    // SAFETY: reinterpreting our own u64 buffer as its bytes.
+    let bytes = unsafe { std::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), len) };
+    let u32_at = |at: usize| u32::from_ne_bytes(bytes[at..at + 4].try_into().unwrap_or_default());
+    let mask = u64::from_ne_bytes(bytes[8..16].try_into().unwrap_or_default());
+    let size = (u32_at(0) as usize).min(len);
+    let string = |flag: u64, at: usize| -> Option<String> {
+        if mask & flag == 0 {
+            return None;
+        }
+        let start = STATMOUNT_FIXED + u32_at(at) as usize;
+        let text = bytes.get(start..size)?;
+        let end = text.iter().position(|&b| b == 0)?;
+        Some(String::from_utf8_lossy(&text[..end]).into_owned())
+    };
+    let (Some(fs_type), Some(root), Some(point)) = (
+        string(STATMOUNT_FS_TYPE, 36),
+        string(STATMOUNT_MNT_ROOT, 104),
+        string(STATMOUNT_MNT_POINT, 108),
+    ) else {
+        return Err(Errno::ENOSYS);
+    };
+    Ok(MountStat {
+        fs_type,
+        root,
+        point,
+        options: string(STATMOUNT_MNT_OPTS, 4),
+    })
+}
+
 /// `mount_setattr(2)` making a detached mount id-mapped through the user
 /// namespace `userns`.
 pub fn mount_setattr_idmap(

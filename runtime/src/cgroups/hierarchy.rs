@@ -1,13 +1,25 @@
 //! Finding the host's cgroup hierarchies and this process's place in them,
-//! from `/proc/self/mountinfo` and `/proc/self/cgroup`. Pure parsing, so the
-//! layouts of other hosts are unit-tested here.
+//! from `/proc/self/cgroup` and where each hierarchy is mounted. The
+//! parsing is pure (the layouts of other hosts are unit-tested here); the
+//! mounts come from the kernel one of two ways.
+//!
+//! First, each hierarchy at the place hosts mount it (`/sys/fs/cgroup`,
+//! `/sys/fs/cgroup/unified`, `/sys/fs/cgroup/<controllers>`), checked and
+//! read with `statmount` (Linux 6.8; the options need 6.11): two syscalls
+//! per hierarchy, whatever else is mounted. Otherwise, from
+//! `/proc/self/mountinfo`, whose every line the kernel formats for every
+//! reader: a node's containers add a mount or more each (an overlay
+//! rootfs, shm, secrets), so reading it made every create cost more the
+//! more containers ran.
 //!
 //! mountinfo is parsed here, not by procfs-core: its `MountInfo` keeps the
 //! mount point as the kernel escapes it (`\040` for a space), and builds
-//! two maps of options per line, where a node with thousands of mounts
-//! reads this on every create.
+//! two maps of options per line.
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+
+use crate::syscalls::{self, MountStat};
 
 /// One mounted cgroup hierarchy.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -125,10 +137,84 @@ pub fn parse(mountinfo: &str, proc_cgroup: &str) -> Vec<Hierarchy> {
     out
 }
 
-/// Reads the host's hierarchies.
+/// Where a host mounts the hierarchy of a `/proc/self/cgroup` line: v2 on
+/// `/sys/fs/cgroup`, or beside v1 on `/sys/fs/cgroup/unified`; v1 under its
+/// controllers' names (`cpu,cpuacct`; `systemd` for `name=systemd`).
+fn usual_mounts(v2: bool, controllers: &[String]) -> Vec<PathBuf> {
+    let base = Path::new("/sys/fs/cgroup");
+    if v2 {
+        return vec![base.to_path_buf(), base.join("unified")];
+    }
+    let names: Vec<&str> = controllers
+        .iter()
+        .map(|c| c.strip_prefix("name=").unwrap_or(c))
+        .collect();
+    vec![base.join(names.join(","))]
+}
+
+/// The hierarchies of `proc_cgroup` when every one of them is mounted at
+/// its usual place, as `stat` (statmount of the mount a path is on) shows;
+/// None otherwise, for mountinfo to decide.
+fn at_usual_mounts(
+    proc_cgroup: &str,
+    stat: &dyn Fn(&Path) -> Option<MountStat>,
+) -> Option<Vec<Hierarchy>> {
+    use procfs_core::FromBufRead;
+    let lines = procfs_core::ProcessCGroups::from_buf_read(proc_cgroup.as_bytes()).ok()?;
+    let mut out = Vec::new();
+    for line in lines {
+        let v2 = line.hierarchy == 0 && line.controllers.is_empty();
+        let (mount, root) = usual_mounts(v2, &line.controllers)
+            .into_iter()
+            .find_map(|mount| {
+                let m = stat(&mount)?;
+                // The path must be the mount itself, not a directory in the
+                // filesystem above it.
+                let fits = Path::new(&m.point) == mount
+                    && if v2 {
+                        m.fs_type == "cgroup2"
+                    } else {
+                        let options = m.options.as_deref()?;
+                        m.fs_type == "cgroup"
+                            && line
+                                .controllers
+                                .iter()
+                                .all(|c| options.split(',').any(|o| o == c))
+                    };
+                fits.then(|| (mount, PathBuf::from(m.root)))
+            })?;
+        out.push(Hierarchy {
+            mount,
+            mount_root: root,
+            subsystems: line.controllers.join(","),
+            own: PathBuf::from(line.pathname),
+        });
+    }
+    Some(out)
+}
+
+/// statmount of the mount `path` is on.
+fn stat_mount(path: &Path) -> Option<MountStat> {
+    let path = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    syscalls::statmount(syscalls::mount_id_unique(&path).ok()?).ok()
+}
+
+/// The hierarchies as statmount finds them at their usual mounts; None
+/// where the kernel (before 6.8, or 6.11 for v1's options) or the layout
+/// leaves it to mountinfo.
+pub fn found_by_statmount() -> Option<Vec<Hierarchy>> {
+    let cgroup = std::fs::read_to_string("/proc/self/cgroup").ok()?;
+    at_usual_mounts(&cgroup, &stat_mount)
+}
+
+/// Reads the host's hierarchies: at their usual mounts when they are all
+/// there, from mountinfo otherwise.
 pub fn detect() -> std::io::Result<Vec<Hierarchy>> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
+    if let Some(found) = found_by_statmount() {
+        return Ok(found);
+    }
     let cgroup = std::fs::read_to_string("/proc/self/cgroup")?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")?;
     Ok(parse(&mountinfo, &cgroup))
 }
 
@@ -185,6 +271,84 @@ mod tests {
             h[0].dir_of(Path::new("/docker/abc/skiff/x")),
             PathBuf::from("/sys/fs/cgroup/cpu,cpuacct/skiff/x")
         );
+    }
+
+    /// statmount answers made from a mountinfo text: what the kernel would
+    /// say of the mount a path is on (a path that is no mount point is
+    /// answered for the mount above it, as statx resolves it).
+    fn stat_from(mountinfo: &str) -> impl Fn(&Path) -> Option<MountStat> + '_ {
+        move |path: &Path| {
+            mountinfo
+                .lines()
+                .filter_map(|line| {
+                    let (left, right) = line.split_once(" - ")?;
+                    let left: Vec<&str> = left.split(' ').collect();
+                    let right: Vec<&str> = right.split(' ').collect();
+                    let options = right[2]
+                        .split(',')
+                        .filter(|o| *o != "rw" && *o != "ro")
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    Some(MountStat {
+                        fs_type: right[0].to_string(),
+                        root: left[3].to_string(),
+                        point: left[4].to_string(),
+                        options: Some(options),
+                    })
+                })
+                .filter(|m| path.starts_with(&m.point))
+                .max_by_key(|m| m.point.len())
+        }
+    }
+
+    #[test]
+    fn usual_mounts_read_as_mountinfo_does() {
+        let cgroup = HYBRID_CGROUP.replace("7:blkio:/not-mounted\n", "");
+        let fast = at_usual_mounts(&cgroup, &stat_from(HYBRID_MOUNTINFO)).unwrap();
+        assert_eq!(fast, parse(HYBRID_MOUNTINFO, &cgroup));
+        assert_eq!(fast[3].mount, PathBuf::from("/sys/fs/cgroup/unified"));
+        let v2 = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        let fast = at_usual_mounts("0::/a\n", &stat_from(v2)).unwrap();
+        assert_eq!(fast, parse(v2, "0::/a\n"));
+        let nested =
+            "1 0 0:1 /docker/abc /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct\n";
+        let fast = at_usual_mounts("2:cpu,cpuacct:/docker/abc\n", &stat_from(nested)).unwrap();
+        assert_eq!(fast[0].mount_root, PathBuf::from("/docker/abc"));
+    }
+
+    #[test]
+    fn anything_unusual_is_left_to_mountinfo() {
+        let stat = stat_from(HYBRID_MOUNTINFO);
+        // A hierarchy not mounted at all (mountinfo skips it).
+        assert_eq!(at_usual_mounts(HYBRID_CGROUP, &stat), None);
+        // memory mounted elsewhere: /sys/fs/cgroup/memory is a directory
+        // of the tmpfs.
+        let elsewhere = HYBRID_MOUNTINFO.replace("/sys/fs/cgroup/memory ", "/mnt/memory ");
+        assert_eq!(
+            at_usual_mounts("4:memory:/\n", &stat_from(&elsewhere)),
+            None
+        );
+        // The directory named after cpu holds another controller.
+        let wrong = HYBRID_MOUNTINFO.replace("rw,cpu\n", "rw,cpuset\n");
+        assert_eq!(at_usual_mounts("1:cpu:/\n", &stat_from(&wrong)), None);
+        // A kernel without statmount's options (6.8-6.10).
+        let no_options = |p: &Path| stat(p).map(|m| MountStat { options: None, ..m });
+        assert_eq!(at_usual_mounts("1:cpu:/\n", &no_options), None);
+        assert!(at_usual_mounts("0::/\n", &no_options).is_some());
+        // No statmount at all.
+        assert_eq!(at_usual_mounts("0::/\n", &|_: &Path| None), None);
+    }
+
+    /// This host, both ways: statmount's answer, where the kernel gives one,
+    /// is mountinfo's.
+    #[test]
+    fn this_host_reads_the_same_both_ways() {
+        let cgroup = std::fs::read_to_string("/proc/self/cgroup").unwrap();
+        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        match found_by_statmount() {
+            Some(fast) => assert_eq!(fast, parse(&mountinfo, &cgroup)),
+            None => eprintln!("statmount found not every hierarchy here: mountinfo is read"),
+        }
     }
 
     #[test]

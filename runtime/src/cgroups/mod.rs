@@ -578,14 +578,21 @@ fn mkdir_all(mount: &Path, dir: &Path) -> Result<Vec<PathBuf>, CgroupError> {
 }
 
 /// Removes created directories innermost first. The innermost one is the
-/// container's own and must go; shared parents may still hold other
-/// containers, so their removal is best effort.
+/// container's own and must go (its last tasks may still be leaving).
+/// A shared parent is removed only if it is empty now: a busy one holds
+/// other containers, whose lives waiting for would only stall this delete
+/// (and every parent above it is busy too). It stays, as runc leaves its.
 fn remove_created(created: &[PathBuf]) -> Option<CgroupError> {
     let mut first_error = None;
     for (i, d) in created.iter().enumerate().rev() {
-        let leaf = i + 1 == created.len();
+        if i + 1 < created.len() {
+            if std::fs::remove_dir(d).is_err() {
+                break;
+            }
+            continue;
+        }
         if let Err(source) = remove_dir_retrying(d) {
-            if leaf && source.kind() != std::io::ErrorKind::NotFound && first_error.is_none() {
+            if source.kind() != std::io::ErrorKind::NotFound {
                 first_error = Some(CgroupError::Remove {
                     path: d.clone(),
                     source,
@@ -802,6 +809,18 @@ mod tests {
         assert_eq!(created, vec![tmp.join("exists/a"), tmp.join("exists/a/b")]);
         assert!(remove_created(&created).is_none());
         assert!(tmp.join("exists").exists() && !tmp.join("exists/a").exists());
+        std::fs::remove_dir_all(&tmp).unwrap();
+    }
+
+    #[test]
+    fn a_busy_parent_stays_and_the_leaf_goes() {
+        let tmp = std::env::temp_dir().join(format!("skiff-cg-busy-{}", std::process::id()));
+        std::fs::create_dir_all(&tmp).unwrap();
+        let created = mkdir_all(&tmp, &tmp.join("a/b/own")).unwrap();
+        // Another container's directory beside ours.
+        std::fs::create_dir(tmp.join("a/b/other")).unwrap();
+        assert!(remove_created(&created).is_none());
+        assert!(!tmp.join("a/b/own").exists() && tmp.join("a/b/other").exists());
         std::fs::remove_dir_all(&tmp).unwrap();
     }
 }

@@ -1,0 +1,36 @@
+//! Pieces the benchmark binaries share: timing and percentiles, process
+//! memory, installing the binaries under test, peer versions.
+
+pub mod measure;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use skiff_e2e::Workdir;
+
+/// Copies the shim and skiff into `work`/bin (the shim runs the skiff
+/// beside it), as a package would install them: the page cache holds a
+/// copied file in large folios, and a fault maps a whole folio, so the
+/// binaries the linker wrote (held in single pages) would show less memory
+/// than a node sees. Returns the directory and the copy of skiff.
+pub fn install(work: &Workdir, shim: &Path, skiff: &Path) -> (PathBuf, PathBuf) {
+    let bin = work.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    for file in [shim, skiff] {
+        std::fs::copy(file, bin.join(file.file_name().unwrap())).unwrap();
+    }
+    let skiff = bin.join("skiff");
+    (bin, skiff)
+}
+
+/// The first line `TOOL --version` prints, or why there is none.
+pub fn version_of(tool: &str) -> String {
+    match Command::new(tool).arg("--version").output() {
+        Ok(out) => String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("no version printed")
+            .to_string(),
+        Err(e) => format!("not runnable: {e}"),
+    }
+}
