@@ -517,24 +517,42 @@ fn no_capability_in_the_host_user_namespace() {
     s.assert_nothing_left(&id);
 }
 
-/// The user owns the runtime binary, and the container's root is the
-/// user: still, neither a program that is `/proc/self/exe` nor an
-/// attacker going for the waiting init's exe can write the binary.
-#[test]
-fn the_runtime_binary_is_out_of_reach_even_when_the_user_owns_it() {
-    require_rootless!();
-    let s = Session::new();
-    let dir = user_dir(&s.xdg.join("bin"));
-    let copy = dir.join("skiff-under-attack");
-    std::fs::copy(support::skiff_bin(), &copy).unwrap();
-    std::os::unix::fs::chown(&copy, Some(user().uid), Some(user().gid)).unwrap();
-    let original = std::fs::read(&copy).unwrap();
+/// A copy of skiff named `name`, owned by `owner` (uid, gid), in a
+/// directory of the same owner in the session's.
+fn binary_owned_by(s: &Session, owner: (u32, u32), name: &str) -> PathBuf {
+    let dir = s.xdg.join(format!("bin-{}", owner.0));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(owner.0), Some(owner.1)).unwrap();
+    let binary = dir.join(name);
+    std::fs::copy(support::skiff_bin(), &binary).unwrap();
+    std::os::unix::fs::chown(&binary, Some(owner.0), Some(owner.1)).unwrap();
+    binary
+}
+
+/// What an attack on a copy of the runtime binary owned by `owner` left:
+/// the copy's path, and its content before.
+struct Attack {
+    binary: PathBuf,
+    original: Vec<u8>,
+    /// The attacker's log: what it held, and its verdict.
+    log: String,
+    /// What `/proc/<pid>/exe` of the init waiting for `start` names.
+    init_exe: PathBuf,
+}
+
+/// Runs the user's skiff from a copy of the binary owned by `owner`
+/// (uid, gid) in a directory of the same owner: a container whose program
+/// is `/proc/self/exe` (the binary), then a created container that an
+/// `exec`ed attacker tries to write the waiting init's exe through.
+fn attack_runtime_binary(s: &Session, owner: (u32, u32)) -> Attack {
+    let binary = binary_owned_by(s, owner, "skiff-under-attack");
+    let original = std::fs::read(&binary).unwrap();
     let root = s.xdg.join("state");
     let root = root.to_str().unwrap();
     let skiff = |args: &[&str]| {
         let mut all = vec!["--root", root];
         all.extend_from_slice(args);
-        collect(s.command(&copy, &all))
+        collect(s.command(&binary, &all))
     };
 
     let mut b = bundle("true");
@@ -552,30 +570,96 @@ fn the_runtime_binary_is_out_of_reach_even_when_the_user_owns_it() {
     let id = support::unique_id("self-exe");
     let run = skiff(&["run", "--bundle", bundle_dir, &id]).ok();
     assert!(run.stdout.contains("skiff version"), "{}", run.stdout);
-    assert_eq!(std::fs::read(&copy).unwrap(), original);
+    assert_eq!(std::fs::read(&binary).unwrap(), original);
 
     b.config["process"]["args"] = json!(["sleep", "60"]);
     b.write();
     let id = support::unique_id("atk-init");
     let _delete = OnDrop(|| drop(skiff(&["delete", "--force", &id])));
-    skiff(&["create", "--bundle", bundle_dir, &id]).ok();
+    let pid_file = s.xdg.join(format!("{id}.pid"));
+    skiff(&[
+        "create",
+        "--bundle",
+        bundle_dir,
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let init_exe = std::fs::read_link(format!("/proc/{}/exe", pid.trim())).unwrap();
     skiff(&["exec", "-d", &id, "sh", "/attack.sh"]).ok();
     support::attacker_tried(&rootfs);
     skiff(&["start", &id]).ok();
     let log = support::attack_verdict(&rootfs);
     skiff(&["delete", "--force", &id]).ok();
-    assert_eq!(
-        std::fs::read(&copy).unwrap(),
+    Attack {
+        binary: binary.clone(),
         original,
-        "the binary was changed; attacker log:\n{log}"
-    );
-    assert!(log.contains("saw "), "attacker never saw skiff:\n{log}");
-    assert!(log.contains("denied") || log.contains("refused"), "{log}");
+        log,
+        init_exe,
+    }
 }
 
-/// A user cannot mount the read-only overlay; where no memfd may be
-/// executed either (`vm.memfd_noexec=2`, set in a private pid namespace),
-/// skiff refuses to run unprotected, with one line naming both.
+/// The user owns the runtime binary, and the container's root is the
+/// user: still, neither a program that is `/proc/self/exe` nor an
+/// attacker going for the waiting init's exe can write the binary, which
+/// skiff runs from a sealed copy.
+#[test]
+fn the_runtime_binary_is_out_of_reach_even_when_the_user_owns_it() {
+    require_rootless!();
+    let s = Session::new();
+    let a = attack_runtime_binary(&s, (user().uid, user().gid));
+    assert_eq!(
+        std::fs::read(&a.binary).unwrap(),
+        a.original,
+        "the binary was changed; attacker log:\n{}",
+        a.log
+    );
+    assert!(
+        a.log.contains("saw "),
+        "attacker never saw skiff:\n{}",
+        a.log
+    );
+    assert!(
+        a.log.contains("denied") || a.log.contains("refused"),
+        "{}",
+        a.log
+    );
+    assert!(
+        a.init_exe.to_string_lossy().starts_with("/memfd:skiff"),
+        "{:?}",
+        a.init_exe
+    );
+}
+
+/// A binary only root may write (installed by root) is out of the reach
+/// of everything the user's containers run as: skiff runs it as it is,
+/// without the memfd copy, and the attacker is refused by the kernel.
+#[test]
+fn a_binary_only_root_may_write_runs_uncopied_and_out_of_reach() {
+    require_rootless!();
+    let s = Session::new();
+    let a = attack_runtime_binary(&s, (0, 0));
+    assert_eq!(
+        std::fs::read(&a.binary).unwrap(),
+        a.original,
+        "the binary was changed; attacker log:\n{}",
+        a.log
+    );
+    assert_eq!(a.init_exe, a.binary);
+    assert!(
+        a.log.contains("saw "),
+        "attacker never saw skiff:\n{}",
+        a.log
+    );
+    assert!(a.log.contains("Permission denied"), "{}", a.log);
+}
+
+/// A binary the user owns needs a copy, and a user cannot mount the
+/// read-only overlay; where no memfd may be executed either
+/// (`vm.memfd_noexec=2`, set in a private pid namespace), skiff refuses to
+/// run unprotected, with one line naming both.
 #[test]
 fn without_a_sealed_copy_a_user_is_refused() {
     require_rootless!();
@@ -586,6 +670,7 @@ fn without_a_sealed_copy_a_user_is_refused() {
         return;
     }
     let s = Session::new();
+    let binary = binary_owned_by(&s, (user().uid, user().gid), "skiff");
     let b = bundle("true");
     b.write();
     let id = support::unique_id("no-seal");
@@ -600,7 +685,7 @@ fn without_a_sealed_copy_a_user_is_refused() {
          exec setpriv --reuid \"$0\" --regid \"$1\" --clear-groups \"$2\" run --bundle \"$3\" \"$4\"",
         &user().uid.to_string(),
         &user().gid.to_string(),
-        support::skiff_bin(),
+        binary.to_str().unwrap(),
         b.dir.to_str().unwrap(),
         &id,
     ]);
