@@ -419,11 +419,17 @@ pub fn for_container(
         }
         let hierarchies = hierarchy::detect().map_err(CgroupError::Detect)?;
         let path = cgroups_path.map(|p| p.to_string_lossy());
+        // A user's units belong to its own systemd instance; root in a
+        // user namespace is a user too, unless it is the host's root.
+        let user = rootless
+            .then(crate::rootless::host_uid)
+            .filter(|uid| *uid != 0);
         return Ok(Box::new(systemd::Systemd::plan(
             &hierarchies,
             path.as_deref(),
             id,
             annotations,
+            user,
         )?));
     }
     let hierarchies = hierarchy::detect().map_err(CgroupError::Detect)?;
