@@ -14,5 +14,6 @@ fi
 if ! grep -q "^$user:" /etc/subuid 2>/dev/null || ! grep -q "^$user:" /etc/subgid 2>/dev/null; then
     usermod --add-subuids 300000-365535 --add-subgids 300000-365535 "$user"
 fi
-home=$(getent passwd "$user" | cut -d: -f6)
+# The cgroup v2 guest has no getent (busybox); its /etc/passwd has the user.
+home=$( (getent passwd "$user" 2>/dev/null || grep "^$user:" /etc/passwd) | cut -d: -f6)
 echo "$user $(id -u "$user") $(id -g "$user") $home"

@@ -56,14 +56,15 @@ if [ "$(cat "$cache/root.built-by" 2>/dev/null)" != "$sum" ] || [ ! -s "$cache/r
     # What sid-root.sh adds for its own use (its peers, its stamp).
     rm -rf "$root/peers" "$root/versions" "$root/.built-by"
     # systemd as init, and the system bus runc, Podman and Docker reach
-    # systemd through. The package lists of the sid root may be older than
+    # systemd through (and a user's session bus, for its own instance:
+    # dbus-user-session). The package lists of the sid root may be older than
     # the mirror: read them again, taking a Release file past its
     # Valid-Until (this machine's clock may run ahead of the mirror's).
     # Services stay stopped during the install (the sid root's policy-rc.d).
     mount -t proc proc "$root/proc"
     status=0
     chroot "$root" sh -c "apt-get update -q -o Acquire::Check-Valid-Until=false && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
-        --no-install-recommends systemd-sysv dbus && apt-get clean && rm -rf /var/lib/apt/lists/*" \
+        --no-install-recommends systemd-sysv dbus dbus-user-session && apt-get clean && rm -rf /var/lib/apt/lists/*" \
         >"$cache/root.log" 2>&1 || status=$?
     umount "$root/proc"
     [ $status = 0 ] || die "apt-get install in the guest root failed: see $cache/root.log"

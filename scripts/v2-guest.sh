@@ -51,6 +51,14 @@ mkdir -p /newroot/bin /newroot/proc /newroot/sys /newroot/dev /newroot/tmp /newr
 cp /bin/busybox /newroot/bin/busybox
 cp /stage2 /newroot/stage2
 printf 'root:x:0:0:root:/root:/bin/sh\n' > /newroot/etc/passwd
+# The rootless suite's user, as scripts/rootless-user.sh makes it on the
+# host (which then finds it here): a home and subordinate ids.
+printf 'skiff-rootless:x:1001:1001::/home/skiff-rootless:/bin/sh\n' >> /newroot/etc/passwd
+printf 'root:x:0:\nskiff-rootless:x:1001:\n' > /newroot/etc/group
+echo skiff-rootless:100000:65536 > /newroot/etc/subuid
+echo skiff-rootless:100000:65536 > /newroot/etc/subgid
+mkdir -p /newroot/home/skiff-rootless
+chown 1001:1001 /newroot/home/skiff-rootless
 exec switch_root /newroot /stage2
 EOF
     cat > "$initrd/stage2" <<'EOF'

@@ -5,9 +5,11 @@
 //! and ratios to the faster crun.
 //!
 //! Usage: skiff-bench [--skiff PATH] [--baseline PATH] [--runs N] [--busybox PATH]
+//!        [--rootless USER]
 //!
 //! `--baseline` adds another skiff build (say, the last release) to the
-//! same interleaved run, to measure what a change costs.
+//! same interleaved run, to measure what a change costs. `--rootless`
+//! times `run` as root and as an ordinary user instead (see rootless.rs).
 //!
 //! crun 1.8.1 refuses hybrid cgroup hosts, so the benchmark runs every
 //! runtime in a private mount namespace where the cgroup2 mount at
@@ -20,7 +22,9 @@ use std::time::{Duration, Instant};
 
 use nix::mount::{MntFlags, MsFlags};
 use nix::sched::CloneFlags;
-use skiff_bench::measure::percentile;
+use skiff_bench::measure::median_p90;
+
+mod rootless;
 
 struct Runtime {
     name: String,
@@ -155,6 +159,36 @@ fn lifecycle(rt: &Runtime, state: &Path, bundle: &Path, id: &str) -> Duration {
     start.elapsed()
 }
 
+/// The crun with the lowest median: the one to beat.
+fn fastest_crun(runtimes: &[Runtime], medians: &[(f64, f64)]) -> Option<usize> {
+    (0..runtimes.len())
+        .filter(|&r| runtimes[r].name.starts_with("crun"))
+        .min_by(|&a, &b| medians[a].0.total_cmp(&medians[b].0))
+}
+
+/// Prints one scenario's rows: each runtime's median, p90 and ratio to
+/// the faster crun (`samples[r]` are runtime r's times in ms).
+fn print_scenario(scenario: &str, runtimes: &[Runtime], samples: &mut [Vec<f64>]) {
+    let s: Vec<(f64, f64)> = samples.iter_mut().map(|v| median_p90(v)).collect();
+    let crun = fastest_crun(runtimes, &s);
+    for (r, rt) in runtimes.iter().enumerate() {
+        let ratio = crun.map_or("-".into(), |c| format!("{:.2}x", s[r].0 / s[c].0));
+        println!(
+            "{:<22} {:<9} {:>10.2} {:>10.2} {:>8}",
+            scenario, rt.name, s[r].0, s[r].1, ratio
+        );
+    }
+}
+
+/// The header of `print_scenario`'s table.
+fn print_header() {
+    println!("vs crun: against the faster crun in that row's scenario");
+    println!(
+        "{:<22} {:<9} {:>10} {:>10} {:>8}",
+        "scenario", "runtime", "median ms", "p90 ms", "vs crun"
+    );
+}
+
 fn linked(path: &Path) -> String {
     let out = Command::new("file")
         .arg("-L")
@@ -176,15 +210,18 @@ fn main() {
     let mut baseline = None;
     let mut runs = 50usize;
     let mut busybox = PathBuf::from("/bin/busybox");
+    let mut rootless_user = None;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--skiff" => skiff = args.next().map(PathBuf::from),
             "--baseline" => baseline = args.next().map(PathBuf::from),
             "--runs" => runs = args.next().and_then(|n| n.parse().ok()).unwrap_or(runs),
             "--busybox" => busybox = args.next().map(PathBuf::from).unwrap_or(busybox),
+            "--rootless" => rootless_user = args.next(),
             _ => {
                 eprintln!(
-                    "usage: skiff-bench [--skiff PATH] [--baseline PATH] [--runs N] [--busybox PATH]"
+                    "usage: skiff-bench [--skiff PATH] [--baseline PATH] [--runs N] [--busybox PATH] \
+                     [--rootless USER]"
                 );
                 std::process::exit(2);
             }
@@ -228,6 +265,10 @@ fn main() {
             }),
             None => eprintln!("{name}-sid not built (scripts/sid-root.sh): not compared"),
         }
+    }
+    if let Some(user) = rootless_user {
+        rootless::bench(&runtimes, &user, runs, &busybox);
+        return;
     }
     let work = std::env::temp_dir().join(format!("skiff-bench-{}", std::process::id()));
     let bundle = work.join("bundle");
@@ -293,29 +334,11 @@ fn main() {
             }
         }
     }
-    let cruns: Vec<usize> = (0..n)
-        .filter(|&r| runtimes[r].name.starts_with("crun"))
-        .collect();
-    // The crun with the lowest median: the one to beat.
-    let fastest_crun = |medians: &[(f64, f64)]| {
-        cruns
-            .iter()
-            .copied()
-            .min_by(|&a, &b| medians[a].0.total_cmp(&medians[b].0))
-    };
-    let stats = |v: &mut Vec<f64>| {
-        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        (percentile(v, 0.5), percentile(v, 0.9))
-    };
-    let rss_stats: Vec<(f64, f64)> = rss_kib.iter_mut().map(stats).collect();
+    let rss_stats: Vec<(f64, f64)> = rss_kib.iter_mut().map(|v| median_p90(v)).collect();
     println!(
         "{runs} interleaved runs each (after {warmup} warm-up), state on tmpfs, busybox /bin/true"
     );
-    println!("vs crun: against the faster crun in that row's scenario");
-    println!(
-        "{:<22} {:<9} {:>10} {:>10} {:>8}",
-        "scenario", "runtime", "median ms", "p90 ms", "vs crun"
-    );
+    print_header();
     let scenarios = [
         ("run", &mut run_ms),
         ("run, mem+pids+cpu", &mut limited_ms),
@@ -323,21 +346,13 @@ fn main() {
         ("exec /bin/true", &mut exec_ms),
     ];
     for (scenario, samples) in scenarios {
-        let s: Vec<(f64, f64)> = samples.iter_mut().map(stats).collect();
-        let crun = fastest_crun(&s);
-        for (r, rt) in runtimes.iter().enumerate() {
-            let ratio = crun.map_or("-".into(), |c| format!("{:.2}x", s[r].0 / s[c].0));
-            println!(
-                "{:<22} {:<9} {:>10.2} {:>10.2} {:>8}",
-                scenario, rt.name, s[r].0, s[r].1, ratio
-            );
-        }
+        print_scenario(scenario, &runtimes, samples);
     }
     println!(
         "\n{:<9} {:>14} {:>8} {:>12}",
         "runtime", "peak RSS MiB", "vs crun", "binary"
     );
-    let crun = fastest_crun(&rss_stats);
+    let crun = fastest_crun(&runtimes, &rss_stats);
     for (r, rt) in runtimes.iter().enumerate() {
         let size = std::fs::metadata(&rt.path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6;
         let ratio = crun.map_or("-".into(), |c| {

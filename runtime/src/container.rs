@@ -202,8 +202,12 @@ impl Container {
         } else {
             cgroups::Driver::Cgroupfs
         };
-        let cgroup =
-            cgroups::for_container(linux.and_then(|l| l.cgroups_path().as_deref()), id, driver)?;
+        let cgroup = cgroups::for_container(
+            linux.and_then(|l| l.cgroups_path().as_deref()),
+            id,
+            driver,
+            opts.rootless,
+        )?;
         let spec_hooks = bundle.spec.hooks().as_ref();
         let kept_hooks = spec_hooks.map(|h| {
             let mut kept = oci_spec::runtime::Hooks::default();

@@ -16,6 +16,33 @@ fn is_initial_map(map: &str) -> bool {
     map.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
 }
 
+/// The uid of the host (the initial user namespace) that this process's
+/// effective uid is: itself there, or what the user namespace maps it to
+/// (Podman's root is the user who started Podman). The overflow uid when
+/// the map cannot be read.
+pub fn host_uid() -> u32 {
+    let euid = nix::unistd::geteuid().as_raw();
+    let map = std::fs::read_to_string("/proc/self/uid_map").unwrap_or_default();
+    to_host(&map, euid).unwrap_or(65534)
+}
+
+/// `id` through one level of `uid_map` lines (`inside outside count`).
+fn to_host(map: &str, id: u32) -> Option<u32> {
+    map.lines().find_map(|line| {
+        let f: Vec<u64> = line
+            .split_whitespace()
+            .filter_map(|n| n.parse().ok())
+            .collect();
+        let [inside, outside, count] = f[..] else {
+            return None;
+        };
+        let id = u64::from(id);
+        (id >= inside && id < inside + count)
+            .then(|| u32::try_from(outside + id - inside).ok())
+            .flatten()
+    })
+}
+
 /// `--rootless`: as given, or for `auto` true for a user that is not root
 /// and for root in a user namespace (rootlesskit, `podman unshare`), whose
 /// cgroups are the user's, not its own.
@@ -119,6 +146,17 @@ mod tests {
         assert!(is_initial_map("         0          0 4294967295\n"));
         assert!(!is_initial_map("         0       1000          1\n"));
         assert!(!is_initial_map("0 0 4294967295\n1 1 1\n"));
+    }
+
+    #[test]
+    fn ids_map_to_the_host() {
+        let podman = "         0       1000          1\n         1     100000      65536\n";
+        assert_eq!(to_host(podman, 0), Some(1000));
+        assert_eq!(to_host(podman, 1), Some(100000));
+        assert_eq!(to_host(podman, 65536), Some(165535));
+        assert_eq!(to_host(podman, 65537), None);
+        assert_eq!(to_host("0 0 4294967295\n", 1001), Some(1001));
+        assert_eq!(to_host("", 0), None);
     }
 
     #[test]

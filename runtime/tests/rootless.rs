@@ -69,10 +69,12 @@ fn missing_rootless() -> Option<String> {
     None
 }
 
-macro_rules! require_rootless {
-    () => {
+/// Skips the test loudly when root, busybox or what `$missing` names is
+/// missing (fails instead with SKIFF_REQUIRE_ALL).
+macro_rules! require {
+    ($missing:expr) => {
         require_root!();
-        if let Some(why) = missing_rootless() {
+        if let Some(why) = $missing {
             assert!(std::env::var_os("SKIFF_REQUIRE_ALL").is_none(), "{why}");
             eprintln!("SKIPPED {}: {}", module_path!(), why);
             return;
@@ -80,10 +82,31 @@ macro_rules! require_rootless {
     };
 }
 
+macro_rules! require_rootless {
+    () => {
+        require!(missing_rootless())
+    };
+}
+
+/// runc: the host's, or else Debian sid's from the sid root
+/// (scripts/sid-root.sh), which runs anywhere the workspace is, the
+/// cgroup v2 guest included.
+fn runc_bin() -> Option<PathBuf> {
+    let on_path = ["/usr/local/bin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join("runc"))
+        .find(|p| p.is_file());
+    let sid = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/sid-root/peers/runc");
+    on_path.or_else(|| sid.is_file().then_some(sid))
+}
+
 /// A login of the test user: its own XDG_RUNTIME_DIR, and commands run
-/// with its uid, gid and environment.
+/// with its uid, gid and environment, in the cgroup of its session when
+/// it has one.
 struct Session {
     xdg: PathBuf,
+    /// `cgroup.procs` of the cgroup its commands start in.
+    cgroup: Option<std::ffi::CString>,
 }
 
 impl Session {
@@ -91,15 +114,36 @@ impl Session {
         let xdg = support::scratch().join(support::unique_id("xdg"));
         Session {
             xdg: user_dir(&xdg),
+            cgroup: None,
+        }
+    }
+
+    /// A session whose commands start in cgroup `dir`, as a login's start
+    /// in the cgroup systemd made for it.
+    fn in_cgroup(dir: &Path) -> Session {
+        let procs = dir.join("cgroup.procs");
+        Session {
+            cgroup: Some(
+                std::ffi::CString::new(procs.into_os_string().into_encoded_bytes()).unwrap(),
+            ),
+            ..Session::new()
         }
     }
 
     fn command(&self, program: impl AsRef<std::ffi::OsStr>, args: &[&str]) -> Command {
         let u = user();
         let mut cmd = Command::new(program);
+        match self.cgroup.clone() {
+            None => {
+                cmd.uid(u.uid).gid(u.gid);
+            }
+            Some(procs) => {
+                let (uid, gid) = (u.uid, u.gid);
+                // SAFETY: enter_as_user makes only async-signal-safe calls.
+                unsafe { cmd.pre_exec(move || enter_as_user(&procs, uid, gid)) };
+            }
+        }
         cmd.args(args)
-            .uid(u.uid)
-            .gid(u.gid)
             .env_clear()
             .env("HOME", &u.home)
             .env("USER", &u.name)
@@ -115,7 +159,7 @@ impl Session {
     }
 
     fn runc(&self, args: &[&str]) -> Run {
-        collect(self.command("runc", args))
+        collect(self.command(runc_bin().unwrap_or("runc".into()), args))
     }
 
     /// `run` of the bundle by skiff, then by runc.
@@ -135,6 +179,33 @@ impl Session {
         };
         support::assert_nothing_left(&skiff, id);
     }
+}
+
+/// In a child between fork and exec, as root: moves itself into the
+/// cgroup whose `cgroup.procs` is `procs` (a user may not move itself
+/// out of a cgroup it does not own), then becomes the user.
+fn enter_as_user(procs: &std::ffi::CStr, uid: u32, gid: u32) -> std::io::Result<()> {
+    let err = std::io::Error::last_os_error;
+    // SAFETY: plain syscalls on a path and buffers that outlive them.
+    unsafe {
+        let fd = libc::open(procs.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return Err(err());
+        }
+        let written = libc::write(fd, b"0".as_ptr().cast(), 1);
+        let write_error = err();
+        libc::close(fd);
+        if written != 1 {
+            return Err(write_error);
+        }
+        if libc::setgroups(0, std::ptr::null()) != 0
+            || libc::setgid(gid) != 0
+            || libc::setuid(uid) != 0
+        {
+            return Err(err());
+        }
+    }
+    Ok(())
 }
 
 /// Runs its closure when dropped: a detached container is deleted even
@@ -517,24 +588,42 @@ fn no_capability_in_the_host_user_namespace() {
     s.assert_nothing_left(&id);
 }
 
-/// The user owns the runtime binary, and the container's root is the
-/// user: still, neither a program that is `/proc/self/exe` nor an
-/// attacker going for the waiting init's exe can write the binary.
-#[test]
-fn the_runtime_binary_is_out_of_reach_even_when_the_user_owns_it() {
-    require_rootless!();
-    let s = Session::new();
-    let dir = user_dir(&s.xdg.join("bin"));
-    let copy = dir.join("skiff-under-attack");
-    std::fs::copy(support::skiff_bin(), &copy).unwrap();
-    std::os::unix::fs::chown(&copy, Some(user().uid), Some(user().gid)).unwrap();
-    let original = std::fs::read(&copy).unwrap();
+/// A copy of skiff named `name`, owned by `owner` (uid, gid), in a
+/// directory of the same owner in the session's.
+fn binary_owned_by(s: &Session, owner: (u32, u32), name: &str) -> PathBuf {
+    let dir = s.xdg.join(format!("bin-{}", owner.0));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::chown(&dir, Some(owner.0), Some(owner.1)).unwrap();
+    let binary = dir.join(name);
+    std::fs::copy(support::skiff_bin(), &binary).unwrap();
+    std::os::unix::fs::chown(&binary, Some(owner.0), Some(owner.1)).unwrap();
+    binary
+}
+
+/// What an attack on a copy of the runtime binary owned by `owner` left:
+/// the copy's path, and its content before.
+struct Attack {
+    binary: PathBuf,
+    original: Vec<u8>,
+    /// The attacker's log: what it held, and its verdict.
+    log: String,
+    /// What `/proc/<pid>/exe` of the init waiting for `start` names.
+    init_exe: PathBuf,
+}
+
+/// Runs the user's skiff from a copy of the binary owned by `owner`
+/// (uid, gid) in a directory of the same owner: a container whose program
+/// is `/proc/self/exe` (the binary), then a created container that an
+/// `exec`ed attacker tries to write the waiting init's exe through.
+fn attack_runtime_binary(s: &Session, owner: (u32, u32)) -> Attack {
+    let binary = binary_owned_by(s, owner, "skiff-under-attack");
+    let original = std::fs::read(&binary).unwrap();
     let root = s.xdg.join("state");
     let root = root.to_str().unwrap();
     let skiff = |args: &[&str]| {
         let mut all = vec!["--root", root];
         all.extend_from_slice(args);
-        collect(s.command(&copy, &all))
+        collect(s.command(&binary, &all))
     };
 
     let mut b = bundle("true");
@@ -552,30 +641,96 @@ fn the_runtime_binary_is_out_of_reach_even_when_the_user_owns_it() {
     let id = support::unique_id("self-exe");
     let run = skiff(&["run", "--bundle", bundle_dir, &id]).ok();
     assert!(run.stdout.contains("skiff version"), "{}", run.stdout);
-    assert_eq!(std::fs::read(&copy).unwrap(), original);
+    assert_eq!(std::fs::read(&binary).unwrap(), original);
 
     b.config["process"]["args"] = json!(["sleep", "60"]);
     b.write();
     let id = support::unique_id("atk-init");
     let _delete = OnDrop(|| drop(skiff(&["delete", "--force", &id])));
-    skiff(&["create", "--bundle", bundle_dir, &id]).ok();
+    let pid_file = s.xdg.join(format!("{id}.pid"));
+    skiff(&[
+        "create",
+        "--bundle",
+        bundle_dir,
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+    ])
+    .ok();
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    let init_exe = std::fs::read_link(format!("/proc/{}/exe", pid.trim())).unwrap();
     skiff(&["exec", "-d", &id, "sh", "/attack.sh"]).ok();
     support::attacker_tried(&rootfs);
     skiff(&["start", &id]).ok();
     let log = support::attack_verdict(&rootfs);
     skiff(&["delete", "--force", &id]).ok();
-    assert_eq!(
-        std::fs::read(&copy).unwrap(),
+    Attack {
+        binary: binary.clone(),
         original,
-        "the binary was changed; attacker log:\n{log}"
-    );
-    assert!(log.contains("saw "), "attacker never saw skiff:\n{log}");
-    assert!(log.contains("denied") || log.contains("refused"), "{log}");
+        log,
+        init_exe,
+    }
 }
 
-/// A user cannot mount the read-only overlay; where no memfd may be
-/// executed either (`vm.memfd_noexec=2`, set in a private pid namespace),
-/// skiff refuses to run unprotected, with one line naming both.
+/// The user owns the runtime binary, and the container's root is the
+/// user: still, neither a program that is `/proc/self/exe` nor an
+/// attacker going for the waiting init's exe can write the binary, which
+/// skiff runs from a sealed copy.
+#[test]
+fn the_runtime_binary_is_out_of_reach_even_when_the_user_owns_it() {
+    require_rootless!();
+    let s = Session::new();
+    let a = attack_runtime_binary(&s, (user().uid, user().gid));
+    assert_eq!(
+        std::fs::read(&a.binary).unwrap(),
+        a.original,
+        "the binary was changed; attacker log:\n{}",
+        a.log
+    );
+    assert!(
+        a.log.contains("saw "),
+        "attacker never saw skiff:\n{}",
+        a.log
+    );
+    assert!(
+        a.log.contains("denied") || a.log.contains("refused"),
+        "{}",
+        a.log
+    );
+    assert!(
+        a.init_exe.to_string_lossy().starts_with("/memfd:skiff"),
+        "{:?}",
+        a.init_exe
+    );
+}
+
+/// A binary only root may write (installed by root) is out of the reach
+/// of everything the user's containers run as: skiff runs it as it is,
+/// without the memfd copy, and the attacker is refused by the kernel.
+#[test]
+fn a_binary_only_root_may_write_runs_uncopied_and_out_of_reach() {
+    require_rootless!();
+    let s = Session::new();
+    let a = attack_runtime_binary(&s, (0, 0));
+    assert_eq!(
+        std::fs::read(&a.binary).unwrap(),
+        a.original,
+        "the binary was changed; attacker log:\n{}",
+        a.log
+    );
+    assert_eq!(a.init_exe, a.binary);
+    assert!(
+        a.log.contains("saw "),
+        "attacker never saw skiff:\n{}",
+        a.log
+    );
+    assert!(a.log.contains("Permission denied"), "{}", a.log);
+}
+
+/// A binary the user owns needs a copy, and a user cannot mount the
+/// read-only overlay; where no memfd may be executed either
+/// (`vm.memfd_noexec=2`, set in a private pid namespace), skiff refuses to
+/// run unprotected, with one line naming both.
 #[test]
 fn without_a_sealed_copy_a_user_is_refused() {
     require_rootless!();
@@ -586,6 +741,7 @@ fn without_a_sealed_copy_a_user_is_refused() {
         return;
     }
     let s = Session::new();
+    let binary = binary_owned_by(&s, (user().uid, user().gid), "skiff");
     let b = bundle("true");
     b.write();
     let id = support::unique_id("no-seal");
@@ -600,7 +756,7 @@ fn without_a_sealed_copy_a_user_is_refused() {
          exec setpriv --reuid \"$0\" --regid \"$1\" --clear-groups \"$2\" run --bundle \"$3\" \"$4\"",
         &user().uid.to_string(),
         &user().gid.to_string(),
-        support::skiff_bin(),
+        binary.to_str().unwrap(),
         b.dir.to_str().unwrap(),
         &id,
     ]);
@@ -608,5 +764,188 @@ fn without_a_sealed_copy_a_user_is_refused() {
         "no sealed copy could be made: read-only overlayfs: fsopen(overlay): EPERM",
         "sealed memfd: memfd_create: EACCES",
     ]);
+    s.assert_nothing_left(&id);
+}
+
+/// True on a pure cgroup v2 host.
+fn unified() -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap_or_default()
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some("/sys/fs/cgroup") && l.contains(" - cgroup2 "))
+}
+
+/// What the cgroup v2 delegation tests need beyond root and busybox.
+fn missing_delegation() -> Option<String> {
+    if !unified() {
+        return Some(
+            "needs a pure cgroup v2 host (scripts/v2-tests.sh runs it in its guest)".into(),
+        );
+    }
+    if runc_bin().is_none() {
+        return Some("no runc, on PATH or from the sid root (scripts/sid-root.sh)".into());
+    }
+    None
+}
+
+/// A cgroup v2 subtree for the test user, with a leaf its session runs in.
+/// `delegated`: given to the user as systemd's `Delegate=yes` gives
+/// `user@.service` its cgroup (the directory and its `cgroup.procs`,
+/// `cgroup.subtree_control` and `cgroup.threads` are the user's, and the
+/// memory, pids and cpu controllers are enabled above it); otherwise all
+/// root's, as a session scope is. Removed on drop, with anything left in it.
+struct Subtree {
+    top: PathBuf,
+    session: PathBuf,
+}
+
+impl Subtree {
+    fn new(delegated: bool) -> Subtree {
+        let root = Path::new("/sys/fs/cgroup");
+        let available = std::fs::read_to_string(root.join("cgroup.controllers")).unwrap();
+        for c in ["memory", "pids", "cpu"] {
+            if available.split_whitespace().any(|a| a == c) {
+                std::fs::write(root.join("cgroup.subtree_control"), format!("+{c}")).unwrap();
+            }
+        }
+        let top = root.join(support::unique_id("delegated"));
+        let session = top.join("session");
+        std::fs::create_dir(&top).unwrap();
+        std::fs::create_dir(&session).unwrap();
+        if delegated {
+            let (uid, gid) = (Some(user().uid), Some(user().gid));
+            for dir in [&top, &session] {
+                std::os::unix::fs::chown(dir, uid, gid).unwrap();
+                for file in ["cgroup.procs", "cgroup.subtree_control", "cgroup.threads"] {
+                    std::os::unix::fs::chown(dir.join(file), uid, gid).unwrap();
+                }
+            }
+        }
+        Subtree { top, session }
+    }
+}
+
+impl Drop for Subtree {
+    fn drop(&mut self) {
+        let _ = std::fs::write(self.top.join("cgroup.kill"), "1");
+        // Innermost first: a directory sorts after its parent.
+        let mut dirs = vec![self.top.clone()];
+        let mut i = 0;
+        while i < dirs.len() {
+            if let Ok(entries) = std::fs::read_dir(&dirs[i]) {
+                dirs.extend(entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+            }
+            i += 1;
+        }
+        for dir in dirs.iter().rev() {
+            for _ in 0..100 {
+                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// A field of the state JSON `state` prints.
+fn state_field(state: &dyn Fn() -> Run, field: &str) -> Value {
+    let out = state().ok().stdout;
+    serde_json::from_str::<Value>(&out).unwrap()[field].clone()
+}
+
+/// Waits until `state` says `status`.
+fn wait_status(state: &dyn Fn() -> Run, status: &str) {
+    for _ in 0..500 {
+        if state_field(state, "status") == status {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    panic!("never {status}: {}", state().stdout);
+}
+
+/// With a delegated cgroup v2 subtree (what systemd's `user@.service`
+/// gives a user), the container gets its own cgroup beside the caller's,
+/// as with runc: limits are written and enforced, and `update`, `pause`,
+/// `resume`, `ps` and `kill --all` work on it; `delete` removes it.
+#[test]
+#[ignore = "needs pure cgroup v2: scripts/v2-tests.sh runs it in its guest"]
+fn a_delegated_cgroup_v2_subtree_holds_the_container_and_its_limits() {
+    require!(missing_delegation());
+    let tree = Subtree::new(true);
+    let s = Session::in_cgroup(&tree.session);
+    // Without a cgroup namespace (a user cannot mount cgroup2 then),
+    // skiff binds the container's own cgroup at /sys/fs/cgroup, runc 1.3
+    // the host's whole tree: the script finds the files either way.
+    let mut b = bundle(
+        "cg=$(cut -d: -f3 /proc/self/cgroup); echo \"${cg#/*/}\"; \
+         f=/sys/fs/cgroup; [ -e $f/memory.max ] || f=$f$cg; cat $f/memory.max $f/pids.max; \
+         sh -c 'for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait' 2>&1 \
+         | grep -q \"can't fork\" && echo fork-refused",
+    );
+    b.config["linux"]["resources"] = json!({"memory": {"limit": 67108864}, "pids": {"limit": 5}});
+    let id = support::unique_id("delegated");
+    let (skiff, runc) = s.run_both(&b, &id);
+    let out = same_output(skiff, runc);
+    assert_eq!(out, format!("{id}\n67108864\n5\nfork-refused\n"));
+    assert!(!tree.top.join(&id).exists());
+
+    b.config["process"]["args"] = json!(["sleep", "100"]);
+    b.write();
+    let dir = b.dir.to_str().unwrap();
+    let cgroup = tree.top.join(&id);
+    let read = |file: &str| std::fs::read_to_string(cgroup.join(file)).unwrap();
+    type Runtime<'a> = &'a dyn Fn(&[&str]) -> Run;
+    let (skiff, runc): (Runtime, Runtime) = (&|a| s.skiff(a), &|a| s.runc(a));
+    for runtime in [skiff, runc] {
+        let _delete = OnDrop(|| drop(runtime(&["delete", "--force", &id])));
+        let state = || runtime(&["state", &id]);
+        runtime(&["run", "-d", "--bundle", dir, &id]).ok();
+        let pid = state_field(&state, "pid");
+        assert_eq!(read("cgroup.procs").trim(), pid.to_string());
+        let ps = runtime(&["ps", "--format", "json", &id]).ok().stdout;
+        assert_eq!(serde_json::from_str::<Value>(&ps).unwrap(), json!([pid]));
+        runtime(&["update", "--pids-limit", "30", &id]).ok();
+        assert_eq!(read("pids.max"), "30\n");
+        runtime(&["pause", &id]).ok();
+        assert_eq!(read("cgroup.freeze"), "1\n");
+        wait_status(&state, "paused");
+        runtime(&["resume", &id]).ok();
+        wait_status(&state, "running");
+        runtime(&["kill", "--all", &id, "KILL"]).ok();
+        wait_status(&state, "stopped");
+        runtime(&["delete", &id]).ok();
+        assert!(!cgroup.exists(), "{} left", cgroup.display());
+    }
+    s.assert_nothing_left(&id);
+}
+
+/// The same cgroup v2 host with nothing delegated (the user's session is
+/// root's, as a logind session scope is): the container runs in the
+/// caller's cgroup, and limits are refused with one line, as runc
+/// refuses them.
+#[test]
+#[ignore = "needs pure cgroup v2: scripts/v2-tests.sh runs it in its guest"]
+fn without_delegation_on_cgroup_v2_limits_are_refused() {
+    require!(missing_delegation());
+    let tree = Subtree::new(false);
+    let s = Session::in_cgroup(&tree.session);
+    let mut b = bundle("cut -d: -f3 /proc/self/cgroup");
+    let id = support::unique_id("undelegated");
+    let (skiff, runc) = s.run_both(&b, &id);
+    let session = tree.session.strip_prefix("/sys/fs/cgroup").unwrap();
+    assert_eq!(
+        same_output(skiff, runc),
+        format!("/{}\n", session.display())
+    );
+    b.config["linux"]["resources"] = json!({"pids": {"limit": 5}});
+    let (skiff, runc) = s.run_both(&b, &id);
+    skiff.fails_with(&[
+        "linux.resources.pids.limit: cgroup limits need a cgroup this user may write",
+        &format!("creating cgroup {}", tree.top.join(&id).display()),
+        "Permission denied",
+    ]);
+    assert_ne!(runc.code, 0, "runc: {}", runc.stdout);
     s.assert_nothing_left(&id);
 }

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use crate::Workdir;
+
 /// The test user.
 pub struct User {
     pub name: String,
@@ -54,4 +56,27 @@ impl User {
             .unwrap();
         assert!(status.success(), "chown -R {}", path.display());
     }
+}
+
+/// Podman's files for a rootless suite in `work`, for the user: vfs
+/// storage (no mounts to make or leave behind) and a runtime directory of
+/// its own (`work/xdg`).
+pub fn configure_podman(work: &Workdir) {
+    crate::engines::configure_podman(work);
+    let w = work.path.display();
+    std::fs::write(
+        work.join("storage.conf"),
+        format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{w}/root\"\nrunroot = \"{w}/runroot\"\n"
+        ),
+    )
+    .unwrap();
+    std::fs::create_dir_all(work.join("xdg")).unwrap();
+    std::fs::create_dir_all(work.join("volume")).unwrap();
+    user().own(&work.path);
+    std::fs::set_permissions(
+        work.join("xdg"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
 }

@@ -60,33 +60,11 @@ impl Engine for RootlessPodman {
     }
 }
 
-/// Podman's files of the suite, for the user: vfs storage (no mounts to
-/// make or leave behind) and a runtime directory of its own.
-fn configure(work: &Workdir) {
-    skiff_e2e::engines::configure_podman(work);
-    let w = work.path.display();
-    std::fs::write(
-        work.join("storage.conf"),
-        format!(
-            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{w}/root\"\nrunroot = \"{w}/runroot\"\n"
-        ),
-    )
-    .unwrap();
-    std::fs::create_dir_all(work.join("xdg")).unwrap();
-    std::fs::create_dir_all(work.join("volume")).unwrap();
-    user().own(&work.path);
-    std::fs::set_permissions(
-        work.join("xdg"),
-        std::os::unix::fs::PermissionsExt::from_mode(0o700),
-    )
-    .unwrap();
-}
-
 #[test]
 fn rootless_podman_runs_skiff() {
     require!("podman", "conmon", "runc", "newuidmap", "newgidmap");
     let work = Workdir::new("podman-rootless");
-    configure(&work);
+    skiff_e2e::rootless::configure_podman(&work);
     let podman = RootlessPodman {
         work: work.path.clone(),
     };

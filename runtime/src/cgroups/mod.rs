@@ -379,6 +379,19 @@ fn resolve(hierarchy: &Hierarchy, path: &Path) -> PathBuf {
     }
 }
 
+/// `--rootless` on cgroup v2, runc's rule: a user's cgroups are a subtree
+/// delegated to it (systemd's `user@.service`, `Delegate=yes`), and its
+/// own cgroup holds processes (this runtime's, its shell's), which the
+/// "no internal processes" rule forbids beside a child with controllers.
+/// A relative path, and the default (the container's id), go under the
+/// parent of the caller's cgroup instead.
+fn resolve_delegated(hierarchy: &Hierarchy, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        return path.to_path_buf();
+    }
+    hierarchy.own.parent().unwrap_or(Path::new("/")).join(path)
+}
+
 /// Who manages the container's cgroup.
 pub enum Driver<'a> {
     /// skiff itself, through the cgroup files.
@@ -391,11 +404,13 @@ pub enum Driver<'a> {
 }
 
 /// Plans the container's cgroup on this host: detects the hierarchies and
-/// returns the backend that fits them. Nothing is created yet.
+/// returns the backend that fits them (`rootless`: the caller's cgroups
+/// are what is delegated to it, if anything). Nothing is created yet.
 pub fn for_container(
     cgroups_path: Option<&Path>,
     id: &str,
     driver: Driver<'_>,
+    rootless: bool,
 ) -> Result<Box<dyn Manager>, CgroupError> {
     if let Driver::Systemd { annotations } = driver {
         // Checked first: on a host without systemd, that is the error.
@@ -404,31 +419,47 @@ pub fn for_container(
         }
         let hierarchies = hierarchy::detect().map_err(CgroupError::Detect)?;
         let path = cgroups_path.map(|p| p.to_string_lossy());
+        // A user's units belong to its own systemd instance; root in a
+        // user namespace is a user too, unless it is the host's root.
+        let user = rootless
+            .then(crate::rootless::host_uid)
+            .filter(|uid| *uid != 0);
         return Ok(Box::new(systemd::Systemd::plan(
             &hierarchies,
             path.as_deref(),
             id,
             annotations,
+            user,
         )?));
     }
     let hierarchies = hierarchy::detect().map_err(CgroupError::Detect)?;
-    plan(&hierarchies, cgroups_path, id)
+    plan(&hierarchies, cgroups_path, id, rootless)
 }
 
 fn plan(
     hierarchies: &[Hierarchy],
     cgroups_path: Option<&Path>,
     id: &str,
+    rootless: bool,
 ) -> Result<Box<dyn Manager>, CgroupError> {
     if hierarchies.is_empty() {
         return Err(CgroupError::NoHierarchy);
     }
-    let requested = cgroups_path.map_or_else(|| default_path(id), Path::to_path_buf);
     let unified = hierarchies.iter().all(Hierarchy::is_v2);
+    let delegated = rootless && unified;
+    let requested = match cgroups_path {
+        Some(p) => p.to_path_buf(),
+        None if delegated => PathBuf::from(id),
+        None => default_path(id),
+    };
     let mut dirs = Vec::with_capacity(hierarchies.len());
     let mut path = requested.clone();
     for h in hierarchies {
-        let resolved = resolve(h, &requested);
+        let resolved = if delegated {
+            resolve_delegated(h, &requested)
+        } else {
+            resolve(h, &requested)
+        };
         if h.is_v2() || dirs.is_empty() {
             path = resolved.clone();
         }
@@ -715,7 +746,7 @@ mod tests {
 
     #[test]
     fn default_path_is_absolute_under_skiff() {
-        let m = plan(&hybrid(), None, "c1").unwrap();
+        let m = plan(&hybrid(), None, "c1", false).unwrap();
         let r = m.record();
         assert!(!r.unified);
         assert_eq!(
@@ -731,7 +762,7 @@ mod tests {
 
     #[test]
     fn relative_path_is_relative_to_own_cgroup() {
-        let m = plan(&hybrid(), Some(Path::new("pod/c1")), "c1").unwrap();
+        let m = plan(&hybrid(), Some(Path::new("pod/c1")), "c1", false).unwrap();
         let r = m.record();
         assert_eq!(
             r.dirs[0].path,
@@ -751,15 +782,44 @@ mod tests {
             subsystems: String::new(),
             own: "/init.scope".into(),
         }];
-        let m = plan(&h, Some(Path::new("/a/b")), "x").unwrap();
+        let m = plan(&h, Some(Path::new("/a/b")), "x", false).unwrap();
         assert!(m.record().unified);
         assert_eq!(m.record().dirs[0].path, PathBuf::from("/sys/fs/cgroup/a/b"));
     }
 
     #[test]
+    fn rootless_on_v2_goes_beside_the_callers_cgroup() {
+        let h = vec![Hierarchy {
+            mount: "/sys/fs/cgroup".into(),
+            mount_root: "/".into(),
+            subsystems: String::new(),
+            own: "/user.slice/user-1000.slice/user@1000.service/app.slice/term.scope".into(),
+        }];
+        let app =
+            Path::new("/sys/fs/cgroup/user.slice/user-1000.slice/user@1000.service/app.slice");
+        let dir = |path: Option<&str>| {
+            let m = plan(&h, path.map(Path::new), "c1", true).unwrap();
+            m.record().dirs[0].path.clone()
+        };
+        assert_eq!(dir(None), app.join("c1"));
+        assert_eq!(dir(Some("pod/c1")), app.join("pod/c1"));
+        assert_eq!(dir(Some("/a/b")), PathBuf::from("/sys/fs/cgroup/a/b"));
+        // Only delegation on cgroup v2 moves it: v1 and hybrid hosts keep
+        // the default, which a user may not create.
+        let m = plan(&hybrid(), None, "c1", true).unwrap();
+        assert_eq!(m.record().path, PathBuf::from("/skiff/c1"));
+        let root = vec![Hierarchy {
+            own: "/".into(),
+            ..h[0].clone()
+        }];
+        let m = plan(&root, None, "c1", true).unwrap();
+        assert_eq!(m.record().dirs[0].path, PathBuf::from("/sys/fs/cgroup/c1"));
+    }
+
+    #[test]
     fn no_hierarchy_is_an_error() {
         assert!(matches!(
-            plan(&[], None, "x"),
+            plan(&[], None, "x", false),
             Err(CgroupError::NoHierarchy)
         ));
     }

@@ -83,6 +83,21 @@ impl Address {
             _ => Ok(Address::Path("/run/dbus/system_bus_socket".into())),
         }
     }
+
+    /// The session bus of user `uid`: `DBUS_SESSION_BUS_ADDRESS`, or the
+    /// `bus` socket in `XDG_RUNTIME_DIR` (where systemd's user instance
+    /// and dbus-user-session put it), or in `/run/user/<uid>`.
+    pub fn session(uid: u32) -> Result<Address, DbusError> {
+        if let Ok(a) = std::env::var("DBUS_SESSION_BUS_ADDRESS") {
+            if !a.is_empty() {
+                return Address::parse(&a);
+            }
+        }
+        let dir = std::env::var_os("XDG_RUNTIME_DIR")
+            .filter(|d| !d.is_empty())
+            .map_or_else(|| PathBuf::from(format!("/run/user/{uid}")), PathBuf::from);
+        Ok(Address::Path(dir.join("bus")))
+    }
 }
 
 impl std::fmt::Display for Address {

@@ -24,6 +24,14 @@
 //! Either way `/proc/<pid>/exe` of every later skiff process is that copy,
 //! and so is what the container would run through a `/proc/self/exe`
 //! symlink as its program.
+//!
+//! A user who is not root cannot mount the overlay, and needs no copy of a
+//! binary only root may write (installed by root, as `/usr/bin/skiff` is):
+//! every process of the user's containers has the user's ids or its
+//! subordinate ones, never root's, and no capability over a file whose
+//! owner its user namespace does not map. The memfd copy (3.5 MB copied
+//! and paged in again, on every `run`) is made only when the user could
+//! write the binary itself.
 
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -94,6 +102,12 @@ pub fn ensure() -> Result<(), SealError> {
     let copy = match overlay_copy(exe.as_fd()) {
         Ok(fd) => fd,
         Err(overlay) => {
+            if only_root_may_write(exe.as_fd()) {
+                crate::debug!(
+                    "{overlay}; the binary is root's and not writable by this user: no copy needed"
+                );
+                return Ok(());
+            }
             crate::debug!("{overlay}; copying the binary into a sealed memfd instead");
             memfd_copy(exe.as_fd()).map_err(|memfd| SealError::Unavailable {
                 overlay: overlay.cause(),
@@ -116,6 +130,19 @@ fn is_sealed(exe: BorrowedFd<'_>) -> bool {
     // SAFETY: F_GET_SEALS only reads; it fails with EINVAL on other files.
     let seals = unsafe { libc::fcntl(exe.as_raw_fd(), libc::F_GET_SEALS) };
     seals >= 0 && seals & libc::F_SEAL_WRITE != 0
+}
+
+/// True when this process is an ordinary user in the initial user
+/// namespace and `exe` belongs to root there, with no write bit for group
+/// or others (an ACL granting write would show in the group bits): no
+/// process of a container this user makes can write it (see the module
+/// documentation). Root, and root of a user namespace (whose uid 0 is a
+/// user's), get a copy: their containers may run as the binary's owner.
+fn only_root_may_write(exe: BorrowedFd<'_>) -> bool {
+    if nix::unistd::geteuid().is_root() || crate::rootless::in_user_namespace() {
+        return false;
+    }
+    nix::sys::stat::fstat(exe).is_ok_and(|st| st.st_uid == 0 && st.st_mode & 0o022 == 0)
 }
 
 /// A detached, read-only overlayfs whose top layer is the binary's

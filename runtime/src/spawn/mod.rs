@@ -278,7 +278,11 @@ fn apply_rootless(
     let devices = res.devices().clone();
     res.set_devices(None);
     cgroup.apply(&res)?;
-    if cgroup.record().dirs.is_empty() {
+    // No cgroup, or one whose unit a user's systemd instance starts with
+    // the resources given last (device rules alone would replace the
+    // limits, and that instance cannot program the device controller
+    // either).
+    if cgroup.record().dirs.is_empty() || cgroup.record().unit.is_some() {
         return Ok(());
     }
     let mut rules = oci_spec::runtime::LinuxResources::default();

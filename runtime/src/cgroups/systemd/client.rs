@@ -11,6 +11,7 @@ use crate::dbus::{self, Address, Connection, DbusError, Kind, Message, Value};
 const DESTINATION: &str = "org.freedesktop.systemd1";
 const PATH: &str = "/org/freedesktop/systemd1";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 
 /// How long skiff waits for systemd to answer a call or finish a job
 /// (runc waits 30 s too).
@@ -48,6 +49,32 @@ impl Client {
             }
         }
         Client::via_bus(&Address::system()?, uid)
+    }
+
+    /// Connects to the systemd instance `user` names: the user instance
+    /// of that uid, through its session bus (a rootless caller's units
+    /// are its own instance's, as with runc), or the system's.
+    pub fn connect(user: Option<u32>) -> Result<Client, DbusError> {
+        match user {
+            Some(uid) => Client::via_bus(&Address::session(uid)?, uid),
+            None => Client::system(),
+        }
+    }
+
+    /// The instance's own cgroup (its `ControlGroup` property): where a
+    /// user instance's units are, `/user.slice/user-1000.slice/user@1000.service`.
+    /// None when it has none (not a string, or empty).
+    pub fn manager_cgroup(&mut self) -> Result<Option<String>, DbusError> {
+        let mut msg = Message::call(DESTINATION, PATH, PROPERTIES, "Get");
+        msg.body = vec![
+            Value::Str(MANAGER.into()),
+            Value::Str("ControlGroup".into()),
+        ];
+        let reply = self.conn.call(msg, Instant::now() + TIMEOUT)?;
+        Ok(match reply.body.first() {
+            Some(Value::Variant(v)) => v.as_str().filter(|s| !s.is_empty()).map(str::to_string),
+            _ => None,
+        })
     }
 
     /// A peer-to-peer connection to systemd (no bus daemon): no Hello,

@@ -20,6 +20,7 @@ pub mod unit;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
+use std::path::Path;
 use std::sync::Mutex;
 
 use oci_spec::runtime::LinuxResources;
@@ -45,6 +46,10 @@ pub enum SystemdError {
     Path(#[from] unit::PathError),
     #[error("--systemd-cgroup: cannot reach systemd: {0}")]
     Bus(DbusError),
+    #[error("--systemd-cgroup: cannot reach the systemd user instance of uid {uid}, which a rootless container's unit belongs to (its bus: $DBUS_SESSION_BUS_ADDRESS, or $XDG_RUNTIME_DIR/bus; `loginctl enable-linger` keeps one running): {source}")]
+    UserBus { uid: u32, source: DbusError },
+    #[error("--systemd-cgroup: the systemd user instance of uid {0} has no ControlGroup")]
+    NoManagerCgroup(u32),
     #[error("systemd: {op} {unit}: {source}")]
     Call {
         op: &'static str,
@@ -63,6 +68,45 @@ pub enum SystemdError {
 /// deletes with one connection; the shim keeps it for its lifetime).
 static BUS: Mutex<Option<Client>> = Mutex::new(None);
 
+/// The systemd instance the process's units belong to: the system's
+/// (None), or the user instance of a uid (rootless). One per process in
+/// practice; set when a unit is planned or loaded.
+static MANAGER: Mutex<Option<u32>> = Mutex::new(None);
+
+/// Talks to `user`'s instance (None: the system's) from now on; a kept
+/// connection to another one is dropped.
+fn use_manager(user: Option<u32>) {
+    let changed = {
+        let mut m = MANAGER.lock().unwrap_or_else(|e| e.into_inner());
+        std::mem::replace(&mut *m, user) != user
+    };
+    if changed {
+        *BUS.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+}
+
+/// A new connection to the instance of `use_manager`.
+fn connect() -> Result<Client, SystemdError> {
+    let user = *MANAGER.lock().unwrap_or_else(|e| e.into_inner());
+    Client::connect(user).map_err(|source| match user {
+        Some(uid) => SystemdError::UserBus { uid, source },
+        None => SystemdError::Bus(source),
+    })
+}
+
+/// The user whose systemd instance owns the unit whose cgroup is `path`:
+/// its units are below `user@<uid>.service`.
+fn user_of(path: &Path) -> Option<u32> {
+    path.components().find_map(|c| {
+        c.as_os_str()
+            .to_str()?
+            .strip_prefix("user@")?
+            .strip_suffix(".service")?
+            .parse()
+            .ok()
+    })
+}
+
 /// Runs `f` on the process's connection to systemd, connecting first if
 /// needed. A kept connection that has gone away (systemd re-executed) is
 /// replaced once.
@@ -76,7 +120,7 @@ fn with_bus<T>(
     loop {
         let client = match guard.take() {
             Some(c) => c,
-            None => Client::system().map_err(SystemdError::Bus)?,
+            None => connect()?,
         };
         let client = guard.insert(client);
         match f(client) {
@@ -125,12 +169,15 @@ pub struct Systemd {
 }
 
 impl Systemd {
-    /// Plans the unit of container `id`; nothing is created yet.
+    /// Plans the unit of container `id` in the system's instance, or
+    /// (`user`, rootless) in that user's, where its cgroup is below the
+    /// instance's own; nothing is created yet.
     pub fn plan(
         hierarchies: &[super::Hierarchy],
         cgroups_path: Option<&str>,
         id: &str,
         annotations: &HashMap<String, String>,
+        user: Option<u32>,
     ) -> Result<Systemd, CgroupError> {
         if !systemd_running() {
             return Err(SystemdError::NotRunning.into());
@@ -141,7 +188,19 @@ impl Systemd {
         if !v2.is_v2() {
             return Err(SystemdError::NotUnified.into());
         }
-        let unit = unit::plan(cgroups_path, id).map_err(SystemdError::from)?;
+        let default_slice = match user {
+            Some(_) => unit::USER_SLICE,
+            None => unit::DEFAULT_SLICE,
+        };
+        let mut unit =
+            unit::plan_in(cgroups_path, id, default_slice).map_err(SystemdError::from)?;
+        use_manager(user);
+        if let Some(uid) = user {
+            let root = with_bus("locating", "the user's units", Client::manager_cgroup)?
+                .ok_or(SystemdError::NoManagerCgroup(uid))?;
+            let inner = unit.cgroup.strip_prefix("/").unwrap_or(&unit.cgroup);
+            unit.cgroup = Path::new(&root).join(inner);
+        }
         let annotations = properties::annotations(annotations)?;
         let record = Record {
             path: unit.cgroup.clone(),
@@ -170,6 +229,7 @@ impl Systemd {
 
     /// The backend of a unit recorded in a container's state.
     pub fn from_record(record: Record, unit: String) -> Systemd {
+        use_manager(user_of(&record.path));
         Systemd {
             v2: V2::new(record),
             unit,
@@ -315,7 +375,8 @@ impl Manager for Systemd {
         if self.asked.get() {
             match self.stop() {
                 // Nothing was started if systemd could never be reached.
-                Err(SystemdError::Bus(_)) if !self.started.get() => {}
+                Err(SystemdError::Bus(_) | SystemdError::UserBus { .. }) if !self.started.get() => {
+                }
                 Err(e) => return Err(e.into()),
                 Ok(()) => {}
             }
@@ -360,5 +421,22 @@ impl Manager for Systemd {
 
     fn signal_all(&self, signal: libc::c_int) -> Result<(), CgroupError> {
         self.v2.signal_all(signal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_user_instances_units_are_below_its_service() {
+        let user =
+            Path::new("/user.slice/user-1000.slice/user@1000.service/user.slice/skiff-c.scope");
+        assert_eq!(user_of(user), Some(1000));
+        assert_eq!(user_of(Path::new("/system.slice/skiff-c.scope")), None);
+        assert_eq!(
+            user_of(Path::new("/user.slice/user-1000.slice/x.scope")),
+            None
+        );
     }
 }

@@ -32,7 +32,9 @@ pub struct PathError {
 }
 
 /// The default slice of containers started by root.
-const DEFAULT_SLICE: &str = "system.slice";
+pub const DEFAULT_SLICE: &str = "system.slice";
+/// ... and of a user's, in its own systemd instance (runc's).
+pub const USER_SLICE: &str = "user.slice";
 /// The prefix of the default unit name.
 const DEFAULT_PREFIX: &str = "skiff";
 /// systemd's limit on a unit name.
@@ -41,13 +43,22 @@ const UNIT_NAME_MAX: usize = 255;
 /// Plans the unit of container `id` from `cgroupsPath` (absent or empty:
 /// `system.slice:skiff:<id>`).
 pub fn plan(cgroups_path: Option<&str>, id: &str) -> Result<Unit, PathError> {
+    plan_in(cgroups_path, id, DEFAULT_SLICE)
+}
+
+/// `plan`, with `default_slice` where the path names no slice.
+pub fn plan_in(
+    cgroups_path: Option<&str>,
+    id: &str,
+    default_slice: &str,
+) -> Result<Unit, PathError> {
     let text = cgroups_path.unwrap_or("");
     let bad = |reason: &str| PathError {
         path: text.to_string(),
         reason: reason.to_string(),
     };
     let (slice, prefix, name) = if text.is_empty() {
-        (DEFAULT_SLICE, DEFAULT_PREFIX, id)
+        (default_slice, DEFAULT_PREFIX, id)
     } else {
         let parts: Vec<&str> = text.split(':').collect();
         let [slice, prefix, name] = parts[..] else {
@@ -58,7 +69,7 @@ pub fn plan(cgroups_path: Option<&str>, id: &str) -> Result<Unit, PathError> {
         (slice, prefix, name)
     };
     let slice = match slice {
-        "" => DEFAULT_SLICE,
+        "" => default_slice,
         "-" => "-.slice",
         s => s,
     };
@@ -171,6 +182,16 @@ mod tests {
             assert_eq!(u.cgroup, PathBuf::from("/p-n.scope"));
         }
         assert_eq!(plan(Some("a.slice::n"), "x").unwrap().name, "n.scope");
+    }
+
+    #[test]
+    fn a_users_default_slice_is_user_slice() {
+        let u = plan_in(None, "c1", USER_SLICE).unwrap();
+        assert_eq!(u.cgroup, PathBuf::from("/user.slice/skiff-c1.scope"));
+        let podman = plan_in(Some(":libpod:abc"), "abc", USER_SLICE).unwrap();
+        assert_eq!(podman.slice, "user.slice");
+        let given = plan_in(Some("app.slice:p:n"), "x", USER_SLICE).unwrap();
+        assert_eq!(given.cgroup, PathBuf::from("/app.slice/p-n.scope"));
     }
 
     #[test]
