@@ -87,9 +87,10 @@ pub struct MountExtensions {
 
 /// Annotations skiff acts on, which a manager should not pass through from
 /// an untrusted image (runtime-spec 1.2 `potentiallyUnsafeConfigAnnotations`;
-/// a name ending in `.` is a prefix). None yet: skiff reads no annotation
-/// (the shim's pod grouping reads one, but never changes the container).
-const ACTED_ON_ANNOTATIONS: [&str; 0] = [];
+/// a name ending in `.` is a prefix): the systemd driver's unit properties,
+/// as runc lists them (the shim's pod grouping reads another, but never
+/// changes the container).
+const ACTED_ON_ANNOTATIONS: [&str; 1] = [crate::cgroups::systemd::properties::ANNOTATION_PREFIX];
 
 /// The features of this build, on this kernel.
 pub fn features() -> Features {
@@ -170,11 +171,12 @@ mod tests {
             assert!(opts.contains(&o.into()), "{o}");
         }
         assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], true);
+        assert_eq!(v["linux"]["cgroup"]["systemd"], true);
         assert_eq!(v["linux"]["cgroup"]["systemdUser"], false);
         assert_eq!(v["linux"]["netDevices"]["enabled"], true);
         assert_eq!(
             v["potentiallyUnsafeConfigAnnotations"],
-            serde_json::json!([])
+            serde_json::json!(["org.systemd.property."])
         );
         let modes = v["linux"]["memoryPolicy"]["modes"].as_array().unwrap();
         assert_eq!(modes.len(), 7);
