@@ -312,6 +312,7 @@ impl Container {
         };
         let state = OciState {
             owner,
+            systemd_scope: self.stored.cgroup.unit.as_deref(),
             ..OciState::new(
                 &self.stored.id,
                 pid,

@@ -171,6 +171,7 @@ mod tests {
             assert!(opts.contains(&o.into()), "{o}");
         }
         assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], true);
+        assert_eq!(v["linux"]["cgroup"]["systemd"], true);
         assert_eq!(v["linux"]["cgroup"]["systemdUser"], false);
         assert_eq!(v["linux"]["netDevices"]["enabled"], true);
         assert_eq!(

@@ -105,7 +105,8 @@ pub struct Stored {
 }
 
 /// The state as `skiff state` prints it and hooks read it (runc's field
-/// order; the spec's fields plus rootfs, created and owner).
+/// order; the spec's fields plus rootfs, created and owner, and crun's
+/// `systemd-scope` under the systemd driver).
 #[derive(Debug, Serialize)]
 pub struct OciState<'a> {
     #[serde(rename = "ociVersion")]
@@ -116,6 +117,9 @@ pub struct OciState<'a> {
     pub bundle: &'a Path,
     pub rootfs: &'a Path,
     pub created: &'a str,
+    /// The unit holding the container's cgroup (`--systemd-cgroup`).
+    #[serde(rename = "systemd-scope", skip_serializing_if = "Option::is_none")]
+    pub systemd_scope: Option<&'a str>,
     #[serde(skip_serializing_if = "HashMap::is_empty")]
     pub annotations: &'a HashMap<String, String>,
     pub owner: &'a str,
@@ -140,6 +144,7 @@ impl<'a> OciState<'a> {
             bundle,
             rootfs,
             created,
+            systemd_scope: None,
             annotations,
             owner: "",
         }
@@ -318,6 +323,18 @@ pub fn owner_name(dir: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_state_names_the_unit_under_the_systemd_driver() {
+        let annotations = HashMap::new();
+        let paths = (Path::new("/b"), Path::new("/b/rootfs"));
+        let mut state = OciState::new("c1", 1, "running", paths, "t", &annotations);
+        let json =
+            |s: &OciState| serde_json::from_slice::<serde_json::Value>(&s.to_json()).unwrap();
+        assert!(json(&state).get("systemd-scope").is_none());
+        state.systemd_scope = Some("skiff-c1.scope");
+        assert_eq!(json(&state)["systemd-scope"], "skiff-c1.scope");
+    }
 
     #[test]
     fn ids() {

@@ -431,6 +431,7 @@ impl Report {
 
     /// Runs `f` for `runtime`, catching panics as failures.
     pub fn run(&mut self, scenario: &str, runtime: &str, f: impl FnOnce() -> Result<(), String>) {
+        let started = std::time::Instant::now();
         let result =
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
                 Err(p
@@ -440,7 +441,12 @@ impl Report {
                     .unwrap_or_else(|| "panicked".into()))
             });
         let mark = if result.is_ok() { "ok" } else { "FAIL" };
-        eprintln!("{} {scenario} [{runtime}]: {mark}", self.engine);
+        // The time shows which scenarios make a suite slow (the guests').
+        eprintln!(
+            "{} {scenario} [{runtime}]: {mark} ({:.1} s)",
+            self.engine,
+            started.elapsed().as_secs_f64()
+        );
         if let Err(e) = &result {
             eprintln!("    {e}");
         }

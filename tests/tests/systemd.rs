@@ -5,9 +5,13 @@
 //! runtime of RUNTIMES, runc being the reference:
 //! - `run --systemd-cgroup` itself: the transient scope systemd made for
 //!   `cgroupsPath` `slice:prefix:id` (`systemctl show`: Delegate=yes, the
-//!   slice, the limits), the container's processes in it, the limits in
-//!   the cgroup files and enforced, and nothing left after delete (no unit,
-//!   no failed unit, no cgroup);
+//!   slice, the limits, the device policy, `org.systemd.property.*`
+//!   annotations), the container's processes in it (exec's too), the
+//!   limits in the cgroup files and enforced, `update` and pause/resume,
+//!   and nothing left after delete (no unit, no failed unit, no cgroup);
+//!   nested slices, the root slice and a unit that is a slice; the same
+//!   name again right after delete; a failed unit of that name reset; and
+//!   systemd out of reach;
 //! - containerd with the runc options' `SystemdCgroup` (`ctr run
 //!   --runc-systemd-cgroup`), through the runc shim calling the runtime and,
 //!   for skiff, through skiff's own shim;
@@ -75,17 +79,33 @@ fn unit_props(unit: &str, props: &[&str]) -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Every value `systemctl show` gives for a list property of `unit`
+/// (DeviceAllow: one line per entry).
+fn unit_prop_all(unit: &str, prop: &str) -> Vec<String> {
+    let o = check(Command::new("systemctl").args(["show", unit, "-p", prop]));
+    stdout(&o)
+        .lines()
+        .filter_map(|l| l.strip_prefix(prop)?.strip_prefix('='))
+        .map(str::to_string)
+        .collect()
+}
+
 /// Checks that `unit` is an active scope with Delegate=yes in `slice`
 /// and has the properties `want`; returns its cgroup (ControlGroup).
 fn check_scope(unit: &str, slice: &str, want: &[(&str, String)]) -> Result<String, String> {
-    let mut names = vec!["ActiveState", "Delegate", "Slice", "ControlGroup"];
+    let mut expected = vec![("Delegate", "yes".to_string())];
+    expected.extend(want.iter().cloned());
+    check_unit(unit, slice, &expected)
+}
+
+/// Checks that `unit` is active in `slice` and has the properties
+/// `want`; returns its cgroup (ControlGroup).
+fn check_unit(unit: &str, slice: &str, want: &[(&str, String)]) -> Result<String, String> {
+    let mut names = vec!["ActiveState", "Slice", "ControlGroup"];
     names.extend(want.iter().map(|(k, _)| *k));
     let got = unit_props(unit, &names);
-    let mut expected: Vec<(&str, String)> = vec![
-        ("ActiveState", "active".into()),
-        ("Delegate", "yes".into()),
-        ("Slice", slice.into()),
-    ];
+    let mut expected: Vec<(&str, String)> =
+        vec![("ActiveState", "active".into()), ("Slice", slice.into())];
     expected.extend(want.iter().cloned());
     let wrong: Vec<String> = expected
         .iter()
@@ -136,33 +156,30 @@ fn check_files(cgroup: &str, want: &[(&str, String)]) -> Result<(), String> {
     Ok(())
 }
 
-/// Checks that nothing is left of `unit` and its cgroup: the transient
-/// unit unloaded (not merely stopped, not failed) and the cgroup removed.
+/// Checks that nothing is left of `unit` and its cgroup: systemd holds no
+/// unit of that name (not active, not failed, not merely stopped) and the
+/// cgroup is removed. Asked with `list-units`, which lists only what
+/// systemd holds (`systemctl show` would load a slice of any name to
+/// answer); given a moment, since systemd ends a unit asynchronously.
 fn check_gone(unit: &str, cgroup: &str) -> Result<(), String> {
-    let unloaded = wait_for(20, || {
-        unit_props(unit, &["LoadState"])
-            .get("LoadState")
-            .map(String::as_str)
-            == Some("not-found")
-    });
-    let failed = stdout(&check(Command::new("systemctl").args([
-        "list-units",
-        "--failed",
-        "--all",
-        "--plain",
-        "--no-legend",
-        unit,
-    ])));
-    expect!(failed.trim().is_empty(), "{unit} is left failed: {failed}");
-    expect!(
-        unloaded,
-        "{unit} is still loaded: {:?}",
-        unit_props(unit, &["ActiveState", "SubState", "Result"])
-    );
-    expect!(
-        !Path::new(&format!("/sys/fs/cgroup{cgroup}")).exists(),
-        "{cgroup} is left behind"
-    );
+    let listed = || {
+        stdout(&check(Command::new("systemctl").args([
+            "list-units",
+            "--all",
+            "--plain",
+            "--no-legend",
+            unit,
+        ])))
+        .trim()
+        .to_string()
+    };
+    let dir = format!("/sys/fs/cgroup{cgroup}");
+    if wait_for(20, || listed().is_empty() && !Path::new(&dir).exists()) {
+        return Ok(());
+    }
+    let left = listed();
+    expect!(left.is_empty(), "{unit} is still there: {left}");
+    expect!(!Path::new(&dir).exists(), "{cgroup} is left behind");
     Ok(())
 }
 
@@ -227,6 +244,21 @@ impl Direct {
             .ok_or(format!("state {id}: no pid: {state}"))
     }
 
+    /// Container `NAME-what` in a scope of system.slice: its id, its unit
+    /// and a bundle running `args` there.
+    fn in_system_slice(
+        &self,
+        work: &Workdir,
+        what: &str,
+        args: &[&str],
+    ) -> (String, String, PathBuf) {
+        let id = format!("{}-{what}", self.name);
+        let unit = format!("{}-{id}.scope", self.name);
+        let path = format!("system.slice:{}:{id}", self.name);
+        let bundle = self.bundle(work, &id, &path, args);
+        (id, unit, bundle)
+    }
+
     /// A bundle running `args` in cgroup `cgroups_path` with the limits,
     /// from the config `runc spec` writes, on the shared busybox rootfs.
     fn bundle(&self, work: &Workdir, id: &str, cgroups_path: &str, args: &[&str]) -> PathBuf {
@@ -248,6 +280,17 @@ impl Direct {
         std::fs::write(&path, spec.to_string()).unwrap();
         dir
     }
+}
+
+/// Adds `annotations` to the config of `bundle`.
+fn annotate(bundle: &Path, annotations: &[(&str, &str)]) {
+    let path = bundle.join("config.json");
+    let mut spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for (k, v) in annotations {
+        spec["annotations"][*k] = (*v).into();
+    }
+    std::fs::write(&path, spec.to_string()).unwrap();
 }
 
 /// `run --systemd-cgroup` itself: the scope, its properties, the processes
@@ -276,27 +319,65 @@ fn runtime_systemd_cgroup() {
             rt,
             || oom_kill(&r, &work),
         );
-        report.run("a nested slice (a-b.slice) is expanded", rt, || {
-            nested_slice(&r, &work)
+        report.run(
+            "placement: a nested slice (a-b.slice), the root slice (-), a slice of its own (name *.slice)",
+            rt,
+            || placement(&r, &work),
+        );
+        report.run("the same name again right after delete", rt, || {
+            same_name_again(&r, &work)
         });
+        report.run(
+            "a failed unit of the same name is reset and the start retried",
+            rt,
+            || failed_unit_reset(&r, &work),
+        );
+        report.run(
+            "systemd's sockets out of reach: create fails, nothing left",
+            rt,
+            || bus_unreachable(&r, &work),
+        );
     }
     drop(work);
     report.finish_all();
 }
 
 fn scope_lifecycle(r: &Direct, work: &Workdir) -> Result<(), String> {
-    let id = format!("{}-scope", r.name);
-    let unit = format!("{}-{id}.scope", r.name);
-    let bundle = r.bundle(
-        work,
-        &id,
-        &format!("system.slice:{}:{id}", r.name),
-        &["sleep", "1000"],
+    let (id, unit, bundle) = r.in_system_slice(work, "scope", &["sleep", "1000"]);
+    // runc's rules: a value in GVariant text, `...Sec` in seconds.
+    annotate(
+        &bundle,
+        &[
+            ("org.systemd.property.TimeoutStopUSec", "uint64 123456789"),
+            ("org.systemd.property.CollectMode", "'inactive'"),
+        ],
     );
     r.run_detached(work, &bundle, &id)?;
     let result = (|| {
         let pid = r.pid(&id)?;
-        let cgroup = check_scope(&unit, "system.slice", &limit_props())?;
+        let mut want = limit_props();
+        want.extend([
+            ("TimeoutStopUSec", "2min 3.456789s".to_string()),
+            ("CollectMode", "inactive".to_string()),
+            // runc spec's devices: deny all, then the default devices.
+            ("DevicePolicy", "strict".to_string()),
+        ]);
+        let cgroup = check_scope(&unit, "system.slice", &want)?;
+        let allowed = unit_prop_all(&unit, "DeviceAllow");
+        expect!(
+            allowed.iter().any(|a| a == "/dev/char/1:3 rwm"),
+            "DeviceAllow has no /dev/null: {allowed:?}"
+        );
+        if r.name == "skiff" {
+            // As crun: `state` names the unit.
+            let state: serde_json::Value =
+                serde_json::from_slice(&r.output(&["state", &id]).stdout).unwrap_or_default();
+            expect!(
+                state["systemd-scope"] == unit.as_str(),
+                "state: systemd-scope {}",
+                state["systemd-scope"]
+            );
+        }
         expect!(
             cgroup == format!("/system.slice/{unit}"),
             "ControlGroup={cgroup}"
@@ -371,38 +452,178 @@ fn scope_lifecycle(r: &Direct, work: &Workdir) -> Result<(), String> {
 }
 
 fn oom_kill(r: &Direct, work: &Workdir) -> Result<(), String> {
-    let id = format!("{}-oom", r.name);
-    let unit = format!("{}-{id}.scope", r.name);
     let args = ["dd", "if=/dev/zero", "of=/dev/null", "bs=128M", "count=1"];
-    let bundle = r.bundle(work, &id, &format!("system.slice:{}:{id}", r.name), &args);
+    let (id, unit, bundle) = r.in_system_slice(work, "oom", &args);
     let o = r.output(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
     let _ = r.output(&["delete", "--force", &id]);
     expect!(o.status.code() == Some(137), "dd past MemoryMax: {o:?}");
     check_gone(&unit, &format!("/system.slice/{unit}"))
 }
 
-fn nested_slice(r: &Direct, work: &Workdir) -> Result<(), String> {
-    let id = format!("{}-nested", r.name);
-    let unit = format!("{}-{id}.scope", r.name);
-    let slice = "skiff_e2e-nested.slice";
-    let bundle = r.bundle(
-        work,
-        &id,
-        &format!("{slice}:{}:{id}", r.name),
-        &["sleep", "1000"],
-    );
-    r.run_detached(work, &bundle, &id)?;
-    let result = check_scope(&unit, slice, &[]);
-    let _ = r.output(&["delete", "--force", &id]);
-    let cgroup = result?;
-    let want = format!("/skiff_e2e.slice/{slice}/{unit}");
-    let gone = check_gone(&unit, &cgroup);
-    // The slices systemd made for the scope stay until stopped.
+fn placement(r: &Direct, work: &Workdir) -> Result<(), String> {
+    let rt = &r.name;
+    // (id, cgroupsPath, unit, its slice, its cgroup)
+    let cases = [
+        (
+            format!("{rt}-nested"),
+            format!("skiff_e2e-nested.slice:{rt}:{rt}-nested"),
+            format!("{rt}-{rt}-nested.scope"),
+            "skiff_e2e-nested.slice",
+            format!("/skiff_e2e.slice/skiff_e2e-nested.slice/{rt}-{rt}-nested.scope"),
+        ),
+        (
+            format!("{rt}-root"),
+            // runc 1.3.6 takes only the long form ("invalid slice name: -").
+            format!(
+                "{}:{rt}:{rt}-root",
+                if rt == "runc" { "-.slice" } else { "-" }
+            ),
+            format!("{rt}-{rt}-root.scope"),
+            "-.slice",
+            format!("/{rt}-{rt}-root.scope"),
+        ),
+        (
+            format!("{rt}-slice"),
+            format!("skiff_e2e.slice:{rt}:skiff_e2e-{rt}.slice"),
+            format!("skiff_e2e-{rt}.slice"),
+            "skiff_e2e.slice",
+            format!("/skiff_e2e.slice/skiff_e2e-{rt}.slice"),
+        ),
+    ];
+    let mut result = Ok(());
+    let mut started = Vec::new();
+    for (id, path, unit, slice, want) in &cases {
+        if rt == "runc" && unit.ends_with(".slice") {
+            // runc 1.3.6 gives a slice the init's PID too, which systemd
+            // refuses ("Cannot set property PIDs"): no such container.
+            continue;
+        }
+        let bundle = r.bundle(work, id, path, &["sleep", "1000"]);
+        result = r.run_detached(work, &bundle, id);
+        if result.is_err() {
+            break;
+        }
+        started.push(id);
+        result = (|| {
+            let cgroup = if unit.ends_with(".slice") {
+                // A slice holds the init itself: no Delegate, no PIDs.
+                check_unit(unit, slice, &[("MemoryMax", MEMORY.to_string())])?
+            } else {
+                check_scope(unit, slice, &[("MemoryMax", MEMORY.to_string())])?
+            };
+            expect!(
+                &cgroup == want,
+                "{unit}: ControlGroup={cgroup}, want {want}"
+            );
+            let pid = r.pid(id)?;
+            expect!(cgroup_of(pid) == cgroup, "init {pid} in {}", cgroup_of(pid));
+            if id.ends_with("-nested") {
+                // The slice did not exist: the init was not started in
+                // its cgroup but moved there, before it made its cgroup
+                // namespace.
+                let o = r.output(&["exec", id, "cat", "/proc/self/cgroup"]);
+                expect!(stdout(&o) == "0::/\n", "exec'd process: {o:?}");
+            }
+            Ok(())
+        })();
+        if result.is_err() {
+            break;
+        }
+    }
+    for id in started {
+        let o = r.output(&["delete", "--force", id]);
+        if result.is_ok() && !o.status.success() {
+            result = Err(format!("delete --force {id}: {o:?}"));
+        }
+    }
+    for (_, _, unit, _, cgroup) in &cases {
+        if result.is_ok() {
+            result = check_gone(unit, cgroup);
+        }
+    }
+    // The slices systemd made for the units stay until stopped.
     let _ = Command::new("systemctl")
         .args(["stop", "skiff_e2e.slice"])
         .output();
-    expect!(cgroup == want, "ControlGroup={cgroup}, want {want}");
-    gone
+    result
+}
+
+/// `run` of the same container twice in a row: the second finds the
+/// first's unit gone, or on its way out, and starts its own.
+fn same_name_again(r: &Direct, work: &Workdir) -> Result<(), String> {
+    let (id, unit, bundle) = r.in_system_slice(work, "again", &["true"]);
+    for round in 1..=2 {
+        let o = r.output(&["run", "--bundle", bundle.to_str().unwrap(), &id]);
+        expect!(o.status.success(), "run {round}: {o:?}");
+    }
+    check_gone(&unit, &format!("/system.slice/{unit}"))
+}
+
+/// A unit of the container's name that systemd keeps as failed (a scope
+/// it stopped when its RuntimeMaxSec ran out) is in the way of the new
+/// one: the runtime resets it and starts its own.
+fn failed_unit_reset(r: &Direct, work: &Workdir) -> Result<(), String> {
+    let (id, unit, bundle) = r.in_system_slice(work, "retry", &["sleep", "1000"]);
+    let o = Command::new("systemd-run")
+        .args([
+            "--scope",
+            "--unit",
+            &unit,
+            "-p",
+            "RuntimeMaxSec=1",
+            "sleep",
+            "60",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let state = unit_props(&unit, &["ActiveState", "Result"]);
+    expect!(
+        state.get("ActiveState").map(String::as_str) == Some("failed"),
+        "the failed {unit} to start with: {state:?} ({o:?})"
+    );
+    let result = r
+        .run_detached(work, &bundle, &id)
+        .and_then(|()| check_scope(&unit, "system.slice", &[]));
+    let _ = r.output(&["delete", "--force", &id]);
+    // A runtime that failed left the old unit: not this test's to keep.
+    let _ = Command::new("systemctl")
+        .args(["reset-failed", &unit])
+        .output();
+    check_gone(&unit, &result?)
+}
+
+/// systemd runs (/run/systemd/system is there) but neither its private
+/// socket nor the system bus can be reached: both are hidden in a mount
+/// namespace of the runtime's own. `create` fails, naming the cause for
+/// skiff, and leaves no state, unit or cgroup.
+fn bus_unreachable(r: &Direct, work: &Workdir) -> Result<(), String> {
+    let (id, unit, bundle) = r.in_system_slice(work, "nobus", &["true"]);
+    let hide = "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system \
+        && mount -t tmpfs tmpfs /run/dbus && exec \"$@\"";
+    let o = Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", hide, "sh"])
+        .args(["timeout", "-k", "5", "120"])
+        .arg(&r.bin)
+        .arg("--root")
+        .arg(&r.root)
+        .args(["--systemd-cgroup", "create", "--bundle"])
+        .arg(&bundle)
+        .arg(&id)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    expect!(!o.status.success(), "create without a bus: {o:?}");
+    if r.name == "skiff" {
+        expect!(
+            err.contains("--systemd-cgroup: cannot reach systemd") && err.lines().count() == 1,
+            "create without a bus: {err}"
+        );
+    }
+    let state = r.output(&["state", &id]);
+    expect!(!state.status.success(), "state of {id} left: {state:?}");
+    check_gone(&unit, &format!("/system.slice/{unit}"))
 }
 
 /// containerd with SystemdCgroup in the runc options (`ctr run

@@ -165,6 +165,14 @@ pub trait Manager {
     fn adopt(&self, _pid: libc::pid_t) -> Result<(), CgroupError> {
         Ok(())
     }
+    /// Runtime side: waits until what `adopt` asked for is done (systemd's
+    /// unit exists, with the init in it and the resources applied). Called
+    /// where the container's cgroup must be in place: before the init
+    /// goes on when it was not cloned into it, before hooks, before
+    /// `create` returns. Nothing for the cgroupfs backends.
+    fn settle(&self) -> Result<(), CgroupError> {
+        Ok(())
+    }
     /// The pids in the cgroup.
     fn procs(&self) -> Result<Vec<libc::pid_t>, CgroupError>;
     /// Removes the directories skiff created.

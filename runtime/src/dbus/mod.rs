@@ -134,7 +134,7 @@ fn unescape(v: &str) -> String {
 /// How long a server may take to answer `AUTH`.
 const AUTH_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// An authenticated connection.
+/// A connection, authenticated before its first message goes out.
 pub struct Connection {
     stream: UnixStream,
     address: String,
@@ -142,17 +142,21 @@ pub struct Connection {
     inbuf: Vec<u8>,
     /// Messages read while waiting for another one.
     queued: VecDeque<Message>,
+    /// The server's `OK` to `AUTH` has been read.
+    authenticated: bool,
 }
 
 impl Connection {
     /// Connects and authenticates as `uid` with `AUTH EXTERNAL` (the
     /// kernel vouches for the uid through the socket's credentials). The
-    /// `AUTH` and `BEGIN` lines go out at once, as sd-bus sends them, but
-    /// the first message waits for the server's `OK`: systemd's private
-    /// socket left a short first call (a `StopUnit`) that came right
-    /// behind `BEGIN` unanswered until the 30 s timeout, as it would if
-    /// it read both at once and only looked for messages on the next
-    /// wake-up. sd-bus and godbus clients also wait for the `OK`.
+    /// `AUTH` and `BEGIN` lines go out at once, as sd-bus sends them, and
+    /// the server's answer is read only when the first message is about
+    /// to go: a caller that connects early has the round trip done while
+    /// it works. The first message does wait for the server's `OK`:
+    /// systemd's private socket left a short first call (a `StopUnit`)
+    /// that came right behind `BEGIN` unanswered until the 30 s timeout,
+    /// as it would if it read both at once and only looked for messages
+    /// on the next wake-up. sd-bus and godbus clients also wait for it.
     pub fn open(address: &Address, uid: u32) -> Result<Connection, DbusError> {
         let name = address.to_string();
         let connected = match address {
@@ -178,14 +182,19 @@ impl Connection {
             serial: 0,
             inbuf: Vec::with_capacity(4096),
             queued: VecDeque::new(),
+            authenticated: false,
         };
         conn.write_all(format!("\0AUTH EXTERNAL {hex}\r\nBEGIN\r\n").as_bytes())?;
-        conn.await_auth(Instant::now() + AUTH_TIMEOUT)?;
         Ok(conn)
     }
 
-    /// Reads the server's answer to `AUTH`: `OK <guid>`, or a refusal.
-    fn await_auth(&mut self, deadline: Instant) -> Result<(), DbusError> {
+    /// Reads the server's answer to `AUTH`, once: `OK <guid>`, or a
+    /// refusal.
+    fn await_auth(&mut self) -> Result<(), DbusError> {
+        if self.authenticated {
+            return Ok(());
+        }
+        let deadline = Instant::now() + AUTH_TIMEOUT;
         loop {
             if let Some(end) = self.inbuf.windows(2).position(|w| w == b"\r\n") {
                 let line = String::from_utf8_lossy(&self.inbuf[..end]).into_owned();
@@ -196,6 +205,7 @@ impl Connection {
                         reply: line,
                     });
                 }
+                self.authenticated = true;
                 return Ok(());
             }
             self.fill("authentication", deadline)?;
@@ -221,6 +231,7 @@ impl Connection {
 
     /// Sends `msg` with the next serial, which it returns.
     pub fn send(&mut self, mut msg: Message) -> Result<u32, DbusError> {
+        self.await_auth()?;
         self.serial = self.serial.wrapping_add(1).max(1);
         msg.serial = self.serial;
         let bytes = msg.encode().map_err(|source| DbusError::Wire {

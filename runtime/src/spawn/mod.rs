@@ -596,7 +596,9 @@ fn clone_and_drive(
     let linux = config.spec.linux().as_ref();
     // What the init cannot do itself: id maps, (in a user namespace, where
     // the host's cgroup files are not its own) cgroup placement, and moving
-    // network devices in.
+    // network devices in. An init not cloned into its cgroup goes on only
+    // once a manager that places it (systemd) has: it makes its cgroup
+    // namespace next.
     let setup = || -> Result<(), SpawnError> {
         if let Some(maps) = id_maps {
             maps.write(pid)?;
@@ -614,6 +616,9 @@ fn clone_and_drive(
                 .map_err(sys("opening the container's network namespace"))?;
             crate::netdev::move_all(devices, netns.as_fd())?;
         }
+        if !cloned {
+            cgroup.settle()?;
+        }
         parent_end.send(&ToChild::Proceed { pid })?;
         Ok(())
     };
@@ -626,14 +631,16 @@ fn clone_and_drive(
     };
     // The init the cgroup manager adopts is the one that runs the
     // container: after the extra fork a new pid namespace may need, the
-    // forked one.
+    // forked one. It is adopted as soon as it exists, so that systemd
+    // starts its unit while the init works; `settle` waits for that where
+    // the cgroup must be in place.
     let extra_fork = !single && plan.is_new(LinuxNamespaceType::Pid);
     let mut drive = || -> Result<(), SpawnError> {
         if single {
             // The init's namespaces exist as soon as clone3 returns: no
             // need to wait for it to say so.
-            setup()?;
             cgroup.adopt(init.pid)?;
+            setup()?;
         }
         loop {
             let (msg, fd) = next_message(&parent_end, &watch)?;
@@ -644,10 +651,10 @@ fn clone_and_drive(
             }
             match msg {
                 ToParent::Ready => {
-                    setup()?;
                     if !extra_fork {
                         cgroup.adopt(init.pid)?;
                     }
+                    setup()?;
                 }
                 ToParent::InitPid(grandchild) => {
                     // The intermediate child exits right after reporting.
@@ -655,12 +662,16 @@ fn clone_and_drive(
                     init.pid = grandchild;
                     init.ours = false;
                     init.pidfd = Some(syscalls::pidfd_open(grandchild).map_err(sys("pidfd_open"))?);
-                    parent_end.send(&ToChild::Proceed { pid: grandchild })?;
                     cgroup.adopt(grandchild)?;
+                    if !cloned {
+                        cgroup.settle()?;
+                    }
+                    parent_end.send(&ToChild::Proceed { pid: grandchild })?;
                 }
                 ToParent::RunHooks => {
                     // The environment exists: runtime.md's lifecycle puts the
                     // create hooks after step 2, which its states call created.
+                    cgroup.settle()?;
                     let state = hook_state(req, init.pid, "created");
                     hooks::run(spec_hooks, hooks::Kind::Prestart, &state)?;
                     hooks::run(spec_hooks, hooks::Kind::CreateRuntime, &state)?;
@@ -672,7 +683,10 @@ fn clone_and_drive(
                         source: Errno::EBADMSG,
                     })
                 }
-                ToParent::Created => return Ok(()),
+                ToParent::Created => {
+                    cgroup.settle()?;
+                    return Ok(());
+                }
                 ToParent::Failed(msg) => return Err(SpawnError::Init(msg)),
             }
         }

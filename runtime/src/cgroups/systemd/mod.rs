@@ -7,10 +7,21 @@
 //! rounds, as runc does), and freezing, stats, OOM events, signals and
 //! exec go through the files.
 //!
-//! The init is started directly in the unit's future cgroup when its
-//! parent slice exists (skiff makes the directory, systemd adopts it),
-//! and the unit is started while the init sets up its mounts: the bus
-//! round trips overlap the init's work instead of adding to it.
+//! What systemd does is kept off skiff's path where it can be:
+//! - the connection is opened when the unit is planned, so systemd
+//!   answers the authentication while the container is prepared;
+//! - the init is started directly in the unit's future cgroup when its
+//!   parent slice exists (skiff makes the directory, and sets the device
+//!   filter on it, before the clone; systemd adopts it), and the unit is
+//!   asked for right after the clone: systemd's job runs while the init
+//!   sets up its mounts, and is waited for only where the unit must
+//!   exist (`settle`: before hooks, before `create` returns; before the
+//!   init goes on when it could not be cloned into the cgroup);
+//! - `delete` asks systemd to stop the unit and forget it, and waits for
+//!   the answers, not for the stop job: the container's processes are
+//!   gone by then, an empty scope ends at once, and the unit carries
+//!   `CollectMode=inactive-or-failed`. A start that finds a unit of that
+//!   name still on its way out (empty) stops it and waits for that.
 
 mod client;
 mod gvariant;
@@ -30,7 +41,7 @@ use super::stats::Stats;
 use super::v2::V2;
 use super::{CgroupError, Manager, Record};
 use crate::dbus::DbusError;
-use client::Client;
+use client::{Client, Pending};
 use properties::Property;
 
 pub use client::systemd_running;
@@ -129,19 +140,54 @@ fn with_bus<T>(
                 *guard = None;
                 may_retry = false;
             }
-            Err(source) => {
-                // An error reply leaves the connection usable; anything
-                // else may have left it mid-message.
-                if !matches!(source, DbusError::Remote { .. }) {
-                    *guard = None;
-                }
-                return Err(SystemdError::Call {
-                    op,
-                    unit: unit.to_string(),
-                    source,
-                });
-            }
+            Err(source) => return Err(failed(&mut guard, op, unit, source)),
         }
+    }
+}
+
+/// Opens the process's connection to systemd if there is none yet; the
+/// authentication's answer is read with the first call.
+fn open_bus() -> Result<(), SystemdError> {
+    let mut guard = BUS.lock().unwrap_or_else(|e| e.into_inner());
+    if guard.is_none() {
+        *guard = Some(connect()?);
+    }
+    Ok(())
+}
+
+/// Runs `f` on the connection an earlier call used, never a new one: the
+/// answer to a call sent there can only come there.
+fn on_same_bus<T>(
+    op: &'static str,
+    unit: &str,
+    f: impl FnOnce(&mut Client) -> Result<T, DbusError>,
+) -> Result<T, SystemdError> {
+    let mut guard = BUS.lock().unwrap_or_else(|e| e.into_inner());
+    let result = match guard.as_mut() {
+        Some(client) => f(client),
+        None => Err(DbusError::Closed {
+            address: "systemd".into(),
+        }),
+    };
+    result.map_err(|source| failed(&mut guard, op, unit, source))
+}
+
+/// The error of a call; the connection is dropped unless the failure was
+/// an error reply, which leaves it usable (anything else may have left
+/// it mid-message).
+fn failed(
+    bus: &mut Option<Client>,
+    op: &'static str,
+    unit: &str,
+    source: DbusError,
+) -> SystemdError {
+    if !matches!(source, DbusError::Remote { .. }) {
+        *bus = None;
+    }
+    SystemdError::Call {
+        op,
+        unit: unit.to_string(),
+        source,
     }
 }
 
@@ -151,6 +197,13 @@ struct Planned {
     unit: unit::Unit,
     id: String,
     annotations: Vec<Property>,
+}
+
+/// A start sent to systemd, not yet answered.
+struct Starting {
+    pending: Pending,
+    props: Vec<Property>,
+    pid: libc::pid_t,
 }
 
 /// The systemd backend: a unit, and the v2 backend on its cgroup.
@@ -164,14 +217,19 @@ pub struct Systemd {
     /// systemd was asked to start it (it may exist even if the answer
     /// never came).
     asked: Cell<bool>,
-    /// `linux.resources` given before the unit exists, for `adopt`.
-    pending: RefCell<Option<LinuxResources>>,
+    /// Sent by `adopt`, collected by `settle`.
+    starting: RefCell<Option<Starting>>,
+    /// `linux.resources` given before the unit exists, for `settle`.
+    resources: RefCell<Option<LinuxResources>>,
+    /// The device filter is on the cgroup already (set before the clone).
+    devices_set: Cell<bool>,
 }
 
 impl Systemd {
     /// Plans the unit of container `id` in the system's instance, or
     /// (`user`, rootless) in that user's, where its cgroup is below the
-    /// instance's own; nothing is created yet.
+    /// instance's own, and connects to that instance; nothing is created
+    /// yet.
     pub fn plan(
         hierarchies: &[super::Hierarchy],
         cgroups_path: Option<&str>,
@@ -202,6 +260,7 @@ impl Systemd {
             unit.cgroup = Path::new(&root).join(inner);
         }
         let annotations = properties::annotations(annotations)?;
+        open_bus()?;
         let record = Record {
             path: unit.cgroup.clone(),
             unified: true,
@@ -214,47 +273,65 @@ impl Systemd {
             unit: Some(unit.name.clone()),
         };
         Ok(Systemd {
-            v2: V2::new(record),
             unit: unit.name.clone(),
             planned: Some(Planned {
                 unit,
                 id: id.to_string(),
                 annotations,
             }),
-            started: Cell::new(false),
-            asked: Cell::new(false),
-            pending: RefCell::new(None),
+            ..Systemd::new(V2::new(record), String::new(), false)
         })
     }
 
     /// The backend of a unit recorded in a container's state.
     pub fn from_record(record: Record, unit: String) -> Systemd {
         use_manager(user_of(&record.path));
+        Systemd::new(V2::new(record), unit, true)
+    }
+
+    fn new(v2: V2, unit: String, started: bool) -> Systemd {
         Systemd {
-            v2: V2::new(record),
+            v2,
             unit,
             planned: None,
-            started: Cell::new(true),
-            asked: Cell::new(true),
-            pending: RefCell::new(None),
+            started: Cell::new(started),
+            asked: Cell::new(started),
+            starting: RefCell::new(None),
+            resources: RefCell::new(None),
+            devices_set: Cell::new(false),
         }
     }
 
-    /// Starts the unit with the init in it and waits for systemd's job;
-    /// a unit of that name left failed is reset and the start retried
-    /// once (runc's rule).
-    fn start(&self, props: &[Property]) -> Result<(), CgroupError> {
+    /// True when a scope of our name that systemd still holds, with
+    /// `cgroup`, can only be one on its way out: it holds no cgroup, or
+    /// ours with no process in it (an active scope ends when it empties;
+    /// a slice does not, and is never taken for a leftover).
+    fn leftover(&self, cgroup: Option<&str>) -> bool {
+        if self.unit.ends_with(".slice") {
+            return false;
+        }
+        let Some(cgroup) = cgroup else {
+            return true;
+        };
+        let record = self.v2.record();
+        let dir = &record.dirs[0].path;
+        Path::new(cgroup) == record.path
+            && super::stats::read_keyed(dir, "cgroup.events").get("populated") == Some(&0)
+    }
+
+    /// Waits for the start `adopt` sent; a unit of that name left failed
+    /// is reset and the start retried once (runc's rule), and one still
+    /// on its way out (empty) is stopped first.
+    fn finish_start(&self, starting: Starting) -> Result<(), CgroupError> {
         let name = &self.unit;
-        let job = with_bus("starting", name, |c| {
-            match c.start_transient_unit(name, props) {
-                Err(e) if client::is_remote(&e, client::UNIT_EXISTS) => {
-                    let _ = c.reset_failed_unit(name);
-                    c.start_transient_unit(name, props)
-                }
-                other => other,
-            }
+        let Starting {
+            pending,
+            props,
+            pid,
+        } = starting;
+        let result = on_same_bus("starting", name, |c| {
+            c.finish_start(pending, name, &props, |cgroup| self.leftover(cgroup))
         })?;
-        let result = with_bus("starting", name, |c| c.wait_job(&job))?;
         if result != "done" {
             let _ = with_bus("resetting", name, |c| c.reset_failed_unit(name));
             return Err(SystemdError::Job {
@@ -264,27 +341,19 @@ impl Systemd {
             }
             .into());
         }
-        Ok(())
-    }
-
-    /// Stops the unit and makes systemd forget it, failed or not. A unit
-    /// already gone (an empty scope ends by itself) is fine.
-    fn stop(&self) -> Result<(), SystemdError> {
-        let name = &self.unit;
-        let stopped = with_bus("stopping", name, |c| match c.stop_unit(name) {
-            Ok(job) => c.wait_job(&job).map(Some),
-            Err(e) if client::is_remote(&e, client::NO_SUCH_UNIT) => Ok(None),
-            Err(e) => Err(e),
-        })?;
-        if let Some(result) = stopped.filter(|r| r != "done") {
-            crate::warn!("systemd: stopping {name}: the job ended {result:?}");
+        self.started.set(true);
+        if self.planned.as_ref().is_some_and(|p| p.unit.is_slice()) {
+            // A slice takes no PIDs property: skiff moves the init.
+            self.v2.add(pid, false)?;
         }
-        match with_bus("resetting", name, |c| c.reset_failed_unit(name)) {
-            Err(SystemdError::Call {
-                source: DbusError::Remote { name: n, .. },
-                ..
-            }) if n == client::NO_SUCH_UNIT => Ok(()),
-            other => other,
+        match self.resources.borrow_mut().take() {
+            Some(mut res) => {
+                if self.devices_set.get() {
+                    res.set_devices(None);
+                }
+                self.v2.apply(&res)
+            }
+            None => Ok(()),
         }
     }
 }
@@ -339,14 +408,15 @@ impl Manager for Systemd {
         self.v2.join_current(cloned)
     }
 
+    /// Asks systemd for the unit with the init in it; `settle` collects
+    /// the answer.
     fn adopt(&self, pid: libc::pid_t) -> Result<(), CgroupError> {
-        let Some(planned) = self.planned.as_ref().filter(|_| !self.started.get()) else {
+        let Some(planned) = self.planned.as_ref().filter(|_| !self.asked.get()) else {
             return Ok(());
         };
-        let pending = self.pending.borrow_mut().take();
         let mut props = properties::base(&planned.unit, &planned.id, Some(pid as u32));
         props.extend(planned.annotations.iter().cloned());
-        if let Some(res) = &pending {
+        if let Some(res) = self.resources.borrow().as_ref() {
             // After the annotations: resources win, as in runc (which
             // sets them after starting the unit).
             props.extend(properties::resources(res)?);
@@ -355,14 +425,20 @@ impl Manager for Systemd {
             }
         }
         self.asked.set(true);
-        self.start(&props)?;
-        self.started.set(true);
-        if planned.unit.is_slice() {
-            // A slice takes no PIDs property: skiff moves the init.
-            self.v2.add(pid, false)?;
-        }
-        match pending {
-            Some(res) => self.v2.apply(&res),
+        let name = &self.unit;
+        let pending = with_bus("starting", name, |c| c.send_start(name, &props))?;
+        *self.starting.borrow_mut() = Some(Starting {
+            pending,
+            props,
+            pid,
+        });
+        Ok(())
+    }
+
+    fn settle(&self) -> Result<(), CgroupError> {
+        let starting = self.starting.borrow_mut().take();
+        match starting {
+            Some(s) => self.finish_start(s),
             None => Ok(()),
         }
     }
@@ -371,24 +447,47 @@ impl Manager for Systemd {
         self.v2.procs()
     }
 
+    /// Stops the unit and has systemd forget it (failed or not), waiting
+    /// for the answers but not for the stop job: the processes are gone
+    /// by now, so there is nothing for the job to wait for, and systemd
+    /// removes the unit's cgroup as it ends it. What skiff made for a
+    /// unit that never came to be, it removes itself.
     fn destroy(&self) -> Result<(), CgroupError> {
+        if let Some(s) = self.starting.borrow_mut().take() {
+            // Its answer tells whether there is a unit to stop.
+            let _ = self.finish_start(s);
+        }
+        let mut unit_exists = false;
         if self.asked.get() {
-            match self.stop() {
+            let name = &self.unit;
+            match with_bus("stopping", name, |c| c.stop_and_forget(name)) {
+                Ok(existed) => unit_exists = existed,
                 // Nothing was started if systemd could never be reached.
                 Err(SystemdError::Bus(_) | SystemdError::UserBus { .. }) if !self.started.get() => {
                 }
                 Err(e) => return Err(e.into()),
-                Ok(()) => {}
             }
+        }
+        if unit_exists && self.started.get() {
+            return Ok(());
         }
         self.v2.destroy()
     }
 
-    /// Before the unit exists (create) the resources wait for `adopt`;
-    /// afterwards (`update`) they go to the unit, then to the files.
+    /// Before the unit exists (create) the resources wait for `settle`,
+    /// but for the device filter when the init is to be cloned into
+    /// skiff's directory: it goes on before the init exists, as with the
+    /// cgroupfs driver (systemd adds its own filter beside it). Once the
+    /// unit exists (`update`) they go to the unit, then to the files.
     fn apply(&self, res: &LinuxResources) -> Result<(), CgroupError> {
         if !self.started.get() {
-            *self.pending.borrow_mut() = Some(res.clone());
+            if res.devices().is_some() && self.v2.clone_target().is_some() {
+                let mut devices = LinuxResources::default();
+                devices.set_devices(res.devices().clone());
+                self.v2.apply(&devices)?;
+                self.devices_set.set(true);
+            }
+            *self.resources.borrow_mut() = Some(res.clone());
             return Ok(());
         }
         let props = properties::resources(res)?;

@@ -37,9 +37,12 @@ pub fn to_array(props: &[Property]) -> Value {
     )
 }
 
-/// What every container unit carries: where it lives, who is in it, and
+/// What every container unit carries: where it lives, who is in it,
 /// accounting for each controller whether or not a limit is set (as runc
-/// does; stats need it).
+/// does; stats need it), and `CollectMode=inactive-or-failed`: a unit
+/// that ended failed (an OOM kill) is unloaded like one that did not, so
+/// `delete` need not wait for its stop job to reset it (an annotation
+/// may still ask for another mode).
 pub fn base(unit: &Unit, id: &str, pid: Option<u32>) -> Vec<Property> {
     let mut out = vec![prop(
         "Description",
@@ -66,6 +69,7 @@ pub fn base(unit: &Unit, id: &str, pid: Option<u32>) -> Vec<Property> {
         out.push(prop(accounting, Value::Bool(true)));
     }
     out.push(prop("DefaultDependencies", Value::Bool(false)));
+    out.push(prop("CollectMode", Value::Str("inactive-or-failed".into())));
     out
 }
 
@@ -366,6 +370,10 @@ mod tests {
             assert_eq!(find(&props, name), [&Value::Bool(true)], "{name}");
         }
         assert_eq!(find(&props, "DefaultDependencies"), [&Value::Bool(false)]);
+        assert_eq!(
+            find(&props, "CollectMode"),
+            [&Value::Str("inactive-or-failed".into())]
+        );
         assert_eq!(to_array(&props).signature(), "a(sv)");
     }
 

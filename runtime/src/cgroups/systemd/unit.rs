@@ -84,13 +84,19 @@ pub fn plan_in(
             )));
         }
     }
-    let unit = if name.ends_with(".slice") {
-        expand_slice(name).map_err(|r| bad(&r))?;
-        name.to_string()
-    } else if prefix.is_empty() {
-        format!("{name}.scope")
+    // A slice's place follows from its own name (`a-b.slice` is below
+    // `a.slice` whatever the slice part says; that part only becomes
+    // its `Wants=`); a scope goes into the slice part.
+    let (unit, cgroup) = if name.ends_with(".slice") {
+        (name.to_string(), expand_slice(name).map_err(|r| bad(&r))?)
     } else {
-        format!("{prefix}-{name}.scope")
+        let unit = if prefix.is_empty() {
+            format!("{name}.scope")
+        } else {
+            format!("{prefix}-{name}.scope")
+        };
+        let cgroup = slice_dir.join(&unit);
+        (unit, cgroup)
     };
     if unit.len() > UNIT_NAME_MAX {
         return Err(bad(&format!(
@@ -98,7 +104,7 @@ pub fn plan_in(
         )));
     }
     Ok(Unit {
-        cgroup: slice_dir.join(&unit),
+        cgroup,
         name: unit,
         slice: slice.to_string(),
     })
@@ -200,6 +206,10 @@ mod tests {
         assert!(u.is_slice());
         assert_eq!(u.name, "a-b.slice");
         assert_eq!(u.cgroup, PathBuf::from("/a.slice/a-b.slice"));
+        // systemd places a slice by its name, not by the slice part.
+        let u = plan(Some("system.slice:p:c-d.slice"), "x").unwrap();
+        assert_eq!(u.cgroup, PathBuf::from("/c.slice/c-d.slice"));
+        assert_eq!(u.slice, "system.slice");
     }
 
     #[test]
