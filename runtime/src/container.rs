@@ -152,28 +152,10 @@ impl Container {
         };
         let linux = bundle.spec.linux().as_ref();
         let cgroup = cgroups::for_container(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
-        let spec_hooks = bundle.spec.hooks().as_ref();
-        let kept_hooks = spec_hooks.map(|h| {
-            let mut kept = oci_spec::runtime::Hooks::default();
-            kept.set_poststart(h.poststart().clone());
-            kept.set_poststop(h.poststop().clone());
-            kept
-        });
         // Written before anything exists outside this directory: if skiff
         // is killed from here on, `delete` finds the cgroup (and the init
         // in it) to remove. A pid of 0 reads as stopped.
-        let mut stored = Stored {
-            id: id.to_string(),
-            pid: 0,
-            start_time: 0,
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs.clone(),
-            created: created.clone(),
-            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-            cgroup: cgroups::to_be_created(cgroup.record()),
-            own_pid_ns: false,
-            hooks: kept_hooks,
-        };
+        let mut stored = Self::initial_record(id, bundle, &created, cgroup.as_ref());
         state::save(dir, &stored)?;
         let spawned = spawn::spawn(&request, cgroup)?;
         stored.pid = spawned.pid;
@@ -197,6 +179,34 @@ impl Container {
             return Err(e.into());
         }
         Ok((container, spawned.pidfd))
+    }
+
+    /// The state of a container whose init does not exist yet: its
+    /// cgroup as it will be once created, the hooks later commands run.
+    pub fn initial_record(
+        id: &str,
+        bundle: &Bundle,
+        created: &str,
+        cgroup: &dyn Manager,
+    ) -> Stored {
+        let kept_hooks = bundle.spec.hooks().as_ref().map(|h| {
+            let mut kept = oci_spec::runtime::Hooks::default();
+            kept.set_poststart(h.poststart().clone());
+            kept.set_poststop(h.poststop().clone());
+            kept
+        });
+        Stored {
+            id: id.to_string(),
+            pid: 0,
+            start_time: 0,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: created.to_string(),
+            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+            cgroup: cgroups::to_be_created(cgroup.record()),
+            own_pid_ns: false,
+            hooks: kept_hooks,
+        }
     }
 
     /// Loads container `id`.
