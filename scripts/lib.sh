@@ -62,3 +62,42 @@ for line in sys.stdin:
         print(m["target"]["name"], m["executable"])
 '
 }
+
+# --- the qemu guests (scripts/v2-guest.sh, scripts/systemd-guest.sh) ------
+
+# guest_job DIR ENV ARG...: writes DIR/cmd.sh, what a guest runs: ARG...
+# from the workspace (shared at the same path), with the variables ENV
+# sets ("A=1 B=2") and this environment's own settings of the variables
+# the suites read.
+guest_job() {
+    dir=$1 env=$2
+    shift 2
+    {
+        echo "cd '$PWD'"
+        printf 'export %s' "$env"
+        for var in RUST_BACKTRACE SKIFF_REQUIRE_ALL; do
+            eval "val=\${$var:-}"
+            [ -n "$val" ] && printf ' %s=%s' "$var" "$val"
+        done
+        echo
+        printf 'exec'
+        for arg in "$@"; do printf " '%s'" "$(printf '%s' "$arg" | sed "s/'/'\\\\''/g")"; done
+        echo
+    } > "$dir/cmd.sh"
+}
+
+# guest_tsc_khz: the host's TSC frequency in kHz. Under TCG a guest hangs
+# calibrating its timers unless told it (tsc_early_khz=, tsc=reliable).
+guest_tsc_khz() {
+    khz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Detected \([0-9]*\)\.\([0-9]\{3\}\) MHz.*/\1\2/p' | head -1)
+    [ -n "$khz" ] || khz=$(awk -F: '/cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
+    echo "$khz"
+}
+
+# guest_result DIR: prints the job's output and exits with its status; the
+# guest's console instead when the job did not run to its end.
+guest_result() {
+    cat "$1/output" 2>/dev/null || { cat "$1/console"; die "the guest did not run the command"; }
+    [ -s "$1/status" ] || { cat "$1/console"; die "the guest stopped before the command finished"; }
+    exit "$(cat "$1/status")"
+}

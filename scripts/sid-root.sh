@@ -28,9 +28,10 @@ if [ "$(cat "$root/.built-by" 2>/dev/null)" = "$sum" ]; then
 fi
 
 # The engines, the peers, and what the end-to-end suites run inside:
-# busybox-static (test images), procps (pgrep).
+# busybox-static (test images), procps (pgrep), uidmap and rootlesskit
+# (the rootless suites).
 packages="containerd docker.io docker-cli podman conmon passt runc crun criu \
-busybox-static procps ca-certificates"
+busybox-static procps ca-certificates uidmap rootlesskit"
 
 apt_install debootstrap patchelf
 # A root left by an interrupted build may still have its /proc or /dev

@@ -16,9 +16,12 @@ require_root
 # programs with libseccomp's (a helper built with gcc);
 # containerd, podman + conmon, docker.io: tests/ (end to end);
 # protobuf-compiler: the CRI API of tests/ (k8s-cri); debootstrap: the
-# Debian sid root with today's engines (scripts/sid-root.sh).
+# Debian sid root with today's engines (scripts/sid-root.sh); uidmap: the
+# setuid newuidmap/newgidmap rootless skiff, Podman and RootlessKit map
+# subordinate ids with (runtime/tests/rootless.rs, tests/*_rootless.rs);
+# rootlesskit: rootless Docker (dockerd-rootless.sh).
 apt_install busybox-static file procps mount runc crun golang-github-containers-common \
-    golang-go libseccomp-dev protobuf-compiler debootstrap
+    golang-go libseccomp-dev protobuf-compiler debootstrap uidmap rootlesskit
 # The engines the end-to-end suites drive skiff with (private daemons).
 apt_install_no_start containerd podman conmon docker.io
 ensure_rust

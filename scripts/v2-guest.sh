@@ -12,7 +12,8 @@
 # as an uncompressed vmlinux on qemu's microvm machine under TCG, an
 # initramfs made from busybox-static that moves to a tmpfs root (so
 # containers can pivot_root), `cgroup_no_v1=all`, and virtio-9p shares.
-# Kernel, modules and initramfs are cached in target/v2-guest.
+# The kernel and modules are cached in target/guest-kernel, the initramfs
+# in target/v2-guest.
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -22,72 +23,20 @@ require_root
 workspace=$PWD
 cache="$workspace/target/v2-guest"
 mkdir -p "$cache"
-apt_install qemu-system-x86 busybox-static python3 cpio
+apt_install qemu-system-x86 busybox-static cpio
 
-# --- kernel and the modules the shares need -------------------------------
-if [ ! -s "$cache/vmlinux" ] || ! grep -q '^overlay\.ko' "$cache/modules.order" 2>/dev/null; then
-    pkg=$(apt-cache depends linux-image-amd64 | awk '/Depends: linux-image-[0-9]/ {print $2; exit}')
-    [ -n "$pkg" ] || die "no linux-image package found in apt"
-    echo "v2-guest: fetching $pkg"
-    rm -rf "$cache/kernel" && mkdir -p "$cache/kernel"
-    (cd "$cache/kernel" && apt-get download -q "$pkg" >/dev/null 2>&1 && dpkg -x ./*.deb x)
-    python3 - "$cache" <<'PY'
-import glob, lzma, os, shutil, sys
-cache = sys.argv[1]
-root = os.path.join(cache, "kernel", "x")
-# vmlinuz is a bzImage whose payload is xz: the uncompressed vmlinux (an
-# ELF with a PVH entry) is what the microvm machine boots.
-image = open(glob.glob(os.path.join(root, "boot", "vmlinuz-*"))[0], "rb").read()
-start = image.find(b"\xfd7zXZ\x00")
-if start < 0:
-    sys.exit("vmlinuz: no xz payload")
-vmlinux = lzma.LZMADecompressor().decompress(image[start:])
-open(os.path.join(cache, "vmlinux"), "wb").write(vmlinux)
-# The modules for virtio-mmio and 9p, loop (block devices for the io
-# throttling tests) and overlay (skiff runs from a read-only overlay of its
-# own binary), dependencies first (the package has no modules.dep:
-# read each module's own "depends=" from .modinfo).
-moddir = glob.glob(os.path.join(root, "lib", "modules", "*"))[0]
-def name(path):
-    return os.path.basename(path).split(".ko")[0].replace("-", "_")
-by_name = {}
-for dirpath, _, files in os.walk(moddir):
-    for f in files:
-        if ".ko" in f:
-            by_name[name(f)] = os.path.join(dirpath, f)
-def depends(path):
-    data = open(path, "rb").read()
-    i = data.find(b"\0depends=")
-    if i < 0:
-        return []
-    value = data[i + 9:data.index(b"\0", i + 1)].decode()
-    return [d.replace("-", "_") for d in value.split(",") if d]
-order = []
-def visit(mod):
-    for d in depends(mod):
-        visit(by_name[d])
-    if mod not in order:
-        order.append(mod)
-for wanted in ["virtio_mmio", "9pnet_virtio", "9p", "loop", "overlay"]:
-    visit(by_name[wanted])
-out = os.path.join(cache, "modules")
-shutil.rmtree(out, ignore_errors=True)
-os.makedirs(out)
-with open(os.path.join(cache, "modules.order"), "w") as f:
-    for mod in order:
-        shutil.copy(os.path.join(moddir, mod), out)
-        f.write(os.path.basename(mod) + "\n")
-PY
-    rm -rf "$cache/kernel"
-fi
+# --- kernel and modules (scripts/guest-kernel.sh) -------------------------
+./scripts/guest-kernel.sh
+kernel="$workspace/target/guest-kernel"
 
 # --- initramfs ------------------------------------------------------------
-if [ ! -s "$cache/initramfs.cpio" ] || [ scripts/v2-guest.sh -nt "$cache/initramfs.cpio" ]; then
+if [ ! -s "$cache/initramfs.cpio" ] || [ scripts/v2-guest.sh -nt "$cache/initramfs.cpio" ] \
+    || [ "$kernel/.built-by" -nt "$cache/initramfs.cpio" ]; then
     initrd="$cache/initrd"
     rm -rf "$initrd" && mkdir -p "$initrd/bin" "$initrd/modules" "$initrd/newroot"
     cp /bin/busybox "$initrd/bin/busybox"
-    cp "$cache"/modules/* "$initrd/modules/"
-    cp "$cache/modules.order" "$initrd/modules.order"
+    cp "$kernel"/modules/* "$initrd/modules/"
+    cp "$kernel/modules.order" "$initrd/modules.order"
     cat > "$initrd/init" <<'EOF'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
@@ -139,31 +88,17 @@ fi
 # --- run ------------------------------------------------------------------
 job=$(mktemp -d "$cache/job.XXXXXX")
 trap 'rm -rf "$job"' EXIT
-{
-    echo "cd '$workspace'"
-    printf 'export PATH=/bin SKIFF_TEST_DIR=/tmp/skiff-tests'
-    for var in RUST_BACKTRACE; do
-        eval "val=\${$var:-}"
-        [ -n "$val" ] && printf ' %s=%s' "$var" "$val"
-    done
-    echo
-    printf 'exec'
-    for arg in "$@"; do printf " '%s'" "$(printf '%s' "$arg" | sed "s/'/'\\\\''/g")"; done
-    echo
-} > "$job/cmd.sh"
+guest_job "$job" "PATH=/bin SKIFF_TEST_DIR=/tmp/skiff-tests" "$@"
 
-khz=$(dmesg 2>/dev/null | sed -n 's/.*tsc: Detected \([0-9]*\)\.\([0-9]\{3\}\) MHz.*/\1\2/p' | head -1)
-[ -n "$khz" ] || khz=$(awk -F: '/cpu MHz/ {printf "%d", $2 * 1000; exit}' /proc/cpuinfo)
+khz=$(guest_tsc_khz)
 echo "v2-guest: booting (TCG, cgroup_no_v1=all)"
 timeout 3600 qemu-system-x86_64 \
     -machine microvm,acpi=on,pit=off,pic=off,rtc=off -accel tcg,thread=multi -cpu max -smp 2 -m 2048 \
     -nographic -no-reboot -nodefaults -serial stdio \
-    -kernel "$cache/vmlinux" -initrd "$cache/initramfs.cpio" \
+    -kernel "$kernel/vmlinux" -initrd "$cache/initramfs.cpio" \
     -append "console=ttyS0 quiet loglevel=3 panic=-1 cgroup_no_v1=all tsc_early_khz=$khz tsc=reliable skiff.workspace=$workspace skiff.job=$job" \
     -fsdev "local,id=ws,path=$workspace,security_model=passthrough,readonly=on" \
     -device virtio-9p-device,fsdev=ws,mount_tag=workspace \
     -fsdev "local,id=jobfs,path=$job,security_model=passthrough" \
     -device virtio-9p-device,fsdev=jobfs,mount_tag=job >"$job/console" 2>&1 || true
-cat "$job/output" 2>/dev/null || { cat "$job/console"; die "the guest did not run the command"; }
-[ -s "$job/status" ] || { cat "$job/console"; die "the guest stopped before the command finished"; }
-exit "$(cat "$job/status")"
+guest_result "$job"

@@ -3,7 +3,14 @@
 //! runc: `ctr run --rm` of /bin/true, interleaved, and the shims' RSS per
 //! container with 20 containers running (sum of shim VmRSS / 20).
 //!
-//! Usage: skiff-bench-shim [--runs N] [--containers N] [--in-place]
+//! Usage: skiff-bench-shim [--runs N] [--containers N] [--rounds N]
+//!        [--shim NAME=PATH]... [--in-place]
+//!
+//! `--shim` adds another build of the shim to the same run, interleaved
+//! with the others (installed as containerd-shim-NAME-v2, run as
+//! io.containerd.NAME.v2; NAME without dots or dashes). `--rounds` repeats
+//! the memory measurement, the shims in turn, and prints the median and
+//! range over the rounds.
 //!
 //! The shim and skiff are installed (copied) into the work directory, as
 //! a package would install them: the page cache holds a copied file in
@@ -24,10 +31,16 @@ use measure::{median_p90, timed};
 const IMAGE: &str = "docker.io/library/busybox:bench";
 
 /// Sums of Rss and Pss (KiB, from smaps_rollup) over the processes whose
-/// command line contains `name`. Rss counts the binary's shared pages in
-/// every process; Pss splits them among the processes sharing them.
-fn memory_kib(name: &str) -> (u64, u64) {
+/// command line contains `name` and `address` (this run's containerd, so
+/// that shims of other containerds on the host are not counted). Rss
+/// counts the binary's shared pages in every process; Pss splits them
+/// among the processes sharing them.
+fn memory_kib(name: &str, address: &str) -> (u64, u64) {
     let out = Command::new("pgrep").args(["-f", name]).output().unwrap();
+    let ours = |pid: &str| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .is_ok_and(|c| String::from_utf8_lossy(&c).contains(address))
+    };
     let field = |text: &str, key: &str| -> u64 {
         text.lines()
             .find_map(|l| l.strip_prefix(key))
@@ -36,6 +49,7 @@ fn memory_kib(name: &str) -> (u64, u64) {
     };
     String::from_utf8_lossy(&out.stdout)
         .lines()
+        .filter(|pid| ours(pid.trim()))
         .filter_map(|pid| {
             std::fs::read_to_string(format!("/proc/{}/smaps_rollup", pid.trim())).ok()
         })
@@ -56,19 +70,32 @@ fn install(work: &Workdir, shim: &Path, skiff: &Path) -> (PathBuf, PathBuf) {
     (bin, skiff)
 }
 
+fn usage() -> ! {
+    eprintln!(
+        "usage: skiff-bench-shim [--runs N] [--containers N] [--rounds N] \
+         [--shim NAME=PATH]... [--in-place]"
+    );
+    std::process::exit(2);
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    let (mut runs, mut containers, mut in_place) = (30usize, 20usize, false);
+    let (mut runs, mut containers, mut rounds, mut in_place) = (30usize, 20usize, 1usize, false);
+    let mut others: Vec<(String, PathBuf)> = Vec::new();
     while let Some(a) = args.next() {
         let mut num = |d: usize| args.next().and_then(|n| n.parse().ok()).unwrap_or(d);
         match a.as_str() {
             "--runs" => runs = num(runs),
             "--containers" => containers = num(containers),
+            "--rounds" => rounds = num(rounds).max(1),
             "--in-place" => in_place = true,
-            _ => {
-                eprintln!("usage: skiff-bench-shim [--runs N] [--containers N] [--in-place]");
-                std::process::exit(2);
-            }
+            "--shim" => match args.next().as_deref().and_then(|s| s.split_once('=')) {
+                Some((name, path)) if !name.is_empty() && !name.contains(['.', '-']) => {
+                    others.push((name.to_string(), PathBuf::from(path)));
+                }
+                _ => usage(),
+            },
+            _ => usage(),
         }
     }
     if let Some(why) = skiff_e2e::missing(&["containerd", "ctr", "containerd-shim-runc-v2", "runc"])
@@ -90,6 +117,10 @@ fn main() {
     } else {
         install(&work, &shim, &exe.with_file_name("skiff"))
     };
+    for (name, path) in &others {
+        let installed = bin.join(format!("containerd-shim-{name}-v2"));
+        std::fs::copy(path, installed).unwrap();
+    }
     let archive = skiff_e2e::busybox_image(&work, IMAGE).archive;
     let daemon = engines::start_containerd(&work, Some(Path::new(&bin)));
     let ctr = |args: &[&str]| {
@@ -99,22 +130,35 @@ fn main() {
         c
     };
     timed(&mut ctr(&["images", "import", archive.to_str().unwrap()]));
-    let shims = [
-        (
-            "skiff shim",
-            "io.containerd.skiff.v2",
-            "containerd-shim-skiff-v2",
-        ),
-        (
-            "runc shim + runc",
-            "io.containerd.runc.v2",
-            "containerd-shim-runc-v2",
-        ),
-    ];
+    let named: Vec<(String, String, String)> = others
+        .iter()
+        .map(|(name, _)| {
+            (
+                name.clone(),
+                format!("io.containerd.{name}.v2"),
+                format!("containerd-shim-{name}-v2"),
+            )
+        })
+        .collect();
+    let mut shims = vec![(
+        "skiff shim",
+        "io.containerd.skiff.v2",
+        "containerd-shim-skiff-v2",
+    )];
+    shims.extend(
+        named
+            .iter()
+            .map(|(n, r, b)| (n.as_str(), r.as_str(), b.as_str())),
+    );
+    shims.push((
+        "runc shim + runc",
+        "io.containerd.runc.v2",
+        "containerd-shim-runc-v2",
+    ));
     // Latency also of the stock shim calling skiff: what the shim itself
     // adds, apart from the runtime it calls.
     let skiff = skiff.display().to_string();
-    let ways: [(&str, Vec<&str>); 3] = [
+    let mut ways: Vec<(&str, Vec<&str>)> = vec![
         ("skiff shim", vec!["--runtime", "io.containerd.skiff.v2"]),
         (
             "runc shim + skiff",
@@ -130,6 +174,11 @@ fn main() {
             vec!["--runtime", "io.containerd.runc.v2"],
         ),
     ];
+    ways.extend(
+        named
+            .iter()
+            .map(|(n, r, _)| (n.as_str(), vec!["--runtime", r.as_str()])),
+    );
     let mut ms = vec![Vec::new(); ways.len()];
     for i in 0..runs + 1 {
         for (w, (_, flags)) in ways.iter().enumerate() {
@@ -153,45 +202,71 @@ fn main() {
         );
     }
     println!("shim memory per container, {containers} containers running sleep:");
-    for (name, runtime, binary) in shims {
-        for i in 0..containers {
-            let id = format!("rss-{binary}-{i}");
-            timed(&mut ctr(&[
-                "run",
-                "-d",
-                "--runtime",
-                runtime,
-                IMAGE,
-                &id,
-                "sleep",
-                "1000",
-            ]));
+    let address = work.join("containerd.sock").display().to_string();
+    let mut kib = vec![Vec::new(); shims.len()];
+    for round in 0..rounds {
+        for (s, (_, runtime, binary)) in shims.iter().enumerate() {
+            kib[s].push(shim_memory(
+                &ctr, runtime, binary, &address, containers, round,
+            ));
         }
-        let (rss, pss) = memory_kib(binary);
+    }
+    for ((name, _, _), rounds) in shims.iter().zip(kib) {
         let per = |kib: u64| kib as f64 / 1024.0 / containers as f64;
+        let (mut rss, mut pss): (Vec<f64>, Vec<f64>) =
+            rounds.iter().map(|&(r, p)| (per(r), per(p))).unzip();
+        let range = |v: &[f64]| (v[0], v[v.len() - 1]);
+        let (rss_med, pss_med) = (median_p90(&mut rss).0, median_p90(&mut pss).0);
+        let ((rss_lo, rss_hi), (pss_lo, pss_hi)) = (range(&rss), range(&pss));
         println!(
-            "  {name:<18} RSS {:6.2} MiB  PSS {:6.2} MiB per container",
-            per(rss),
-            per(pss)
+            "  {name:<18} RSS {rss_med:6.2} MiB ({rss_lo:.2}-{rss_hi:.2})  \
+             PSS {pss_med:6.2} MiB ({pss_lo:.2}-{pss_hi:.2}) per container"
         );
-        for i in 0..containers {
-            let id = format!("rss-{binary}-{i}");
-            let _ = ctr(&["task", "kill", "-s", "SIGKILL", &id]).output();
-        }
-        for i in 0..containers {
-            let id = format!("rss-{binary}-{i}");
-            for _ in 0..50 {
-                if ctr(&["task", "delete", &id])
-                    .output()
-                    .is_ok_and(|o| o.status.success())
-                {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(100));
-            }
-            let _ = ctr(&["container", "delete", &id]).output();
-        }
     }
     drop(daemon);
     skiff_e2e::remove_parent_cgroup("skiff-bench");
+}
+
+/// Runs `containers` containers under one shim, sums its shims' memory
+/// (KiB of Rss, Pss), and removes the containers.
+fn shim_memory(
+    ctr: &impl Fn(&[&str]) -> Command,
+    runtime: &str,
+    binary: &str,
+    address: &str,
+    containers: usize,
+    round: usize,
+) -> (u64, u64) {
+    let ids: Vec<String> = (0..containers)
+        .map(|i| format!("rss-{binary}-{round}-{i}"))
+        .collect();
+    for id in &ids {
+        timed(&mut ctr(&[
+            "run",
+            "-d",
+            "--runtime",
+            runtime,
+            IMAGE,
+            id,
+            "sleep",
+            "1000",
+        ]));
+    }
+    let kib = memory_kib(binary, address);
+    for id in &ids {
+        let _ = ctr(&["task", "kill", "-s", "SIGKILL", id]).output();
+    }
+    for id in &ids {
+        for _ in 0..50 {
+            if ctr(&["task", "delete", id])
+                .output()
+                .is_ok_and(|o| o.status.success())
+            {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = ctr(&["container", "delete", id]).output();
+    }
+    kib
 }

@@ -9,7 +9,7 @@ use crate::logging;
 
 /// Version text printed after the program name by `--version`, in runc's
 /// layout (`skiff version X` then `spec: Y`).
-pub const VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.2.1");
+pub const VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec: 1.3.0");
 
 #[derive(Debug, Parser)]
 #[command(
@@ -20,8 +20,9 @@ pub const VERSION: &str = concat!("version ", env!("CARGO_PKG_VERSION"), "\nspec
 )]
 pub struct Cli {
     /// Root directory for storage of container state (this should be located in tmpfs)
-    #[arg(long, global = true, default_value = "/run/skiff", value_name = "DIR")]
-    pub root: PathBuf,
+    /// [default: /run/skiff, or $XDG_RUNTIME_DIR/skiff when not root]
+    #[arg(long, global = true, value_name = "DIR")]
+    pub root: Option<PathBuf>,
 
     /// Set the log file to write skiff logs to (default is stderr)
     #[arg(long, global = true, value_name = "FILE")]
@@ -35,12 +36,14 @@ pub struct Cli {
     #[arg(long, global = true)]
     pub debug: bool,
 
-    /// Enable systemd cgroup support (not supported yet)
+    /// Enable systemd cgroup support: the container's cgroup is a systemd
+    /// unit, and cgroupsPath is "slice:prefix:name"
     #[arg(long, global = true)]
     pub systemd_cgroup: bool,
 
-    /// Ignore cgroup permission errors ('true', 'false', or 'auto'); before
-    /// the command, as with runc (`spec` has a `--rootless` flag of its own)
+    /// Ignore cgroup permission errors ('true', 'false', or 'auto': true when
+    /// not root, or root in a user namespace); before the command, as with
+    /// runc (`spec` has a `--rootless` flag of its own)
     #[arg(long, value_enum, default_value = "auto")]
     pub rootless: Rootless,
 
@@ -188,6 +191,9 @@ pub struct ExecArgs {
     /// Path to an AF_UNIX socket which will receive a file descriptor referencing the master end of the console's pseudoterminal
     #[arg(long, value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
+    /// Path to an AF_UNIX socket which will receive a pidfd referencing the exec'd process
+    #[arg(long, value_name = "PATH")]
+    pub pidfd_socket: Option<PathBuf>,
     /// Current working directory in the container
     #[arg(long)]
     pub cwd: Option<PathBuf>,
@@ -340,7 +346,7 @@ pub struct UpdateArgs {
     /// Memory plus swap limit in bytes; -1 for unlimited swap
     #[arg(long, allow_hyphen_values = true, value_parser = parse_bytes)]
     pub memory_swap: Option<i64>,
-    /// Maximum number of pids (0 or -1 for no limit)
+    /// Maximum number of pids (0 is a limit: no new process; -1 for none)
     #[arg(long, allow_hyphen_values = true)]
     pub pids_limit: Option<i64>,
     /// The container id
@@ -395,6 +401,9 @@ pub struct CreateArgs {
     /// Path to an AF_UNIX socket which will receive a file descriptor referencing the master end of the console's pseudoterminal
     #[arg(long, value_name = "PATH")]
     pub console_socket: Option<PathBuf>,
+    /// Path to an AF_UNIX socket which will receive a pidfd referencing the init process
+    #[arg(long, value_name = "PATH")]
+    pub pidfd_socket: Option<PathBuf>,
     /// Specify the file to write the process id to
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
@@ -541,7 +550,7 @@ mod tests {
             "/tmp/s",
             "abc",
         ]);
-        assert_eq!(cli.root, PathBuf::from("/run/containerd/runc/k8s.io"));
+        assert_eq!(cli.root, Some(PathBuf::from("/run/containerd/runc/k8s.io")));
         assert_eq!(cli.log_format, logging::Format::Json);
         let Command::Create(c) = cli.command else {
             panic!("not create")
@@ -567,7 +576,7 @@ mod tests {
     #[test]
     fn defaults_match_runc() {
         let cli = parse(&["kill", "x"]);
-        assert_eq!(cli.root, PathBuf::from("/run/skiff"));
+        assert_eq!(cli.root, None);
         let Command::Kill(k) = cli.command else {
             panic!("not kill")
         };

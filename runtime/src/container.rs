@@ -12,6 +12,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use crate::bundle::Bundle;
 use crate::cgroups::{self, CgroupError, Manager};
 use crate::hooks;
+use crate::resctrl;
 use crate::rootfs;
 use crate::spawn::{self, SpawnError};
 use crate::state::{self, OciState, Root, StateError, Status, Stored};
@@ -26,6 +27,11 @@ pub enum ContainerError {
     Spawn(#[from] SpawnError),
     #[error(transparent)]
     Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Rdt(#[from] resctrl::RdtError),
+    /// A poststart hook failed: the container has been stopped and removed.
+    #[error("{0}; the container was stopped and removed")]
+    Poststart(hooks::HookError),
     #[error("cannot start a container that is {0}")]
     NotStartable(Status),
     #[error("container not running")]
@@ -40,8 +46,15 @@ pub enum ContainerError {
     ExecPaused,
     #[error("cannot delete container {id} that is not stopped: {status}")]
     NotStopped { id: String, status: Status },
+    #[error("{0}: the container has no cgroup of its own (it was created rootless, and no cgroup is delegated to this user)")]
+    NoCgroup(&'static str),
     #[error("{what}: {source}")]
     Sys { what: String, source: Errno },
+    #[error("--pidfd-socket: sending the pidfd of the {process}: {source}")]
+    PidfdSocket {
+        process: &'static str,
+        source: Errno,
+    },
 }
 
 fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> ContainerError {
@@ -58,11 +71,20 @@ pub struct CreateOptions<'a> {
     pub sigmask: Option<nix::sys::signal::SigSet>,
     /// The socket the init sends its pty master to (`process.terminal`).
     pub console: Option<OwnedFd>,
+    /// `--pidfd-socket`: receives a pidfd of the init once it exists.
+    pub pidfd_socket: Option<OwnedFd>,
+    /// `--rootless`: a cgroup the user may not create means no cgroup
+    /// (unless limits were asked for), and device rules are not applied.
+    pub rootless: bool,
+    /// `--systemd-cgroup`: systemd manages the container's cgroup.
+    pub systemd_cgroup: bool,
 }
 
 /// Options of `exec`.
 pub struct ExecOptions<'a> {
     pub console: Option<BorrowedFd<'a>>,
+    /// `--pidfd-socket`: receives a pidfd of the new process.
+    pub pidfd_socket: Option<BorrowedFd<'a>>,
     pub preserve_fds: u32,
     pub sigmask: Option<nix::sys::signal::SigSet>,
     pub ignore_paused: bool,
@@ -96,6 +118,22 @@ pub fn wait_exit(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<boo
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Sends a duplicate of `pidfd` to the `--pidfd-socket` connection, if
+/// any, with `name` as the data: runc's names, "standard" for an init and
+/// "setns" for an exec'd process, so a manager written for runc reads it.
+fn send_pidfd(
+    socket: Option<&impl AsFd>,
+    pidfd: &OwnedFd,
+    name: &str,
+    process: &'static str,
+) -> Result<(), ContainerError> {
+    let Some(socket) = socket else {
+        return Ok(());
+    };
+    crate::fdpass::send(socket.as_fd(), name.as_bytes(), Some(pidfd.as_fd()))
+        .map_err(|source| ContainerError::PidfdSocket { process, source })
 }
 
 /// Waits until the init has executed the container's process: it holds
@@ -149,15 +187,37 @@ impl Container {
             preserve_fds: opts.preserve_fds,
             sigmask: opts.sigmask,
             console: opts.console.as_ref().map(AsFd::as_fd),
+            rootless: opts.rootless,
         };
         let linux = bundle.spec.linux().as_ref();
-        let cgroup = cgroups::for_container(linux.and_then(|l| l.cgroups_path().as_deref()), id)?;
+        let cgroup = Self::plan_cgroup(bundle, id, opts.systemd_cgroup)?;
+        // Checked before anything exists: a bad value, or no resctrl here.
+        let rdt = match linux.and_then(|l| l.intel_rdt().as_ref()) {
+            Some(rdt) => {
+                let plan = resctrl::plan(rdt, id).map_err(resctrl::RdtError::from)?;
+                let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+                let root = resctrl::mount_point(&mountinfo).ok_or(resctrl::RdtError::NotMounted)?;
+                Some((root, plan))
+            }
+            None => None,
+        };
         // Written before anything exists outside this directory: if skiff
         // is killed from here on, `delete` finds the cgroup (and the init
         // in it) to remove. A pid of 0 reads as stopped.
         let mut stored = Self::initial_record(id, bundle, &created, cgroup.as_ref());
         state::save(dir, &stored)?;
         let spawned = spawn::spawn(&request, cgroup)?;
+        if let Some((root, plan)) = &rdt {
+            match resctrl::apply(root, plan, id, spawned.pid) {
+                Ok(record) => stored.rdt = Some(record),
+                Err(e) => {
+                    let _ = syscalls::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
+                    let _ = wait_exit(spawned.pidfd.as_fd(), Some(Duration::from_secs(5)));
+                    let _ = spawned.cgroup.destroy();
+                    return Err(e.into());
+                }
+            }
+        }
         stored.pid = spawned.pid;
         stored.start_time = spawned.start_time;
         stored.cgroup = spawned.cgroup.record().clone();
@@ -171,12 +231,24 @@ impl Container {
             .and_then(|()| match opts.pid_file {
                 Some(p) => state::write_pid_file(p, spawned.pid),
                 None => Ok(()),
+            })
+            .map_err(ContainerError::from)
+            .and_then(|()| {
+                send_pidfd(
+                    opts.pidfd_socket.as_ref(),
+                    &spawned.pidfd,
+                    "standard",
+                    "init",
+                )
             });
         if let Err(e) = written {
             let _ = syscalls::pidfd_send_signal(spawned.pidfd.as_fd(), libc::SIGKILL);
             let _ = wait_exit(spawned.pidfd.as_fd(), Some(Duration::from_secs(5)));
             let _ = spawned.cgroup.destroy();
-            return Err(e.into());
+            if let Some(record) = &container.stored.rdt {
+                let _ = record.remove();
+            }
+            return Err(e);
         }
         Ok((container, spawned.pidfd))
     }
@@ -206,7 +278,35 @@ impl Container {
             cgroup: cgroups::to_be_created(cgroup.record()),
             own_pid_ns: false,
             hooks: kept_hooks,
+            rdt: None,
         }
+    }
+
+    /// Plans the container's cgroup with the driver the global flags chose
+    /// (`--systemd-cgroup`); nothing is created yet.
+    pub fn plan_cgroup(
+        bundle: &Bundle,
+        id: &str,
+        systemd: bool,
+    ) -> Result<Box<dyn Manager>, CgroupError> {
+        let no_annotations = std::collections::HashMap::new();
+        let driver = if systemd {
+            cgroups::Driver::Systemd {
+                annotations: bundle
+                    .spec
+                    .annotations()
+                    .as_ref()
+                    .unwrap_or(&no_annotations),
+            }
+        } else {
+            cgroups::Driver::Cgroupfs
+        };
+        let path = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_deref());
+        cgroups::for_container(path, id, driver)
     }
 
     /// Loads container `id`.
@@ -284,10 +384,18 @@ impl Container {
         } else {
             cgroups::sub_cgroup(&self.stored.cgroup, opts.sub_cgroups)?
         };
-        Ok(spawn::exec::exec(
-            &req,
-            cgroups::from_record(record).as_mut(),
-        )?)
+        let execd = spawn::exec::exec(&req, cgroups::from_record(record).as_mut())?;
+        let placed = match &self.stored.rdt {
+            Some(rdt) => rdt.add(execd.pid).map_err(ContainerError::from),
+            None => Ok(()),
+        };
+        if let Err(e) = placed
+            .and_then(|()| send_pidfd(opts.pidfd_socket.as_ref(), &execd.pidfd, "setns", "process"))
+        {
+            let _ = syscalls::pidfd_send_signal(execd.pidfd.as_fd(), libc::SIGKILL);
+            return Err(e);
+        }
+        Ok(execd)
     }
 
     /// A pidfd for the init, if it is still the process we started.
@@ -298,7 +406,10 @@ impl Container {
         crate::procfs::is_alive(self.stored.pid, self.stored.start_time).then_some(fd)
     }
 
-    /// Releases the init waiting in `created`, then runs poststart hooks.
+    /// Releases the init waiting in `created`, then runs poststart hooks
+    /// once the container's process has started. A failing poststart hook
+    /// fails `start` and the container is stopped and destroyed, poststop
+    /// hooks included (runtime-spec 1.3, lifecycle steps 9 and 12-13).
     pub fn start(&self) -> Result<(), ContainerError> {
         let status = self.status();
         if status != Status::Created {
@@ -327,11 +438,17 @@ impl Container {
         if hooks::any(self.stored.hooks.as_ref(), hooks::Kind::Poststart) {
             wait_for_execve(fd.as_fd())?;
         }
-        hooks::run_warn(
+        let ran = hooks::run(
             self.stored.hooks.as_ref(),
             hooks::Kind::Poststart,
             &self.hook_state(Status::Running),
         );
+        if let Err(e) = ran {
+            if let Err(d) = self.delete(true) {
+                crate::warn!("removing container {}: {d}", self.stored.id);
+            }
+            return Err(ContainerError::Poststart(e));
+        }
         Ok(())
     }
 
@@ -340,11 +457,22 @@ impl Container {
         cgroups::from_record(self.stored.cgroup.clone())
     }
 
+    /// The container's cgroup backend, for an operation (`what`) that
+    /// needs a cgroup: a container created rootless may have none.
+    pub fn own_cgroup(&self, what: &'static str) -> Result<Box<dyn Manager>, ContainerError> {
+        if self.stored.cgroup.dirs.is_empty() {
+            return Err(ContainerError::NoCgroup(what));
+        }
+        Ok(self.cgroup())
+    }
+
     /// Sends `signal` to the init, or with `all` to every process in the
     /// container's cgroup (with no process escaping by forking meanwhile).
     pub fn kill(&self, signal: libc::c_int, all: bool) -> Result<(), ContainerError> {
         let status = self.status();
-        if all {
+        // Without a cgroup the init is all there is to signal (and in its
+        // own pid namespace, SIGKILL to it ends every process there).
+        if all && !self.stored.cgroup.dirs.is_empty() {
             let cgroup = self.cgroup();
             // A stopped init may have left processes behind (no pid
             // namespace); runc signals those too, and succeeds when none.
@@ -354,7 +482,11 @@ impl Container {
             return Ok(cgroup.signal_all(signal)?);
         }
         if status == Status::Stopped {
-            return Err(ContainerError::NotRunning);
+            return if all {
+                Ok(())
+            } else {
+                Err(ContainerError::NotRunning)
+            };
         }
         let fd = self.init_pidfd().ok_or(ContainerError::NotRunning)?;
         syscalls::pidfd_send_signal(fd.as_fd(), signal).map_err(sys("unable to signal init"))
@@ -363,7 +495,7 @@ impl Container {
     /// Freezes every process of a created or running container.
     pub fn pause(&self) -> Result<(), ContainerError> {
         match self.status() {
-            Status::Created | Status::Running => Ok(self.cgroup().freeze(true)?),
+            Status::Created | Status::Running => Ok(self.own_cgroup("pause")?.freeze(true)?),
             other => Err(ContainerError::NotPausable(other)),
         }
     }
@@ -373,7 +505,7 @@ impl Container {
         if self.status() != Status::Paused {
             return Err(ContainerError::NotPaused);
         }
-        Ok(self.cgroup().freeze(false)?)
+        Ok(self.own_cgroup("resume")?.freeze(false)?)
     }
 
     /// Kills whatever is left and waits until it is gone.
@@ -426,6 +558,9 @@ impl Container {
         }
         self.kill_all_and_wait()?;
         self.cgroup().destroy()?;
+        if let Some(rdt) = &self.stored.rdt {
+            rdt.remove()?;
+        }
         std::fs::remove_dir_all(&self.dir).map_err(|e| {
             sys(format!("removing {}", self.dir.display()))(Errno::from_raw(
                 e.raw_os_error().unwrap_or(libc::EIO),

@@ -103,7 +103,7 @@ pub fn run(hooks: Option<&Hooks>, kind: Kind, state: &[u8]) -> Result<(), HookEr
 }
 
 /// Runs every hook of `kind`, logging failures as warnings and going on:
-/// what the spec asks for poststart and poststop hooks.
+/// what the spec asks for poststop hooks.
 pub fn run_warn(hooks: Option<&Hooks>, kind: Kind, state: &[u8]) {
     let Some(hooks) = hooks else { return };
     for (index, hook) in kind.of(hooks).iter().enumerate() {

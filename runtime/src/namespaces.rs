@@ -3,7 +3,7 @@
 //! type verified before anything forks.
 
 use std::fs::File;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::errno::Errno;
@@ -41,6 +41,8 @@ pub enum NamespaceError {
         path: String,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    IdMap(#[from] crate::idmap::IdMapError),
 }
 
 /// The spec's `linux.namespaces` (empty when absent).
@@ -258,27 +260,6 @@ pub fn unshare(flags: CloneFlags) -> Result<(), NamespaceError> {
     nix::sched::unshare(flags).map_err(|source| NamespaceError::Unshare { flags, source })
 }
 
-/// Renders id mappings in the kernel's `uid_map` format.
-pub fn render_id_map(maps: &[LinuxIdMapping]) -> String {
-    maps.iter()
-        .map(|m| format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()))
-        .collect()
-}
-
-/// Writes the uid and gid maps of the user namespace `pid` lives in.
-pub fn write_id_maps(
-    pid: libc::pid_t,
-    uid: &[LinuxIdMapping],
-    gid: &[LinuxIdMapping],
-) -> Result<(), NamespaceError> {
-    for (file, maps) in [("uid_map", uid), ("gid_map", gid)] {
-        let path = format!("/proc/{pid}/{file}");
-        std::fs::write(&path, render_id_map(maps))
-            .map_err(|source| NamespaceError::Write { path, source })?;
-    }
-    Ok(())
-}
-
 /// A user namespace with these id maps, for id-mapped mounts: a child is
 /// forked into a new user namespace, the maps are written, the namespace is
 /// kept by fd and the child is released.
@@ -307,15 +288,45 @@ pub fn userns_with_maps(
         crate::syscalls::Forked::Parent { pid, pidfd } => (pid, pidfd),
     };
     drop(hold);
-    let result = write_id_maps(pid, uid, gid).and_then(|()| {
-        let path = format!("/proc/{pid}/ns/user");
-        File::open(&path)
-            .map(OwnedFd::from)
-            .map_err(|source| NamespaceError::Write { path, source })
-    });
+    let result = crate::idmap::IdMaps::direct(uid, gid)
+        .write(pid)
+        .map_err(NamespaceError::from)
+        .and_then(|()| {
+            let path = format!("/proc/{pid}/ns/user");
+            File::open(&path)
+                .map(OwnedFd::from)
+                .map_err(|source| NamespaceError::Write { path, source })
+        });
     drop(release);
     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     result
+}
+
+/// True when the caller may come back to its own namespace of `typ` after
+/// a temporary `setns`: it is root in the user namespace that owns it.
+/// Not so for a runtime started by a user, nor for one that an engine
+/// started as root of the engine's own user namespace while the pid
+/// namespace around it is the host's (rootless Podman).
+pub fn may_return(typ: LinuxNamespaceType) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    if !nix::unistd::geteuid().is_root() {
+        return false;
+    }
+    let Ok(ns) = File::open(format!("/proc/self/ns/{}", proc_name(typ))) else {
+        return false;
+    };
+    // SAFETY: NS_GET_USERNS takes no argument and returns a new fd.
+    let owner = unsafe { libc::ioctl(ns.as_raw_fd(), libc::NS_GET_USERNS) };
+    if owner < 0 {
+        // EPERM: the owner is an ancestor of our user namespace.
+        return false;
+    }
+    // SAFETY: the ioctl returned a new fd that nothing else owns.
+    let owner = File::from(unsafe { OwnedFd::from_raw_fd(owner) });
+    match (owner.metadata(), std::fs::metadata("/proc/self/ns/user")) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
 }
 
 /// Saves the caller's namespace of `typ` so it can be restored after a
@@ -407,15 +418,5 @@ mod tests {
         .unwrap();
         let err = Plan::from_spec(&spec).unwrap_err().to_string();
         assert!(err.contains("is not a network namespace"), "{err}");
-    }
-
-    #[test]
-    fn id_map_format() {
-        let maps: Vec<LinuxIdMapping> = serde_json::from_value(serde_json::json!([
-            {"containerID": 0, "hostID": 100000, "size": 65536},
-            {"containerID": 65536, "hostID": 1000, "size": 1}
-        ]))
-        .unwrap();
-        assert_eq!(render_id_map(&maps), "0 100000 65536\n65536 1000 1\n");
     }
 }

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use crate::cgroups;
 
 /// The runtime-spec version skiff implements.
-pub const OCI_VERSION: &str = "1.2.1";
+pub const OCI_VERSION: &str = "1.3.0";
 
 const STATE_FILE: &str = "state.json";
 const EXEC_FIFO: &str = "exec.fifo";
@@ -95,6 +95,9 @@ pub struct Stored {
     /// The hooks later commands run (poststart, poststop).
     #[serde(default)]
     pub hooks: Option<Hooks>,
+    /// The resctrl groups of `linux.intelRdt`, when asked for.
+    #[serde(default)]
+    pub rdt: Option<crate::resctrl::Record>,
 }
 
 /// The state as `skiff state` prints it and hooks read it (runc's field
@@ -344,9 +347,11 @@ mod tests {
                 path: "/skiff/c1".into(),
                 unified: true,
                 dirs: vec![],
+                unit: None,
             },
             own_pid_ns: true,
             hooks: None,
+            rdt: None,
         };
         save(&dir, &stored).unwrap();
         let back = load(&dir).unwrap();

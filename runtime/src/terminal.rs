@@ -10,7 +10,6 @@ use std::path::Path;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
-use nix::sys::socket::{connect, socket, AddressFamily, SockFlag, SockType, UnixAddr};
 
 use crate::fdpass;
 use crate::rootfs::resolve;
@@ -32,17 +31,7 @@ fn fail(step: impl Into<String>) -> impl FnOnce(Errno) -> TerminalError {
 /// Connects to the manager's console socket (in the runtime, before fork:
 /// the init cannot reach host paths once it is in its rootfs).
 pub fn connect_console_socket(path: &Path) -> Result<OwnedFd, TerminalError> {
-    let what = format!("--console-socket {}", path.display());
-    let sock = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(fail(what.clone()))?;
-    let addr = UnixAddr::new(path).map_err(fail(what.clone()))?;
-    connect(sock.as_raw_fd(), &addr).map_err(fail(what))?;
-    Ok(sock)
+    fdpass::connect(path).map_err(fail(format!("--console-socket {}", path.display())))
 }
 
 /// Sends `fd` with `name` as the message data (runc's SendFd format).

@@ -37,26 +37,13 @@ pub fn spec(spec: &Spec) -> Result {
     time_offsets(spec)?;
     mounts(spec)?;
     linux_misc(spec)?;
-    not_yet_supported(spec)?;
-    Ok(())
-}
-
-/// Fields skiff does not implement yet. They are errors: running a
-/// container without what it asked for would be worse than not running it.
-fn not_yet_supported(spec: &Spec) -> Result {
-    let Some(linux) = spec.linux() else {
-        return Ok(());
-    };
-    let refused = [
-        ("linux.intelRdt", linux.intel_rdt().is_some()),
-        (
-            "linux.netDevices",
-            linux.net_devices().as_ref().is_some_and(|d| !d.is_empty()),
-        ),
-        ("linux.memoryPolicy", linux.memory_policy().is_some()),
-    ];
-    if let Some((field, _)) = refused.iter().find(|(_, set)| *set) {
-        return Err(Invalid::new(*field, "not supported by skiff yet"));
+    net_devices(spec)?;
+    if let Some(p) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.memory_policy().as_ref())
+    {
+        crate::process::attributes::memory_policy(p)?;
     }
     Ok(())
 }
@@ -337,6 +324,11 @@ pub fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
     if key == "kernel.hostname" || key == "kernel.domainname" {
         return Some(LinuxNamespaceType::Uts);
     }
+    // The ucounts limits (user.max_*) are kept per user namespace and
+    // written in the writer's own (runc 1.4 allows them the same way).
+    if key.starts_with("user.") {
+        return Some(LinuxNamespaceType::User);
+    }
     None
 }
 
@@ -387,6 +379,62 @@ fn mounts(spec: &Spec) -> Result {
             return Err(Invalid::new(
                 format!("mounts[{i}].destination"),
                 format!("{dest:?} points outside the container"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `linux.netDevices` go into a network namespace made for the container
+/// (one joined by path is someone else's, the runtime's is the host's),
+/// under names the kernel takes, one device per name.
+fn net_devices(spec: &Spec) -> Result {
+    let Some(devices) = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.net_devices().as_ref())
+        .filter(|d| !d.is_empty())
+    else {
+        return Ok(());
+    };
+    match spec_namespace(spec, LinuxNamespaceType::Network) {
+        Some(ns) if ns.path().is_none() => {}
+        Some(_) => {
+            return Err(Invalid::new(
+                "linux.netDevices",
+                "need a new network namespace, not one joined by path",
+            ))
+        }
+        None => {
+            return Err(Invalid::new(
+                "linux.netDevices",
+                "need a new network namespace in linux.namespaces; without one they would stay on the host",
+            ))
+        }
+    }
+    let mut names: Vec<&String> = devices.keys().collect();
+    names.sort();
+    let mut taken = HashSet::new();
+    for host_name in names {
+        let field = format!("linux.netDevices[{host_name:?}]");
+        if let Some(why) = crate::netdev::invalid_name(host_name) {
+            return Err(Invalid::new(field, format!("the interface name {why}")));
+        }
+        let name = devices[host_name]
+            .name()
+            .as_deref()
+            .filter(|n| !n.is_empty())
+            .unwrap_or(host_name);
+        if let Some(why) = crate::netdev::invalid_name(name) {
+            return Err(Invalid::new(
+                format!("{field}.name"),
+                format!("{name:?} {why}"),
+            ));
+        }
+        if !taken.insert(name) {
+            return Err(Invalid::new(
+                format!("{field}.name"),
+                format!("{name:?} is given to another device too"),
             ));
         }
     }
@@ -552,6 +600,12 @@ mod tests {
         j["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "ipc"}]);
         j["linux"]["sysctl"] = serde_json::json!({"kernel.shmmax": "1", "fs.mqueue.msg_max": "5"});
         spec(&spec_from(j)).unwrap();
+        let mut j = base();
+        j["linux"]["sysctl"] = serde_json::json!({"user.max_user_namespaces": "5"});
+        assert_eq!(
+            err(j),
+            "linux.sysctl[\"user.max_user_namespaces\"]: needs a private user namespace"
+        );
     }
 
     #[test]
@@ -584,6 +638,27 @@ mod tests {
             err(j),
             "linux.rootfsPropagation: unknown propagation \"sideways\""
         );
+    }
+
+    #[test]
+    fn net_devices_need_a_new_network_namespace_and_good_names() {
+        let mut j = base();
+        j["linux"]["netDevices"] = serde_json::json!({"eth1": {}});
+        assert!(err(j.clone()).starts_with("linux.netDevices: need a new network namespace"));
+        j["linux"]["namespaces"] =
+            serde_json::json!([{"type": "mount"}, {"type": "network", "path": "/proc/1/ns/net"}]);
+        assert!(err(j.clone()).contains("not one joined by path"));
+        j["linux"]["namespaces"] = serde_json::json!([{"type": "mount"}, {"type": "network"}]);
+        spec(&spec_from(j.clone())).unwrap();
+        j["linux"]["netDevices"] = serde_json::json!({"eth1": {"name": "a/b"}});
+        assert!(err(j.clone()).starts_with("linux.netDevices[\"eth1\"].name: \"a/b\""));
+        j["linux"]["netDevices"] = serde_json::json!({"eth1": {"name": "x"}, "x": {}});
+        assert_eq!(
+            err(j.clone()),
+            "linux.netDevices[\"x\"].name: \"x\" is given to another device too"
+        );
+        j["linux"]["netDevices"] = serde_json::json!({"sixteen-bytes-xx": {}});
+        assert!(err(j).contains("longer than 15 bytes"));
     }
 
     #[test]

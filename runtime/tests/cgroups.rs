@@ -193,6 +193,36 @@ fn pids_limit_caps_forks_and_ps_lists_them() {
 }
 
 #[test]
+fn pids_limit_zero_forbids_any_fork() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("pids0");
+    // The init is the shell itself (no fork); its child cannot be born,
+    // and busybox's shell gives up on the failed fork.
+    let mut bundle = Bundle::sh("sleep 0 && echo forked");
+    bundle.config["linux"]["resources"] = json!({"pids": {"limit": 0}});
+    skiff.create(&bundle, &id).ok();
+    assert_eq!(read(&cgroup_file(&id, "pids", "pids.max", "pids.max")), "0");
+    skiff.run(&["delete", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+    let run = skiff.run_bundle(&bundle, &id);
+    assert_eq!(run.stdout, "", "{}", run.stderr);
+    assert!(run.stderr.contains("can't fork"), "{}", run.stderr);
+    assert_nothing_left(&skiff, &id);
+
+    // A `pids` object without a limit sets none (the parent's stays).
+    let id = support::unique_id("pids0");
+    bundle.config["linux"]["resources"] = json!({"pids": {}});
+    skiff.create(&bundle, &id).ok();
+    assert_eq!(
+        read(&cgroup_file(&id, "pids", "pids.max", "pids.max")),
+        "max"
+    );
+    skiff.run(&["delete", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
+#[test]
 fn cpu_quota_throttles_a_busy_loop() {
     require_root!();
     let skiff = Skiff::new();
@@ -469,8 +499,16 @@ fn update_changes_live_limits() {
         .ok();
     assert_eq!(read(&mem), "100663296");
     assert_eq!(read(&pids), "30");
-    // 0 means no limit, as with runc.
+    // 0 is a limit (runtime-spec 1.3, runc 1.4), -1 none, and a `pids`
+    // object without a limit changes nothing.
     skiff.run(&["update", "--pids-limit", "0", &id]).ok();
+    assert_eq!(read(&pids), "0");
+    std::fs::write(&file, r#"{"pids": {}}"#).unwrap();
+    skiff
+        .run(&["update", "-r", file.to_str().unwrap(), &id])
+        .ok();
+    assert_eq!(read(&pids), "0");
+    skiff.run(&["update", "--pids-limit", "-1", &id]).ok();
     assert_eq!(read(&pids), "max");
 
     // checkBeforeUpdate refuses a limit below what is already in use.
@@ -717,6 +755,67 @@ fn io_throttle_limits_reads() {
         format!("{}:{} 524288", dev.major, dev.minor)
     };
     assert_eq!(read(&file), expect);
+
+    // `update` sets per-device iops (runc 1.3.3/1.4) and keeps the rest.
+    let update = bundle.dir.join("resources.json");
+    std::fs::write(
+        &update,
+        json!({"blockIO": {
+            "throttleReadIOPSDevice": [{"major": dev.major, "minor": dev.minor, "rate": 300}],
+            "throttleWriteIOPSDevice": [{"major": dev.major, "minor": dev.minor, "rate": 200}]
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    skiff
+        .run(&["update", "-r", update.to_str().unwrap(), &id])
+        .ok();
+    let dev_id = format!("{}:{}", dev.major, dev.minor);
+    if unified() {
+        assert_eq!(
+            read(&file),
+            format!("{dev_id} rbps=524288 wbps=max riops=300 wiops=200")
+        );
+    } else {
+        assert_eq!(read(&file), expect);
+        let iops = |f: &str| read(&cgroup_file(&id, "blkio", f, ""));
+        assert_eq!(
+            iops("blkio.throttle.read_iops_device"),
+            format!("{dev_id} 300")
+        );
+        assert_eq!(
+            iops("blkio.throttle.write_iops_device"),
+            format!("{dev_id} 200")
+        );
+    }
+    // A per-device weight needs an I/O scheduler with weights (BFQ or
+    // CFQ): written where the kernel has one, refused by name elsewhere.
+    std::fs::write(
+        &update,
+        json!({"blockIO": {"weightDevice": [{"major": dev.major, "minor": dev.minor, "weight": 300}]}})
+            .to_string(),
+    )
+    .unwrap();
+    let weighted = skiff.run(&["update", "-r", update.to_str().unwrap(), &id]);
+    let weight_file = [
+        "blkio.bfq.weight_device",
+        "blkio.weight_device",
+        "io.bfq.weight",
+        "io.weight",
+    ]
+    .iter()
+    .map(|f| cgroup_file(&id, "blkio", f, f))
+    .find(|p| p.exists());
+    match weight_file {
+        // io.weight holds the value converted to its own scale.
+        Some(p) if weighted.code == 0 => {
+            let lines = read(&p);
+            assert!(lines.lines().any(|l| l.starts_with(&dev_id)), "{lines}")
+        }
+        _ => {
+            weighted.fails_with(&["linux.resources.blockIO.weightDevice"]);
+        }
+    }
     skiff.run(&["delete", "--force", &id]).ok();
     assert_nothing_left(&skiff, &id);
 }

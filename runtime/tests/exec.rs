@@ -478,3 +478,63 @@ fn cgroup_flag_starts_in_a_sub_cgroup() {
     skiff.run(&["delete", &id]).ok();
     assert_nothing_left(&skiff, &id);
 }
+
+#[test]
+fn pidfd_socket_receives_the_exec_process() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("exec-pidfd");
+    let b = Bundle::new(&["sleep", "1000"]);
+    start(&skiff, &b, &id);
+    let sock = b.dir.join("pidfd.sock");
+    let receiver = support::pidfd_receiver(&sock);
+    let pid_file = b.dir.join("exec.pid");
+    skiff
+        .run(&[
+            "exec",
+            "-d",
+            "--pidfd-socket",
+            sock.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            &id,
+            "sleep",
+            "1001",
+        ])
+        .ok();
+    let (name, pidfd) = receiver.join().unwrap();
+    // runc's data for an exec'd process.
+    assert_eq!(name, "setns");
+    let (pid, nspid) = support::pidfd_pids(&pidfd);
+    let from_file: i64 = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    assert_eq!(pid, from_file);
+    // Inside the container, its pid there is that process.
+    let inside = nspid.last().unwrap();
+    let cmdline = skiff
+        .run(&["exec", &id, "cat", &format!("/proc/{inside}/cmdline")])
+        .ok()
+        .stdout;
+    assert_eq!(cmdline, "sleep\x001001\x00");
+    support::pidfd_signal(&pidfd, libc::SIGKILL);
+    let gone = Instant::now();
+    while support::process_is_running(pid) {
+        assert!(gone.elapsed() < Duration::from_secs(5), "{pid} still runs");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // A socket nobody listens on: exec fails, as runc's, with 255.
+    let out = skiff.run(&[
+        "exec",
+        "--pidfd-socket",
+        b.dir.join("nobody.sock").to_str().unwrap(),
+        &id,
+        "true",
+    ]);
+    assert_eq!(out.code, 255, "{}", out.stderr);
+    assert!(out.stderr.contains("--pidfd-socket"), "{}", out.stderr);
+    skiff.run(&["delete", "--force", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}

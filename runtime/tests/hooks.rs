@@ -115,28 +115,57 @@ fn all_six_in_order_with_state_and_namespaces() {
     std::fs::remove_dir_all(&logdir).unwrap();
 }
 
+/// runtime-spec 1.3 (runtime.md#lifecycle, step 9): a failing poststart
+/// hook fails `start`; the container is stopped and destroyed, and its
+/// poststop hooks run (steps 12 and 13), whose own failure only warns.
 #[test]
-fn failing_poststart_and_poststop_only_warn() {
+fn failing_poststart_stops_and_destroys_the_container() {
     require_root!();
     let skiff = Skiff::new();
-    let id = support::unique_id("warnhooks");
+    let id = support::unique_id("poststartfail");
+    let log = std::env::temp_dir().join(support::unique_id("poststop"));
     let mut b = Bundle::sh("sleep 1000");
-    let fail = json!({"path": "/bin/false"});
-    b.config["hooks"] = json!({"poststart": [fail.clone()], "poststop": [fail]});
+    b.config["hooks"] = json!({
+        "poststart": [{"path": "/bin/sh", "args": ["sh", "-c", "echo nope >&2; exit 3"]}],
+        "poststop": [
+            {"path": "/bin/sh", "args": ["sh", "-c", format!("cat > {}", log.display())]},
+            {"path": "/bin/false"}
+        ]
+    });
     skiff.create(&b, &id).ok();
-    let start = skiff.run(&["start", &id]).ok();
+    let pid = skiff.state(&id)["pid"].as_i64().unwrap();
+    let start = skiff.run(&["start", &id]);
+    let stopped = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    start.fails_with(&[
+        "hooks.poststart[0]",
+        "exit status: 3",
+        "nope",
+        "stopped and removed",
+    ]);
+    // Gone, or a zombie its new parent has not reaped yet.
     assert!(
-        start.stderr.contains("level=warning") && start.stderr.contains("hooks.poststart[0]"),
-        "{}",
-        start.stderr
+        !support::process_is_running(pid),
+        "the container's process {pid} survived"
     );
-    assert_eq!(skiff.state(&id)["status"], "running");
-    let delete = skiff.run(&["delete", "--force", &id]).ok();
     assert!(
-        delete.stderr.contains("hooks.poststop[0]"),
-        "{}",
-        delete.stderr
+        stopped.contains("\"status\":\"stopped\""),
+        "poststop saw {stopped:?}"
     );
+    assert_ne!(
+        skiff.run(&["state", &id]).code,
+        0,
+        "the container is still listed"
+    );
+    support::assert_nothing_left(&skiff, &id);
+
+    // `run` fails the same way, with the hook's error once.
+    let id = support::unique_id("poststartrun");
+    let mut b = Bundle::sh("sleep 1000");
+    b.config["hooks"] = json!({"poststart": [{"path": "/bin/false"}]});
+    skiff
+        .run_bundle(&b, &id)
+        .fails_with(&["hooks.poststart[0]", "stopped and removed"]);
     support::assert_nothing_left(&skiff, &id);
 }
 

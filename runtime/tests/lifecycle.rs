@@ -347,3 +347,54 @@ fn spec_writes_runcs_config() {
         assert_eq!(ours, theirs, "rootless: {rootless}");
     }
 }
+
+#[test]
+fn pidfd_socket_receives_the_init() {
+    require_root!();
+    let skiff = Skiff::new();
+    let bundle = Bundle::sh("sleep 1000");
+    bundle.write();
+    let sock = bundle.dir.join("pidfd.sock");
+    for command in ["create", "run"] {
+        let id = support::unique_id("pidfd");
+        let _ = std::fs::remove_file(&sock);
+        let receiver = support::pidfd_receiver(&sock);
+        let mut args = vec![command];
+        if command == "run" {
+            args.push("-d");
+        }
+        args.extend([
+            "--pidfd-socket",
+            sock.to_str().unwrap(),
+            "--bundle",
+            bundle.dir.to_str().unwrap(),
+            &id,
+        ]);
+        skiff.run(&args).ok();
+        let (name, pidfd) = receiver.join().unwrap();
+        // runc's data for an init.
+        assert_eq!(name, "standard");
+        let (pid, nspid) = support::pidfd_pids(&pidfd);
+        assert_eq!(skiff.state(&id)["pid"].as_i64().unwrap(), pid);
+        // Inside its own pid namespace the process is pid 1.
+        assert_eq!(nspid.last(), Some(&1), "{nspid:?}");
+        // The manager can signal it through the pidfd alone.
+        support::pidfd_signal(&pidfd, libc::SIGKILL);
+        skiff.wait_status(&id, "stopped");
+        skiff.run(&["delete", &id]).ok();
+        assert_nothing_left(&skiff, &id);
+    }
+    // A socket nobody listens on fails before anything exists.
+    let id = support::unique_id("pidfd");
+    skiff
+        .run(&[
+            "create",
+            "--pidfd-socket",
+            bundle.dir.join("nobody.sock").to_str().unwrap(),
+            "--bundle",
+            bundle.dir.to_str().unwrap(),
+            &id,
+        ])
+        .fails_with(&["--pidfd-socket", "nobody.sock"]);
+    assert_nothing_left(&skiff, &id);
+}

@@ -374,3 +374,168 @@ fn no_mount_namespace() {
     drop(container);
     support::assert_nothing_left(&skiff, &id);
 }
+
+#[test]
+fn user_sysctls_in_an_own_user_namespace() {
+    require_root!();
+    let skiff = Skiff::new();
+    let host = std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap();
+    let mut b = userns_bundle(
+        "cat /proc/sys/user/max_user_namespaces /proc/sys/user/max_inotify_instances",
+    );
+    b.config["linux"]["sysctl"] =
+        json!({"user.max_user_namespaces": "7", "user.max_inotify_instances": "33"});
+    let id = support::unique_id("usersysctl");
+    let out = skiff.run_bundle(&b, &id).ok().stdout;
+    assert_eq!(out, "7\n33\n");
+    support::assert_nothing_left(&skiff, &id);
+    // The limits were the container's namespace's, not the host's.
+    assert_eq!(
+        std::fs::read_to_string("/proc/sys/user/max_user_namespaces").unwrap(),
+        host
+    );
+    // Without a user namespace they would change the host's: refused.
+    let mut b = Bundle::sh("true");
+    b.config["linux"]["sysctl"] = json!({"user.max_user_namespaces": "7"});
+    let id = support::unique_id("usersysctl");
+    skiff.run_bundle(&b, &id).fails_with(&[
+        "linux.sysctl",
+        "user.max_user_namespaces",
+        "needs a private user namespace",
+    ]);
+    support::assert_nothing_left(&skiff, &id);
+}
+
+/// Runs `script` in a private network namespace of its own (the host's
+/// network is never touched) holding a veth pair `v0`/`v1`, `v0` with an
+/// IPv4 and an IPv6 address, and a bridge `br0`; `$SKIFF` runs skiff with
+/// the test's root. Returns stdout and stderr.
+fn in_private_network(skiff: &Skiff, script: &str) -> (String, String) {
+    let setup = "ip link add v0 type veth peer name v1 && \
+                 ip addr add 10.9.8.7/24 dev v0 && ip addr add fd00::7/64 dev v0 && \
+                 ip link add br0 type bridge";
+    let out = std::process::Command::new("unshare")
+        .args(["--net", "sh", "-c", &format!("{setup} && {script}")])
+        .env(
+            "SKIFF",
+            format!("{} --root {}", skiff.bin.display(), skiff.root.display()),
+        )
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("unshare (util-linux) and ip (iproute2)");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn net_devices_move_into_the_container() {
+    require_root!();
+    let skiff = Skiff::new();
+    let id = support::unique_id("netdev");
+    let mut b = Bundle::sh("ip -o addr show dev eth7; ip -o link show dev eth7; sleep 1000");
+    b.namespaces(&["mount", "pid", "network"]);
+    b.config["linux"]["netDevices"] = json!({"v0": {"name": "eth7"}});
+    b.write();
+    let bundle = b.dir.display();
+    let (out, err) = in_private_network(
+        &skiff,
+        &format!(
+            "$SKIFF run -d --bundle {bundle} {id} > {bundle}/inside 2>&1 && \
+             for i in $(seq 100); do grep -q eth7: {bundle}/inside && break; sleep 0.05; done; \
+             ip -o link show v0 2>&1 | head -1; echo left:; ip -o link show; \
+             $SKIFF delete --force {id}"
+        ),
+    );
+    let inside = std::fs::read_to_string(b.dir.join("inside")).unwrap_or_default();
+    // Inside: renamed, with the addresses it had on the host, and up.
+    assert!(inside.contains("inet 10.9.8.7/24"), "{inside}\n{err}");
+    assert!(inside.contains("inet6 fd00::7/64"), "{inside}");
+    let link = inside.lines().find(|l| l.contains("link/")).unwrap_or("");
+    assert!(link.contains(": eth7@") && link.contains(",UP"), "{inside}");
+    // Outside: v0 has left the namespace skiff ran in; its peer remains.
+    let (before, after) = out.split_once("left:").unwrap_or(("", ""));
+    assert!(before.contains("does not exist"), "{out}\n{err}");
+    assert!(!after.contains("v0") && after.contains("v1@"), "{out}");
+    support::assert_nothing_left(&skiff, &id);
+
+    // What cannot move is refused by name, and leaves nothing behind.
+    for (devices, fragments) in [
+        (
+            json!({"br0": {}}),
+            vec!["linux.netDevices", "br0", "cannot leave its namespace"],
+        ),
+        (
+            json!({"nosuch0": {}}),
+            vec!["linux.netDevices", "nosuch0", "no such interface"],
+        ),
+        (
+            json!({"v0": {"name": "lo"}}),
+            vec![
+                "linux.netDevices",
+                "v0",
+                "already has an interface of that name",
+            ],
+        ),
+    ] {
+        let id = support::unique_id("netdev");
+        b.config["linux"]["netDevices"] = devices;
+        b.write();
+        let (out, err) = in_private_network(
+            &skiff,
+            &format!("$SKIFF create --bundle {bundle} {id}; echo status=$?"),
+        );
+        assert!(out.contains("status=1"), "{out}\n{err}");
+        let line = err
+            .lines()
+            .find(|l| l.contains("level=error"))
+            .unwrap_or("");
+        for f in &fragments {
+            assert!(line.contains(f), "{f:?} not in {err}");
+        }
+        support::assert_nothing_left(&skiff, &id);
+    }
+
+    // One that cannot move after one that did: the first comes back,
+    // under its own name, with its addresses, up as it was.
+    let id = support::unique_id("netdev");
+    b.config["linux"]["netDevices"] = json!({"v0": {"name": "eth7"}, "zz-missing": {}});
+    b.write();
+    let (out, err) = in_private_network(
+        &skiff,
+        &format!(
+            "ip link set v0 up; $SKIFF create --bundle {bundle} {id}; echo status=$?; \
+             ip -o addr show dev v0; ip -o link show dev v0"
+        ),
+    );
+    assert!(
+        out.contains("status=1") && err.contains("zz-missing"),
+        "{out}\n{err}"
+    );
+    assert!(out.contains("inet 10.9.8.7/24"), "{out}");
+    assert!(out.contains("inet6 fd00::7/64"), "{out}");
+    assert!(out.contains(": v0@") && out.contains(",UP"), "{out}");
+    support::assert_nothing_left(&skiff, &id);
+}
+
+/// A new network namespace gets `lo` up with 127.0.0.1, as runc and crun
+/// give it: programs that talk to localhost work without other networking.
+/// Without a network namespace of its own the container sees the host's.
+#[test]
+fn new_network_namespace_has_loopback_up() {
+    require_root!();
+    let skiff = Skiff::new();
+    // IFF_UP is bit 0 of the flags sysfs shows.
+    let script = "cat /sys/class/net/lo/flags; ip -4 addr show lo | grep -o 'inet [0-9./]*'";
+    let mut b = Bundle::sh(script);
+    b.namespaces(&["mount", "network"]);
+    let id = support::unique_id("lo");
+    let out = skiff.run_bundle(&b, &id).ok().stdout;
+    let mut lines = out.lines();
+    let flags = lines.next().unwrap_or_default();
+    let flags = u32::from_str_radix(flags.trim_start_matches("0x"), 16).unwrap();
+    assert_eq!(flags & 1, 1, "lo is down: flags {flags:#x}");
+    assert_eq!(lines.next(), Some("inet 127.0.0.1/8"), "{out}");
+    support::assert_nothing_left(&skiff, &id);
+}

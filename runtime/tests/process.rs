@@ -203,6 +203,116 @@ fn exec_cpu_affinity() {
     assert_eq!(out.split_whitespace().last(), Some("0"));
 }
 
+/// Prints the calling thread's memory policy: `mode nodemask-word0`, the
+/// mode with its MPOL_F_* flags as get_mempolicy(2) returns it.
+const MEMPOLICY_PROBE: &str = r#"
+#include <stdio.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+int main(void) {
+    int mode = -1;
+    unsigned long mask[16] = {0};
+    if (syscall(SYS_get_mempolicy, &mode, mask, 1025UL, 0UL, 0UL) != 0) {
+        perror("get_mempolicy");
+        return 1;
+    }
+    printf("%d %lx\n", mode, mask[0]);
+    return 0;
+}
+"#;
+
+/// linux.memoryPolicy (config-linux.md#memory-policy), every mode and flag
+/// the spec lists, read back with get_mempolicy(2) by the container's
+/// process and by an exec'd one. This host has one node, 0.
+#[test]
+fn memory_policy_every_mode_and_flag() {
+    require_root!();
+    let probe = support::probe("mempolicy", MEMPOLICY_PROBE);
+    let cases = [
+        (json!({"mode": "MPOL_DEFAULT"}), "0 0"),
+        (json!({"mode": "MPOL_PREFERRED", "nodes": "0"}), "1 1"),
+        (json!({"mode": "MPOL_BIND", "nodes": "0"}), "2 1"),
+        (json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"}), "3 1"),
+        (json!({"mode": "MPOL_LOCAL"}), "4 0"),
+        (json!({"mode": "MPOL_PREFERRED_MANY", "nodes": "0"}), "5 1"),
+        (
+            json!({"mode": "MPOL_WEIGHTED_INTERLEAVE", "nodes": "0"}),
+            "6 1",
+        ),
+        // MPOL_F_STATIC_NODES, MPOL_F_RELATIVE_NODES, MPOL_F_NUMA_BALANCING.
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]}),
+            "32770 1",
+        ),
+        (
+            json!({"mode": "MPOL_INTERLEAVE", "nodes": "0", "flags": ["MPOL_F_RELATIVE_NODES"]}),
+            "16387 1",
+        ),
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_NUMA_BALANCING"]}),
+            "8194 1",
+        ),
+    ];
+    for (policy, want) in cases {
+        let out = inside("/mempolicy", |b| {
+            b.bind_probe(&probe);
+            b.config["linux"]["memoryPolicy"] = policy.clone();
+        });
+        assert_eq!(out.trim(), want, "{policy}");
+    }
+    // An exec'd process gets the container's policy too.
+    let skiff = Skiff::new();
+    let id = support::unique_id("mempolicy");
+    let mut b = Bundle::new(&["sleep", "100"]);
+    b.bind_probe(&probe);
+    b.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_INTERLEAVE", "nodes": "0"});
+    skiff.create(&b, &id).ok();
+    let exec = skiff.run(&["exec", &id, "/mempolicy"]).ok();
+    assert_eq!(exec.stdout.trim(), "3 1");
+    skiff.cleanup(&id);
+    support::assert_nothing_left(&skiff, &id);
+}
+
+/// Nodes the host does not have, and nodes a mode does not take, are
+/// refused with the field named; nothing is left behind.
+#[test]
+fn memory_policy_errors_name_the_field() {
+    require_root!();
+    let skiff = Skiff::new();
+    for (policy, fragments) in [
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "7"}),
+            vec![
+                "linux.memoryPolicy",
+                "set_mempolicy(MPOL_BIND, nodes \\\"7\\\")",
+                "Invalid argument",
+            ],
+        ),
+        (
+            json!({"mode": "MPOL_LOCAL", "nodes": "0"}),
+            vec!["linux.memoryPolicy.nodes: MPOL_LOCAL takes no nodes"],
+        ),
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "0-"}),
+            vec!["linux.memoryPolicy.nodes", "not a list of node numbers"],
+        ),
+        (
+            json!({"mode": "MPOL_SIDEWAYS", "nodes": "0"}),
+            vec!["linux.memoryPolicy.mode", "MPOL_SIDEWAYS"],
+        ),
+        (
+            json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_BOGUS"]}),
+            vec!["linux.memoryPolicy.flags[0]", "MPOL_F_BOGUS"],
+        ),
+    ] {
+        let mut b = Bundle::new(&["true"]);
+        b.config["linux"]["memoryPolicy"] = policy;
+        let id = support::unique_id("badpolicy");
+        skiff.create(&b, &id).fails_with(&fragments);
+        support::assert_nothing_left(&skiff, &id);
+    }
+}
+
 #[test]
 fn hostname_domainname_and_sysctl() {
     require_root!();

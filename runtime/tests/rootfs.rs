@@ -415,6 +415,80 @@ fn tmpcopyup_fills_the_tmpfs_from_the_image() {
     assert!(!b.rootfs.join("run/new").exists());
 }
 
+/// A host symlink `link -> file` in the bundle directory, and the file.
+fn host_symlink(b: &Bundle) -> std::path::PathBuf {
+    std::fs::write(b.dir.join("file"), "host file\n").unwrap();
+    let link = b.dir.join("link");
+    std::os::unix::fs::symlink("file", &link).unwrap();
+    link
+}
+
+#[test]
+fn src_nofollow_binds_the_symlink_itself() {
+    require_root!();
+    for (options, script, want) in [
+        // Followed: the file it names.
+        (json!(["bind"]), "cat /target", "host file\n"),
+        (
+            json!(["bind", "src-nofollow"]),
+            "readlink /target",
+            "file\n",
+        ),
+    ] {
+        let mut b = Bundle::sh(script);
+        let link = host_symlink(&b);
+        b.config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/target", "type": "bind", "source": link, "options": options
+        }));
+        assert_eq!(run_in(&b).ok().stdout, want, "{options}");
+    }
+}
+
+#[test]
+fn dest_nofollow_mounts_on_the_symlink_itself() {
+    require_root!();
+    let with_link = |options: serde_json::Value, symlink_source: bool| {
+        let mut b =
+            Bundle::own_rootfs(&["sh", "-c", "readlink /link; cat /link; cat /real/marker"]);
+        std::fs::create_dir_all(b.rootfs.join("real")).unwrap();
+        std::fs::write(b.rootfs.join("real/marker"), "untouched\n").unwrap();
+        std::os::unix::fs::symlink("real/marker", b.rootfs.join("link")).unwrap();
+        let source = if symlink_source {
+            host_symlink(&b)
+        } else {
+            std::fs::write(b.dir.join("file"), "host file\n").unwrap();
+            b.dir.join("file")
+        };
+        b.config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": "/link", "type": "bind", "source": source, "options": options
+        }));
+        b
+    };
+    // Followed (the default): the mount lands on the image's file.
+    let out = run_in(&with_link(json!(["bind"]), false)).ok().stdout;
+    assert_eq!(out, "real/marker\nhost file\nhost file\n");
+    // dest-nofollow: on the symlink, whose target stays as it was.
+    let out = run_in(&with_link(json!(["bind", "dest-nofollow"]), false))
+        .ok()
+        .stdout;
+    assert_eq!(out, "host file\nuntouched\n");
+    // Both: the host's symlink replaces the image's (and names a file
+    // the container does not have).
+    let out = run_in(&with_link(
+        json!(["bind", "src-nofollow", "dest-nofollow"]),
+        true,
+    ))
+    .ok()
+    .stdout;
+    assert_eq!(out, "file\nuntouched\n");
+    // Only binds take them.
+    let mut b = Bundle::new(&["true"]);
+    b.config["mounts"].as_array_mut().unwrap().push(json!({
+        "destination": "/t", "type": "tmpfs", "source": "tmpfs", "options": ["dest-nofollow"]
+    }));
+    refused(&b, &["mounts[", "dest-nofollow need a bind mount"]);
+}
+
 /// Mount points in this process's mount namespace at or under `dir`.
 fn mounts_under(dir: &std::path::Path) -> Vec<String> {
     let dir = dir.to_str().unwrap();

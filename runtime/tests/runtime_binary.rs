@@ -16,44 +16,6 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use support::{notify, Bundle, Skiff};
 
-/// The attacker. It matches skiff by its command line (readable even when
-/// the process is not dumpable), records what it could do in /out/log,
-/// and ends with one verdict line: `denied` (the exe could not be opened),
-/// `refused` (it could not be written) or `OVERWRITTEN`.
-const ATTACKER: &str = r#"#!/bin/sh
-log=/out/log
-# The verdict, then stay alive: as a container's init, exiting would kill
-# the pid namespace and the skiff process under attack with it.
-finish() { echo "$1" >> $log; exec sleep 3600; }
-end=$(( $(date +%s) + 30 ))
-while :; do
-  for p in /proc/[0-9]*; do
-    [ "$p" = "/proc/$$" ] && continue
-    case "$(tr '\0' ' ' < $p/cmdline 2>/dev/null)" in
-      *"skiff-under-attack --root"*) ;;
-      *) continue ;;
-    esac
-    echo "saw ${p#/proc/}" >> $log
-    # A failed redirection of `exec` would end the shell: try in a subshell.
-    if (exec 3< "$p/exe") 2>> $log; then
-      exec 3< "$p/exe"
-      echo "held $(readlink /proc/self/fd/3)" >> $log
-      break 2
-    fi
-    finish "denied"
-  done
-  [ $(date +%s) -lt $end ] || finish "no skiff process seen"
-done
-while [ $(date +%s) -lt $end ]; do
-  if printf pwned 2> /out/err > /proc/self/fd/3; then
-    finish "OVERWRITTEN"
-  fi
-  grep -q busy /out/err || finish "refused: $(cat /out/err)"
-  sleep 0.05
-done
-finish "still busy: $(cat /out/err)"
-"#;
-
 /// A copy of the skiff binary named so the attacker can find it.
 fn runtime_copy(dir: &Path) -> PathBuf {
     let copy = dir.join("skiff-under-attack");
@@ -65,7 +27,7 @@ fn runtime_copy(dir: &Path) -> PathBuf {
 /// user (a user namespace's root too) can write.
 fn attack_bundle(args: &[&str], ptrace: bool, userns: bool) -> Bundle {
     let mut b = Bundle::own_rootfs(args);
-    std::fs::write(b.rootfs.join("attack.sh"), ATTACKER).unwrap();
+    std::fs::write(b.rootfs.join("attack.sh"), support::ATTACKER).unwrap();
     let out = b.rootfs.join("out");
     std::fs::create_dir(&out).unwrap();
     std::fs::set_permissions(&out, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
@@ -88,38 +50,6 @@ fn attack_bundle(args: &[&str], ptrace: bool, userns: bool) -> Bundle {
         b.config["linux"]["gidMappings"] = map;
     }
     b
-}
-
-/// Waits for the attacker's verdict; returns its whole log.
-fn verdict(rootfs: &Path) -> String {
-    let path = rootfs.join("out/log");
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let log = std::fs::read_to_string(&path).unwrap_or_default();
-        let done = ["denied", "refused", "OVERWRITTEN", "no skiff", "still busy"];
-        if log.lines().any(|l| done.iter().any(|d| l.starts_with(d))) {
-            return log;
-        }
-        assert!(Instant::now() < deadline, "no verdict; log so far:\n{log}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Waits until the attacker has seen a skiff process and tried it.
-fn attacker_tried(rootfs: &Path) {
-    let path = rootfs.join("out/log");
-    let deadline = Instant::now() + Duration::from_secs(40);
-    loop {
-        let log = std::fs::read_to_string(&path).unwrap_or_default();
-        if log.contains("held") || log.contains("denied") || log.contains("no skiff") {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "attacker never tried; log:\n{log}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// What the attack must end with, given the container's privileges.
@@ -153,9 +83,9 @@ fn waiting_init(ptrace: bool, userns: bool) {
     let id = support::unique_id("atk-init");
     skiff.create(&b, &id).ok();
     skiff.run(&["exec", "-d", &id, "sh", "/attack.sh"]).ok();
-    attacker_tried(&b.rootfs);
+    support::attacker_tried(&b.rootfs);
     skiff.run(&["start", &id]).ok();
-    let log = verdict(&b.rootfs);
+    let log = support::attack_verdict(&b.rootfs);
     cleanup(&skiff, &id);
     assert_outcome(&log, &copy, &original, ptrace && !userns);
     support::assert_nothing_left(&skiff, &id);
@@ -227,7 +157,7 @@ fn serve(listener: OwnedFd, mut hold: Option<PathBuf>) {
             continue;
         };
         if let Some(rootfs) = hold.take() {
-            attacker_tried(&rootfs);
+            support::attacker_tried(&rootfs);
         }
         let _ = notify::continue_(listener.as_fd(), n.id);
     }
@@ -256,7 +186,7 @@ fn exec_child(ptrace: bool) {
         .run(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id])
         .ok();
     skiff.run(&["exec", "-d", &id, "true"]).ok();
-    let log = verdict(&b.rootfs);
+    let log = support::attack_verdict(&b.rootfs);
     cleanup(&skiff, &id);
     agent.join().unwrap();
     assert_outcome(&log, &copy, &original, ptrace);

@@ -293,3 +293,114 @@ fn unknown_syscall_names_are_warned_about() {
     skiff.cleanup(&id);
     support::assert_nothing_left(&skiff, &id);
 }
+
+/// Catches SIGUSR1 (without SA_RESTART) around a mkdir the profile sends
+/// to the agent, and prints how the mkdir ended.
+const SIGNALLED_MKDIR: &str = r#"
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+static volatile sig_atomic_t caught;
+static void on_usr1(int sig) { (void)sig; caught = 1; }
+int main(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_usr1;
+    sigaction(SIGUSR1, &sa, NULL);
+    int r = mkdir("/notified", 0755);
+    printf("mkdir=%d %s caught=%d\n", r, r ? strerror(errno) : "ok", (int)caught);
+    return 0;
+}
+"#;
+
+/// An agent that, once it has the container's mkdir, signals the caller
+/// and then checks whether that notification is still pending; it answers
+/// EROFS to it and to any later one. Returns whether it was still pending.
+fn signalling_agent(listener: UnixListener) -> std::thread::JoinHandle<bool> {
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let mut buf = vec![0u8; 65536];
+        let (_, fd) = skiff::fdpass::recv(conn.as_fd(), &mut buf).unwrap();
+        let fd: OwnedFd = fd.expect("no listener fd");
+        let answer = |id| {
+            notify::send(
+                fd.as_fd(),
+                &notify::Resp {
+                    id,
+                    val: 0,
+                    error: -libc::EROFS,
+                    flags: 0,
+                },
+            )
+        };
+        let first = notify::recv(fd.as_fd()).expect("NOTIF_RECV");
+        // SAFETY: kill with a pid the kernel just reported.
+        unsafe { libc::kill(first.pid as i32, libc::SIGUSR1) };
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let pending = notify::id_valid(fd.as_fd(), first.id);
+        let _ = answer(first.id);
+        // A syscall the signal interrupted may come back as a new one.
+        while notify::readable(fd.as_fd(), 2000) {
+            match notify::recv(fd.as_fd()) {
+                Ok(n) => {
+                    let _ = answer(n.id);
+                }
+                Err(_) => break,
+            }
+        }
+        pending
+    })
+}
+
+#[test]
+fn wait_killable_recv_keeps_a_received_notification_through_signals() {
+    require_root!();
+    let skiff = Skiff::new();
+    let probe = support::probe("signalled_mkdir", SIGNALLED_MKDIR);
+    for killable in [true, false] {
+        let sock = std::env::temp_dir().join(support::unique_id("agent.sock"));
+        let agent = signalling_agent(UnixListener::bind(&sock).unwrap());
+        let mut b = Bundle::new(&["/signalled_mkdir"]);
+        b.bind_probe(&probe);
+        let flags: Vec<&str> = if killable {
+            vec!["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]
+        } else {
+            vec![]
+        };
+        b.config["linux"]["seccomp"] = json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "listenerPath": sock,
+            "flags": flags,
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_NOTIFY"}]
+        });
+        let id = support::unique_id("waitkill");
+        let out = skiff.run_bundle(&b, &id).ok().stdout;
+        let pending = agent.join().unwrap();
+        support::assert_nothing_left(&skiff, &id);
+        let _ = std::fs::remove_file(sock);
+        if killable {
+            // The signal waited for the agent's answer.
+            assert!(pending, "the signal cut the received notification short");
+            assert_eq!(out, "mkdir=-1 Read-only file system caught=1\n");
+        } else {
+            // Without the flag the signal interrupts the wait (the check
+            // that the flag above made the difference).
+            assert!(!pending, "the notification outlived a signal: {out}");
+            assert!(out.contains("caught=1"), "{out}");
+        }
+    }
+    // Without a notification rule the flag has nothing to act on: the
+    // profile installs all the same (the kernel alone would say EINVAL).
+    let mut b = Bundle::sh("mkdir /tmp/x 2>&1; echo status=$?");
+    b.config["linux"]["seccomp"] = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+    });
+    let id = support::unique_id("waitkill");
+    let out = skiff.run_bundle(&b, &id).ok().stdout;
+    assert!(out.contains("status=1"), "{out}");
+    support::assert_nothing_left(&skiff, &id);
+}

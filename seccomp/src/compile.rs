@@ -316,6 +316,11 @@ pub fn compile(profile: &LinuxSeccomp) -> Result<Filter, SeccompError> {
             return Err(SeccompError::NotifyWithoutListener);
         }
         flags |= flag::NEW_LISTENER;
+    } else {
+        // The kernel takes WAIT_KILLABLE_RECV only with a listener; with
+        // no notification there is nothing for it to change, and
+        // libseccomp (hence runc 1.5 and crun) leaves it out then.
+        flags &= !flag::WAIT_KILLABLE_RECV;
     }
 
     for chain in chains.values_mut().flat_map(BTreeMap::values_mut) {
@@ -993,6 +998,25 @@ mod tests {
             verdict(&notify, Data::x86_64(nr("getppid"), NO_ARGS)),
             ret::USER_NOTIF
         );
+    }
+
+    #[test]
+    fn wait_killable_recv_goes_with_a_listener_only() {
+        let killable = |rules: serde_json::Value| {
+            compile(&profile(serde_json::json!({
+                "defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/run/agent.sock",
+                "flags": ["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"], "syscalls": rules
+            })))
+            .unwrap()
+            .flags
+        };
+        let with =
+            killable(serde_json::json!([{"names": ["getppid"], "action": "SCMP_ACT_NOTIFY"}]));
+        assert_eq!(with, flag::NEW_LISTENER | flag::WAIT_KILLABLE_RECV);
+        // The kernel would refuse it alone (EINVAL).
+        let without =
+            killable(serde_json::json!([{"names": ["getppid"], "action": "SCMP_ACT_ERRNO"}]));
+        assert_eq!(without, 0);
     }
 
     #[test]

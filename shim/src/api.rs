@@ -61,6 +61,7 @@ message! {
         3 shim_cgroup: String,
         6 binary_name: String,
         7 root: String,
+        9 systemd_cgroup: bool,
     }
 
     pub struct CreateTaskRequest {
@@ -309,6 +310,7 @@ mod tests {
         assert_eq!(opts.root, "/run/r");
         assert!(opts.no_pivot_root);
         assert_eq!(opts.shim_cgroup, "/shims");
+        assert!(opts.systemd_cgroup);
 
         let exec = reference::ExecProcessRequest {
             id: "web".into(),

@@ -15,6 +15,7 @@ pub fn save(bundle: &Path, options: &Options) -> Result<(), ShimError> {
         "binary_name": options.binary_name,
         "root": options.root,
         "no_pivot_root": options.no_pivot_root,
+        "systemd_cgroup": options.systemd_cgroup,
     });
     std::fs::write(&path, json.to_string())
         .map_err(ShimError::io(format!("write {}", path.display())))
@@ -38,6 +39,7 @@ pub fn load(bundle: &Path) -> Options {
         binary_name: text("binary_name"),
         root: text("root"),
         no_pivot_root: v.get("no_pivot_root").and_then(|b| b.as_bool()) == Some(true),
+        systemd_cgroup: v.get("systemd_cgroup").and_then(|b| b.as_bool()) == Some(true),
         ..Options::default()
     }
 }
@@ -55,6 +57,7 @@ mod tests {
             binary_name: "/usr/local/bin/skiff".into(),
             root: "/run/x".into(),
             no_pivot_root: true,
+            systemd_cgroup: true,
             ..Options::default()
         };
         save(&dir, &opts).unwrap();

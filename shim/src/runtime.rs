@@ -11,6 +11,7 @@ use std::process::Command;
 use skiff::container::Container;
 use skiff::state::{Root, StateError};
 
+use crate::api::Options;
 use crate::error::ShimError;
 use crate::stdio::ChildIo;
 
@@ -73,15 +74,21 @@ impl Runtime {
         io: ChildIo,
         console: Option<&Path>,
         files: &Files,
-        no_pivot: bool,
+        options: &Options,
     ) -> Result<u32, ShimError> {
         let mut cmd = self.command(&files.log);
+        // containerd's `SystemdCgroup = true`, as the runc shim passes it
+        // to runc. Only create needs it: the container's state records
+        // the unit for every later command.
+        if options.systemd_cgroup {
+            cmd.arg("--systemd-cgroup");
+        }
         cmd.arg("create").arg("--bundle").arg(bundle);
         cmd.arg("--pid-file").arg(&files.pid);
         if let Some(socket) = console {
             cmd.arg("--console-socket").arg(socket);
         }
-        if no_pivot {
+        if options.no_pivot_root {
             cmd.arg("--no-pivot");
         }
         cmd.arg(id);

@@ -289,7 +289,7 @@ impl Service {
             namespace: &self.namespace,
         };
         let spawned = spawn_process(&stdio, &owner, |io, console| {
-            runtime.create(&req.id, &bundle, io, console, &files, options.no_pivot_root)
+            runtime.create(&req.id, &bundle, io, console, &files, &options)
         });
         let (pid, held, relay) = match spawned {
             Ok(v) => v,

@@ -29,8 +29,14 @@ use containerd_shim_protos::{Client, TaskClient};
 use serde_json::json;
 
 const BUSYBOX: &str = "/bin/busybox";
-const NAMESPACE: &str = "skiff-shim-test";
 const LIMIT: i64 = 32 << 20;
+
+/// The containerd namespace of this test process: the shim keeps its
+/// containers' state under /run/containerd/skiff/<namespace>, and two runs
+/// of these tests at once must not share (and remove) it.
+fn namespace() -> String {
+    format!("skiff-shim-test-{}", std::process::id())
+}
 
 /// The socket path of a `unix://` address.
 fn socket_path(address: &str) -> &str {
@@ -119,11 +125,11 @@ impl Drop for Cleanup {
             .status();
         let _ = std::fs::remove_file(&self.socket);
         let _ = Command::new(shim_bin().with_file_name("skiff"))
-            .args(["--root", &format!("/run/containerd/skiff/{NAMESPACE}")])
+            .args(["--root", &format!("/run/containerd/skiff/{}", namespace())])
             .args(["delete", "--force", &self.id])
             .stderr(Stdio::null())
             .status();
-        let _ = std::fs::remove_dir(format!("/run/containerd/skiff/{NAMESPACE}"));
+        let _ = std::fs::remove_dir(format!("/run/containerd/skiff/{}", namespace()));
         for dir in [
             format!("/sys/fs/cgroup/skiff-shim-test-{}", std::process::id()),
             format!("/sys/fs/cgroup/pids/skiff-shim-test-{}", std::process::id()),
@@ -152,7 +158,7 @@ fn ready_to_run(test: &str) -> bool {
 /// The shim with containerd's flags for task `id`, run in `bundle`.
 fn shim_command(id: &str, bundle: &Path) -> Command {
     let mut cmd = Command::new(shim_bin());
-    cmd.args(["-namespace", NAMESPACE, "-id", id])
+    cmd.args(["-namespace", &namespace(), "-id", id])
         .current_dir(bundle);
     cmd
 }
@@ -420,7 +426,7 @@ fn daemon_serves_a_task_to_its_oom_kill() {
     assert_eq!(std::fs::read_to_string(&log).unwrap(), "up\n");
 
     // The container is gone with its state and cgroup.
-    let state = format!("/run/containerd/skiff/{NAMESPACE}/{id}");
+    let state = format!("/run/containerd/skiff/{}/{id}", namespace());
     assert!(!Path::new(&state).exists(), "{state} left");
     let cgroup = if unified() {
         format!("/sys/fs/cgroup/skiff/{id}")
@@ -457,7 +463,7 @@ fn bootstrap_start_serves_where_containerd_asks() {
     let ttrpc = dir.join("containerd.sock.ttrpc");
     let params = BootstrapParams {
         instance_id: id.clone(),
-        namespace: NAMESPACE.into(),
+        namespace: namespace(),
         containerd_ttrpc_address: ttrpc.display().to_string(),
         containerd_grpc_address: dir.join("containerd.sock").display().to_string(),
         socket_dir: Some(dir.join("s").display().to_string()),

@@ -69,9 +69,9 @@ fn is_v2() -> bool {
     std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
 }
 
-/// Runs every scenario for `rt`.
-pub fn scenarios(e: &dyn Engine, rt: &str, report: &mut Report) {
-    let name = |n: &str| format!("{n}-{rt}");
+/// The first scenarios of every suite: a container's output, and its exit
+/// code.
+fn output_and_exit_code(e: &dyn Engine, rt: &str, report: &mut Report) {
     report.run("run and capture stdout", rt, || {
         let o = run(e, rt, &[], &["echo", "hello from busybox"]);
         expect!(stdout(&o) == "hello from busybox\n", "{o:?}");
@@ -82,6 +82,12 @@ pub fn scenarios(e: &dyn Engine, rt: &str, report: &mut Report) {
         expect!(o.status.code() == Some(3), "{o:?}");
         Ok(())
     });
+}
+
+/// Runs every scenario for `rt`.
+pub fn scenarios(e: &dyn Engine, rt: &str, report: &mut Report) {
+    let name = |n: &str| format!("{n}-{rt}");
+    output_and_exit_code(e, rt, report);
     report.run("user, env, workdir, hostname, read-only rootfs", rt, || {
         let o = run(
             e,
@@ -343,4 +349,86 @@ pub fn status_matches_runc(e: &dyn Engine, report: &mut Report) {
             Ok(())
         },
     );
+}
+
+/// The scenarios of an engine run by an ordinary user (rootless), for
+/// `rt`: run, exit code, exec, stop, and a volume the user owns. A
+/// container without delegated cgroups has no limits, pause or stats:
+/// those scenarios are left out. `uid` is the user's; `volume` a
+/// directory it owns.
+pub fn rootless_scenarios(
+    e: &dyn Engine,
+    rt: &str,
+    uid: u32,
+    volume: &std::path::Path,
+    report: &mut Report,
+) {
+    let name = |n: &str| format!("{n}-{rt}");
+    output_and_exit_code(e, rt, report);
+    report.run(
+        "exec, and the container is the user on the host",
+        rt,
+        || {
+            let c = name("exec");
+            start(e, rt, &c, &["sleep", "1000"])?;
+            let result = (|| {
+                let o = out(e, rt, &["exec", &c, "sh", "-c", "exit 4"]);
+                expect!(o.status.code() == Some(4), "exec exit code: {o:?}");
+                let o = out(e, rt, &["exec", "-u", "1000", &c, "id", "-u"]);
+                expect!(stdout(&o) == "1000\n", "exec -u: {o:?}");
+                let p = pid(e, rt, &c).ok_or("no pid")?;
+                let status =
+                    std::fs::read_to_string(format!("/proc/{p}/status")).unwrap_or_default();
+                let line = status.lines().find(|l| l.starts_with("Uid:")).unwrap_or("");
+                let host_uid = uid.to_string();
+                expect!(
+                    line.split_whitespace().skip(1).all(|f| f == host_uid),
+                    "container root on the host: {line}"
+                );
+                Ok(())
+            })();
+            remove(e, rt, &c);
+            result
+        },
+    );
+    report.run("stop: SIGTERM trapped, then a grace period", rt, || {
+        let c = name("stop");
+        let script = "trap 'exit 42' TERM; touch /tmp/ready; while :; do sleep 0.05; done";
+        start(e, rt, &c, &["sh", "-c", script])?;
+        let result = (|| {
+            let ready = wait_for(20, || {
+                pid(e, rt, &c).is_some_and(|p| {
+                    std::path::Path::new(&format!("/proc/{p}/root/tmp/ready")).exists()
+                })
+            });
+            expect!(ready, "{c} never started");
+            let o = out(e, rt, &["stop", "-t", "10", &c]);
+            expect!(o.status.success(), "stop: {o:?}");
+            let o = out(e, rt, &["inspect", "--format", "{{.State.ExitCode}}", &c]);
+            expect!(stdout(&o).trim() == "42", "exit code after stop: {o:?}");
+            Ok(())
+        })();
+        remove(e, rt, &c);
+        result
+    });
+    report.run("a volume the user owns", rt, || {
+        let mount = format!("{}:/vol", volume.display());
+        let file = format!("/vol/{rt}");
+        let o = run(
+            e,
+            rt,
+            &["-v", &mount],
+            &["sh", "-c", &format!("echo hi > {file}")],
+        );
+        expect!(o.status.success(), "{o:?}");
+        let written = volume.join(rt);
+        let meta =
+            std::fs::metadata(&written).map_err(|e| format!("{}: {e}", written.display()))?;
+        expect!(
+            std::os::unix::fs::MetadataExt::uid(&meta) == uid,
+            "written as uid {} on the host",
+            std::os::unix::fs::MetadataExt::uid(&meta)
+        );
+        Ok(())
+    });
 }

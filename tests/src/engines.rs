@@ -2,9 +2,10 @@
 //! root, state and sockets; Podman with its own storage, run and tmp
 //! directories and configuration. Shared by the suites and the benchmark.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::cli::Engine;
 use crate::{Daemon, Workdir};
 
 /// Which engines the suites drive: Debian 12's, installed on the host, or
@@ -127,8 +128,15 @@ pub fn configure_podman(work: &Workdir) {
     .unwrap();
 }
 
-/// `podman` with the private configuration of `work` and `runtime`.
+/// `podman` with the private configuration of `work` and `runtime`, on
+/// the cgroupfs cgroup manager.
 pub fn podman(work: &Path, runtime: &Path) -> Command {
+    podman_with(work, runtime, "cgroupfs")
+}
+
+/// `podman` as `podman` makes it, with `cgroup_manager` (`cgroupfs`, or
+/// `systemd` on a systemd host).
+pub fn podman_with(work: &Path, runtime: &Path, cgroup_manager: &str) -> Command {
     let mut c = Command::new("podman");
     c.env("CONTAINERS_CONF", work.join("containers.conf"))
         .env("CONTAINERS_STORAGE_CONF", work.join("storage.conf"))
@@ -140,6 +148,103 @@ pub fn podman(work: &Path, runtime: &Path) -> Command {
         .arg(work.join("tmp"))
         .arg("--runtime")
         .arg(runtime)
-        .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file"]);
+        .args([
+            "--cgroup-manager",
+            cgroup_manager,
+            "--events-backend",
+            "file",
+        ]);
     c
+}
+
+/// The path of `runtime` for an engine: the skiff under test, or the peer
+/// (runc) found on PATH.
+pub fn runtime_bin(runtime: &str) -> PathBuf {
+    if runtime == "skiff" {
+        crate::skiff_bin()
+    } else {
+        crate::which(runtime).unwrap()
+    }
+}
+
+/// dockerd's flags for a private daemon with everything under `work`,
+/// listening on `work/docker.sock`: no iptables, no bridge (containers
+/// run with `--network none`), skiff added as the runtime `skiff`.
+pub fn dockerd_flags(cmd: &mut Command, work: &Workdir) {
+    cmd.arg("--data-root")
+        .arg(work.join("data"))
+        .arg("--exec-root")
+        .arg(work.join("exec"))
+        .arg("--pidfile")
+        .arg(work.join("dockerd.pid"))
+        .arg("-H")
+        .arg(format!("unix://{}", work.join("docker.sock").display()))
+        .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
+        .arg("--add-runtime")
+        .arg(format!("skiff={}", crate::skiff_bin().display()))
+        // Podman-like rlimit defaults would fail here: the bounding set
+        // lacks CAP_SYS_RESOURCE (Docker keeps the host's by default).
+        .args(["--default-ulimit", "nofile=1024:1024"]);
+}
+
+/// The Debian Docker client; /usr/local/bin may hold another.
+pub const DOCKER: &str = "/usr/bin/docker";
+
+/// A private dockerd listening on `sock`, whose containers pick their
+/// runtime with `--runtime`, running the image `busybox:e2e`.
+pub struct Docker {
+    pub sock: PathBuf,
+}
+
+impl Docker {
+    pub const IMAGE: &'static str = "busybox:e2e";
+
+    /// True once the daemon answers. (Not `version`: Docker 28 in
+    /// RootlessKit without a port driver panics serving it.)
+    pub fn is_up(&self) -> bool {
+        self.cmd("", &["info", "--format", "{{.ServerVersion}}"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+}
+
+impl Engine for Docker {
+    fn cmd(&self, _runtime: &str, args: &[&str]) -> Command {
+        let mut c = docker(&self.sock);
+        c.args(args);
+        c
+    }
+
+    fn run_flags(&self, runtime: &str) -> Vec<String> {
+        vec!["--runtime".into(), runtime.into()]
+    }
+
+    fn image(&self) -> &str {
+        Docker::IMAGE
+    }
+}
+
+/// The Docker client talking to the dockerd of `sock`.
+pub fn docker(sock: &Path) -> Command {
+    let mut c = Command::new(DOCKER);
+    c.arg("-H").arg(format!("unix://{}", sock.display()));
+    c
+}
+
+/// Starts dockerd as `dockerd_flags` sets it up (skiff added as `skiff`),
+/// with an empty config file of its own and `args` (more runtimes, exec
+/// options).
+pub fn start_dockerd(work: &Workdir, args: &[String]) -> Daemon {
+    let config = work.join("daemon.json");
+    std::fs::write(&config, "{}").unwrap();
+    let mut cmd = Command::new("dockerd");
+    cmd.arg("--config-file").arg(&config);
+    dockerd_flags(&mut cmd, work);
+    cmd.args(args);
+    let docker = Docker {
+        sock: work.join("docker.sock"),
+    };
+    Daemon::start("dockerd", &mut cmd, work.join("dockerd.log"), || {
+        docker.is_up()
+    })
 }

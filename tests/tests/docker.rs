@@ -3,73 +3,11 @@
 //! root and socket), containers with `--network none`. Every scenario also
 //! runs with runc (`--runtime runc`) for comparison.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use skiff_e2e::cli::{self, Engine};
-use skiff_e2e::{check, require, Daemon, Report, Workdir};
+use skiff_e2e::engines::{self, Docker, DOCKER};
+use skiff_e2e::{check, require, Report, Workdir};
 
-const IMAGE: &str = "busybox:e2e";
-/// The Debian client; /usr/local/bin may hold another.
-const DOCKER: &str = "/usr/bin/docker";
-
-struct Docker {
-    sock: PathBuf,
-}
-
-impl Engine for Docker {
-    fn cmd(&self, _runtime: &str, args: &[&str]) -> Command {
-        let mut c = Command::new(DOCKER);
-        c.arg("-H")
-            .arg(format!("unix://{}", self.sock.display()))
-            .args(args);
-        c
-    }
-
-    fn run_flags(&self, runtime: &str) -> Vec<String> {
-        vec!["--runtime".into(), runtime.into()]
-    }
-
-    fn image(&self) -> &str {
-        IMAGE
-    }
-}
-
-fn start_dockerd(work: &Workdir) -> Daemon {
-    let sock = work.join("docker.sock");
-    let config = work.join("daemon.json");
-    std::fs::write(&config, "{}").unwrap();
-    Daemon::start(
-        "dockerd",
-        Command::new("dockerd")
-            .arg("--config-file")
-            .arg(&config)
-            .arg("--data-root")
-            .arg(work.join("data"))
-            .arg("--exec-root")
-            .arg(work.join("exec"))
-            .arg("--pidfile")
-            .arg(work.join("dockerd.pid"))
-            .arg("-H")
-            .arg(format!("unix://{}", sock.display()))
-            .args(["--iptables=false", "--ip6tables=false", "--bridge=none"])
-            .arg("--add-runtime")
-            .arg(format!("skiff={}", skiff_e2e::skiff_bin().display()))
-            .args(["--default-runtime", "skiff"])
-            // Podman-like rlimit defaults would fail here: the bounding set
-            // lacks CAP_SYS_RESOURCE (Docker keeps the host's by default).
-            .args(["--default-ulimit", "nofile=1024:1024"]),
-        work.join("dockerd.log"),
-        || {
-            Command::new(DOCKER)
-                .arg("-H")
-                .arg(format!("unix://{}", sock.display()))
-                .arg("version")
-                .output()
-                .is_ok_and(|o| o.status.success())
-        },
-    )
-}
+const IMAGE: &str = Docker::IMAGE;
 
 #[test]
 fn docker_runs_skiff() {
@@ -87,7 +25,7 @@ fn docker_runs_skiff() {
     let _outside = skiff_e2e::CreatedOutside::watch(&["/etc/docker"]);
     let work = Workdir::new("docker");
     let tar = skiff_e2e::busybox_image(&work, IMAGE).tar;
-    let daemon = start_dockerd(&work);
+    let daemon = engines::start_dockerd(&work, &["--default-runtime".into(), "skiff".into()]);
     let docker = Docker {
         sock: work.join("docker.sock"),
     };

@@ -18,11 +18,7 @@ struct Podman {
 
 impl Engine for Podman {
     fn cmd(&self, runtime: &str, args: &[&str]) -> Command {
-        let bin = if runtime == "skiff" {
-            skiff_e2e::skiff_bin()
-        } else {
-            skiff_e2e::which("runc").unwrap()
-        };
+        let bin = skiff_e2e::engines::runtime_bin(runtime);
         let mut c = skiff_e2e::engines::podman(&self.work, &bin);
         c.args(args);
         c

@@ -539,6 +539,33 @@ fn probe() -> Value {
     Value::Object(out)
 }
 
+/// The calling thread's NUMA policy: `mode=M flags=F nodes=0xMASK` (the
+/// first 64 nodes), or the errno.
+fn mempolicy() -> String {
+    let mut mode: libc::c_int = 0;
+    let mut mask = [0u64; 16];
+    // SAFETY: get_mempolicy writes one int and at most 1024 bits of mask.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_get_mempolicy,
+            &mut mode,
+            mask.as_mut_ptr(),
+            mask.len() * 64,
+            0usize,
+            0usize,
+        )
+    };
+    if r != 0 {
+        return last_errno();
+    }
+    format!(
+        "mode={} flags={:#x} nodes={:#x}",
+        mode & 0xff,
+        mode & !0xff,
+        mask[0]
+    )
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let cmd = args.get(1).map(String::as_str).unwrap_or("report");
@@ -548,6 +575,11 @@ fn main() {
         "stat" => Value::Array(args[2..].iter().map(|p| stat_json(p)).collect()).to_string(),
         "cat" => match std::fs::read_to_string(arg(2)) {
             Ok(s) => s,
+            Err(e) => format!("error {}", io_errno(&e)),
+        },
+        "mempolicy" => mempolicy(),
+        "readlink" => match std::fs::read_link(arg(2)) {
+            Ok(p) => p.display().to_string(),
             Err(e) => format!("error {}", io_errno(&e)),
         },
         "write" => match std::fs::write(arg(2), arg(3)) {

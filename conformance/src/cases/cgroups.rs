@@ -105,6 +105,12 @@ pub fn cases() -> Vec<Case> {
             pids_limit,
         ),
         case(
+            "cgroups.pids.limit_zero",
+            "config-linux.md#pids (runtime-spec 1.3, runc 1.4: 0 is a limit)",
+            Runc,
+            pids_limit_zero,
+        ),
+        case(
             "cgroups.pids.enforced",
             "config-linux.md#pids",
             Must,
@@ -424,6 +430,15 @@ fn pids_limit(ctx: &mut Ctx) -> Check {
         "pids.max",
         read_cg(pid, "pids", "pids.max")?,
         "42".to_string(),
+    )
+}
+
+fn pids_limit_zero(ctx: &mut Ctx) -> Check {
+    let pid = sleeping(ctx, |b| resources(b, json!({"pids": {"limit": 0}})))?;
+    expect_eq(
+        "pids.max",
+        read_cg(pid, "pids", "pids.max")?,
+        "0".to_string(),
     )
 }
 

@@ -41,7 +41,26 @@ pub fn cases() -> Vec<Case> {
             missing_process,
         ),
         case("features.json", "features.md", Should, features),
+        case(
+            "intel_rdt.without_resctrl_fails",
+            "config-linux.md#intelrdt",
+            Must,
+            intel_rdt_without_resctrl,
+        ),
     ]
+}
+
+/// With no resctrl mounted, a config asking for a class of service must
+/// fail rather than run without it.
+fn intel_rdt_without_resctrl(ctx: &mut Ctx) -> Check {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    if mountinfo.contains(" - resctrl ") {
+        crate::skip!("resctrl is mounted here");
+    }
+    let mut b = ctx.bundle();
+    b.config["linux"]["intelRdt"] =
+        json!({"closID": "skiff-conformance", "l3CacheSchema": "L3:0=f"});
+    create_fails(ctx, &b)
 }
 
 fn linux32(ctx: &mut Ctx) -> Check {
@@ -135,7 +154,23 @@ mod schema {
         ("seccomp", &["enabled"]),
         ("apparmor", &["enabled"]),
         ("selinux", &["enabled"]),
-        ("intelRdt", &["enabled"]),
+        ("intelRdt", &["enabled", "schemata", "monitoring"]),
+        ("netDevices", &["enabled"]),
+    ];
+    /// runtime-spec 1.3's memory policy modes and flags.
+    pub const MEMORY_POLICY_MODES: &[&str] = &[
+        "MPOL_DEFAULT",
+        "MPOL_BIND",
+        "MPOL_INTERLEAVE",
+        "MPOL_WEIGHTED_INTERLEAVE",
+        "MPOL_PREFERRED",
+        "MPOL_PREFERRED_MANY",
+        "MPOL_LOCAL",
+    ];
+    pub const MEMORY_POLICY_FLAGS: &[&str] = &[
+        "MPOL_F_NUMA_BALANCING",
+        "MPOL_F_RELATIVE_NODES",
+        "MPOL_F_STATIC_NODES",
     ];
 }
 
@@ -168,6 +203,11 @@ fn features(ctx: &mut Ctx) -> Check {
     );
     strings_in(&v["hooks"], "hooks", |s| schema::HOOKS.contains(&s))?;
     strings_in(&v["mountOptions"], "mountOptions", |s| !s.is_empty())?;
+    strings_in(
+        &v["potentiallyUnsafeConfigAnnotations"],
+        "potentiallyUnsafeConfigAnnotations",
+        |s| !s.is_empty(),
+    )?;
     let linux = &v["linux"];
     if linux.is_null() {
         return Ok(());
@@ -210,6 +250,16 @@ fn features(ctx: &mut Ctx) -> Check {
             );
         }
     }
+    strings_in(
+        &linux["memoryPolicy"]["modes"],
+        "linux.memoryPolicy.modes",
+        |s| schema::MEMORY_POLICY_MODES.contains(&s),
+    )?;
+    strings_in(
+        &linux["memoryPolicy"]["flags"],
+        "linux.memoryPolicy.flags",
+        |s| schema::MEMORY_POLICY_FLAGS.contains(&s),
+    )?;
     let idmap = &linux["mountExtensions"]["idmap"]["enabled"];
     ensure!(
         idmap.is_null() || idmap.is_boolean(),

@@ -127,6 +127,18 @@ pub fn cases() -> Vec<Case> {
         case("mounts.idmap", "config.md#mounts (idmap)", Must, idmap),
         case("mounts.tmpcopyup", "runc tmpcopyup", Runc, tmpcopyup),
         case(
+            "mounts.src_nofollow",
+            "crun(1) src-nofollow",
+            Runc,
+            src_nofollow,
+        ),
+        case(
+            "mounts.dest_nofollow",
+            "crun(1) dest-nofollow",
+            Runc,
+            dest_nofollow,
+        ),
+        case(
             "paths.masked_file",
             "config-linux.md#masked-paths",
             Must,
@@ -561,6 +573,37 @@ fn tmpcopyup(ctx: &mut Ctx) -> Check {
     b.mount(json!({"destination": "/run", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup"]}));
     let out = ctx.output(&mut b, &["/checker", "cat", "/run/app/conf"])?;
     expect_eq("content", out.as_str(), "from image")
+}
+
+/// A bind source that is a symlink is bound as the symlink itself.
+fn src_nofollow(ctx: &mut Ctx) -> Check {
+    let mut b = ctx.bundle();
+    let link = b.dir.join("link");
+    let _ = std::fs::write(b.dir.join("file"), "host file");
+    let _ = std::os::unix::fs::symlink("file", &link);
+    b.mount(
+        json!({"destination": "/target", "type": "bind", "source": link,
+        "options": ["bind", "src-nofollow"]}),
+    );
+    let out = ctx.output(&mut b, &["/checker", "readlink", "/target"])?;
+    expect_eq("/target", out.as_str(), "file")
+}
+
+/// A bind destination that is a symlink gets the mount on the symlink,
+/// not on the file it points to.
+fn dest_nofollow(ctx: &mut Ctx) -> Check {
+    let mut b = ctx.bundle_own_rootfs();
+    let _ = std::fs::create_dir_all(b.rootfs.join("real"));
+    let _ = std::fs::write(b.rootfs.join("real/marker"), "untouched");
+    let _ = std::os::unix::fs::symlink("real/marker", b.rootfs.join("link"));
+    let source = b.dir.join("file");
+    let _ = std::fs::write(&source, "host file");
+    b.mount(
+        json!({"destination": "/link", "type": "bind", "source": source,
+        "options": ["bind", "dest-nofollow"]}),
+    );
+    let out = ctx.output(&mut b, &["/checker", "cat", "/real/marker"])?;
+    expect_eq("the symlink's target", out.as_str(), "untouched")
 }
 
 fn masked_file(ctx: &mut Ctx) -> Check {

@@ -135,6 +135,12 @@ pub fn cases() -> Vec<Case> {
         case("sysctl.network", "config-linux.md#sysctl", Must, sysctl_net),
         case("sysctl.ipc", "config-linux.md#sysctl", Must, sysctl_ipc),
         case(
+            "sysctl.user_in_own_user_namespace",
+            "config-linux.md#sysctl (runc 1.4: user.* with a user namespace)",
+            Runc,
+            sysctl_user,
+        ),
+        case(
             "sysctl.host_unchanged",
             "config-linux.md#sysctl",
             Must,
@@ -145,6 +151,18 @@ pub fn cases() -> Vec<Case> {
             "config-linux.md#offset-for-time-namespace",
             Must,
             time_offsets,
+        ),
+        case(
+            "net_devices.moved",
+            "config-linux.md#network-devices (runtime-spec 1.3)",
+            Must,
+            net_devices_moved,
+        ),
+        case(
+            "net_devices.without_network_namespace_fails",
+            "config-linux.md#network-devices (runtime-spec 1.3)",
+            Must,
+            net_devices_without_netns,
         ),
     ]
 }
@@ -325,6 +343,20 @@ fn sysctl_ipc(ctx: &mut Ctx) -> Check {
     expect_eq("kernel.shmmni", out.as_str(), "1234")
 }
 
+/// The ucounts limits (`user.*`) belong to the user namespace that
+/// writes them, so a container with its own may set them.
+fn sysctl_user(ctx: &mut Ctx) -> Check {
+    let out = output_with(
+        ctx,
+        &["/checker", "cat", "/proc/sys/user/max_user_namespaces"],
+        |b| {
+            with_user(b);
+            b.config["linux"]["sysctl"] = json!({"user.max_user_namespaces": "7"});
+        },
+    )?;
+    expect_eq("user.max_user_namespaces", out.as_str(), "7")
+}
+
 fn sysctl_host(ctx: &mut Ctx) -> Check {
     let before = std::fs::read_to_string("/proc/sys/kernel/msgmnb").unwrap_or_default();
     let r = report_with(ctx, |b| {
@@ -364,4 +396,99 @@ fn time_offsets(ctx: &mut Ctx) -> Check {
         "offsets {offsets:?}"
     );
     Ok(())
+}
+
+/// A network namespace of the case's own, held by a sleeping process,
+/// with a veth pair `v0`/`v1` and 10.9.8.7/24 on `v0`: the runtime runs in
+/// it, so moving a device never touches the host's network.
+struct PrivateNetwork {
+    holder: std::process::Child,
+    ns: std::fs::File,
+}
+
+impl PrivateNetwork {
+    fn new() -> Check<PrivateNetwork> {
+        use std::io::BufRead;
+        let mut holder = std::process::Command::new("unshare")
+            .args([
+                "--net",
+                "sh",
+                "-c",
+                "ip link add v0 type veth peer name v1 && ip addr add 10.9.8.7/24 dev v0 \
+                 && echo ready && exec sleep 300",
+            ])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .map_err(|e| Failure::Skip(format!("unshare: {e}")))?;
+        let mut line = String::new();
+        if let Some(out) = holder.stdout.take() {
+            let _ = std::io::BufReader::new(out).read_line(&mut line);
+        }
+        if line.trim() != "ready" {
+            let _ = holder.kill();
+            let _ = holder.wait();
+            skip!("no veth pair in a private network namespace (ip, veth module)");
+        }
+        let ns = std::fs::File::open(format!("/proc/{}/ns/net", holder.id()))
+            .map_err(|e| Failure::Fail(e.to_string()))?;
+        Ok(PrivateNetwork { holder, ns })
+    }
+
+    /// Makes `cmd` run in this namespace.
+    fn enter(&self, cmd: &mut std::process::Command) {
+        use std::os::fd::AsRawFd;
+        let fd = self.ns.as_raw_fd();
+        // SAFETY: only setns between fork and exec.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(cmd, move || {
+                if libc::setns(fd, libc::CLONE_NEWNET) == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            });
+        }
+    }
+}
+
+impl Drop for PrivateNetwork {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+    }
+}
+
+/// The named device is in the container, renamed, with its address.
+fn net_devices_moved(ctx: &mut Ctx) -> Check {
+    let net = PrivateNetwork::new()?;
+    let mut b = ctx.bundle();
+    b.args(&["sh", "-c", "ip -o addr show dev eth7"]);
+    b.config["linux"]["netDevices"] = json!({"v0": {"name": "eth7"}});
+    b.write();
+    let id = ctx.id();
+    let out = ctx.rt_with(
+        &["run", "--bundle", &b.dir.display().to_string(), &id],
+        std::time::Duration::from_secs(60),
+        |c| net.enter(c),
+    );
+    let out = out.ok("run")?;
+    ensure!(
+        out.stdout.contains("10.9.8.7/24"),
+        "eth7 in the container: {:?}",
+        out.stdout
+    );
+    Ok(())
+}
+
+/// Without a network namespace of its own a device would stay on the
+/// host: an error (the device named does not exist, so a runtime that
+/// moved it anyway would still move nothing).
+fn net_devices_without_netns(ctx: &mut Ctx) -> Check {
+    let mut b = ctx.bundle();
+    b.args(&["/checker", "report"]);
+    if let Some(ns) = b.config["linux"]["namespaces"].as_array_mut() {
+        ns.retain(|n| n["type"] != "network");
+    }
+    b.config["linux"]["netDevices"] = json!({"skiffnodev0": {}});
+    create_fails(ctx, &b)
 }

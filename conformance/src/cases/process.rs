@@ -152,6 +152,24 @@ pub fn cases() -> Vec<Case> {
             terminal_dev_console,
         ),
         case(
+            "process.memory_policy",
+            "config-linux.md#memory-policy (runtime-spec 1.3)",
+            Must,
+            memory_policy,
+        ),
+        case(
+            "process.memory_policy.bad_mode_fails",
+            "config-linux.md#memory-policy (runtime-spec 1.3)",
+            Must,
+            memory_policy_bad_mode,
+        ),
+        case(
+            "process.pidfd_socket",
+            "runc 1.2 create --pidfd-socket",
+            Runc,
+            pidfd_socket,
+        ),
+        case(
             "process.console_size",
             "config.md#process (consoleSize)",
             Must,
@@ -488,16 +506,20 @@ fn oom(ctx: &mut Ctx) -> Check {
     expect_eq("oom_score_adj", r["oom_score_adj"].as_str(), Some("123"))
 }
 
-/// A console socket listening in the case's directory.
-fn console_socket(ctx: &Ctx) -> Check<(std::os::unix::net::UnixListener, std::path::PathBuf)> {
-    let path = ctx.dir.join("console.sock");
+/// A unix socket named `name` listening in the case's directory.
+fn listening_socket(
+    ctx: &Ctx,
+    name: &str,
+) -> Check<(std::os::unix::net::UnixListener, std::path::PathBuf)> {
+    let path = ctx.dir.join(name);
     let l =
         std::os::unix::net::UnixListener::bind(&path).map_err(|e| Failure::Fail(e.to_string()))?;
     Ok((l, path))
 }
 
-/// Receives the pty master the runtime sends (runc's SCM_RIGHTS format).
-fn receive_master(l: &std::os::unix::net::UnixListener) -> Check<OwnedFd> {
+/// Receives the fd the runtime sends (runc's SCM_RIGHTS format): a pty
+/// master, a pidfd.
+fn receive_fd(l: &std::os::unix::net::UnixListener) -> Check<OwnedFd> {
     l.set_nonblocking(false).ok();
     let (conn, _) = l
         .accept()
@@ -520,20 +542,20 @@ fn receive_master(l: &std::os::unix::net::UnixListener) -> Check<OwnedFd> {
             }
         }
     }
-    fail("no fd in the console socket message")
+    fail("no fd in the message")
 }
 
 /// Creates a terminal container with `args`, takes the master, starts it,
 /// and returns everything it printed.
 fn terminal_output(ctx: &mut Ctx, args: &[&str], size: Option<(u64, u64)>) -> Check<String> {
-    let (listener, path) = console_socket(ctx)?;
+    let (listener, path) = listening_socket(ctx, "console.sock")?;
     let mut b = ctx.bundle();
     b.args(args);
     b.config["process"]["terminal"] = json!(true);
     if let Some((h, w)) = size {
         b.config["process"]["consoleSize"] = json!({"height": h, "width": w});
     }
-    let accept = std::thread::spawn(move || receive_master(&listener));
+    let accept = std::thread::spawn(move || receive_fd(&listener));
     let id = ctx.create(&b, &["--console-socket", &path.display().to_string()])?;
     let master = accept
         .join()
@@ -550,6 +572,46 @@ fn terminal_output(ctx: &mut Ctx, args: &[&str], size: Option<(u64, u64)>) -> Ch
         }
     }
     Ok(out)
+}
+
+/// The container's process runs under the NUMA policy asked for, flags
+/// included (node 0 exists on every machine).
+fn memory_policy(ctx: &mut Ctx) -> Check {
+    let out = output_with(ctx, &["/checker", "mempolicy"], |b| {
+        b.config["linux"]["memoryPolicy"] =
+            json!({"mode": "MPOL_BIND", "nodes": "0", "flags": ["MPOL_F_STATIC_NODES"]});
+    })?;
+    expect_eq(
+        "get_mempolicy",
+        out.as_str(),
+        "mode=2 flags=0x8000 nodes=0x1",
+    )
+}
+
+fn memory_policy_bad_mode(ctx: &mut Ctx) -> Check {
+    let mut b = ctx.bundle();
+    b.config["linux"]["memoryPolicy"] = json!({"mode": "MPOL_SIDEWAYS", "nodes": "0"});
+    create_fails(ctx, &b)
+}
+
+/// The runtime sends a pidfd of the init to `--pidfd-socket` before
+/// `create` returns.
+fn pidfd_socket(ctx: &mut Ctx) -> Check {
+    let (listener, path) = listening_socket(ctx, "pidfd.sock")?;
+    let mut b = ctx.bundle();
+    b.args(&["/checker", "sleep", "600"]);
+    let accept = std::thread::spawn(move || receive_fd(&listener));
+    let id = ctx.create(&b, &["--pidfd-socket", &path.display().to_string()])?;
+    let pidfd = accept
+        .join()
+        .map_err(|_| Failure::Fail("pidfd receiver panicked".into()))??;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd()))
+        .map_err(|e| Failure::Fail(e.to_string()))?;
+    let pid = info
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse::<i64>().ok());
+    expect_eq("pidfd's pid", pid, ctx.state(&id)?["pid"].as_i64())
 }
 
 fn terminal_socket(ctx: &mut Ctx) -> Check {

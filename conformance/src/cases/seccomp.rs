@@ -21,6 +21,12 @@ pub fn cases() -> Vec<Case> {
             allow_rule,
         ),
         case(
+            "seccomp.flags.wait_killable_recv_without_notify",
+            "config-linux.md#seccomp (flags; libseccomp and runc 1.5)",
+            Runc,
+            wait_killable_without_notify,
+        ),
+        case(
             "seccomp.errno_ret",
             "config-linux.md#seccomp (errnoRet)",
             Must,
@@ -212,6 +218,16 @@ fn allow_rule(ctx: &mut Ctx) -> Check {
         profile(json!({"names": ["getppid"], "action": "SCMP_ACT_ERRNO"})),
     )?;
     expect_eq("getpid (not blocked)", out.as_str(), "ok")
+}
+
+/// SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV concerns notifications only;
+/// a profile without any still installs, its rules applied (libseccomp
+/// leaves the flag out rather than have the kernel refuse it).
+fn wait_killable_without_notify(ctx: &mut Ctx) -> Check {
+    let mut seccomp = profile(json!({"names": ["getppid"], "action": "SCMP_ACT_ERRNO"}));
+    seccomp["flags"] = json!(["SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"]);
+    let out = probe(ctx, "getppid", None, seccomp)?;
+    expect_eq("getppid", out.as_str(), "EPERM")
 }
 
 fn errno_ret(ctx: &mut Ctx) -> Check {

@@ -54,7 +54,7 @@ fn access_bits(s: &str) -> Option<u32> {
     })
 }
 
-fn access_text(bits: u32) -> String {
+pub fn access_text(bits: u32) -> String {
     [(READ, 'r'), (WRITE, 'w'), (MKNOD, 'm')]
         .iter()
         .filter(|(b, _)| bits & b != 0)

@@ -11,9 +11,11 @@ pub mod hierarchy;
 pub mod oom;
 pub mod resources;
 pub mod stats;
+pub mod systemd;
 mod v1;
 mod v2;
 
+use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -80,6 +82,31 @@ pub enum CgroupError {
     Timeout { path: PathBuf },
     #[error("container's cgroup is unexpectedly frozen: {path} is {state}")]
     Frozen { path: PathBuf, state: String },
+    #[error("{field}: cgroup limits need a cgroup this user may write, and none is delegated to it here ({cause})")]
+    NotDelegated {
+        field: &'static str,
+        cause: Box<CgroupError>,
+    },
+    #[error(transparent)]
+    Systemd(#[from] systemd::SystemdError),
+}
+
+impl CgroupError {
+    /// True when the kernel refused for want of permission, not because
+    /// something is wrong with the cgroup.
+    fn is_permission(&self) -> bool {
+        let source = match self {
+            CgroupError::Create { source, .. }
+            | CgroupError::Join { source, .. }
+            | CgroupError::Write { source, .. }
+            | CgroupError::Apply { source, .. } => source,
+            _ => return false,
+        };
+        matches!(
+            source.raw_os_error(),
+            Some(libc::EACCES | libc::EPERM | libc::EROFS)
+        )
+    }
 }
 
 /// One directory of the container's cgroup, in one hierarchy.
@@ -106,6 +133,9 @@ pub struct Record {
     pub unified: bool,
     /// One directory per hierarchy.
     pub dirs: Vec<Dir>,
+    /// The systemd unit that owns the cgroup (`--systemd-cgroup`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 /// What every cgroup backend does for a container.
@@ -129,6 +159,12 @@ pub trait Manager {
     /// where writing a pid to `cgroup.procs` can wait for a whole RCU grace
     /// period (milliseconds) on a quiet machine.
     fn join_current(&self, cloned: bool) -> Result<(), CgroupError>;
+    /// Runtime side, once the init exists and has been told to go on:
+    /// hands it to a manager that owns the cgroup (systemd starts its
+    /// unit with it here). Nothing for the cgroupfs backends.
+    fn adopt(&self, _pid: libc::pid_t) -> Result<(), CgroupError> {
+        Ok(())
+    }
     /// The pids in the cgroup.
     fn procs(&self) -> Result<Vec<libc::pid_t>, CgroupError>;
     /// Removes the directories skiff created.
@@ -343,12 +379,38 @@ fn resolve(hierarchy: &Hierarchy, path: &Path) -> PathBuf {
     }
 }
 
+/// Who manages the container's cgroup.
+pub enum Driver<'a> {
+    /// skiff itself, through the cgroup files.
+    Cgroupfs,
+    /// systemd (`--systemd-cgroup`); the config's annotations may carry
+    /// unit properties.
+    Systemd {
+        annotations: &'a HashMap<String, String>,
+    },
+}
+
 /// Plans the container's cgroup on this host: detects the hierarchies and
 /// returns the backend that fits them. Nothing is created yet.
 pub fn for_container(
     cgroups_path: Option<&Path>,
     id: &str,
+    driver: Driver<'_>,
 ) -> Result<Box<dyn Manager>, CgroupError> {
+    if let Driver::Systemd { annotations } = driver {
+        // Checked first: on a host without systemd, that is the error.
+        if !systemd::systemd_running() {
+            return Err(systemd::SystemdError::NotRunning.into());
+        }
+        let hierarchies = hierarchy::detect().map_err(CgroupError::Detect)?;
+        let path = cgroups_path.map(|p| p.to_string_lossy());
+        return Ok(Box::new(systemd::Systemd::plan(
+            &hierarchies,
+            path.as_deref(),
+            id,
+            annotations,
+        )?));
+    }
     let hierarchies = hierarchy::detect().map_err(CgroupError::Detect)?;
     plan(&hierarchies, cgroups_path, id)
 }
@@ -381,12 +443,82 @@ fn plan(
         path,
         unified,
         dirs,
+        unit: None,
     };
     Ok(from_record(record))
 }
 
+/// The first `linux.resources` field that asks the cgroup for a limit,
+/// device rules aside, if any.
+pub fn first_limit(res: Option<&LinuxResources>) -> Option<&'static str> {
+    let res = res?;
+    match resources::v2(res) {
+        Ok(writes) => writes.first().map(|w| w.field),
+        Err(e) => Some(e.field),
+    }
+}
+
+/// `--rootless`, and the container's cgroup could not be made for want of
+/// permission (nothing is delegated to the user): the container runs in
+/// the runtime's own cgroup, as with runc, unless limits were asked for.
+pub fn without_delegation(
+    cause: CgroupError,
+    res: Option<&LinuxResources>,
+) -> Result<Box<dyn Manager>, CgroupError> {
+    if !cause.is_permission() {
+        return Err(cause);
+    }
+    if let Some(field) = first_limit(res) {
+        return Err(CgroupError::NotDelegated {
+            field,
+            cause: Box::new(cause),
+        });
+    }
+    crate::debug!("{cause}: running the container without a cgroup of its own (rootless)");
+    Ok(none())
+}
+
+/// The manager of a container without a cgroup of its own: nothing to
+/// create, join, limit, freeze or remove.
+pub fn none() -> Box<dyn Manager> {
+    Box::new(v1::V1::new(Record {
+        path: PathBuf::new(),
+        unified: false,
+        dirs: Vec::new(),
+        unit: None,
+    }))
+}
+
+/// The caller's own cgroup, in every hierarchy: what a `cgroup` mount
+/// shows a container that has no cgroup of its own.
+pub fn own() -> Record {
+    let hierarchies = hierarchy::detect().unwrap_or_default();
+    let dirs = hierarchies
+        .iter()
+        .map(|h| Dir {
+            path: h.dir_of(&h.own),
+            mount: h.mount.clone(),
+            subsystems: h.subsystems.clone(),
+            created: Vec::new(),
+        })
+        .collect();
+    let main = hierarchies
+        .iter()
+        .find(|h| h.is_v2())
+        .or(hierarchies.first());
+    Record {
+        path: main.map(|h| h.own.clone()).unwrap_or_default(),
+        unified: !hierarchies.is_empty() && hierarchies.iter().all(Hierarchy::is_v2),
+        dirs,
+        unit: None,
+    }
+}
+
 /// The backend for a stored record.
 pub fn from_record(record: Record) -> Box<dyn Manager> {
+    if let (Some(unit), true) = (record.unit.clone(), record.dirs.len() == 1) {
+        return Box::new(systemd::Systemd::from_record(record, unit));
+    }
     // The v2 backend has exactly one directory; a state without it (hand
     // edited, truncated) goes to the v1 backend, which copes with any
     // number, rather than panicking.
@@ -416,6 +548,12 @@ pub fn to_be_created(record: &Record) -> Record {
     let mut planned = record.clone();
     for d in &mut planned.dirs {
         d.created = missing_dirs(&d.mount, &d.path);
+        if record.unit.is_some() {
+            // systemd makes (and keeps) a unit's missing slices; skiff
+            // makes at most the unit's own directory (Systemd::create).
+            d.created
+                .retain(|c| *c == d.path && c.parent().is_some_and(Path::is_dir));
+        }
     }
     planned
 }
@@ -508,6 +646,49 @@ fn read_procs(dir: &Path) -> Result<Vec<libc::pid_t>, CgroupError> {
 mod tests {
     use super::*;
 
+    fn resources(json: serde_json::Value) -> LinuxResources {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn device_rules_are_no_limit() {
+        assert_eq!(first_limit(None), None);
+        let rules = resources(serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}));
+        assert_eq!(first_limit(Some(&rules)), None);
+        let pids = resources(serde_json::json!({"pids": {"limit": 10}, "devices": []}));
+        assert_eq!(first_limit(Some(&pids)), Some("linux.resources.pids.limit"));
+    }
+
+    #[test]
+    fn without_delegation_only_permission_errors_mean_no_cgroup() {
+        let denied = || CgroupError::Create {
+            path: "/sys/fs/cgroup/memory/skiff".into(),
+            source: std::io::Error::from_raw_os_error(libc::EACCES),
+        };
+        let none = without_delegation(denied(), None).unwrap();
+        assert!(none.record().dirs.is_empty());
+        assert!(none.procs().unwrap().is_empty());
+        let memory = resources(serde_json::json!({"memory": {"limit": 1048576}}));
+        let err = without_delegation(denied(), Some(&memory))
+            .err()
+            .unwrap()
+            .to_string();
+        assert_eq!(
+            err,
+            "linux.resources.memory.limit: cgroup limits need a cgroup this user may write, and none \
+             is delegated to it here (creating cgroup /sys/fs/cgroup/memory/skiff: Permission denied \
+             (os error 13))"
+        );
+        let other = CgroupError::Create {
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        };
+        assert!(matches!(
+            without_delegation(other, None),
+            Err(CgroupError::Create { .. })
+        ));
+    }
+
     fn hybrid() -> Vec<Hierarchy> {
         vec![
             Hierarchy {
@@ -582,6 +763,7 @@ mod tests {
         let record = Record {
             path: "/c".into(),
             unified: false,
+            unit: None,
             dirs: vec![
                 Dir {
                     path: tmp.join("memory/c"),

@@ -3,6 +3,32 @@
 
 use oci_spec::runtime::{LinuxResources, LinuxThrottleDevice};
 
+/// `pids.max` for a `pids.limit`: runtime-spec 1.3 (and runc 1.4) make 0
+/// a real limit (no new process at all); a negative limit is none.
+fn pids_max(limit: i64) -> String {
+    if limit < 0 {
+        "max".into()
+    } else {
+        limit.to_string()
+    }
+}
+
+/// Drops `res.pids` when its JSON (`json`, the object at `pointer` holding
+/// `pids`) has no `limit`: oci-spec reads a missing limit as 0, now a real
+/// limit, while a `pids` object without one asks for nothing. The JSON is
+/// read again only when the parsed limit is 0.
+pub fn drop_unset_pids_limit(res: &mut LinuxResources, json: &[u8], pointer: &str) {
+    if res.pids().is_none_or(|p| p.limit() != 0) {
+        return;
+    }
+    let given = serde_json::from_slice::<serde_json::Value>(json)
+        .ok()
+        .is_some_and(|v| v.pointer(&format!("{pointer}/pids/limit")).is_some());
+    if !given {
+        res.set_pids(None);
+    }
+}
+
 /// One value written to one cgroup file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Write {
@@ -266,12 +292,12 @@ pub fn v1(res: &LinuxResources) -> Result<Vec<Write>, ResourceError> {
         }
     }
     if let Some(p) = res.pids() {
-        let v = if p.limit() > 0 {
-            p.limit().to_string()
-        } else {
-            "max".into()
-        };
-        w.push("pids", "pids.max", v, "linux.resources.pids.limit");
+        w.push(
+            "pids",
+            "pids.max",
+            pids_max(p.limit()),
+            "linux.resources.pids.limit",
+        );
     }
     if let Some(b) = res.block_io() {
         if let Some(weight) = b.weight().filter(|w| *w != 0) {
@@ -475,12 +501,12 @@ pub fn v2(res: &LinuxResources) -> Result<Vec<Write>, ResourceError> {
         }
     }
     if let Some(p) = res.pids() {
-        let v = if p.limit() > 0 {
-            p.limit().to_string()
-        } else {
-            "max".into()
-        };
-        w.push("", "pids.max", v, "linux.resources.pids.limit");
+        w.push(
+            "",
+            "pids.max",
+            pids_max(p.limit()),
+            "linux.resources.pids.limit",
+        );
     }
     if let Some(b) = res.block_io() {
         // runc prefers BFQ's file, which takes blkio weights as they are,
@@ -792,6 +818,29 @@ mod tests {
     }
 
     #[test]
+    fn pids_limit_zero_is_a_limit_and_a_missing_one_is_none() {
+        for (json, v1_value) in [
+            (r#"{"pids": {"limit": 0}}"#, Some("0")),
+            (r#"{"pids": {"limit": -1}}"#, Some("max")),
+            (r#"{"pids": {"limit": 5}}"#, Some("5")),
+            (r#"{"pids": {}}"#, None),
+        ] {
+            let mut r: LinuxResources = serde_json::from_str(json).unwrap();
+            drop_unset_pids_limit(&mut r, json.as_bytes(), "");
+            let found = pairs(&v1(&r).unwrap())
+                .into_iter()
+                .find(|(file, _)| file == "pids.max")
+                .map(|(_, value)| value);
+            assert_eq!(found.as_deref(), v1_value, "{json}");
+            let found = pairs(&v2(&r).unwrap())
+                .into_iter()
+                .find(|(file, _)| file == "pids.max")
+                .map(|(_, value)| value);
+            assert_eq!(found.as_deref(), v1_value, "{json}");
+        }
+    }
+
+    #[test]
     fn pids_blkio_hugetlb_rdma_network() {
         let r = res(serde_json::json!({
             "pids": {"limit": 0},
@@ -801,7 +850,7 @@ mod tests {
             "network": {"classID": 1048577, "priorities": [{"name": "eth0", "priority": 5}]}
         }));
         let w1 = pairs(&v1(&r).unwrap());
-        assert!(w1.contains(&("pids.max".into(), "max".into())));
+        assert!(w1.contains(&("pids.max".into(), "0".into())));
         assert!(w1.contains(&("blkio.weight".into(), "500".into())));
         assert!(w1.contains(&(
             "blkio.throttle.read_bps_device".into(),

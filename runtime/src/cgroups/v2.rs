@@ -86,6 +86,12 @@ impl V2 {
         }
     }
 
+    /// Records directories made for this cgroup by someone else (the
+    /// systemd driver), for `destroy` to remove.
+    pub fn set_created(&mut self, created: Vec<std::path::PathBuf>) {
+        self.record.dirs[0].created = created;
+    }
+
     /// Create's check of a cgroup it may have found in place: one set to
     /// freeze, or frozen by a parent, would hold the init forever and is
     /// refused, as runc refuses it; a busy one gets runc's warning.

@@ -54,7 +54,12 @@ pub fn checkpoint(root: &Root, criu_path: &Path, args: &CheckpointArgs) -> Resul
     Ok(0)
 }
 
-pub fn restore(root: &Root, criu_path: &Path, args: &RestoreArgs) -> Result<i32, Error> {
+pub fn restore(
+    root: &Root,
+    criu_path: &Path,
+    args: &RestoreArgs,
+    systemd_cgroup: bool,
+) -> Result<i32, Error> {
     let bundle = load_bundle_from(args.bundle.as_deref())?;
     let console = match &args.console_socket {
         Some(path) => Some(
@@ -66,6 +71,7 @@ pub fn restore(root: &Root, criu_path: &Path, args: &RestoreArgs) -> Result<i32,
         common: common(criu_path, &args.criu)?,
         pid_file: args.pid_file.as_deref(),
         console,
+        systemd_cgroup,
     };
     if args.detach {
         criu::restore::restore(root, &args.id, &bundle, &opts)?;

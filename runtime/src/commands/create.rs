@@ -1,5 +1,6 @@
 //! `skiff create`: returns once the container is `created`.
 
+use std::os::fd::OwnedFd;
 use std::path::Path;
 
 use crate::activation;
@@ -31,7 +32,11 @@ pub fn load_bundle_from(dir: Option<&Path>) -> Result<Bundle, Error> {
 
 /// The create options from the command line (connecting to the console
 /// socket, when one is given).
-pub fn options(args: &CreateArgs) -> Result<CreateOptions<'_>, Error> {
+pub fn options(
+    args: &CreateArgs,
+    rootless: bool,
+    systemd_cgroup: bool,
+) -> Result<CreateOptions<'_>, Error> {
     let console = match &args.console_socket {
         Some(path) => Some(
             terminal::connect_console_socket(path).map_err(|e| Error::Message(e.to_string()))?,
@@ -45,11 +50,34 @@ pub fn options(args: &CreateArgs) -> Result<CreateOptions<'_>, Error> {
         preserve_fds: activation::listen_fds() + args.preserve_fds,
         sigmask: None,
         console,
+        pidfd_socket: connect_pidfd_socket(args.pidfd_socket.as_deref())?,
+        rootless,
+        systemd_cgroup,
     })
 }
 
-pub fn run(root: &Root, args: &CreateArgs) -> Result<i32, Error> {
+/// Connects to `--pidfd-socket` before anything is created, so a wrong
+/// path leaves nothing behind (runc fails the same way, up front).
+pub fn connect_pidfd_socket(path: Option<&Path>) -> Result<Option<OwnedFd>, Error> {
+    path.map(|p| {
+        crate::fdpass::connect(p)
+            .map_err(|e| Error::Message(format!("--pidfd-socket {}: {e}", p.display())))
+    })
+    .transpose()
+}
+
+pub fn run(
+    root: &Root,
+    args: &CreateArgs,
+    rootless: bool,
+    systemd_cgroup: bool,
+) -> Result<i32, Error> {
     let bundle = load_bundle(args)?;
-    Container::create(root, &args.id, &bundle, &options(args)?)?;
+    Container::create(
+        root,
+        &args.id,
+        &bundle,
+        &options(args, rootless, systemd_cgroup)?,
+    )?;
     Ok(0)
 }

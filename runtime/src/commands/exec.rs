@@ -37,8 +37,10 @@ pub fn run(root: &Root, args: &ExecArgs) -> Result<i32, Error> {
         ),
         None => None,
     };
+    let pidfd_socket = super::create::connect_pidfd_socket(args.pidfd_socket.as_deref())?;
     let mut opts = ExecOptions {
         console: console.as_ref().map(AsFd::as_fd),
+        pidfd_socket: pidfd_socket.as_ref().map(AsFd::as_fd),
         preserve_fds: listen + args.preserve_fds,
         sigmask: None,
         ignore_paused: args.ignore_paused,

@@ -24,20 +24,16 @@ use crate::state::Root;
 
 /// Runs the parsed command; returns the process exit code.
 pub fn dispatch(cli: &Cli) -> Result<i32, Error> {
-    if cli.systemd_cgroup {
-        return Err(Error::Message(
-            "--systemd-cgroup: systemd cgroup management is not supported yet; use the cgroupfs driver".into(),
-        ));
-    }
-    let root = Root::new(cli.root.clone());
+    let root = state_root(cli)?;
+    let rootless = crate::rootless::enabled(cli.rootless);
     match &cli.command {
         Command::Spec(args) => spec::run(args),
-        Command::Create(args) => create::run(&root, args),
+        Command::Create(args) => create::run(&root, args, rootless, cli.systemd_cgroup),
         Command::Start(args) => start::run(&root, &args.id),
         Command::State(args) => state::run(&root, &args.id),
         Command::Kill(args) => kill::run(&root, args),
         Command::Delete(args) => delete::run(&root, args),
-        Command::Run(args) => run::run(&root, args),
+        Command::Run(args) => run::run(&root, args, rootless, cli.systemd_cgroup),
         Command::List(args) => list::run(&root, args),
         Command::Pause(args) => pause::run(&root, &args.id),
         Command::Resume(args) => resume::run(&root, &args.id),
@@ -47,6 +43,22 @@ pub fn dispatch(cli: &Cli) -> Result<i32, Error> {
         Command::Exec(args) => exec::run(&root, args).map_err(|e| Error::Exec(Box::new(e))),
         Command::Features => features::run(),
         Command::Checkpoint(args) => checkpoint::checkpoint(&root, &cli.criu, args),
-        Command::Restore(args) => checkpoint::restore(&root, &cli.criu, args),
+        Command::Restore(args) => checkpoint::restore(&root, &cli.criu, args, cli.systemd_cgroup),
     }
+}
+
+/// `--root`, or runc's default for this user (made private and sticky
+/// when it is under `$XDG_RUNTIME_DIR`).
+fn state_root(cli: &Cli) -> Result<Root, Error> {
+    if let Some(path) = &cli.root {
+        return Ok(Root::new(path.clone()));
+    }
+    let (path, xdg) = crate::rootless::default_root();
+    if xdg {
+        crate::rootless::prepare_xdg_root(&path).map_err(|source| Error::Io {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    Ok(Root::new(path))
 }

@@ -12,7 +12,7 @@ use crate::state::Root;
 pub fn run(root: &Root, args: &PsArgs) -> Result<i32, Error> {
     let container = Container::load(root, &args.id)?;
     let pids = container
-        .cgroup()
+        .own_cgroup("ps")?
         .procs()
         .map_err(crate::container::ContainerError::from)?;
     let out = match args.format {

@@ -15,9 +15,14 @@ use crate::error::Error;
 use crate::state::Root;
 use crate::{signals, supervise, terminal};
 
-pub fn run(root: &Root, args: &RunArgs) -> Result<i32, Error> {
+pub fn run(
+    root: &Root,
+    args: &RunArgs,
+    rootless: bool,
+    systemd_cgroup: bool,
+) -> Result<i32, Error> {
     let bundle = load_bundle(&args.create)?;
-    let mut opts = options(&args.create)?;
+    let mut opts = options(&args.create, rootless, systemd_cgroup)?;
     if args.detach {
         let (container, _pidfd) = Container::create(root, &args.create.id, &bundle, &opts)?;
         container.start()?;
@@ -69,7 +74,8 @@ pub fn run(root: &Root, args: &RunArgs) -> Result<i32, Error> {
             .map_err(|e| Error::Message(format!("supervising the container: {e}"))),
         Err(e) => Err(e.into()),
     };
-    if !args.keep {
+    // A failed poststart hook has removed the container already.
+    if !args.keep && container.dir.exists() {
         if let Err(e) = container.delete(true) {
             crate::warn!("deleting container {}: {e}", container.stored.id);
         }

@@ -27,7 +27,7 @@ pub fn run(root: &Root, args: &UpdateArgs) -> Result<i32, Error> {
         return Err(ContainerError::NotRunning.into());
     }
     container
-        .cgroup()
+        .own_cgroup("update")?
         .apply(&res)
         .map_err(ContainerError::from)?;
     Ok(0)
@@ -45,14 +45,16 @@ fn read_resources(path: &std::path::Path) -> Result<LinuxResources, Error> {
         text = std::fs::read_to_string(path).map_err(io)?;
     }
     let de = &mut serde_json::Deserializer::from_slice(text.as_bytes());
-    serde_path_to_error::deserialize(de).map_err(|e| {
+    let mut res = serde_path_to_error::deserialize(de).map_err(|e| {
         Error::Message(format!(
             "{}: resources.{}: {}",
             path.display(),
             e.path(),
             e.inner()
         ))
-    })
+    })?;
+    crate::cgroups::resources::drop_unset_pids_limit(&mut res, text.as_bytes(), "");
+    Ok(res)
 }
 
 /// Overrides the fields runc's update flags name.
@@ -86,8 +88,7 @@ fn apply_flags(res: &mut LinuxResources, a: &UpdateArgs) {
     }
     if let Some(limit) = a.pids_limit {
         let mut pids = LinuxPids::default();
-        // runc: 0 (and anything below) means no limit.
-        pids.set_limit(if limit > 0 { limit } else { -1 });
+        pids.set_limit(limit);
         res.set_pids(Some(pids));
     }
     if let Some(weight) = a.blkio_weight {

@@ -238,6 +238,7 @@ mod tests {
         let record = cgroups::Record {
             path: "/skiff/c".into(),
             unified: false,
+            unit: None,
             dirs: vec![
                 dir("cpu,cpuacct", "/cg/cpu,cpuacct/skiff/c"),
                 dir("", "/cg/unified/skiff/c"),

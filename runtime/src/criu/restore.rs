@@ -24,6 +24,8 @@ pub struct RestoreOptions<'a> {
     /// The console socket the pty master goes to, for a container with a
     /// terminal.
     pub console: Option<OwnedFd>,
+    /// `--systemd-cgroup`: the new cgroup comes from systemd.
+    pub systemd_cgroup: bool,
 }
 
 /// Restores container `id` from `bundle` and the image directory.
@@ -53,8 +55,8 @@ pub fn restore(
     swrk::check_version(&opts.common.criu)?;
     let dir = root.claim(id).map_err(ContainerError::from)?;
     let linux = bundle.spec.linux().as_ref();
-    let mut cgroup = cgroups::for_container(linux.and_then(|l| l.cgroups_path().as_deref()), id)
-        .map_err(ContainerError::from)?;
+    let mut cgroup =
+        Container::plan_cgroup(bundle, id, opts.systemd_cgroup).map_err(ContainerError::from)?;
     let created = crate::timestamp::now_nanos();
     let mut stored = Container::initial_record(id, bundle, &created, cgroup.as_ref());
     let made = state::save(&dir, &stored)
@@ -200,8 +202,12 @@ fn run_criu(
         notify_success: false,
     };
     let criu = Swrk::start(&opts.common.criu, &inherit)?;
-    // The restored processes are forked by CRIU: they start in its cgroup.
-    if let Err(e) = cgroup.add(criu.pid(), false) {
+    // The restored processes are forked by CRIU: they start in its cgroup
+    // (under systemd, in the unit started with CRIU in it).
+    let placed = cgroup
+        .add(criu.pid(), false)
+        .and_then(|()| cgroup.adopt(criu.pid()));
+    if let Err(e) = placed {
         criu.abort();
         return Err(ContainerError::from(e).into());
     }
@@ -238,6 +244,7 @@ mod tests {
         let record = cgroups::Record {
             path: "/skiff/c2".into(),
             unified: false,
+            unit: None,
             dirs: vec![
                 cgroups::Dir {
                     path: "/sys/fs/cgroup/memory/skiff/c2".into(),

@@ -140,6 +140,23 @@ impl Dest {
         }
     }
 
+    /// With `dest-nofollow`, the destination itself when it is a symlink
+    /// (resolved inside the root up to its last component), to mount on.
+    /// A destination that must be real never gets here as a symlink.
+    fn symlink(&self, root: BorrowedFd<'_>, options: &MountOptions) -> Step<Option<OwnedFd>> {
+        if !options.dest_nofollow || self.real.is_some() {
+            return Ok(None);
+        }
+        let fd = match resolve::open(root, &self.path, OFlag::O_PATH | OFlag::O_NOFOLLOW) {
+            Ok(fd) => fd,
+            Err(Errno::ENOENT) => return Ok(None),
+            Err(e) => return Err(step("target")(e)),
+        };
+        let st = nix::sys::stat::fstat(fd.as_fd()).map_err(step("stat target"))?;
+        let is_link = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFLNK;
+        Ok(is_link.then_some(fd))
+    }
+
     /// What is at the destination now; ENOENT when nothing is.
     fn open(&self, root: BorrowedFd<'_>, flags: OFlag) -> Step<OwnedFd> {
         match self.real {
@@ -166,7 +183,13 @@ pub fn mount_entry(
         typ.to_string()
     };
     let dest = Dest::of(m, typ, dev_is_ours);
-    let result = if options.remount {
+    let result = if (options.src_nofollow || options.dest_nofollow) && kind != "bind" {
+        Err(StepError {
+            step: "options".into(),
+            source: Errno::EINVAL,
+            detail: " (src-nofollow and dest-nofollow need a bind mount)".into(),
+        })
+    } else if options.remount {
         remount(root, &dest, &options)
     } else if kind == "bind" {
         match ctx.prepared.get(index) {
@@ -230,7 +253,7 @@ fn clone_then_bind(
     dest: &Dest,
     options: &MountOptions,
 ) -> Step<()> {
-    let tree = sources::clone_source(source, options.bind.unwrap_or(false))
+    let tree = sources::clone_source(source, options)
         .map_err(step(format!("source {}", source.display())))?;
     bind(root, tree.as_fd(), dest, options)
 }
@@ -246,11 +269,11 @@ fn bind(
         .map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR)
         .map_err(step("stat source"))?;
     set_attributes(tree, options)?;
-    let target = if is_dir {
-        dest.dir(root)
-    } else {
-        dest.file(root)
-    }?;
+    let target = match dest.symlink(root, options)? {
+        Some(link) => link,
+        None if is_dir => dest.dir(root)?,
+        None => dest.file(root)?,
+    };
     syscalls::move_mount_to_fd(tree, target.as_fd()).map_err(step("move_mount"))?;
     set_propagation(tree, options)
 }
@@ -350,14 +373,62 @@ fn attach(root: BorrowedFd<'_>, mnt: OwnedFd, dest: &Dest, options: &MountOption
 }
 
 fn set_attributes(mnt: BorrowedFd<'_>, options: &MountOptions) -> Step<()> {
-    if !options.attr.is_empty() {
-        syscalls::mount_setattr_fd(mnt, false, options.attr).map_err(step("attributes"))?;
+    set_attr(mnt, false, options.attr).map_err(step("attributes"))?;
+    set_attr(mnt, true, options.recursive_attr).map_err(step("recursive attributes"))
+}
+
+/// mount_setattr, keeping what the kernel locks. A mount namespace copied
+/// into a user namespace (every rootless container's, and the mounts its
+/// init clones there) locks the ro, nosuid, nodev and noexec flags each
+/// mount had, and its atime mode: clearing one of those, or changing the
+/// atime mode, fails with EPERM. Adding flags is fine, so an entry is
+/// applied as asked and, refused, again without those changes: the mount
+/// keeps its source's locked flags, as a bind does under runc.
+fn set_attr(mnt: BorrowedFd<'_>, recursive: bool, attr: MountAttr) -> nix::Result<()> {
+    if attr.is_empty() {
+        return Ok(());
     }
-    if !options.recursive_attr.is_empty() {
-        syscalls::mount_setattr_fd(mnt, true, options.recursive_attr)
-            .map_err(step("recursive attributes"))?;
+    match syscalls::mount_setattr_fd(mnt, recursive, attr) {
+        Err(Errno::EPERM) => {
+            let flags = nix::sys::statvfs::fstatvfs(mnt).map_err(|_| Errno::EPERM)?;
+            let kept = keeping_locked(attr, flags.flags());
+            if kept == attr {
+                return Err(Errno::EPERM);
+            }
+            crate::debug!(
+                "mount attributes {attr:?} refused (locked flags {:?}); applying {kept:?}",
+                flags.flags()
+            );
+            if kept.is_empty() {
+                return Ok(());
+            }
+            syscalls::mount_setattr_fd(mnt, recursive, kept)
+        }
+        other => other,
     }
-    Ok(())
+}
+
+/// `attr` without the changes the kernel refuses on a mount whose flags it
+/// locked: clearing a flag the mount has, or touching its atime mode.
+fn keeping_locked(attr: MountAttr, has: nix::sys::statvfs::FsFlags) -> MountAttr {
+    use nix::sys::statvfs::FsFlags;
+    let mut locked = 0;
+    for (flag, bit) in [
+        (FsFlags::ST_RDONLY, libc::MOUNT_ATTR_RDONLY),
+        (FsFlags::ST_NOSUID, libc::MOUNT_ATTR_NOSUID),
+        (FsFlags::ST_NODEV, libc::MOUNT_ATTR_NODEV),
+        (FsFlags::ST_NOEXEC, libc::MOUNT_ATTR_NOEXEC),
+    ] {
+        if has.contains(flag) {
+            locked |= bit;
+        }
+    }
+    let atime = libc::MOUNT_ATTR__ATIME | libc::MOUNT_ATTR_NODIRATIME;
+    MountAttr {
+        set: attr.set & !atime,
+        clear: attr.clear & !(locked | atime),
+        propagation: attr.propagation,
+    }
 }
 
 fn set_propagation(mnt: BorrowedFd<'_>, options: &MountOptions) -> Step<()> {
@@ -449,6 +520,20 @@ fn cgroup_hierarchy(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locked_flags_are_kept() {
+        use nix::sys::statvfs::FsFlags;
+        let asked = MountOptions::parse(&["rw", "exec", "nosuid", "relatime"]).attr;
+        let has = FsFlags::ST_RDONLY | FsFlags::ST_NOSUID | FsFlags::ST_NOATIME;
+        let kept = keeping_locked(asked, has);
+        // rw is dropped (the source is read-only), exec is kept (noexec is
+        // not set there), nosuid is added, the atime mode is left alone.
+        assert_eq!(kept.set, libc::MOUNT_ATTR_NOSUID);
+        assert_eq!(kept.clear, libc::MOUNT_ATTR_NOEXEC);
+        let ro = MountOptions::parse(&["ro", "nodev"]).attr;
+        assert_eq!(keeping_locked(ro, has), ro);
+    }
 
     #[test]
     fn mount_label_only_where_it_applies() {

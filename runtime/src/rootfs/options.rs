@@ -33,6 +33,12 @@ pub struct MountOptions {
     pub idmap: Option<bool>,
     /// `tmpcopyup`: copy the target's content into a new tmpfs.
     pub tmpcopyup: bool,
+    /// `src-nofollow` (crun): a bind source that is a symlink is bound
+    /// itself, not what it points to.
+    pub src_nofollow: bool,
+    /// `dest-nofollow` (crun): a bind destination that is a symlink gets
+    /// the mount on the symlink itself, not on what it points to.
+    pub dest_nofollow: bool,
 }
 
 /// What a single attribute option does.
@@ -105,6 +111,8 @@ enum Special {
         recursive: bool,
     },
     TmpCopyUp,
+    SrcNoFollow,
+    DestNoFollow,
     /// No kernel meaning: `defaults` is the empty set; `(no)iversion` and
     /// `silent`/`loud` are legacy MS_ flags the fd API has no use for.
     Ignored,
@@ -117,6 +125,8 @@ const SPECIAL: &[(&str, Special)] = &[
     ("idmap", Special::Idmap { recursive: false }),
     ("ridmap", Special::Idmap { recursive: true }),
     ("tmpcopyup", Special::TmpCopyUp),
+    ("src-nofollow", Special::SrcNoFollow),
+    ("dest-nofollow", Special::DestNoFollow),
     ("defaults", Special::Ignored),
     ("iversion", Special::Ignored),
     ("noiversion", Special::Ignored),
@@ -254,6 +264,8 @@ impl MountOptions {
                         out.idmap = Some(recursive || out.idmap.unwrap_or(false))
                     }
                     Special::TmpCopyUp => out.tmpcopyup = true,
+                    Special::SrcNoFollow => out.src_nofollow = true,
+                    Special::DestNoFollow => out.dest_nofollow = true,
                     Special::Ignored => {}
                 }
                 continue;
@@ -458,6 +470,8 @@ mod tests {
     fn rw_alone_is_not_recursive_and_remount_idmap() {
         let o = MountOptions::parse(&["remount", "ridmap", "tmpcopyup"]);
         assert!(o.remount && o.tmpcopyup);
+        let nofollow = MountOptions::parse(&["bind", "src-nofollow", "dest-nofollow"]);
+        assert!(nofollow.src_nofollow && nofollow.dest_nofollow && nofollow.data.is_empty());
         assert_eq!(o.idmap, Some(true));
         // "rshared" is propagation, not "r" + "shared" attribute.
         let o = MountOptions::parse(&["rshared"]);

@@ -4,6 +4,9 @@
 //! id-mapped mount (`idmap`, `ridmap`) must be set up by someone privileged
 //! over the source mount. The runtime clones each such source into a
 //! detached mount tree (id-mapped where asked); the init only attaches it.
+//! A runtime that is not root can clone nothing in the host's mount
+//! namespace: its init clones the sources in its own, with the user's
+//! access to them.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
@@ -37,11 +40,15 @@ pub fn is_bind(m: &Mount, options: &MountOptions) -> bool {
     options.bind.is_some() || m.typ().as_deref() == Some("bind")
 }
 
-/// Clones a bind source into a detached tree.
-pub fn clone_source(source: &Path, recursive: bool) -> nix::Result<OwnedFd> {
+/// Clones a bind source into a detached tree (`rbind` with its
+/// submounts; with `src-nofollow` a symlink itself, not its target).
+pub fn clone_source(source: &Path, options: &MountOptions) -> nix::Result<OwnedFd> {
     let mut flags = libc::OPEN_TREE_CLONE;
-    if recursive {
+    if options.bind.unwrap_or(false) {
         flags |= libc::AT_RECURSIVE as libc::c_uint;
+    }
+    if options.src_nofollow {
+        flags |= libc::AT_SYMLINK_NOFOLLOW as libc::c_uint;
     }
     syscalls::open_tree(None, source, flags)
 }
@@ -50,6 +57,7 @@ pub fn clone_source(source: &Path, recursive: bool) -> nix::Result<OwnedFd> {
 /// them for a container with a user namespace, and every id-mapped one.
 pub fn prepare(spec: &Spec, bundle: &Path, userns: bool) -> Result<Prepared, MountError> {
     let mut prepared = Prepared::default();
+    let privileged = nix::unistd::geteuid().is_root();
     let linux = spec.linux().as_ref();
     let container_uid = linux
         .and_then(|l| l.uid_mappings().as_deref())
@@ -66,7 +74,7 @@ pub fn prepare(spec: &Spec, bundle: &Path, userns: bool) -> Result<Prepared, Mou
     {
         let options = MountOptions::parse(m.options().as_deref().unwrap_or_default());
         let bind = is_bind(m, &options);
-        if !(options.idmap.is_some() || (bind && userns)) {
+        if !(options.idmap.is_some() || (bind && userns && privileged)) {
             prepared.trees.push(None);
             continue;
         }
@@ -87,8 +95,14 @@ pub fn prepare(spec: &Spec, bundle: &Path, userns: bool) -> Result<Prepared, Mou
                 e
             });
         }
+        if !privileged {
+            return Err(fail("idmap")(Errno::EPERM)).map_err(|mut e| {
+                e.detail = " (an id-mapped mount of a host filesystem needs CAP_SYS_ADMIN in the host's user namespace: run as root)".into();
+                e
+            });
+        }
         let source = bundle.join(m.source().as_deref().unwrap_or(Path::new("")));
-        let tree = clone_source(&source, options.bind.unwrap_or(false))
+        let tree = clone_source(&source, &options)
             .map_err(fail(&format!("source {}", source.display())))?;
         if let Some(recursive) = options.idmap {
             let uid = m

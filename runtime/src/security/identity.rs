@@ -27,10 +27,24 @@ pub fn switch_user(user: &User) -> Result<(), (&'static str, Errno)> {
         Err(Errno::EPERM) if groups.is_empty() => {}
         Err(e) => return Err(("process.user.additionalGids: setgroups", e)),
     }
+    // EINVAL: an id the user namespace does not map (a rootless
+    // container maps few).
     let gid = Gid::from_raw(user.gid());
-    nix::unistd::setresgid(gid, gid, gid).map_err(|e| ("process.user.gid: setresgid", e))?;
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| match e {
+        Errno::EINVAL => (
+            "process.user.gid: setresgid: not mapped in the container's user namespace",
+            e,
+        ),
+        e => ("process.user.gid: setresgid", e),
+    })?;
     let uid = Uid::from_raw(user.uid());
-    nix::unistd::setresuid(uid, uid, uid).map_err(|e| ("process.user.uid: setresuid", e))?;
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| match e {
+        Errno::EINVAL => (
+            "process.user.uid: setresuid: not mapped in the container's user namespace",
+            e,
+        ),
+        e => ("process.user.uid: setresuid", e),
+    })?;
     // SAFETY: prctl with integer arguments.
     if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 0, 0, 0, 0) } < 0 {
         return Err(("prctl(PR_SET_KEEPCAPS)", Errno::last()));

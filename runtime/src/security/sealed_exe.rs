@@ -54,6 +54,16 @@ pub enum SealError {
     NotSealed,
 }
 
+impl SealError {
+    /// What failed, without the prefix every variant carries.
+    fn cause(&self) -> String {
+        match self {
+            SealError::Sys { what, source } => format!("{what}: {source}"),
+            other => other.to_string(),
+        }
+    }
+}
+
 fn sys(what: &'static str) -> impl FnOnce(Errno) -> SealError {
     move |source| SealError::Sys { what, source }
 }
@@ -86,8 +96,8 @@ pub fn ensure() -> Result<(), SealError> {
         Err(overlay) => {
             crate::debug!("{overlay}; copying the binary into a sealed memfd instead");
             memfd_copy(exe.as_fd()).map_err(|memfd| SealError::Unavailable {
-                overlay: overlay.to_string(),
-                memfd: memfd.to_string(),
+                overlay: overlay.cause(),
+                memfd: memfd.cause(),
             })?
         }
     };

@@ -64,6 +64,9 @@ struct Child<'a> {
     progress: &'a Progress,
     /// Namespaces the child joins itself (pid and time came with clone3).
     join: CloneFlags,
+    /// True when the process runs in the container's user namespace (joined
+    /// by the child, or already by the runtime).
+    in_user_namespace: bool,
     init_pidfd: BorrowedFd<'a>,
     /// The init's root, when joining its mount namespace does not give it.
     init_root: Option<OwnedFd>,
@@ -124,12 +127,22 @@ pub fn exec(req: &ExecRequest<'_>, cgroup: &mut dyn Manager) -> Result<Execd, Sp
 
     // The pid and time namespaces only apply to children: enter them for
     // the clone, then come back.
-    let for_children =
+    let mut for_children =
         namespaces & (CloneFlags::CLONE_NEWPID | CloneFlags::from_bits_retain(libc::CLONE_NEWTIME));
     let mut restore = Vec::new();
     for typ in [LinuxNamespaceType::Pid, LinuxNamespaceType::Time] {
-        if for_children.contains(namespaces::clone_flag(typ)) {
+        if !for_children.contains(namespaces::clone_flag(typ)) {
+            continue;
+        }
+        if namespaces::may_return(typ) {
             restore.push((typ, namespaces::current(typ)?));
+        } else if namespaces.contains(CloneFlags::CLONE_NEWUSER) {
+            // Without root, the container's pid (or time) namespace can
+            // only be entered from inside its user namespace (setns wants
+            // CAP_SYS_ADMIN in the caller's own user namespace too). The
+            // runtime joins it for good: holding no privilege outside it,
+            // it gives nothing up, and it never comes back for a restore.
+            for_children |= CloneFlags::CLONE_NEWUSER;
         }
     }
     namespaces::join_process(req.init_pidfd, for_children)?;
@@ -140,6 +153,7 @@ pub fn exec(req: &ExecRequest<'_>, cgroup: &mut dyn Manager) -> Result<Execd, Sp
     let mut child = Child {
         progress: &progress,
         join: namespaces - for_children,
+        in_user_namespace: namespaces.contains(CloneFlags::CLONE_NEWUSER),
         init_pidfd: req.init_pidfd,
         init_root,
         cgroup: &*cgroup,
@@ -148,6 +162,7 @@ pub fn exec(req: &ExecRequest<'_>, cgroup: &mut dyn Manager) -> Result<Execd, Sp
         phase: Phase {
             process,
             personality: linux.and_then(|l| l.personality().as_ref()),
+            memory_policy: linux.and_then(|l| l.memory_policy().as_ref()),
             caps: capabilities::masks(process.capabilities().as_ref(), host_caps),
             last_cap: host_caps.last_cap,
             seccomp: filter.as_ref(),
@@ -255,7 +270,7 @@ fn setup_and_exec(child: &Child<'_>, channel: &Channel) -> Result<Infallible, Ch
         nix::unistd::fchdir(root).map_err(fail("fchdir to the init's root"))?;
         nix::unistd::chroot(".").map_err(fail("chroot to the init's root"))?;
     }
-    if child.join.contains(CloneFlags::CLONE_NEWUSER) {
+    if child.in_user_namespace {
         // Host root is unmapped in the container's user namespace; become
         // its root until the process's own user is set.
         let root = Gid::from_raw(0);

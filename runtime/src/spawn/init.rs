@@ -43,6 +43,9 @@ pub struct Config<'a> {
     pub caps: CapMasks,
     pub last_cap: u32,
     pub cgroup: &'a dyn Manager,
+    /// The cgroup `cgroup` mounts show: the container's, or the runtime's
+    /// when the container has none.
+    pub cgroup_view: &'a crate::cgroups::Record,
     /// Bind sources the runtime opened before fork.
     pub prepared: &'a Prepared,
     /// The compiled `linux.seccomp`, if any.
@@ -57,6 +60,18 @@ pub struct Config<'a> {
     pub preserve_fds: u32,
     pub sigmask: Option<&'a SigSet>,
     pub console: Option<BorrowedFd<'a>>,
+    /// True when the init may not hide itself behind PR_SET_DUMPABLE: the
+    /// runtime was started by a user, and could no longer reach it. The
+    /// /proc files of a process that is not dumpable, and setns through
+    /// its pidfd, want ptrace access, which for a process that never
+    /// executed in the container's user namespace only root of the host's
+    /// has: the id maps could not be written (by the runtime or
+    /// newuidmap), nor could `exec` join a created container. Such an init
+    /// is, to the container, a process of the container's own user (as
+    /// runc's init is), and its exe is the sealed copy nobody can write
+    /// (`security::sealed_exe`). Decided before fork: in its new user
+    /// namespace the init is root as soon as its maps are written.
+    pub stay_dumpable: bool,
 }
 
 /// A failure inside the init.
@@ -240,7 +255,9 @@ fn setup_and_exec(
     channel: &Channel,
     created: &mut bool,
 ) -> Result<Infallible, InitError> {
-    phase::set_undumpable().map_err(sys("prctl(PR_SET_DUMPABLE)"))?;
+    if !cfg.stay_dumpable {
+        phase::set_undumpable().map_err(sys("prctl(PR_SET_DUMPABLE)"))?;
+    }
     let spec = cfg.spec;
     let process = spec.process().as_ref().ok_or(InitError::Sys {
         what: "process".into(),
@@ -264,7 +281,7 @@ fn setup_and_exec(
             rootfs: cfg.rootfs,
             mount: MountContext {
                 bundle: cfg.bundle_dir,
-                cgroup: cfg.cgroup.record(),
+                cgroup: cfg.cgroup_view,
                 cgroupns: cfg.plan.has(LinuxNamespaceType::Cgroup),
                 userns: cfg.plan.has(LinuxNamespaceType::User),
                 prepared: cfg.prepared,
@@ -316,6 +333,9 @@ fn setup_and_exec(
     .map_err(sys("opening /"))?;
     rootfs::finalize(spec, slash.as_fd(), aside)?;
 
+    if cfg.plan.is_new(LinuxNamespaceType::Network) {
+        crate::netdev::loopback_up().map_err(sys("bringing up lo"))?;
+    }
     if let Some(name) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(name).map_err(sys("hostname"))?;
     }
@@ -329,6 +349,10 @@ fn setup_and_exec(
     let phase = phase::Phase {
         process,
         personality: spec.linux().as_ref().and_then(|l| l.personality().as_ref()),
+        memory_policy: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.memory_policy().as_ref()),
         caps: cfg.caps,
         last_cap: cfg.last_cap,
         seccomp: cfg.seccomp,

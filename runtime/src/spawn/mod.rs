@@ -23,6 +23,7 @@ use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use crate::bundle::Bundle;
 use crate::cgroups::{self, CgroupError, Manager};
 use crate::hooks::{self, HookError};
+use crate::idmap::{IdMapError, IdMaps};
 use crate::namespaces::{self, NamespaceError, Plan};
 use crate::rootfs;
 use crate::security::capabilities::{self, HostCaps};
@@ -38,6 +39,8 @@ pub enum SpawnError {
     #[error(transparent)]
     Namespace(#[from] NamespaceError),
     #[error(transparent)]
+    IdMap(#[from] IdMapError),
+    #[error(transparent)]
     Cgroup(#[from] CgroupError),
     #[error(transparent)]
     Lsm(#[from] LsmError),
@@ -45,6 +48,8 @@ pub enum SpawnError {
     Mount(#[from] rootfs::MountError),
     #[error(transparent)]
     Hook(#[from] HookError),
+    #[error(transparent)]
+    NetDevice(#[from] crate::netdev::NetDeviceError),
     #[error(transparent)]
     Channel(#[from] ChannelError),
     #[error(transparent)]
@@ -55,6 +60,8 @@ pub enum SpawnError {
     Sys { what: &'static str, source: Errno },
     #[error(transparent)]
     Invalid(#[from] crate::validate::Invalid),
+    #[error("linux.namespaces: skiff runs as uid {0}, not root, and without a user namespace it may create no namespace or mount (add a \"user\" namespace with uidMappings and gidMappings, as `skiff spec --rootless` does)")]
+    NeedsUserNamespace(u32),
     /// The init's own account of what failed.
     #[error("{0}")]
     Init(String),
@@ -93,6 +100,8 @@ pub struct Request<'a> {
     pub console: Option<BorrowedFd<'a>>,
     /// When the container was created (its state's `created`).
     pub created: &'a str,
+    /// `--rootless`: see `CreateOptions::rootless`.
+    pub rootless: bool,
 }
 
 /// A created container: its init waits for `start`.
@@ -115,6 +124,23 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
     })?;
     crate::validate::console(process, req.console.is_some())?;
     let plan = Plan::from_spec(spec)?;
+    let euid = nix::unistd::geteuid();
+    if !euid.is_root() && !plan.has(LinuxNamespaceType::User) {
+        return Err(SpawnError::NeedsUserNamespace(euid.as_raw()));
+    }
+    let linux = spec.linux().as_ref();
+    // Checked before anything exists: a user may map only its own ids
+    // and its subordinate ones.
+    let id_maps = if plan.is_new(LinuxNamespaceType::User) {
+        let uid = linux.and_then(|l| l.uid_mappings().as_deref());
+        let gid = linux.and_then(|l| l.gid_mappings().as_deref());
+        Some(IdMaps::plan(
+            uid.unwrap_or_default(),
+            gid.unwrap_or_default(),
+        )?)
+    } else {
+        None
+    };
     let apparmor = process.apparmor_profile().as_deref();
     let selinux = process.selinux_label().as_deref();
     let mount_label = spec
@@ -128,11 +154,21 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
     let host_caps = HostCaps::detect();
     let caps = capabilities::masks(process.capabilities().as_ref(), host_caps);
 
-    let linux = spec.linux().as_ref();
     let filter = compile_seccomp(linux.and_then(|l| l.seccomp().as_ref()))?;
-    cgroup.create()?;
-    let res = cgroups::devices::at_create(linux.and_then(|l| l.resources().as_ref()));
-    if let Err(e) = cgroup.apply(&res) {
+    let resources = linux.and_then(|l| l.resources().as_ref());
+    if let Err(e) = cgroup.create() {
+        if !req.rootless {
+            return Err(e.into());
+        }
+        cgroup = cgroups::without_delegation(e, resources)?;
+    }
+    let res = cgroups::devices::at_create(resources);
+    let applied = if req.rootless {
+        apply_rootless(cgroup.as_ref(), res)
+    } else {
+        cgroup.apply(&res)
+    };
+    if let Err(e) = applied {
         let _ = cgroup.destroy();
         return Err(e.into());
     }
@@ -164,6 +200,9 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
             return Err(sys("mapping the setup progress page")(e));
         }
     };
+    // A container without a cgroup of its own sees the runtime's in a
+    // `cgroup` mount.
+    let own_cgroup = cgroup.record().dirs.is_empty().then(cgroups::own);
     let mut config = init::Config {
         id: req.id,
         created: req.created,
@@ -175,6 +214,7 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
         caps,
         last_cap: host_caps.last_cap,
         cgroup: cgroup.as_ref(),
+        cgroup_view: own_cgroup.as_ref().unwrap_or(cgroup.record()),
         seccomp: filter.as_ref(),
         prepared: &prepared,
         mount_label: mount_label.filter(|_| lsms.selinux),
@@ -185,13 +225,20 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
         preserve_fds: req.preserve_fds,
         sigmask: req.sigmask.as_ref(),
         console: req.console,
+        stay_dumpable: !euid.is_root(),
     };
     let mut init = Init {
         pid: 0,
         pidfd: None,
         ours: true,
     };
-    let result = clone_and_drive(req, &mut config, cgroup.as_ref(), &plan, &mut init);
+    let result = clone_and_drive(
+        req,
+        &mut config,
+        cgroup.as_ref(),
+        (&plan, id_maps.as_ref()),
+        &mut init,
+    );
     match result {
         Ok(()) => {}
         Err(e) => {
@@ -218,6 +265,28 @@ pub fn spawn(req: &Request<'_>, mut cgroup: Box<dyn Manager>) -> Result<Spawned,
         cgroup,
         own_pid_ns: plan.has(LinuxNamespaceType::Pid),
     })
+}
+
+/// `--rootless`: the limits, then the device rules where they can go. The
+/// device cgroup is root's to program (devices.allow, a BPF program), and
+/// without root no device can be made or opened beyond what the user may
+/// open anyway: a refusal there is no error, as with runc.
+fn apply_rootless(
+    cgroup: &dyn Manager,
+    mut res: oci_spec::runtime::LinuxResources,
+) -> Result<(), CgroupError> {
+    let devices = res.devices().clone();
+    res.set_devices(None);
+    cgroup.apply(&res)?;
+    if cgroup.record().dirs.is_empty() {
+        return Ok(());
+    }
+    let mut rules = oci_spec::runtime::LinuxResources::default();
+    rules.set_devices(devices);
+    if let Err(e) = cgroup.apply(&rules) {
+        crate::debug!("{e}: device rules not applied (rootless)");
+    }
+    Ok(())
 }
 
 /// Compiles `linux.seccomp` for the init or an exec process, and checks
@@ -431,23 +500,29 @@ fn hand_listener_to_agent(
 
 /// Namespace changes the parent makes for its next child only: joining a
 /// pid or time namespace, or creating a time namespace with offsets (which
-/// must be written before any process enters it). Returns what to restore.
+/// must be written before any process enters it). Returns what to restore:
+/// nothing where the runtime may not come back (see
+/// `namespaces::may_return`), and then its later children (hooks) start
+/// in those namespaces too.
 fn enter_parent_namespaces(
     plan: &Plan,
     spec: &Spec,
 ) -> Result<Vec<(LinuxNamespaceType, OwnedFd)>, SpawnError> {
     let mut restore = Vec::new();
+    let mut save = |typ| -> Result<(), SpawnError> {
+        if namespaces::may_return(typ) {
+            restore.push((typ, namespaces::current(typ)?));
+        }
+        Ok(())
+    };
     for typ in [LinuxNamespaceType::Pid, LinuxNamespaceType::Time] {
         if let Some(joined) = plan.joined(typ) {
-            restore.push((typ, namespaces::current(typ)?));
+            save(typ)?;
             namespaces::join(joined)?;
         }
     }
     if plan.is_new(LinuxNamespaceType::Time) {
-        restore.push((
-            LinuxNamespaceType::Time,
-            namespaces::current(LinuxNamespaceType::Time)?,
-        ));
+        save(LinuxNamespaceType::Time)?;
         namespaces::unshare(namespaces::clone_flag(LinuxNamespaceType::Time))?;
         if let Some(offsets) = spec
             .linux()
@@ -477,7 +552,7 @@ fn clone_and_drive(
     req: &Request<'_>,
     config: &mut init::Config<'_>,
     cgroup: &dyn Manager,
-    plan: &Plan,
+    (plan, id_maps): (&Plan, Option<&IdMaps>),
     init: &mut Init,
 ) -> Result<(), SpawnError> {
     let (parent_end, child_end) = channel::pair()?;
@@ -515,20 +590,25 @@ fn clone_and_drive(
     init.pidfd = Some(pidfd);
     let cloned = config.cloned_into_cgroup;
     let linux = config.spec.linux().as_ref();
-    // What the init cannot do itself: id maps, and (in a user namespace,
-    // where the host's cgroup files are not its own) cgroup placement.
+    // What the init cannot do itself: id maps, (in a user namespace, where
+    // the host's cgroup files are not its own) cgroup placement, and moving
+    // network devices in.
     let setup = || -> Result<(), SpawnError> {
-        if plan.is_new(LinuxNamespaceType::User) {
-            let uid = linux
-                .and_then(|l| l.uid_mappings().as_deref())
-                .unwrap_or_default();
-            let gid = linux
-                .and_then(|l| l.gid_mappings().as_deref())
-                .unwrap_or_default();
-            namespaces::write_id_maps(pid, uid, gid)?;
+        if let Some(maps) = id_maps {
+            maps.write(pid)?;
         }
         if plan.has(LinuxNamespaceType::User) {
             cgroup.add(pid, cloned)?;
+        }
+        if let Some(devices) = linux
+            .and_then(|l| l.net_devices().as_ref())
+            .filter(|d| !d.is_empty())
+        {
+            // The init is our unreaped child: its pid names it still.
+            let netns = std::fs::File::open(format!("/proc/{pid}/ns/net"))
+                .map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)))
+                .map_err(sys("opening the container's network namespace"))?;
+            crate::netdev::move_all(devices, netns.as_fd())?;
         }
         parent_end.send(&ToChild::Proceed { pid })?;
         Ok(())
@@ -540,11 +620,16 @@ fn clone_and_drive(
         frozen_ok: false,
         who: "init",
     };
+    // The init the cgroup manager adopts is the one that runs the
+    // container: after the extra fork a new pid namespace may need, the
+    // forked one.
+    let extra_fork = !single && plan.is_new(LinuxNamespaceType::Pid);
     let mut drive = || -> Result<(), SpawnError> {
         if single {
             // The init's namespaces exist as soon as clone3 returns: no
             // need to wait for it to say so.
             setup()?;
+            cgroup.adopt(init.pid)?;
         }
         loop {
             let (msg, fd) = next_message(&parent_end, &watch)?;
@@ -554,7 +639,12 @@ fn clone_and_drive(
                 continue;
             }
             match msg {
-                ToParent::Ready => setup()?,
+                ToParent::Ready => {
+                    setup()?;
+                    if !extra_fork {
+                        cgroup.adopt(init.pid)?;
+                    }
+                }
                 ToParent::InitPid(grandchild) => {
                     // The intermediate child exits right after reporting.
                     let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(init.pid), None);
@@ -562,6 +652,7 @@ fn clone_and_drive(
                     init.ours = false;
                     init.pidfd = Some(syscalls::pidfd_open(grandchild).map_err(sys("pidfd_open"))?);
                     parent_end.send(&ToChild::Proceed { pid: grandchild })?;
+                    cgroup.adopt(grandchild)?;
                 }
                 ToParent::RunHooks => {
                     // The environment exists: runtime.md's lifecycle puts the

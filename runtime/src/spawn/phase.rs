@@ -10,7 +10,7 @@ use std::path::Path;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::sys::signal::SigSet;
-use oci_spec::runtime::{LinuxPersonality, Process};
+use oci_spec::runtime::{LinuxMemoryPolicy, LinuxPersonality, Process};
 
 use super::channel::{Channel, ChannelError, ToParent};
 use crate::process::attributes::{self, AttributeError};
@@ -52,6 +52,9 @@ fn sys(what: impl Into<String>) -> impl FnOnce(Errno) -> ProcessError {
 pub struct Phase<'a> {
     pub process: &'a Process,
     pub personality: Option<&'a LinuxPersonality>,
+    /// `linux.memoryPolicy`: the container's processes, execs included,
+    /// allocate under it.
+    pub memory_policy: Option<&'a LinuxMemoryPolicy>,
     pub caps: CapMasks,
     pub last_cap: u32,
     pub seccomp: Option<&'a skiff_seccomp::Filter>,
@@ -139,6 +142,9 @@ pub fn prepare<'a>(
     }
     if let Some(p) = phase.personality {
         attributes::set_personality(p)?;
+    }
+    if let Some(policy) = phase.memory_policy {
+        attributes::set_memory_policy(policy)?;
     }
     if let Some(prio) = process.io_priority() {
         attributes::set_io_priority(prio.class(), prio.priority())?;

@@ -7,7 +7,8 @@
 //!   are flags their negations (`atime`, `nostrictatime`) clear, and
 //!   `strictatime` beats `noatime` beats `relatime` whatever the order;
 //! - propagation changes and superblock flags keep their order; `rbind` or
-//!   `ridmap` anywhere makes the bind or id-mapping recursive;
+//!   `ridmap` anywhere makes the bind or id-mapping recursive; crun's
+//!   `src-nofollow` and `dest-nofollow` are flags of their own;
 //! - every other word is filesystem data, split at its first `=`, in
 //!   order, except `x-*` (for userspace helpers) and the empty word;
 //! - what reaches mount_setattr and fsmount is something the kernel takes
@@ -84,6 +85,8 @@ struct Model {
     idmap: Option<bool>,
     remount: bool,
     tmpcopyup: bool,
+    src_nofollow: bool,
+    dest_nofollow: bool,
     sb_flags: Vec<&'static str>,
     data: Vec<(String, Option<String>)>,
 }
@@ -118,6 +121,8 @@ impl Model {
             "ridmap" => self.idmap = Some(true),
             "remount" => self.remount = true,
             "tmpcopyup" => self.tmpcopyup = true,
+            "src-nofollow" => self.src_nofollow = true,
+            "dest-nofollow" => self.dest_nofollow = true,
             "" => {}
             _ if IGNORED.contains(&word) || word.starts_with("x-") => {}
             _ => self.data.push(match word.split_once('=') {
@@ -233,6 +238,8 @@ fn check(options: &[String]) -> Result<(), TestCaseError> {
     prop_assert_eq!(parsed.idmap, model.idmap);
     prop_assert_eq!(parsed.remount, model.remount);
     prop_assert_eq!(parsed.tmpcopyup, model.tmpcopyup);
+    prop_assert_eq!(parsed.src_nofollow, model.src_nofollow);
+    prop_assert_eq!(parsed.dest_nofollow, model.dest_nofollow);
     prop_assert_eq!(&parsed.sb_flags, &model.sb_flags);
     prop_assert_eq!(&parsed.data, &model.data);
     for attr in [parsed.attr, parsed.recursive_attr] {

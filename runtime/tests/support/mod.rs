@@ -178,6 +178,15 @@ impl Bundle {
         self
     }
 
+    /// Binds the probe at `bin` read-only into the container as `/name`.
+    pub fn bind_probe(&mut self, bin: &Path) -> &mut Self {
+        let name = bin.file_name().unwrap().to_str().unwrap();
+        self.config["mounts"].as_array_mut().unwrap().push(json!({
+            "destination": format!("/{name}"), "type": "bind", "source": bin, "options": ["bind", "ro"]
+        }));
+        self
+    }
+
     /// Writes config.json (call after editing `config`).
     pub fn write(&self) -> &Self {
         std::fs::write(
@@ -235,6 +244,27 @@ impl Run {
     }
 }
 
+/// Runs `cmd` and collects the result. Output goes through files, not
+/// pipes: a created container keeps the runtime's stdio open, so a pipe
+/// would never see end-of-file.
+pub fn collect(mut cmd: Command) -> Run {
+    let out_path = scratch().join(unique_id("stdout"));
+    let err_path = scratch().join(unique_id("stderr"));
+    let status = cmd
+        .stdout(std::fs::File::create(&out_path).unwrap())
+        .stderr(std::fs::File::create(&err_path).unwrap())
+        .status()
+        .unwrap();
+    let run = Run {
+        code: status.code().unwrap_or(-1),
+        stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
+    };
+    let _ = std::fs::remove_file(out_path);
+    let _ = std::fs::remove_file(err_path);
+    run
+}
+
 pub fn skiff_bin() -> &'static str {
     env!("CARGO_BIN_EXE_skiff")
 }
@@ -257,26 +287,9 @@ impl Skiff {
         cmd
     }
 
-    /// Runs skiff with `args` and collects the result. Output goes through
-    /// files, not pipes: a created container keeps skiff's stdio open, so a
-    /// pipe would never see end-of-file.
+    /// Runs skiff with `args` and collects the result (see `collect`).
     pub fn run(&self, args: &[&str]) -> Run {
-        let out_path = scratch().join(unique_id("stdout"));
-        let err_path = scratch().join(unique_id("stderr"));
-        let status = self
-            .command(args)
-            .stdout(std::fs::File::create(&out_path).unwrap())
-            .stderr(std::fs::File::create(&err_path).unwrap())
-            .status()
-            .unwrap();
-        let run = Run {
-            code: status.code().unwrap_or(-1),
-            stdout: std::fs::read_to_string(&out_path).unwrap_or_default(),
-            stderr: std::fs::read_to_string(&err_path).unwrap_or_default(),
-        };
-        let _ = std::fs::remove_file(out_path);
-        let _ = std::fs::remove_file(err_path);
-        run
+        collect(self.command(args))
     }
 
     /// `skiff run --bundle B ID`.
@@ -405,6 +418,32 @@ pub fn cgroup_dirs(id: &str) -> Vec<PathBuf> {
     dirs
 }
 
+/// A small static program for looking at what busybox cannot show from
+/// inside a container (a syscall's answer), built once per test binary
+/// from C with the toolchain the Rust build links with; bind it into a
+/// bundle with [`Bundle::bind_probe`].
+pub fn probe(name: &str, source: &str) -> PathBuf {
+    let dir = scratch().join("probes");
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join(name);
+    if !bin.exists() {
+        let c = dir.join(format!("{name}.c"));
+        std::fs::write(&c, source).unwrap();
+        let out = Command::new("cc")
+            .args(["-static", "-O1", "-o"])
+            .arg(&bin)
+            .arg(&c)
+            .output()
+            .expect("cc (the C toolchain Rust links with)");
+        assert!(
+            out.status.success(),
+            "building probe {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    bin
+}
+
 /// Makes `file` fd 3 of the command's process (for --preserve-fds).
 pub fn give_fd3(cmd: &mut Command, file: &std::fs::File) {
     use std::os::fd::AsRawFd;
@@ -487,6 +526,25 @@ pub mod notify {
         }
     }
 
+    /// Whether notification `id` still waits for an answer.
+    pub fn id_valid(listener: BorrowedFd<'_>, id: u64) -> bool {
+        const SECCOMP_IOCTL_NOTIF_ID_VALID: libc::c_ulong = 0x40082102;
+        // SAFETY: NOTIF_ID_VALID reads a u64 we own.
+        unsafe { libc::ioctl(listener.as_raw_fd(), SECCOMP_IOCTL_NOTIF_ID_VALID, &id) == 0 }
+    }
+
+    /// Whether a notification arrives on `listener` within `ms`.
+    pub fn readable(listener: BorrowedFd<'_>, ms: i32) -> bool {
+        let mut fd = libc::pollfd {
+            fd: listener.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: poll on one pollfd we own.
+        let n = unsafe { libc::poll(&mut fd, 1, ms) };
+        n == 1 && fd.revents & libc::POLLIN != 0
+    }
+
     /// Lets notification `id` go on.
     pub fn continue_(listener: BorrowedFd<'_>, id: u64) -> std::io::Result<()> {
         send(
@@ -498,5 +556,105 @@ pub mod notify {
                 flags: FLAG_CONTINUE,
             },
         )
+    }
+}
+
+/// The receiving end of `--pidfd-socket`: a listener at `path` whose
+/// thread returns the one message it gets (data, pidfd).
+pub fn pidfd_receiver(path: &Path) -> std::thread::JoinHandle<(String, std::os::fd::OwnedFd)> {
+    use std::os::fd::AsFd;
+    let listener = std::os::unix::net::UnixListener::bind(path).unwrap();
+    std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        skiff::terminal::recv_fd(conn.as_fd()).unwrap()
+    })
+}
+
+/// What the kernel says of a pidfd: the host pid, and the pid in each pid
+/// namespace down to the process's own (`NSpid`).
+pub fn pidfd_pids(fd: &std::os::fd::OwnedFd) -> (i64, Vec<i64>) {
+    use std::os::fd::AsRawFd;
+    let info = std::fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd())).unwrap();
+    let field = |name: &str| -> Vec<i64> {
+        info.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name} in {info}"))
+            .split_whitespace()
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    (field("Pid:")[0], field("NSpid:"))
+}
+
+/// Sends `signal` through a pidfd.
+pub fn pidfd_signal(fd: &std::os::fd::OwnedFd, signal: i32) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: pidfd_send_signal with a valid fd and no siginfo.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            fd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    assert_eq!(
+        r,
+        0,
+        "pidfd_send_signal: {}",
+        std::io::Error::last_os_error()
+    );
+}
+
+/// True while `pid` exists and is not a zombie.
+pub fn process_is_running(pid: i64) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return false;
+    };
+    // The state follows the command name's closing parenthesis.
+    let state = stat.rsplit_once(") ").map(|(_, rest)| rest.chars().next());
+    !matches!(state, Some(Some('Z' | 'X')) | None)
+}
+
+/// The CVE-2019-5736 attacker (runtime_binary.rs, rootless.rs). It matches
+/// skiff by its command line (readable even when the process is not
+/// dumpable), records what it could do in /out/log,
+/// and ends with one verdict line: `denied` (the exe could not be opened),
+/// `refused` (it could not be written) or `OVERWRITTEN`.
+pub const ATTACKER: &str = include_str!("attacker.sh");
+
+/// Waits for the attacker's verdict; returns its whole log.
+pub fn attack_verdict(rootfs: &Path) -> String {
+    let path = rootfs.join("out/log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        let done = ["denied", "refused", "OVERWRITTEN", "no skiff", "still busy"];
+        if log.lines().any(|l| done.iter().any(|d| l.starts_with(d))) {
+            return log;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no verdict; log so far:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Waits until the attacker has seen a skiff process and tried it.
+pub fn attacker_tried(rootfs: &Path) {
+    let path = rootfs.join("out/log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(40);
+    loop {
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        if log.contains("held") || log.contains("denied") || log.contains("no skiff") {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "attacker never tried; log:\n{log}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
 }
