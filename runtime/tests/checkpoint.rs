@@ -58,6 +58,17 @@ macro_rules! require_criu {
 struct Runtime {
     name: &'static str,
     tool: Skiff,
+    /// Every id a detached command named, force-deleted when the runtime
+    /// goes out of scope: a failed assertion leaves no counter running.
+    ids: std::cell::RefCell<Vec<String>>,
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        for id in self.ids.borrow().iter() {
+            self.tool.cleanup(id);
+        }
+    }
 }
 
 impl Runtime {
@@ -66,10 +77,12 @@ impl Runtime {
             Runtime {
                 name: "skiff",
                 tool: Skiff::new(),
+                ids: Default::default(),
             },
             Runtime {
                 name: "runc",
                 tool: Skiff::with_binary(peers().join("runc")),
+                ids: Default::default(),
             },
         ]
     }
@@ -113,6 +126,9 @@ impl Runtime {
     /// whose stdio is a host file); the container keeps them open, so
     /// they are drained by threads rather than read to the end.
     fn detached(&self, args: &[&str]) -> Output {
+        if let Some(id) = args.last() {
+            self.ids.borrow_mut().push(id.to_string());
+        }
         let a = self.args(args);
         let mut child = self
             .tool
@@ -588,4 +604,50 @@ fn criu_missing_or_too_old_is_one_line() {
     run.fails_with(&["too old"]);
     assert_nothing_left(&skiff.tool, &new_id);
     skiff.remove(&id);
+}
+
+#[test]
+fn paused_container_is_dumped_and_left_paused() {
+    require_criu!();
+    for rt in Runtime::both() {
+        let bundle = Bundle::sh(COUNTER);
+        bundle.write();
+        let b = bundle.dir.to_str().unwrap();
+        let id = unique_id("paused");
+        let img = image_dir("paused");
+        let i = img.to_str().unwrap();
+        let out = rt.detached(&["run", "-d", "--bundle", b, &id]);
+        out.wait_for(3, "before pause");
+        rt.ok(&["pause", &id]);
+        let paused_at = out.last().unwrap();
+        rt.ok(&["checkpoint", "--leave-running", "--image-path", i, &id]);
+        // Still paused: CRIU put back the freezer state it found.
+        assert_eq!(rt.status(&id).as_deref(), Some("paused"), "{}", rt.name);
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(
+            out.last(),
+            Some(paused_at),
+            "{}: counted while paused",
+            rt.name
+        );
+        // The image restores as a running container, from where it paused.
+        let new_id = unique_id("paused-new");
+        let restored = rt.detached(&["restore", "-d", "--bundle", b, "--image-path", i, &new_id]);
+        let got = restored.wait_for(2, "after restore");
+        assert_eq!(got[0], paused_at + 1, "{}: {got:?}", rt.name);
+        assert_eq!(
+            rt.status(&new_id).as_deref(),
+            Some("running"),
+            "{}",
+            rt.name
+        );
+        rt.remove(&new_id);
+        // A dump without --leave-running ends the paused container.
+        let last = image_dir("paused-last");
+        rt.ok(&["checkpoint", "--image-path", last.to_str().unwrap(), &id]);
+        assert_eq!(rt.status(&id), None, "{}: still there", rt.name);
+        if rt.name == "skiff" {
+            assert_nothing_left(&rt.tool, &id);
+        }
+    }
 }

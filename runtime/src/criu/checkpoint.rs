@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use super::rpc::{Req, ReqType};
 use super::swrk::{self, Swrk};
 use super::{base_opts, config_file, externals, failure, Common, CriuError, Dir, Dirs};
+use crate::cgroups;
 use crate::container::{Container, ContainerError};
 use crate::state::{self, Status};
 
@@ -25,8 +26,11 @@ pub struct CheckpointOptions {
 
 /// Checkpoints a running container.
 pub fn checkpoint(container: &Container, opts: &CheckpointOptions) -> Result<(), CriuError> {
+    // A paused container is dumped as it is, and left paused when it is
+    // left running (runc's rule): CRIU freezes through its freezer
+    // cgroup and puts back the state it found.
     match container.status() {
-        Status::Running => {}
+        Status::Running | Status::Paused => {}
         _ => return Err(ContainerError::NotRunning.into()),
     }
     swrk::check_version(&opts.common.criu)?;
@@ -60,6 +64,7 @@ pub fn checkpoint(container: &Container, opts: &CheckpointOptions) -> Result<(),
         .as_ref()
         .map(|p| p.to_string_lossy().into_owned());
     rpc_opts.external = external;
+    rpc_opts.freeze_cgroup = freezer(&container.stored.cgroup);
     rpc_opts.config_file = config_file(Some(&container.stored.annotations));
     let kind = if opts.pre_dump {
         ReqType::PreDump
@@ -82,4 +87,59 @@ pub fn checkpoint(container: &Container, opts: &CheckpointOptions) -> Result<(),
         container.delete(true)?;
     }
     Ok(())
+}
+
+/// The directory CRIU freezes the container through: the v1 freezer's
+/// where the host has one (hybrid hosts pause there), else the cgroup2
+/// directory of a unified host.
+fn freezer(record: &cgroups::Record) -> Option<String> {
+    let v1 = record
+        .dirs
+        .iter()
+        .find(|d| d.subsystems.split(',').any(|s| s == "freezer"));
+    let dir = v1.or_else(|| record.dirs.first().filter(|_| record.unified))?;
+    Some(dir.path.to_string_lossy().into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dir(path: &str, subsystems: &str) -> cgroups::Dir {
+        cgroups::Dir {
+            path: path.into(),
+            mount: "/sys/fs/cgroup".into(),
+            subsystems: subsystems.into(),
+            created: vec![],
+        }
+    }
+
+    #[test]
+    fn freezer_of_a_hybrid_and_a_unified_host() {
+        let hybrid = cgroups::Record {
+            path: "/c1".into(),
+            unified: false,
+            dirs: vec![
+                dir("/sys/fs/cgroup/unified/c1", ""),
+                dir("/sys/fs/cgroup/freezer/c1", "freezer"),
+            ],
+            unit: None,
+        };
+        assert_eq!(
+            freezer(&hybrid).as_deref(),
+            Some("/sys/fs/cgroup/freezer/c1")
+        );
+        let unified = cgroups::Record {
+            path: "/c1".into(),
+            unified: true,
+            dirs: vec![dir("/sys/fs/cgroup/c1", "")],
+            unit: None,
+        };
+        assert_eq!(freezer(&unified).as_deref(), Some("/sys/fs/cgroup/c1"));
+        let none = cgroups::Record {
+            dirs: vec![dir("/sys/fs/cgroup/unified/c1", "")],
+            ..hybrid
+        };
+        assert_eq!(freezer(&none), None);
+    }
 }

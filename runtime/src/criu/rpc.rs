@@ -49,6 +49,8 @@ pub struct Opts {
     pub inherit_fd: Vec<(String, i32)>,
     pub manage_cgroups_mode: Option<CgMode>,
     pub external: Vec<String>,
+    /// The cgroup CRIU freezes the tree through (and puts back as found).
+    pub freeze_cgroup: Option<String>,
     pub empty_ns: u32,
     pub lazy_pages: bool,
     pub status_fd: Option<i32>,
@@ -165,6 +167,9 @@ impl Opts {
         }
         if self.empty_ns != 0 {
             put_uint(&mut o, 38, u64::from(self.empty_ns));
+        }
+        if let Some(dir) = &self.freeze_cgroup {
+            put_bytes(&mut o, 44, dir.as_bytes());
         }
         put_flag(&mut o, 48, self.lazy_pages);
         if let Some(fd) = self.status_fd {
@@ -355,6 +360,7 @@ mod tests {
             external: vec!["mnt[/a]:/a".into()],
             inherit_fd: vec![("pipe:[7]".into(), 1)],
             manage_cgroups_mode: Some(CgMode::Ignore),
+            freeze_cgroup: Some("/sys/fs/cgroup/freezer/c1".into()),
             ..Opts::default()
         };
         let req = Req {
@@ -374,7 +380,7 @@ mod tests {
             }
         }
         // IGNORE is 0 and still written: absent means CRIU's default, SOFT.
-        assert_eq!(seen, [1, 2, 3, 9, 10, 27, 34, 37]);
+        assert_eq!(seen, [1, 2, 3, 9, 10, 27, 34, 37, 44]);
     }
 
     #[test]
