@@ -852,3 +852,98 @@ fn tcp_connection_over_the_containers_own_loopback() {
         rt.remove(&id);
     }
 }
+
+/// Listens on a console socket in the scratch directory; the thread
+/// returns the name and pty master the runtime sends.
+fn console_socket() -> (PathBuf, std::thread::JoinHandle<(String, std::fs::File)>) {
+    let path = scratch().join(unique_id("console.sock"));
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    let accept = std::thread::spawn(move || {
+        let (conn, _) = listener.accept().unwrap();
+        let (name, fd) = skiff::terminal::recv_fd(std::os::fd::AsFd::as_fd(&conn)).unwrap();
+        (name, std::fs::File::from(fd))
+    });
+    (path, accept)
+}
+
+/// Writes `input` to the pty and reads until `want` shows up.
+fn type_into(master: &mut std::fs::File, input: &str, want: &str, who: &str) {
+    use std::io::{Read, Write};
+    master.write_all(input.as_bytes()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let mut reader = master.try_clone().unwrap();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || tx.send(buf[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut got = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !got.lines().any(|l| l.trim() == want) {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(bytes) => got.push_str(&String::from_utf8_lossy(&bytes)),
+            Err(_) => panic!("{who}: no {want:?} on the terminal: {got:?}"),
+        }
+    }
+}
+
+#[test]
+fn terminal_container_gets_a_new_pty_through_the_console_socket() {
+    require_criu!();
+    for rt in Runtime::both() {
+        let mut bundle = Bundle::new(&["sh"]);
+        bundle.config["process"]["terminal"] = json!(true);
+        bundle.write();
+        let b = bundle.dir.to_str().unwrap();
+        let id = unique_id("tty");
+        let img = image_dir("tty");
+        let i = img.to_str().unwrap();
+        let (sock, accept) = console_socket();
+        let s = sock.to_str().unwrap();
+        rt.detached(&["run", "-d", "--console-socket", s, "--bundle", b, &id]);
+        let (_, mut master) = accept.join().unwrap();
+        type_into(&mut master, "X=42; echo $((X+1))\n", "43", rt.name);
+        rt.ok(&["checkpoint", "--image-path", i, &id]);
+        drop(master);
+        // Restore without a console socket: refused, nothing left.
+        let err = rt.fails(&["restore", "-d", "--bundle", b, "--image-path", i, &id]);
+        if rt.name == "skiff" {
+            assert!(
+                err.contains("--console-socket") && err.lines().count() == 1,
+                "{err}"
+            );
+            assert_nothing_left(&rt.tool, &id);
+        }
+        // With one, the shell is back, its variables kept, on a new pty.
+        let (sock, accept) = console_socket();
+        let s = sock.to_str().unwrap();
+        let new_id = unique_id("tty-new");
+        rt.detached(&[
+            "restore",
+            "-d",
+            "--console-socket",
+            s,
+            "--bundle",
+            b,
+            "--image-path",
+            i,
+            &new_id,
+        ]);
+        let (name, mut master) = accept.join().unwrap();
+        assert_eq!(name, "orphan-pts-master", "{}", rt.name);
+        type_into(&mut master, "echo $((X+2)); tty\n", "44", rt.name);
+        assert_eq!(
+            rt.status(&new_id).as_deref(),
+            Some("running"),
+            "{}",
+            rt.name
+        );
+        // An ordinary container: `exec` works on it.
+        rt.ok(&["exec", &new_id, "true"]);
+        rt.remove(&new_id);
+    }
+}

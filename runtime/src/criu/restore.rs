@@ -213,12 +213,13 @@ fn run_criu(
     }
     let console = opts.console.as_ref().map(AsFd::as_fd);
     let resp = criu.call(&req, |script, fd| match (script, fd) {
+        // Sent under the script's name, as runc sends it.
         ("orphan-pts-master", Some(master)) => {
             let sock = console.ok_or_else(|| CriuError::Option {
                 option: "--console-socket",
                 why: "the container has a terminal: a console socket is needed".into(),
             })?;
-            crate::terminal::send_fd(sock, "console", master.as_fd())
+            crate::terminal::send_fd(sock, "orphan-pts-master", master.as_fd())
                 .map_err(sys("sending the pty master to the console socket"))
         }
         _ => Ok(()),
