@@ -798,10 +798,11 @@ fn established_tcp_connection_survives_checkpoint_and_restore() {
 }
 
 /// Both ends of the connection inside the container, over its own
-/// loopback: skiff dumps the container's network namespace with lo up,
-/// so the connection comes back. runc 1.3.6 always dumps a network
-/// namespace it created as empty (it leaves network devices to others),
-/// so lo is down after restore and CRIU cannot reconnect the socket.
+/// loopback. Both runtimes have CRIU dump a network namespace they created
+/// as empty (they leave network devices to whoever set them up); skiff
+/// brings lo up again once CRIU has made the namespace, before the
+/// sockets are restored, so the connection comes back. runc 1.3.6 does
+/// not: lo is down after restore and CRIU cannot reconnect the socket.
 #[test]
 fn tcp_connection_over_the_containers_own_loopback() {
     require_criu!();

@@ -33,6 +33,15 @@ pub fn joined_namespaces(spec: &Spec) -> Vec<(LinuxNamespaceType, PathBuf)> {
         .collect()
 }
 
+/// Whether the container gets a new namespace of type `kind` (listed
+/// without a path).
+pub fn creates_namespace(spec: &Spec, kind: LinuxNamespaceType) -> bool {
+    spec.linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|list| list.iter().any(|n| n.typ() == kind && n.path().is_none()))
+}
+
 /// `(destination, source)` of every bind mount in the spec, the source
 /// resolved against the bundle.
 pub fn bind_mounts(spec: &Spec, bundle: &Path) -> Vec<(String, PathBuf)> {

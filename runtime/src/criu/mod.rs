@@ -201,7 +201,13 @@ fn base_opts(common: &Common, dirs: &Dirs, log_file: &str) -> rpc::Opts {
         file_locks: common.file_locks,
         manage_cgroups: true,
         manage_cgroups_mode: common.manage_cgroups_mode,
-        empty_ns: common.empty_ns,
+        // A network namespace the container created is dumped and
+        // restored empty, as runc does: the runtime set up nothing in it
+        // but lo (brought up again on restore), and whatever else is
+        // there belongs to whoever put it there. CRIU then needs no `ip`
+        // or iptables of the host, and images move between skiff and
+        // runc.
+        empty_ns: common.empty_ns | libc::CLONE_NEWNET as u32,
         lazy_pages: common.lazy_pages,
         status_fd: common.status_fd,
         notify_scripts: true,

@@ -80,12 +80,7 @@ pub fn restore(
     stored.pid = pid;
     stored.start_time = crate::procfs::stat(pid).map_or(0, |s| s.start_time);
     stored.cgroup = cgroup.record().clone();
-    stored.own_pid_ns = linux
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|list| {
-            list.iter()
-                .any(|n| n.typ() == LinuxNamespaceType::Pid && n.path().is_none())
-        });
+    stored.own_pid_ns = externals::creates_namespace(&bundle.spec, LinuxNamespaceType::Pid);
     let container = Container {
         dir: dir.clone(),
         stored,
@@ -212,9 +207,13 @@ fn run_criu(
         return Err(ContainerError::from(e).into());
     }
     let console = opts.console.as_ref().map(AsFd::as_fd);
-    let resp = criu.call(&req, |script, fd| match (script, fd) {
+    let own_netns = externals::creates_namespace(&bundle.spec, LinuxNamespaceType::Network);
+    let resp = criu.call(&req, |script, pid, fd| match (script, pid, fd) {
+        // The namespaces exist, nothing is restored into them yet: the
+        // restored sockets may need lo.
+        ("setup-namespaces", Some(pid), _) if own_netns => loopback_up_in(pid),
         // Sent under the script's name, as runc sends it.
-        ("orphan-pts-master", Some(master)) => {
+        ("orphan-pts-master", _, Some(master)) => {
             let sock = console.ok_or_else(|| CriuError::Option {
                 option: "--console-socket",
                 why: "the container has a terminal: a console socket is needed".into(),
@@ -230,6 +229,26 @@ fn run_criu(
     }
     resp.restored_pid
         .ok_or_else(|| CriuError::Exited("restore answered without a pid".into()))
+}
+
+/// Brings lo up in the network namespace of `pid` (CRIU restored it
+/// empty), as create does in a new one; this process goes back to its
+/// own namespace after.
+fn loopback_up_in(pid: i32) -> Result<(), CriuError> {
+    use nix::sched::{setns, CloneFlags};
+    let open = |path: String| {
+        std::fs::File::open(&path).map_err(|e| CriuError::Sys {
+            what: path,
+            source: nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+        })
+    };
+    let own = open("/proc/self/ns/net".into())?;
+    let target = open(format!("/proc/{pid}/ns/net"))?;
+    setns(&target, CloneFlags::CLONE_NEWNET)
+        .map_err(sys("entering the restored network namespace"))?;
+    let up = crate::netdev::loopback_up().map_err(sys("bringing lo up in the restored container"));
+    setns(&own, CloneFlags::CLONE_NEWNET).map_err(sys("returning to skiff's network namespace"))?;
+    up
 }
 
 fn log_path(dirs: &Dirs) -> PathBuf {

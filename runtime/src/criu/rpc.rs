@@ -75,6 +75,8 @@ pub struct Resp {
     pub restored_pid: Option<i32>,
     /// `notify.script`: the notification's name.
     pub notify_script: Option<String>,
+    /// The pid a notification is about (the restored root task's).
+    pub notify_pid: Option<i32>,
     pub cr_errno: Option<i32>,
     pub cr_errmsg: Option<String>,
     /// `version.major_number`, `minor_number`, `sublevel`.
@@ -312,12 +314,14 @@ impl Resp {
                 2 => r.success = int(&v)? != 0,
                 4 => r.restored_pid = sub_int32(bytes(&v)?, 1)?,
                 5 => {
-                    let mut nf = Fields(bytes(&v)?);
+                    let b = bytes(&v)?;
+                    let mut nf = Fields(b);
                     while let Some((n, v)) = nf.next()? {
                         if n == 1 {
                             r.notify_script = Some(string(&v)?);
                         }
                     }
+                    r.notify_pid = sub_int32(b, 2)?;
                 }
                 7 => r.cr_errno = Some(int32(&v)?),
                 9 => r.cr_errmsg = Some(string(&v)?),
@@ -391,6 +395,7 @@ mod tests {
         buf.extend_from_slice(&[0x10, 42]);
         let resp = Resp::decode(&buf).unwrap();
         assert_eq!(resp.notify_script.as_deref(), Some("post-restore"));
+        assert_eq!(resp.notify_pid, Some(42));
         let mut failed = vec![0x08, 1, 0x10, 0, 0x38, 2, 0x4a, 3];
         failed.extend_from_slice(b"bad");
         let resp = Resp::decode(&failed).unwrap();

@@ -99,12 +99,12 @@ impl Swrk {
     }
 
     /// Sends `req` and returns the final response; `notify` sees each
-    /// notification (its name and the fd it carried) before CRIU is told
-    /// to go on, and an error from it stops CRIU.
+    /// notification (its name, the pid it is about and the fd it carried)
+    /// before CRIU is told to go on, and an error from it stops CRIU.
     pub fn call(
         mut self,
         req: &Req,
-        mut notify: impl FnMut(&str, Option<OwnedFd>) -> Result<(), CriuError>,
+        mut notify: impl FnMut(&str, Option<i32>, Option<OwnedFd>) -> Result<(), CriuError>,
     ) -> Result<Resp, CriuError> {
         self.send(req)?;
         let outcome = loop {
@@ -115,7 +115,7 @@ impl Swrk {
                 break Ok(resp);
             }
             let script = resp.notify_script.unwrap_or_default();
-            if let Err(e) = notify(&script, fd) {
+            if let Err(e) = notify(&script, resp.notify_pid, fd) {
                 break Err(e);
             }
             self.send(&Req::notify_ack())?;
@@ -137,7 +137,7 @@ impl Swrk {
 
 /// Asks `criu` its version and refuses one older than `MIN_VERSION`.
 pub fn check_version(criu: &Path) -> Result<(i32, i32, i32), CriuError> {
-    let resp = Swrk::start(criu, &[])?.call(&Req::bare(ReqType::Version), |_, _| Ok(()))?;
+    let resp = Swrk::start(criu, &[])?.call(&Req::bare(ReqType::Version), |_, _, _| Ok(()))?;
     match resp.version {
         Some(v) if resp.success && v >= MIN_VERSION => Ok(v),
         Some((a, b, c)) => Err(CriuError::TooOld(format!("{a}.{b}.{c}"))),
