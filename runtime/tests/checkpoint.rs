@@ -948,3 +948,56 @@ fn terminal_container_gets_a_new_pty_through_the_console_socket() {
         rt.remove(&new_id);
     }
 }
+
+#[test]
+fn restore_into_a_fresh_rootfs_makes_the_mount_points() {
+    require_criu!();
+    for rt in Runtime::both() {
+        // A file bound onto a path the image lacks: create made it in
+        // the first rootfs, a copy of the image (another machine,
+        // Podman's --import) does not have it.
+        let host_file = scratch().join(unique_id("bound-file"));
+        std::fs::write(&host_file, "from the host\n").unwrap();
+        let bind = json!({
+            "destination": "/etc/bound/file", "type": "bind",
+            "source": host_file, "options": ["bind", "ro"]
+        });
+        let mut first = Bundle::own_rootfs(&["sh", "-c", COUNTER]);
+        first.config["mounts"]
+            .as_array_mut()
+            .unwrap()
+            .push(bind.clone());
+        first.write();
+        let id = unique_id("fresh");
+        let img = image_dir("fresh");
+        let i = img.to_str().unwrap();
+        let out = rt.detached(&["run", "-d", "--bundle", first.dir.to_str().unwrap(), &id]);
+        out.wait_for(2, "before checkpoint");
+        rt.ok(&["checkpoint", "--image-path", i, &id]);
+        let mut second = Bundle::own_rootfs(&["sh", "-c", COUNTER]);
+        second.config["mounts"].as_array_mut().unwrap().push(bind);
+        second.write();
+        assert!(!second.rootfs.join("etc/bound").exists());
+        // The restored process has its cwd and files in the first rootfs'
+        // content, which the second has too (the same busybox tree).
+        let restored = rt.detached(&[
+            "restore",
+            "-d",
+            "--bundle",
+            second.dir.to_str().unwrap(),
+            "--image-path",
+            i,
+            &id,
+        ]);
+        restored.wait_for(2, "after restore");
+        rt.ok(&[
+            "exec",
+            &id,
+            "grep",
+            "-q",
+            "from the host",
+            "/etc/bound/file",
+        ]);
+        rt.remove(&id);
+    }
+}

@@ -2,6 +2,7 @@
 //! bind mounts from the host, namespaces joined by path, and the stdio the
 //! container got from whoever created it.
 
+use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -63,6 +64,52 @@ pub fn bind_mounts(spec: &Spec, bundle: &Path) -> Vec<(String, PathBuf)> {
             ))
         })
         .collect()
+}
+
+/// Makes the destination of every mount in the rootfs, where CRIU mounts
+/// them back: a file for a bind mount of a file, a directory otherwise.
+/// A fresh rootfs (another machine, Podman's `--import`) lacks those the
+/// runtime made at create, such as /etc/hostname. Destinations inside a
+/// tmpfs are left out: CRIU restores the tmpfs with its content.
+pub fn make_mountpoints(spec: &Spec, bundle: &Path, rootfs: &Path) -> Result<(), CriuError> {
+    use crate::rootfs::resolve;
+    use nix::fcntl::OFlag;
+    let root = nix::fcntl::open(
+        rootfs,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(super::sys(format!(
+        "opening the rootfs {}",
+        rootfs.display()
+    )))?;
+    let mounts = spec.mounts().as_deref().unwrap_or_default();
+    let tmpfs: Vec<PathBuf> = mounts
+        .iter()
+        .filter(|m| m.typ().as_deref() == Some("tmpfs"))
+        .map(|m| resolve::clean(m.destination()))
+        .collect();
+    let files: Vec<String> = bind_mounts(spec, bundle)
+        .into_iter()
+        .filter(|(_, source)| source.metadata().is_ok_and(|m| !m.is_dir()))
+        .map(|(dest, _)| dest)
+        .collect();
+    for m in mounts {
+        let dest = resolve::clean(m.destination());
+        if tmpfs.iter().any(|t| dest != *t && dest.starts_with(t)) {
+            continue;
+        }
+        let made = if files.iter().any(|f| Path::new(f) == m.destination()) {
+            resolve::ensure_file(root.as_fd(), &dest)
+        } else {
+            resolve::mkdir_all(root.as_fd(), &dest)
+        };
+        made.map_err(super::sys(format!(
+            "making the mount point {} in the rootfs",
+            m.destination().display()
+        )))?;
+    }
+    Ok(())
 }
 
 /// The cookie a container's cgroup mount in one hierarchy is dumped

@@ -164,6 +164,7 @@ fn run_criu(
     cgroup: &dyn Manager,
     opts: &RestoreOptions<'_>,
 ) -> Result<libc::pid_t, CriuError> {
+    externals::make_mountpoints(&bundle.spec, &bundle.dir, &bundle.rootfs)?;
     let mut rpc_opts = base_opts(&opts.common, dirs, "restore.log");
     rpc_opts.root = Some(bundle.rootfs.to_string_lossy().into_owned());
     rpc_opts.rst_sibling = true;
