@@ -1001,3 +1001,110 @@ fn restore_into_a_fresh_rootfs_makes_the_mount_points() {
         rt.remove(&id);
     }
 }
+
+#[test]
+fn host_file_stdio_is_reattached_only_to_the_same_kind_of_file() {
+    require_criu!();
+    let skiff = Runtime::both().remove(0);
+    let bundle = Bundle::sh(COUNTER);
+    bundle.write();
+    let b = bundle.dir.to_str().unwrap();
+    let id = unique_id("hostfile");
+    skiff.ids.borrow_mut().push(id.clone());
+    let img = image_dir("hostfile");
+    let i = img.to_str().unwrap();
+    let log = scratch().join(unique_id("out"));
+    let with_log = |args: &[&str]| {
+        let a = skiff.args(args);
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .unwrap();
+        let status = skiff
+            .tool
+            .command(&a.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(file.try_clone().unwrap())
+            .stderr(file)
+            .status()
+            .unwrap();
+        assert!(status.success(), "{args:?}");
+    };
+    let numbers = || -> Vec<u64> {
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter_map(|l| l.parse().ok())
+            .collect()
+    };
+    with_log(&["run", "-d", "--bundle", b, &id]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while numbers().len() < 3 {
+        assert!(Instant::now() < deadline, "no output in {}", log.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    skiff.ok(&["checkpoint", "--image-path", i, &id]);
+    let dumped = *numbers().last().unwrap();
+    // A pipe cannot stand in for the log file: refused before CRIU runs.
+    let a = skiff.args(&["restore", "-d", "--bundle", b, "--image-path", i, &id]);
+    let out = skiff
+        .tool
+        .command(&a.iter().map(String::as_str).collect::<Vec<_>>())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("stdout was a regular file when checkpointed, restore's is a fifo")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    assert_nothing_left(&skiff.tool, &id);
+    // The same file, appended to: the count goes on in it.
+    with_log(&["restore", "-d", "--bundle", b, "--image-path", i, &id]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while numbers().len() < dumped as usize + 2 {
+        assert!(Instant::now() < deadline, "no count after restore");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let got = numbers();
+    assert!(got.iter().zip(1..).all(|(n, want)| *n == want), "{got:?}");
+    skiff.remove(&id);
+}
+
+#[test]
+fn dev_null_stdio_stays_dev_null_whatever_restore_gets() {
+    require_criu!();
+    for rt in Runtime::both() {
+        let bundle = Bundle::sh("echo started > /tmp/started; exec sleep 1000");
+        bundle.write();
+        let b = bundle.dir.to_str().unwrap();
+        let id = unique_id("null");
+        rt.ids.borrow_mut().push(id.clone());
+        let img = image_dir("null");
+        let i = img.to_str().unwrap();
+        // Every stdio /dev/null, as containerd's null IO gives it.
+        let a = rt.args(&["run", "-d", "--bundle", b, &id]);
+        let status = rt
+            .tool
+            .command(&a.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{}: run", rt.name);
+        rt.ok(&["checkpoint", "--image-path", i, &id]);
+        // Restored with pipes for stdio, as ctr's restore gives them.
+        let out = rt.detached(&["restore", "-d", "--bundle", b, "--image-path", i, &id]);
+        assert_eq!(rt.status(&id).as_deref(), Some("running"), "{}", rt.name);
+        rt.ok(&[
+            "exec",
+            &id,
+            "sh",
+            "-c",
+            "test \"$(readlink /proc/1/fd/1)\" = /dev/null",
+        ]);
+        assert!(out.lines.lock().unwrap().is_empty());
+        rt.remove(&id);
+    }
+}

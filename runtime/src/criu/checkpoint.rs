@@ -43,15 +43,18 @@ pub fn checkpoint(container: &Container, opts: &CheckpointOptions) -> Result<(),
     let spec = state::load_spec(&container.dir).map_err(ContainerError::from)?;
     let pid = container.stored.pid;
     let mut external = externals::for_dump(&spec, pid, &container.stored.cgroup)?;
-    let (stdio, foreign) = externals::describe_stdio(pid);
-    external.extend(foreign);
-    let descriptors = dirs.image.path.join(super::DESCRIPTORS);
-    std::fs::write(&descriptors, serde_json::to_vec(&stdio).unwrap_or_default()).map_err(|e| {
-        CriuError::ImageDir {
-            path: descriptors,
+    let stdio = externals::describe_stdio(pid);
+    external.extend(stdio.external);
+    for (file, value) in [
+        (super::DESCRIPTORS, serde_json::to_vec(&stdio.names)),
+        (super::STDIO_KINDS, serde_json::to_vec(&stdio.kinds)),
+    ] {
+        let path = dirs.image.path.join(file);
+        std::fs::write(&path, value.unwrap_or_default()).map_err(|e| CriuError::ImageDir {
+            path,
             why: e.to_string(),
-        }
-    })?;
+        })?;
+    }
 
     let mut rpc_opts = base_opts(&opts.common, &dirs, "dump.log");
     rpc_opts.pid = Some(pid);

@@ -226,16 +226,27 @@ fn fd_mount_id(pid: libc::pid_t, fd: i32) -> Option<u64> {
         .ok()
 }
 
-/// Describes the init's stdio for the image (`descriptors.json`): pipes
-/// and sockets by their `pipe:[N]` names, a file on a host mount the
-/// container cannot see as `file[MNT:INO]` (also returned as an external
-/// to dump); what lies inside the container keeps its path. On restore,
-/// the pipes and host files become the stdio of `restore` itself, as
-/// with runc.
-pub fn describe_stdio(pid: libc::pid_t) -> (Vec<String>, Vec<String>) {
+/// The init's stdio as the image records it.
+pub struct Stdio {
+    /// `descriptors.json`, runc's format: pipes and sockets by their
+    /// `pipe:[N]` names, a file on a host mount the container cannot see
+    /// as `file[MNT:INO]`; what lies inside the container keeps its path.
+    pub names: Vec<String>,
+    /// The `file[...]` keys, external to the dump.
+    pub external: Vec<String>,
+    /// The kind of each host file (None for the rest), which restore's
+    /// own stdio must match: CRIU reopens it and checks its mode.
+    pub kinds: Vec<Option<&'static str>>,
+}
+
+/// Describes the init's stdio for the image. On restore, the pipes and
+/// host files become the stdio of `restore` itself, as pipes do with
+/// runc.
+pub fn describe_stdio(pid: libc::pid_t) -> Stdio {
     let inside = mount_ids(pid);
     let mut names = Vec::with_capacity(3);
     let mut external = Vec::new();
+    let mut kinds = Vec::with_capacity(3);
     for fd in 0..3 {
         let link = format!("/proc/{pid}/fd/{fd}");
         let target = std::fs::read_link(&link)
@@ -249,11 +260,40 @@ pub fn describe_stdio(pid: libc::pid_t) -> (Vec<String>, Vec<String>) {
                 let key = format!("file[{mnt:x}:{:x}]", meta.ino());
                 external.push(key.clone());
                 names.push(key);
+                kinds.push(Some(file_kind(&meta)));
             }
-            _ => names.push(target),
+            _ => {
+                names.push(target);
+                kinds.push(None);
+            }
         }
     }
-    (names, external)
+    Stdio {
+        names,
+        external,
+        kinds,
+    }
+}
+
+/// The kind of file `meta` describes, in words.
+pub fn file_kind(meta: &std::fs::Metadata) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    let t = meta.file_type();
+    if t.is_char_device() && meta.rdev() == libc::makedev(1, 3) {
+        "null device"
+    } else if t.is_fifo() {
+        "fifo"
+    } else if t.is_char_device() {
+        "character device"
+    } else if t.is_socket() {
+        "socket"
+    } else if t.is_block_device() {
+        "block device"
+    } else if t.is_dir() {
+        "directory"
+    } else {
+        "regular file"
+    }
 }
 
 /// Whether a stdio name from `describe_stdio` is handed to the restoring

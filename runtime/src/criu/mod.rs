@@ -28,6 +28,8 @@ const DEFAULT_CONFIG: &str = "/etc/criu/runc.conf";
 /// Where the container's stdio is described in the image directory
 /// (runc's file name and layout: a JSON list of fds 0, 1 and 2).
 const DESCRIPTORS: &str = "descriptors.json";
+/// skiff's own addition: the kind of each stdio that was a host file.
+const STDIO_KINDS: &str = "skiff-stdio.json";
 
 /// Why a checkpoint or restore failed.
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +59,14 @@ pub enum CriuError {
     ImageDir { path: PathBuf, why: String },
     #[error("{what}: {source}")]
     Sys { what: String, source: Errno },
+    #[error(
+        "the container's {stream} was a {was} when checkpointed, restore's is a {now}: CRIU reattaches only the same kind of file"
+    )]
+    StdioKind {
+        stream: &'static str,
+        was: String,
+        now: &'static str,
+    },
     #[error("{option}: {why}")]
     Option { option: &'static str, why: String },
     #[error(transparent)]

@@ -52,6 +52,7 @@ pub fn restore(
     };
     let dirs = Dirs { image, work };
     let stdio = read_descriptors(&dirs.image.path)?;
+    let stand_ins = stdio_stand_ins(&dirs.image.path)?;
     swrk::check_version(&opts.common.criu)?;
     let dir = root.claim(id).map_err(ContainerError::from)?;
     let linux = bundle.spec.linux().as_ref();
@@ -68,7 +69,7 @@ pub fn restore(
         });
     let outcome = made
         .map_err(CriuError::from)
-        .and_then(|()| run_criu(bundle, &dirs, &stdio, cgroup.as_ref(), opts));
+        .and_then(|()| run_criu(bundle, &dirs, (&stdio, &stand_ins), cgroup.as_ref(), opts));
     let pid = match outcome {
         Ok(pid) => pid,
         Err(e) => {
@@ -112,6 +113,43 @@ fn read_descriptors(image: &Path) -> Result<Vec<String>, CriuError> {
             why: e.to_string(),
         }),
     }
+}
+
+/// What takes the place of each host file among the container's stdio:
+/// our own stdio when it is the same kind of file (None), /dev/null where
+/// /dev/null was and ours is something else (runc's restore reopens
+/// /dev/null too). Any other difference (a fifo where a log file was) is
+/// refused before anything exists: CRIU reopens the file and would fail
+/// on its mode or position.
+fn stdio_stand_ins(image: &Path) -> Result<Vec<Option<OwnedFd>>, CriuError> {
+    let Ok(bytes) = std::fs::read(image.join(super::STDIO_KINDS)) else {
+        return Ok(Vec::new());
+    };
+    let kinds: Vec<Option<String>> = serde_json::from_slice(&bytes).unwrap_or_default();
+    let mut stand_ins = Vec::new();
+    for (fd, (was, stream)) in kinds
+        .into_iter()
+        .zip(["stdin", "stdout", "stderr"])
+        .enumerate()
+    {
+        let now = std::fs::metadata(format!("/proc/self/fd/{fd}"))
+            .map_or("closed descriptor", |m| externals::file_kind(&m));
+        let stand_in = match was {
+            Some(was) if was == now => None,
+            Some(was) if was == "null device" => Some(
+                nix::fcntl::open(
+                    "/dev/null",
+                    nix::fcntl::OFlag::O_RDWR | nix::fcntl::OFlag::O_CLOEXEC,
+                    nix::sys::stat::Mode::empty(),
+                )
+                .map_err(sys("opening /dev/null"))?,
+            ),
+            Some(was) => return Err(CriuError::StdioKind { stream, was, now }),
+            None => None,
+        };
+        stand_ins.push(stand_in);
+    }
+    Ok(stand_ins)
 }
 
 /// Gives this process a mount namespace of its own, slave to the host's
@@ -160,7 +198,7 @@ fn cgroup_roots(record: &cgroups::Record) -> Vec<(Option<String>, String)> {
 fn run_criu(
     bundle: &Bundle,
     dirs: &Dirs,
-    stdio: &[String],
+    (stdio, stand_ins): (&[String], &[Option<OwnedFd>]),
     cgroup: &dyn Manager,
     opts: &RestoreOptions<'_>,
 ) -> Result<libc::pid_t, CriuError> {
@@ -172,10 +210,14 @@ fn run_criu(
     rpc_opts.cg_root = cgroup_roots(cgroup.record());
     rpc_opts.config_file = config_file(bundle.spec.annotations().as_ref());
     // CRIU runs with our stdio: the container's pipes and host files are
-    // replaced by them.
+    // replaced by them (or by their stand-ins).
     for (fd, name) in stdio.iter().enumerate() {
         if externals::inherited(name) {
-            rpc_opts.inherit_fd.push((name.clone(), fd as i32));
+            let own = match stand_ins.get(fd) {
+                Some(Some(stand_in)) => stand_in.as_raw_fd(),
+                _ => fd as i32,
+            };
+            rpc_opts.inherit_fd.push((name.clone(), own));
         }
     }
     let mut ns_fds: Vec<OwnedFd> = Vec::new();
@@ -191,6 +233,7 @@ fn run_criu(
     }
     let mut inherit = dirs.fds().to_vec();
     inherit.extend(ns_fds.iter().map(AsRawFd::as_raw_fd));
+    inherit.extend(stand_ins.iter().flatten().map(AsRawFd::as_raw_fd));
     inherit.extend(opts.common.status_fd);
     let req = Req {
         kind: ReqType::Restore,
