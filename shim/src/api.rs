@@ -99,7 +99,6 @@ message! {
         7 cgroups_mode: String,
         8 image_path: String,
         9 work_path: String,
-        10 parent_path: String,
     }
 
     /// Every request that names a process: State, Start, Delete, Wait.
@@ -464,6 +463,8 @@ mod tests {
             Options => oci::Options;
             CreateTaskRequest => reference::CreateTaskRequest;
             CreateTaskResponse => reference::CreateTaskResponse;
+            CheckpointTaskRequest => reference::CheckpointTaskRequest;
+            CheckpointOptions => oci::CheckpointOptions;
             ProcessRequest => reference::StateRequest, reference::StartRequest,
                 reference::DeleteRequest, reference::WaitRequest;
             TaskRequest => reference::PidsRequest, reference::PauseRequest,

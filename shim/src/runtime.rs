@@ -153,9 +153,6 @@ impl Runtime {
         if !opts.cgroups_mode.is_empty() {
             cmd.arg("--manage-cgroups-mode").arg(&opts.cgroups_mode);
         }
-        if !opts.parent_path.is_empty() {
-            cmd.arg("--parent-path").arg(&opts.parent_path);
-        }
         cmd.arg(id);
         self.run_to_end(cmd, ChildIo::null(), "checkpoint", id, &log)
     }
