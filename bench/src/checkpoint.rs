@@ -139,22 +139,24 @@ fn round(
     Ok((dump, restore))
 }
 
-/// Times a command that leaves a container running with its stdio: the
-/// container gets /dev/null and a file for stderr, so nothing holds a
-/// pipe of ours open; the file tells why it failed.
+/// Times a command that leaves a container running with its stdio:
+/// everything is /dev/null (runc cannot dump a container whose stdio is a
+/// host file), and the runtime's log tells why it failed.
 fn detached(rt: &Runtime, state: &Path, args: &[&str]) -> Result<f64, String> {
-    let errors = state.join("stderr");
-    let file = std::fs::File::create(&errors).map_err(|e| e.to_string())?;
+    let log = state.join(format!("{}.log", rt.name));
+    let _ = std::fs::remove_file(&log);
+    let mut all = vec!["--log", log.to_str().unwrap_or_default()];
+    all.extend_from_slice(args);
     let start = Instant::now();
-    let status = runtime(rt, state, args)
+    let status = runtime(rt, state, &all)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(file)
+        .stderr(Stdio::null())
         .status()
         .map_err(|e| format!("{}: {e}", rt.path.display()))?;
     let ms = start.elapsed().as_secs_f64() * 1e3;
     if !status.success() {
-        let text = std::fs::read_to_string(&errors).unwrap_or_default();
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
         return Err(format!("{} {args:?}: {}", rt.name, text.trim()));
     }
     Ok(ms)
@@ -168,7 +170,7 @@ fn main() {
     // binary in target/<triple>/<profile>/.
     let mut peers = exe
         .ancestors()
-        .nth(4)
+        .nth(3)
         .map(|t| t.join("sid-root/peers"))
         .unwrap_or_default();
     let mut runs = 10usize;
