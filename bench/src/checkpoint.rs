@@ -12,7 +12,6 @@
 //!
 //! Usage: skiff-bench-checkpoint [--skiff PATH] [--peers DIR] [--runs N]
 
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,7 +19,10 @@ use std::time::{Duration, Instant};
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 
+mod bundle;
 mod measure;
+
+use bundle::build_bundle;
 
 /// The resident memory of the large container.
 const LARGE_MIB: u64 = 256;
@@ -31,28 +33,6 @@ struct Runtime {
     /// Global flags: skiff is told where CRIU is; runc 1.3 runs the
     /// `criu` on PATH.
     global: Vec<String>,
-}
-
-/// A bundle on its own busybox rootfs running `args`.
-fn build_bundle(dir: &Path, args: &[&str]) {
-    let rootfs = dir.join("rootfs");
-    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-    std::fs::copy("/bin/busybox", rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "sleep", "awk"] {
-        symlink("busybox", rootfs.join("bin").join(applet)).unwrap();
-    }
-    for d in ["proc", "sys", "dev", "tmp"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    let mut config: serde_json::Value =
-        serde_json::from_str(include_str!("../../runtime/src/default_spec.json")).unwrap();
-    config["process"]["terminal"] = serde_json::json!(false);
-    config["process"]["args"] = serde_json::json!(args);
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_vec_pretty(&config).unwrap(),
-    )
-    .unwrap();
 }
 
 /// A private mount namespace with a tmpfs at `dir` for state and images.
@@ -208,14 +188,15 @@ fn main() {
         },
     ];
     let work = std::env::temp_dir().join(format!("skiff-bench-checkpoint-{}", std::process::id()));
+    let busybox = Path::new("/bin/busybox");
     let small = work.join("small");
-    build_bundle(&small, &["sh", "-c", "exec sleep 100000"]);
+    build_bundle(&small, busybox, &["sh", "-c", "exec sleep 100000"], false);
     let large = work.join("large");
     let hold = format!(
         "BEGIN{{s=sprintf(\"%{}s\",\"\"); system(\"exec sleep 100000\")}}",
         LARGE_MIB << 20
     );
-    build_bundle(&large, &["awk", &hold]);
+    build_bundle(&large, busybox, &["awk", &hold], false);
     let tmp = work.join("tmp");
     private_tmpfs(&tmp);
     let (state, images) = (tmp.join("state"), tmp.join("images"));

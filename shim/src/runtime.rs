@@ -80,22 +80,9 @@ impl Runtime {
         files: &Files,
         options: &Options,
     ) -> Result<u32, ShimError> {
-        let mut cmd = self.command(&files.log);
-        // containerd's `SystemdCgroup = true`, as the runc shim passes it
-        // to runc. Only create needs it: the container's state records
-        // the unit for every later command.
-        if options.systemd_cgroup {
-            cmd.arg("--systemd-cgroup");
-        }
+        let mut cmd = self.init_command(files, options);
         cmd.arg("create").arg("--bundle").arg(bundle);
-        cmd.arg("--pid-file").arg(&files.pid);
-        if let Some(socket) = console {
-            cmd.arg("--console-socket").arg(socket);
-        }
-        if options.no_pivot_root {
-            cmd.arg("--no-pivot");
-        }
-        cmd.arg(id);
+        init_flags(&mut cmd, id, files, console, options);
         self.run(cmd, io, "create", id, files)
     }
 
@@ -170,22 +157,24 @@ impl Runtime {
         options: &Options,
     ) -> Result<u32, ShimError> {
         let files = Files::in_bundle(bundle, "init");
+        let mut cmd = self.init_command(&files, options);
+        cmd.args(["restore", "--detach", "--bundle"]).arg(bundle);
+        cmd.arg("--image-path").arg(image);
+        cmd.arg("--work-path").arg(bundle.join(CRIU_WORK));
+        init_flags(&mut cmd, id, &files, console, options);
+        self.run(cmd, io, "restore", id, &files)
+    }
+
+    /// skiff with the global flags of a command that makes the init:
+    /// containerd's `SystemdCgroup = true`, as the runc shim passes it to
+    /// runc. Only the init's maker needs it: the container's state
+    /// records the unit for every later command.
+    fn init_command(&self, files: &Files, options: &Options) -> Command {
         let mut cmd = self.command(&files.log);
         if options.systemd_cgroup {
             cmd.arg("--systemd-cgroup");
         }
-        cmd.args(["restore", "--detach", "--bundle"]).arg(bundle);
-        cmd.arg("--image-path").arg(image);
-        cmd.arg("--work-path").arg(bundle.join(CRIU_WORK));
-        cmd.arg("--pid-file").arg(&files.pid);
-        if let Some(socket) = console {
-            cmd.arg("--console-socket").arg(socket);
-        }
-        if options.no_pivot_root {
-            cmd.arg("--no-pivot");
-        }
-        cmd.arg(id);
-        self.run(cmd, io, "restore", id, &files)
+        cmd
     }
 
     fn command(&self, log: &Path) -> Command {
@@ -294,6 +283,24 @@ impl Runtime {
         cmd.args(args);
         self.run_to_end(cmd, ChildIo::null(), op, id, &log)
     }
+}
+
+/// The flags `create` and `restore` share, and the container id last.
+fn init_flags(
+    cmd: &mut Command,
+    id: &str,
+    files: &Files,
+    console: Option<&Path>,
+    options: &Options,
+) {
+    cmd.arg("--pid-file").arg(&files.pid);
+    if let Some(socket) = console {
+        cmd.arg("--console-socket").arg(socket);
+    }
+    if options.no_pivot_root {
+        cmd.arg("--no-pivot");
+    }
+    cmd.arg(id);
 }
 
 /// The message of the last error line in a JSON log.
