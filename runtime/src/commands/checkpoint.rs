@@ -3,8 +3,6 @@
 
 use std::path::Path;
 
-use nix::sys::signal::{SigSet, SigmaskHow};
-
 use super::create::load_bundle_from;
 use crate::cli::{CheckpointArgs, CriuArgs, RestoreArgs};
 use crate::container::Container;
@@ -13,7 +11,7 @@ use crate::criu::restore::RestoreOptions;
 use crate::criu::{self, Common};
 use crate::error::Error;
 use crate::state::Root;
-use crate::{signals, supervise, terminal};
+use crate::{supervise, terminal};
 
 /// The shared options; the image path defaults to ./checkpoint, as runc's.
 fn common(criu_path: &Path, args: &CriuArgs) -> Result<Common, Error> {
@@ -77,16 +75,8 @@ pub fn restore(
         criu::restore::restore(root, &args.id, &bundle, &opts)?;
         return Ok(0);
     }
-    // As `run`: signals are blocked before the restored init exists, so
-    // neither its exit nor a signal for it is lost.
-    let forwarded = signals::forwarded_set();
-    let mut original = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut original))
-        .map_err(|e| Error::Message(format!("blocking signals: {e}")))?;
-    if !args.no_subreaper {
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    }
+    // As `run`: the restored init is supervised in the foreground.
+    let (forwarded, _) = super::run::prepare_to_supervise(args.no_subreaper)?;
     let container = criu::restore::restore(root, &args.id, &bundle, &opts)?;
     let code = supervise::supervise(container.stored.pid, &forwarded, None)
         .map_err(|e| Error::Message(format!("supervising the container: {e}")));
