@@ -226,6 +226,8 @@ fn main() {
             }
         }
     }
+    // The tmpfs goes first: the work directory is removed on the host.
+    let _ = nix::mount::umount2(&tmp, nix::mount::MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir_all(&work);
     if let Some(e) = failure {
         eprintln!("{e}");
