@@ -12,7 +12,9 @@
 # peers/crun are copies that load the root's own libraries (their ELF
 # interpreter and rpath point into the root), with no namespace or
 # wrapper around them. runc re-executes /proc/self/exe, which stays
-# runc itself.
+# runc itself. peers/criu is CRIU 4.2 the same way (Debian 12's 3.17
+# fails `criu check` on 6.x kernels): skiff and runc run it by path
+# (`--criu`) on the host, where it sees the host's paths and tools.
 set -eu
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -63,7 +65,7 @@ umount "$root.tmp/proc"
 chroot "$root.tmp" dpkg-query -W -f='${Package} ${Version}\n' \
     containerd docker.io docker-cli podman conmon passt runc crun criu > "$root.tmp/versions"
 mkdir "$root.tmp/peers"
-for peer in usr/sbin/runc usr/bin/crun; do
+for peer in usr/sbin/runc usr/bin/crun usr/sbin/criu; do
     cp "$root.tmp/$peer" "$root.tmp/peers/"
     # The paths the root will have once in place.
     patchelf --set-interpreter "$root/usr/lib64/ld-linux-x86-64.so.2" \

@@ -19,9 +19,11 @@ require_root
 # Debian sid root with today's engines (scripts/sid-root.sh); uidmap: the
 # setuid newuidmap/newgidmap rootless skiff, Podman and RootlessKit map
 # subordinate ids with (runtime/tests/rootless.rs, tests/*_rootless.rs);
-# rootlesskit: rootless Docker (dockerd-rootless.sh).
+# rootlesskit: rootless Docker (dockerd-rootless.sh); iproute2: the
+# network namespace a checkpointed TCP server's peer waits in
+# (runtime/tests/checkpoint.rs).
 apt_install busybox-static file procps mount runc crun golang-github-containers-common \
-    golang-go libseccomp-dev protobuf-compiler debootstrap uidmap rootlesskit
+    golang-go libseccomp-dev protobuf-compiler debootstrap uidmap rootlesskit iproute2
 # The engines the end-to-end suites drive skiff with (private daemons).
 apt_install_no_start containerd podman conmon docker.io
 ensure_rust
@@ -47,11 +49,12 @@ cargo tree -q -p skiff -e normal -i regex 2>/dev/null | head -n 1 | grep -q thir
     || die "skiff links the registry's regex: give third_party/regex the features asked for"
 echo "== cargo build (every binary the tests run: skiff, skiff-checker)"
 cargo build --workspace -q
+# The checkpoint tests run CRIU 4.2 from the sid root (peers/criu).
+wait $sid_root || { cat target/sid-root.out; die "building the sid root failed"; }
 echo "== cargo test (unit + integration, as root)"
 # Every prerequisite is installed above: a test that would skip fails.
 SKIFF_REQUIRE_ALL=1 cargo test --workspace -q
 echo "== end-to-end suites again, with Debian sid's engines (containerd 2.1, Docker 28, Podman 5.8)"
-wait $sid_root || { cat target/sid-root.out; die "building the sid root failed"; }
 ./scripts/sid-tests.sh
 echo "== OCI conformance suite: skiff beside runc and crun"
 ./scripts/conformance.sh

@@ -1,6 +1,7 @@
-//! Pieces the benchmark binaries share: timing and percentiles, process
-//! memory, installing the binaries under test, peer versions.
+//! Pieces the benchmark binaries share: busybox bundles, timing and
+//! percentiles, process memory, installing the binaries under test, peer versions.
 
+pub mod bundle;
 pub mod measure;
 
 use std::path::{Path, PathBuf};

@@ -15,7 +15,6 @@
 //! runtime in a private mount namespace where the cgroup2 mount at
 //! /sys/fs/cgroup/unified is detached (only there; the host is untouched).
 
-use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -25,6 +24,8 @@ use nix::sched::CloneFlags;
 use skiff_bench::measure::median_p90;
 
 mod rootless;
+
+use skiff_bench::bundle::build_bundle;
 
 struct Runtime {
     name: String,
@@ -37,35 +38,6 @@ fn which(name: &str) -> Option<PathBuf> {
         .split(':')
         .map(|d| Path::new(d).join(name))
         .find(|p| p.is_file())
-}
-
-/// Writes a busybox bundle running `args`; `limits` adds a memory, pids
-/// and cpu limit (what a Kubernetes pod with requests and limits has).
-fn build_bundle(dir: &Path, busybox: &Path, args: &[&str], limits: bool) {
-    let rootfs = dir.join("rootfs");
-    std::fs::create_dir_all(rootfs.join("bin")).unwrap();
-    std::fs::copy(busybox, rootfs.join("bin/busybox")).unwrap();
-    for applet in ["sh", "true", "sleep"] {
-        let _ = symlink("busybox", rootfs.join("bin").join(applet));
-    }
-    for d in ["proc", "sys", "dev", "tmp"] {
-        std::fs::create_dir_all(rootfs.join(d)).unwrap();
-    }
-    let mut config: serde_json::Value =
-        serde_json::from_str(include_str!("../../runtime/src/default_spec.json")).unwrap();
-    config["process"]["terminal"] = serde_json::json!(false);
-    config["process"]["args"] = serde_json::json!(args);
-    if limits {
-        config["linux"]["resources"]["memory"] = serde_json::json!({"limit": 256 << 20});
-        config["linux"]["resources"]["pids"] = serde_json::json!({"limit": 100});
-        config["linux"]["resources"]["cpu"] =
-            serde_json::json!({"shares": 512, "quota": 50000, "period": 100000});
-    }
-    std::fs::write(
-        dir.join("config.json"),
-        serde_json::to_vec_pretty(&config).unwrap(),
-    )
-    .unwrap();
 }
 
 /// A private mount namespace with the state tmpfs and without the hybrid

@@ -5,15 +5,25 @@ use std::time::Instant;
 
 /// Runs `cmd` to success; returns its wall time in milliseconds.
 pub fn timed(cmd: &mut Command) -> f64 {
+    try_timed(cmd).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Runs `cmd`; its wall time in milliseconds, or what it said on stderr
+/// when it failed.
+pub fn try_timed(cmd: &mut Command) -> Result<f64, String> {
     let start = Instant::now();
-    let out = cmd.stdin(Stdio::null()).output().unwrap();
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("{cmd:?}: {e}"))?;
     let ms = start.elapsed().as_secs_f64() * 1e3;
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    ms
+    if !out.status.success() {
+        return Err(format!(
+            "{cmd:?}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(ms)
 }
 
 /// The value at fraction `p` (0..=1) of sorted samples, nearest rank.

@@ -47,9 +47,9 @@ pub struct Cli {
     #[arg(long, value_enum, default_value = "auto")]
     pub rootless: Rootless,
 
-    /// Path to the criu binary (accepted for compatibility; checkpointing is not supported)
-    #[arg(long, global = true, value_name = "PATH", hide = true)]
-    pub criu: Option<PathBuf>,
+    /// Path to the criu binary used for checkpoint and restore
+    #[arg(long, global = true, value_name = "PATH", default_value = "criu")]
+    pub criu: PathBuf,
 
     /// Print the version
     #[arg(short = 'v', long = "version", action = ArgAction::Version)]
@@ -99,18 +99,91 @@ pub enum Command {
     Exec(ExecArgs),
     /// Show the enabled features
     Features,
-    /// Checkpoint a running container (not supported yet)
-    Checkpoint(Unsupported),
-    /// Restore a container from a previous checkpoint (not supported yet)
-    Restore(Unsupported),
+    /// Checkpoint a running container (with CRIU)
+    Checkpoint(CheckpointArgs),
+    /// Restore a container from a previous checkpoint (with CRIU)
+    Restore(RestoreArgs),
 }
 
-/// Arguments of a command skiff refuses: whatever a manager passes is
-/// accepted so the refusal, not a usage error, is what it sees.
+/// The CRIU options `checkpoint` and `restore` share.
 #[derive(Debug, Args)]
-pub struct Unsupported {
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub args: Vec<String>,
+pub struct CriuArgs {
+    /// Path for saving criu image files (default: ./checkpoint)
+    #[arg(long, value_name = "DIR")]
+    pub image_path: Option<PathBuf>,
+    /// Path for saving work files and logs (default: the image path)
+    #[arg(long, value_name = "DIR")]
+    pub work_path: Option<PathBuf>,
+    /// Allow open tcp connections
+    #[arg(long)]
+    pub tcp_established: bool,
+    /// Allow external unix sockets
+    #[arg(long)]
+    pub ext_unix_sk: bool,
+    /// Allow shell jobs
+    #[arg(long)]
+    pub shell_job: bool,
+    /// Handle file locks, for safety
+    #[arg(long)]
+    pub file_locks: bool,
+    /// Cgroups mode: soft (default), full, strict or ignore
+    #[arg(long, value_name = "MODE")]
+    pub manage_cgroups_mode: Option<String>,
+    /// Create a namespace, but don't restore its properties (network)
+    #[arg(long, value_name = "NS")]
+    pub empty_ns: Vec<String>,
+    /// Enable auto deduplication of memory images
+    #[arg(long)]
+    pub auto_dedup: bool,
+    /// Use userfaultfd to lazily restore memory pages
+    #[arg(long)]
+    pub lazy_pages: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckpointArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Path for previous criu image files in pre-dump (relative to the image path)
+    #[arg(long, value_name = "DIR")]
+    pub parent_path: Option<PathBuf>,
+    /// Leave the process running after checkpointing
+    #[arg(long)]
+    pub leave_running: bool,
+    /// Dump the container's memory information only, leave the container running after this
+    #[arg(long)]
+    pub pre_dump: bool,
+    /// Criu writes \0 to this FD once lazy-pages is ready
+    #[arg(long, value_name = "FD")]
+    pub status_fd: Option<i32>,
+    /// The container id
+    pub id: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    #[command(flatten)]
+    pub criu: CriuArgs,
+    /// Path to the root of the bundle directory, defaults to the current directory
+    #[arg(short, long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
+    /// Detach from the container's process
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Specify the file to write the process id to
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Path to an AF_UNIX socket which will receive a file descriptor referencing the master end of the console's pseudoterminal
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Disable the use of the subreaper used to reap reparented processes
+    #[arg(long)]
+    pub no_subreaper: bool,
+    /// Do not use pivot root to jail process inside rootfs (accepted: CRIU rebuilds the mount namespace itself)
+    #[arg(long)]
+    pub no_pivot: bool,
+    /// The container id
+    pub id: String,
 }
 
 #[derive(Debug, Args)]
@@ -557,6 +630,38 @@ mod tests {
         use clap::CommandFactory;
         Cli::command().debug_assert();
         assert!(VERSION.ends_with(&format!("spec: {}", crate::state::OCI_VERSION)));
+    }
+
+    #[test]
+    fn checkpoint_and_restore_lines() {
+        let cli = parse(&[
+            "--criu",
+            "/opt/criu",
+            "checkpoint",
+            "--image-path",
+            "/i",
+            "--leave-running",
+            "--tcp-established",
+            "--manage-cgroups-mode",
+            "ignore",
+            "--empty-ns",
+            "network",
+            "c",
+        ]);
+        assert_eq!(cli.criu, PathBuf::from("/opt/criu"));
+        let Command::Checkpoint(c) = cli.command else {
+            panic!("not checkpoint")
+        };
+        assert!(c.leave_running && c.criu.tcp_established && !c.pre_dump);
+        assert_eq!(c.criu.manage_cgroups_mode.as_deref(), Some("ignore"));
+        assert_eq!(c.criu.empty_ns, vec!["network"]);
+        let Command::Restore(r) =
+            parse(&["restore", "-d", "-b", "/b", "--image-path", "/i", "c2"]).command
+        else {
+            panic!("not restore")
+        };
+        assert!(r.detach && r.bundle.is_some() && r.id == "c2");
+        assert_eq!(parse(&["list"]).criu, PathBuf::from("criu"));
     }
 
     #[test]

@@ -190,34 +190,7 @@ impl Container {
             rootless: opts.rootless,
         };
         let linux = bundle.spec.linux().as_ref();
-        let no_annotations = std::collections::HashMap::new();
-        let driver = if opts.systemd_cgroup {
-            cgroups::Driver::Systemd {
-                annotations: bundle
-                    .spec
-                    .annotations()
-                    .as_ref()
-                    .unwrap_or(&no_annotations),
-            }
-        } else {
-            cgroups::Driver::Cgroupfs
-        };
-        let cgroup = cgroups::for_container(
-            linux.and_then(|l| l.cgroups_path().as_deref()),
-            id,
-            driver,
-            opts.rootless,
-        )?;
-        let spec_hooks = bundle.spec.hooks().as_ref();
-        let kept_hooks = spec_hooks.map(|h| {
-            let mut kept = oci_spec::runtime::Hooks::default();
-            kept.set_poststart(h.poststart().clone());
-            kept.set_poststop(h.poststop().clone());
-            kept
-        });
-        // Written before anything exists outside this directory: if skiff
-        // is killed from here on, `delete` finds the cgroup (and the init
-        // in it) to remove. A pid of 0 reads as stopped.
+        let cgroup = Self::plan_cgroup(bundle, id, opts.systemd_cgroup, opts.rootless)?;
         // Checked before anything exists: a bad value, or no resctrl here.
         let rdt = match linux.and_then(|l| l.intel_rdt().as_ref()) {
             Some(rdt) => {
@@ -228,20 +201,11 @@ impl Container {
             }
             None => None,
         };
-        let mut stored = Stored {
-            id: id.to_string(),
-            pid: 0,
-            start_time: 0,
-            bundle: bundle.dir.clone(),
-            rootfs: bundle.rootfs.clone(),
-            created: created.clone(),
-            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
-            cgroup: cgroups::to_be_created(cgroup.record()),
-            own_pid_ns: false,
-            hooks: kept_hooks,
-            rdt: None,
-            no_new_keyring: opts.no_new_keyring,
-        };
+        // Written before anything exists outside this directory: if skiff
+        // is killed from here on, `delete` finds the cgroup (and the init
+        // in it) to remove. A pid of 0 reads as stopped.
+        let mut stored =
+            Self::initial_record(id, bundle, &created, cgroup.as_ref(), opts.no_new_keyring);
         state::save(dir, &stored)?;
         let spawned = spawn::spawn(&request, cgroup)?;
         if let Some((root, plan)) = &rdt {
@@ -288,6 +252,65 @@ impl Container {
             return Err(e);
         }
         Ok((container, spawned.pidfd))
+    }
+
+    /// The state of a container whose init does not exist yet: its
+    /// cgroup as it will be once created, the hooks later commands run.
+    pub fn initial_record(
+        id: &str,
+        bundle: &Bundle,
+        created: &str,
+        cgroup: &dyn Manager,
+        no_new_keyring: bool,
+    ) -> Stored {
+        let kept_hooks = bundle.spec.hooks().as_ref().map(|h| {
+            let mut kept = oci_spec::runtime::Hooks::default();
+            kept.set_poststart(h.poststart().clone());
+            kept.set_poststop(h.poststop().clone());
+            kept
+        });
+        Stored {
+            id: id.to_string(),
+            pid: 0,
+            start_time: 0,
+            bundle: bundle.dir.clone(),
+            rootfs: bundle.rootfs.clone(),
+            created: created.to_string(),
+            annotations: bundle.spec.annotations().clone().unwrap_or_default(),
+            cgroup: cgroups::to_be_created(cgroup.record()),
+            own_pid_ns: false,
+            hooks: kept_hooks,
+            rdt: None,
+            no_new_keyring,
+        }
+    }
+
+    /// Plans the container's cgroup with the driver the global flags chose
+    /// (`--systemd-cgroup`, `--rootless`); nothing is created yet.
+    pub fn plan_cgroup(
+        bundle: &Bundle,
+        id: &str,
+        systemd: bool,
+        rootless: bool,
+    ) -> Result<Box<dyn Manager>, CgroupError> {
+        let no_annotations = std::collections::HashMap::new();
+        let driver = if systemd {
+            cgroups::Driver::Systemd {
+                annotations: bundle
+                    .spec
+                    .annotations()
+                    .as_ref()
+                    .unwrap_or(&no_annotations),
+            }
+        } else {
+            cgroups::Driver::Cgroupfs
+        };
+        let path = bundle
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.cgroups_path().as_deref());
+        cgroups::for_container(path, id, driver, rootless)
     }
 
     /// Loads container `id`.

@@ -18,6 +18,8 @@ pub enum Error {
     #[error(transparent)]
     State(#[from] StateError),
     #[error(transparent)]
+    Criu(#[from] crate::criu::CriuError),
+    #[error(transparent)]
     Signal(#[from] UnknownSignal),
     #[error("{path}: {source}")]
     Io {

@@ -88,9 +88,14 @@ pub struct MountExtensions {
 /// Annotations skiff acts on, which a manager should not pass through from
 /// an untrusted image (runtime-spec 1.2 `potentiallyUnsafeConfigAnnotations`;
 /// a name ending in `.` is a prefix): `org.systemd.property.NAME` sets a
-/// property of the container's unit under the systemd driver. (The shim's
-/// pod grouping reads another, but never changes the container.)
-const ACTED_ON_ANNOTATIONS: [&str; 1] = [crate::cgroups::systemd::properties::ANNOTATION_PREFIX];
+/// property of the container's unit under the systemd driver, and
+/// `org.criu.config` names a CRIU configuration file that checkpoint and
+/// restore pass to CRIU. (The shim's pod grouping reads another, but never
+/// changes the container.)
+const ACTED_ON_ANNOTATIONS: [&str; 2] = [
+    crate::cgroups::systemd::properties::ANNOTATION_PREFIX,
+    crate::criu::CONFIG_ANNOTATION,
+];
 
 /// The features of this build, on this kernel.
 pub fn features() -> Features {
@@ -108,14 +113,14 @@ pub fn features() -> Features {
                 .map(|t| namespaces::type_name(*t))
                 .collect(),
             capabilities,
-            // Both cgroup backends, the systemd driver (system instance;
-            // the user instance comes with rootless) and the rdma
+            // Both cgroup backends, the systemd driver (the system's
+            // instance, and a rootless caller's own) and the rdma
             // controller are built in.
             cgroup: Cgroup {
                 v1: true,
                 v2: true,
                 systemd: true,
-                systemd_user: false,
+                systemd_user: true,
                 rdma: true,
             },
             seccomp: Seccomp {
@@ -172,11 +177,11 @@ mod tests {
         }
         assert_eq!(v["linux"]["mountExtensions"]["idmap"]["enabled"], true);
         assert_eq!(v["linux"]["cgroup"]["systemd"], true);
-        assert_eq!(v["linux"]["cgroup"]["systemdUser"], false);
+        assert_eq!(v["linux"]["cgroup"]["systemdUser"], true);
         assert_eq!(v["linux"]["netDevices"]["enabled"], true);
         assert_eq!(
             v["potentiallyUnsafeConfigAnnotations"],
-            serde_json::json!(["org.systemd.property."])
+            serde_json::json!(["org.systemd.property.", "org.criu.config"])
         );
         let modes = v["linux"]["memoryPolicy"]["modes"].as_array().unwrap();
         assert_eq!(modes.len(), 7);

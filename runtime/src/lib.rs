@@ -8,6 +8,7 @@ pub mod cgroups;
 pub mod cli;
 pub mod commands;
 pub mod container;
+pub mod criu;
 pub mod dbus;
 pub mod error;
 pub mod fdpass;

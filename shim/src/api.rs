@@ -80,6 +80,27 @@ message! {
         1 pid: u32,
     }
 
+    /// Checkpoint: CRIU's images go to `path`, a directory containerd
+    /// made (or the one its options name).
+    pub struct CheckpointTaskRequest {
+        1 id: String,
+        2 path: String,
+        3 options: Option<Any>,
+    }
+    /// The runc shim's checkpoint options
+    /// (containerd.runc.v1.CheckpointOptions).
+    pub struct CheckpointOptions {
+        1 exit: bool,
+        2 open_tcp: bool,
+        3 external_unix_sockets: bool,
+        4 terminal: bool,
+        5 file_locks: bool,
+        6 empty_namespaces: Vec<String>,
+        7 cgroups_mode: String,
+        8 image_path: String,
+        9 work_path: String,
+    }
+
     /// Every request that names a process: State, Start, Delete, Wait.
     pub struct ProcessRequest {
         1 id: String,
@@ -442,6 +463,8 @@ mod tests {
             Options => oci::Options;
             CreateTaskRequest => reference::CreateTaskRequest;
             CreateTaskResponse => reference::CreateTaskResponse;
+            CheckpointTaskRequest => reference::CheckpointTaskRequest;
+            CheckpointOptions => oci::CheckpointOptions;
             ProcessRequest => reference::StateRequest, reference::StartRequest,
                 reference::DeleteRequest, reference::WaitRequest;
             TaskRequest => reference::PidsRequest, reference::PauseRequest,

@@ -19,7 +19,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use crate::api::{Any, BootstrapParams, BootstrapResult, Options};
+use crate::api::{Any, BootstrapParams, BootstrapResult, CheckpointOptions, Options};
 use crate::flags::Flags;
 use crate::go_buildinfo;
 use crate::proto::Message;
@@ -28,6 +28,8 @@ use crate::proto::Message;
 const MAX_INPUT: u64 = 10 << 20;
 /// The type containerd names the runc shim's options by (ours are the same).
 const OPTIONS_TYPE: &str = "containerd.runc.v1.Options";
+/// The type of the checkpoint options containerd sends the runc shim.
+const CHECKPOINT_OPTIONS_TYPE: &str = "containerd.runc.v1.CheckpointOptions";
 /// BootstrapParams' log level at which debug logging is on.
 const LOG_LEVEL_DEBUG: i32 = -4;
 /// The task API version the reply announces: this shim serves v3 (and v2).
@@ -64,9 +66,18 @@ pub struct StartParams {
 /// (compared by the last path segment: `type.googleapis.com/` prefixes
 /// are allowed).
 pub fn runtime_options(any: &Any) -> Option<Options> {
+    unpack(any, OPTIONS_TYPE)
+}
+
+/// The checkpoint options, if `any` carries the runc shim's type.
+pub fn checkpoint_options(any: &Any) -> Option<CheckpointOptions> {
+    unpack(any, CHECKPOINT_OPTIONS_TYPE)
+}
+
+fn unpack<M: Message>(any: &Any, type_name: &str) -> Option<M> {
     let name = any.type_url.rsplit('/').next()?;
-    (name == OPTIONS_TYPE)
-        .then(|| Options::decode(&any.value).ok())
+    (name == type_name)
+        .then(|| M::decode(&any.value).ok())
         .flatten()
 }
 

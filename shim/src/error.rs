@@ -39,8 +39,6 @@ pub enum ShimError {
         id: String,
         source: Box<skiff::container::ContainerError>,
     },
-    #[error("checkpoint: not implemented (skiff has no CRIU support yet)")]
-    CheckpointUnsupported,
 }
 
 impl ShimError {
@@ -65,7 +63,6 @@ impl ShimError {
             ShimError::TaskExists(_) | ShimError::ExecExists { .. } => Code::AlreadyExists,
             ShimError::Precondition { .. } => Code::FailedPrecondition,
             ShimError::Invalid { .. } => Code::InvalidArgument,
-            ShimError::CheckpointUnsupported => Code::Unimplemented,
             ShimError::Container { source, .. } => match **source {
                 C::NotRunning => Code::NotFound,
                 C::NotStartable(_)
@@ -105,10 +102,6 @@ mod tests {
                 exec_id: "e".into()
             }),
             Code::AlreadyExists
-        );
-        assert_eq!(
-            code_of(ShimError::CheckpointUnsupported),
-            Code::Unimplemented
         );
     }
 

@@ -11,7 +11,7 @@ use std::process::Command;
 use skiff::container::Container;
 use skiff::state::{Root, StateError};
 
-use crate::api::Options;
+use crate::api::{CheckpointOptions, Options};
 use crate::error::ShimError;
 use crate::stdio::ChildIo;
 
@@ -21,6 +21,10 @@ pub struct Runtime {
     pub binary: PathBuf,
     pub root: PathBuf,
 }
+
+/// CRIU's work directory (its logs) in a task's bundle, when containerd
+/// names none.
+pub const CRIU_WORK: &str = "criu-work";
 
 /// Where the init's or an exec's skiff command writes its pid and log.
 pub struct Files {
@@ -76,22 +80,9 @@ impl Runtime {
         files: &Files,
         options: &Options,
     ) -> Result<u32, ShimError> {
-        let mut cmd = self.command(&files.log);
-        // containerd's `SystemdCgroup = true`, as the runc shim passes it
-        // to runc. Only create needs it: the container's state records
-        // the unit for every later command.
-        if options.systemd_cgroup {
-            cmd.arg("--systemd-cgroup");
-        }
+        let mut cmd = self.init_command(files, options);
         cmd.arg("create").arg("--bundle").arg(bundle);
-        cmd.arg("--pid-file").arg(&files.pid);
-        if let Some(socket) = console {
-            cmd.arg("--console-socket").arg(socket);
-        }
-        if options.no_pivot_root {
-            cmd.arg("--no-pivot");
-        }
-        cmd.arg(id);
+        init_flags(&mut cmd, id, files, console, options);
         self.run(cmd, io, "create", id, files)
     }
 
@@ -113,6 +104,77 @@ impl Runtime {
         }
         cmd.arg(id);
         self.run(cmd, io, "exec", id, files)
+    }
+
+    /// `skiff checkpoint` with the runc shim's options: CRIU's images go
+    /// to `image`, its work files and log to `work`.
+    pub fn checkpoint(
+        &self,
+        id: &str,
+        image: &Path,
+        work: &Path,
+        opts: &CheckpointOptions,
+        bundle: &Path,
+    ) -> Result<(), ShimError> {
+        let log = bundle.join("checkpoint-log.json");
+        let mut cmd = self.command(&log);
+        cmd.arg("checkpoint")
+            .arg("--image-path")
+            .arg(image)
+            .arg("--work-path")
+            .arg(work);
+        for (set, flag) in [
+            (!opts.exit, "--leave-running"),
+            (opts.open_tcp, "--tcp-established"),
+            (opts.external_unix_sockets, "--ext-unix-sk"),
+            (opts.terminal, "--shell-job"),
+            (opts.file_locks, "--file-locks"),
+        ] {
+            if set {
+                cmd.arg(flag);
+            }
+        }
+        for ns in &opts.empty_namespaces {
+            cmd.arg("--empty-ns").arg(ns);
+        }
+        if !opts.cgroups_mode.is_empty() {
+            cmd.arg("--manage-cgroups-mode").arg(&opts.cgroups_mode);
+        }
+        cmd.arg(id);
+        self.run_to_end(cmd, ChildIo::null(), "checkpoint", id, &log)
+    }
+
+    /// `skiff restore --detach` from the images in `image`, in place of
+    /// `create` and `start`; returns the restored init's pid (its pid and
+    /// log files are the init's).
+    pub fn restore(
+        &self,
+        id: &str,
+        bundle: &Path,
+        image: &Path,
+        io: ChildIo,
+        console: Option<&Path>,
+        options: &Options,
+    ) -> Result<u32, ShimError> {
+        let files = Files::in_bundle(bundle, "init");
+        let mut cmd = self.init_command(&files, options);
+        cmd.args(["restore", "--detach", "--bundle"]).arg(bundle);
+        cmd.arg("--image-path").arg(image);
+        cmd.arg("--work-path").arg(bundle.join(CRIU_WORK));
+        init_flags(&mut cmd, id, &files, console, options);
+        self.run(cmd, io, "restore", id, &files)
+    }
+
+    /// skiff with the global flags of a command that makes the init:
+    /// containerd's `SystemdCgroup = true`, as the runc shim passes it to
+    /// runc. Only the init's maker needs it: the container's state
+    /// records the unit for every later command.
+    fn init_command(&self, files: &Files, options: &Options) -> Command {
+        let mut cmd = self.command(&files.log);
+        if options.systemd_cgroup {
+            cmd.arg("--systemd-cgroup");
+        }
+        cmd
     }
 
     fn command(&self, log: &Path) -> Command {
@@ -221,6 +283,24 @@ impl Runtime {
         cmd.args(args);
         self.run_to_end(cmd, ChildIo::null(), op, id, &log)
     }
+}
+
+/// The flags `create` and `restore` share, and the container id last.
+fn init_flags(
+    cmd: &mut Command,
+    id: &str,
+    files: &Files,
+    console: Option<&Path>,
+    options: &Options,
+) {
+    cmd.arg("--pid-file").arg(&files.pid);
+    if let Some(socket) = console {
+        cmd.arg("--console-socket").arg(socket);
+    }
+    if options.no_pivot_root {
+        cmd.arg("--no-pivot");
+    }
+    cmd.arg(id);
 }
 
 /// The message of the last error line in a JSON log.

@@ -10,16 +10,16 @@ use std::path::{Path, PathBuf};
 use skiff::state::Status as SkiffStatus;
 
 use crate::api::{
-    self, status, Any, CloseIoRequest, ConnectResponse, CreateTaskRequest, CreateTaskResponse,
-    DeleteResponse, ExecProcessRequest, KillRequest, Options, PidsResponse, ProcessInfo,
-    ProcessRequest, ResizePtyRequest, StartResponse, StateResponse, StatsResponse, TaskCreate,
-    TaskDelete, TaskExecAdded, TaskExecStarted, TaskIo, TaskRequest, TaskStart, UpdateTaskRequest,
-    WaitResponse,
+    self, status, Any, CheckpointTaskRequest, CloseIoRequest, ConnectResponse, CreateTaskRequest,
+    CreateTaskResponse, DeleteResponse, ExecProcessRequest, KillRequest, Options, PidsResponse,
+    ProcessInfo, ProcessRequest, ResizePtyRequest, StartResponse, StateResponse, StatsResponse,
+    TaskCreate, TaskDelete, TaskExecAdded, TaskExecStarted, TaskIo, TaskRequest, TaskStart,
+    UpdateTaskRequest, WaitResponse,
 };
 use crate::error::ShimError;
 use crate::events::{Event, Publisher};
 use crate::proto::Message;
-use crate::runtime::{Files, Runtime};
+use crate::runtime::{Files, Runtime, CRIU_WORK};
 use crate::stdio::{self, ConsoleSocket, Paths, Relay};
 use crate::tasks::{self, Exit, OomWatch, Orphans, Process, Task, Tasks};
 use crate::ttrpc::{Code, Reply};
@@ -113,9 +113,7 @@ impl Service {
             "Pids" => call(method, payload, |q: TaskRequest| self.pids(&q.id)),
             "Pause" => call(method, payload, |q: TaskRequest| self.pause(&q.id, true)),
             "Resume" => call(method, payload, |q: TaskRequest| self.pause(&q.id, false)),
-            "Checkpoint" => {
-                Outcome::Reply(reply::<api::Empty>(Err(ShimError::CheckpointUnsupported)))
-            }
+            "Checkpoint" => call(method, payload, |q| self.checkpoint(&q).map(empty)),
             "Kill" => call(method, payload, |q| self.kill_process(&q).map(empty)),
             "Exec" => call(method, payload, |q| self.add_exec(&q).map(empty)),
             "ResizePty" => call(method, payload, |q: ResizePtyRequest| {
@@ -251,9 +249,6 @@ impl Service {
     }
 
     fn create_task(&mut self, req: &CreateTaskRequest) -> R<CreateTaskResponse> {
-        if req.checkpoint.len() + req.parent_checkpoint.len() > 0 {
-            return Err(ShimError::CheckpointUnsupported);
-        }
         let bundle = PathBuf::from(&req.bundle);
         let options = match req.options.as_ref() {
             Some(any) if !any.value.is_empty() => {
@@ -283,28 +278,36 @@ impl Service {
             stderr: req.stderr.clone(),
             terminal: req.terminal,
         };
-        let files = Files::in_bundle(&bundle, "init");
-        let owner = stdio::Owner {
-            id: &req.id,
-            namespace: &self.namespace,
-        };
-        let spawned = spawn_process(&stdio, &owner, |io, console| {
-            runtime.create(&req.id, &bundle, io, console, &files, &options)
-        });
-        let (pid, held, relay) = match spawned {
-            Ok(v) => v,
-            Err(e) => {
-                // skiff may have created the container before the failure
-                // (a terminal that never came): nothing may stay behind.
-                let _ = runtime.delete(&req.id, &bundle);
-                if mounted_rootfs {
-                    rootfs::unmount(&bundle);
+        // From a checkpoint, as the runc shim does: the container comes
+        // into being at Start, restored with its stdio.
+        let restore_from = (!req.checkpoint.is_empty()).then(|| PathBuf::from(&req.checkpoint));
+        let (pid, held, oom) = if restore_from.is_some() {
+            (0, stdio::Held::default(), None)
+        } else {
+            let files = Files::in_bundle(&bundle, "init");
+            let owner = stdio::Owner {
+                id: &req.id,
+                namespace: &self.namespace,
+            };
+            let spawned = spawn_process(&stdio, &owner, |io, console| {
+                runtime.create(&req.id, &bundle, io, console, &files, &options)
+            });
+            let (pid, held, relay) = match spawned {
+                Ok(v) => v,
+                Err(e) => {
+                    // skiff may have created the container before the
+                    // failure (a terminal that never came): nothing may
+                    // stay behind.
+                    let _ = runtime.delete(&req.id, &bundle);
+                    if mounted_rootfs {
+                        rootfs::unmount(&bundle);
+                    }
+                    return Err(e);
                 }
-                return Err(e);
-            }
+            };
+            self.relays.extend(relay);
+            (pid, held, oom_watch(&runtime, &req.id))
         };
-        self.relays.extend(relay);
-        let oom = oom_watch(&runtime, &req.id);
         self.tasks.insert(
             req.id.clone(),
             Task {
@@ -319,6 +322,7 @@ impl Service {
                 },
                 execs: HashMap::new(),
                 oom,
+                restore_from,
             },
         );
         self.events.publish(Event::create(&TaskCreate {
@@ -348,7 +352,25 @@ impl Service {
             });
         }
         if exec_id.is_empty() {
-            runtime.start(id, &bundle)?;
+            match task.restore_from.take() {
+                Some(image) => {
+                    let owner = stdio::Owner {
+                        id,
+                        namespace: &namespace,
+                    };
+                    let options = options::load(&bundle);
+                    let (pid, held, relay) =
+                        spawn_process(&task.init.stdio, &owner, |io, console| {
+                            runtime.restore(id, &bundle, &image, io, console, &options)
+                        })?;
+                    self.relays.extend(relay);
+                    task.init.pid = pid;
+                    task.init.held = held;
+                    task.oom = oom_watch(&runtime, id);
+                }
+                None => runtime.start(id, &bundle)?,
+            }
+            let process = &mut task.init;
             process.started = true;
             let pid = process.pid;
             self.events.publish(Event::start(&TaskStart {
@@ -552,6 +574,48 @@ impl Service {
                 .map(|pid| ProcessInfo { pid: pid as u32 })
                 .collect(),
         })
+    }
+
+    /// Checkpoints the task's container into `req.path` with the runc
+    /// shim's options. containerd pauses the task around the call; with
+    /// `exit` CRIU ends the container, and its exit is reaped as any.
+    fn checkpoint(&mut self, req: &CheckpointTaskRequest) -> R<()> {
+        let task = tasks::find(&mut self.tasks, &req.id)?;
+        if !task.init.started || task.init.exit.is_some() {
+            return Err(ShimError::Precondition {
+                id: req.id.clone(),
+                what: "only a running or paused task can be checkpointed".into(),
+            });
+        }
+        if req.path.is_empty() {
+            return Err(ShimError::Invalid {
+                field: "checkpoint path".into(),
+                detail: "empty".into(),
+            });
+        }
+        let opts = req
+            .options
+            .as_ref()
+            .filter(|any| !any.value.is_empty())
+            .and_then(bootstrap::checkpoint_options)
+            .unwrap_or_default();
+        // CRIU's log goes to the work directory containerd names, else to
+        // one in the bundle, kept only when it tells why a dump failed
+        // (skiff's error names it; the bundle goes with the task).
+        let own_work = opts.work_path.is_empty();
+        let work = if own_work {
+            task.bundle.join(CRIU_WORK)
+        } else {
+            PathBuf::from(&opts.work_path)
+        };
+        let image = Path::new(&req.path);
+        let done = task
+            .runtime
+            .checkpoint(&req.id, image, &work, &opts, &task.bundle);
+        if own_work && done.is_ok() {
+            let _ = std::fs::remove_dir_all(&work);
+        }
+        done
     }
 
     fn pause(&mut self, id: &str, pause: bool) -> R<api::Empty> {

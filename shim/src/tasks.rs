@@ -83,6 +83,9 @@ pub struct Task {
     /// Readable when the kernel's OOM killer struck in the container's
     /// cgroup; None without a memory controller.
     pub oom: Option<OomWatch>,
+    /// CRIU's images to restore the init from at Start, for a task
+    /// created from a checkpoint (no container exists until then).
+    pub restore_from: Option<PathBuf>,
 }
 
 /// What the shim watches for a task's OOM events.
@@ -223,6 +226,7 @@ mod tests {
             },
             execs: HashMap::new(),
             oom: None,
+            restore_from: None,
         }
     }
 

@@ -1,10 +1,87 @@
-//! `skiff checkpoint` and `skiff restore`: accepted on the command line so
-//! managers get a clear answer, and refused until CRIU support exists.
+//! `skiff checkpoint` and `skiff restore`: runc's flags, turned into the
+//! options of `criu::checkpoint` and `criu::restore`.
 
+use std::path::Path;
+
+use super::create::load_bundle_from;
+use crate::cli::{CheckpointArgs, CriuArgs, RestoreArgs};
+use crate::container::Container;
+use crate::criu::checkpoint::CheckpointOptions;
+use crate::criu::restore::RestoreOptions;
+use crate::criu::{self, Common};
 use crate::error::Error;
+use crate::state::Root;
+use crate::{supervise, terminal};
 
-pub fn run(command: &str) -> Result<i32, Error> {
-    Err(Error::Message(format!(
-        "{command}: checkpoint/restore (CRIU) is not supported by skiff yet"
-    )))
+/// The shared options; the image path defaults to ./checkpoint, as runc's.
+fn common(criu_path: &Path, args: &CriuArgs) -> Result<Common, Error> {
+    Ok(Common {
+        criu: criu_path.to_path_buf(),
+        image_path: args
+            .image_path
+            .clone()
+            .unwrap_or_else(|| Path::new("checkpoint").to_path_buf()),
+        work_path: args.work_path.clone(),
+        tcp_established: args.tcp_established,
+        ext_unix_sk: args.ext_unix_sk,
+        shell_job: args.shell_job,
+        file_locks: args.file_locks,
+        manage_cgroups_mode: args
+            .manage_cgroups_mode
+            .as_deref()
+            .map(criu::parse_cg_mode)
+            .transpose()?,
+        empty_ns: criu::parse_empty_ns(&args.empty_ns)?,
+        lazy_pages: args.lazy_pages,
+        status_fd: None,
+    })
+}
+
+pub fn checkpoint(root: &Root, criu_path: &Path, args: &CheckpointArgs) -> Result<i32, Error> {
+    let mut common = common(criu_path, &args.criu)?;
+    common.status_fd = args.status_fd;
+    let opts = CheckpointOptions {
+        common,
+        leave_running: args.leave_running,
+        pre_dump: args.pre_dump,
+        parent_path: args.parent_path.clone(),
+        auto_dedup: args.criu.auto_dedup,
+    };
+    let container = Container::load(root, &args.id)?;
+    criu::checkpoint::checkpoint(&container, &opts)?;
+    Ok(0)
+}
+
+pub fn restore(
+    root: &Root,
+    criu_path: &Path,
+    args: &RestoreArgs,
+    systemd_cgroup: bool,
+) -> Result<i32, Error> {
+    let bundle = load_bundle_from(args.bundle.as_deref())?;
+    let console = match &args.console_socket {
+        Some(path) => Some(
+            terminal::connect_console_socket(path).map_err(|e| Error::Message(e.to_string()))?,
+        ),
+        None => None,
+    };
+    let opts = RestoreOptions {
+        common: common(criu_path, &args.criu)?,
+        pid_file: args.pid_file.as_deref(),
+        console,
+        systemd_cgroup,
+    };
+    if args.detach {
+        criu::restore::restore(root, &args.id, &bundle, &opts)?;
+        return Ok(0);
+    }
+    // As `run`: the restored init is supervised in the foreground.
+    let (forwarded, _) = super::run::prepare_to_supervise(args.no_subreaper)?;
+    let container = criu::restore::restore(root, &args.id, &bundle, &opts)?;
+    let code = supervise::supervise(container.stored.pid, &forwarded, None)
+        .map_err(|e| Error::Message(format!("supervising the container: {e}")));
+    if let Err(e) = container.delete(true) {
+        crate::warn!("deleting container {}: {e}", container.stored.id);
+    }
+    code
 }

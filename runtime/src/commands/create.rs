@@ -14,7 +14,12 @@ use crate::terminal;
 /// Loads the bundle named by `--bundle` (default: the current directory),
 /// announcing socket-activation fds to its process.
 pub fn load_bundle(args: &CreateArgs) -> Result<Bundle, Error> {
-    let mut bundle = Bundle::load(args.bundle.as_deref().unwrap_or(Path::new(".")))?;
+    load_bundle_from(args.bundle.as_deref())
+}
+
+/// Loads the bundle in `dir` (default: the current directory).
+pub fn load_bundle_from(dir: Option<&Path>) -> Result<Bundle, Error> {
+    let mut bundle = Bundle::load(dir.unwrap_or(Path::new(".")))?;
     let listen = activation::listen_fds();
     if listen > 0 {
         if let Some(mut process) = bundle.spec.process().clone() {

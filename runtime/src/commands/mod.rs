@@ -42,8 +42,8 @@ pub fn dispatch(cli: &Cli) -> Result<i32, Error> {
         Command::Update(args) => update::run(&root, args),
         Command::Exec(args) => exec::run(&root, args).map_err(|e| Error::Exec(Box::new(e))),
         Command::Features => features::run(),
-        Command::Checkpoint(_) => checkpoint::run("checkpoint"),
-        Command::Restore(_) => checkpoint::run("restore"),
+        Command::Checkpoint(args) => checkpoint::checkpoint(&root, &cli.criu, args),
+        Command::Restore(args) => checkpoint::restore(&root, &cli.criu, args, cli.systemd_cgroup),
     }
 }
 

@@ -28,16 +28,7 @@ pub fn run(
         container.start()?;
         return Ok(0);
     }
-    let forwarded = signals::forwarded_set();
-    let mut original = SigSet::empty();
-    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut original))
-        .map_err(|e| Error::Message(format!("blocking signals: {e}")))?;
-    if !args.no_subreaper {
-        // Processes the container leaves behind (and the init, when a new
-        // pid namespace needed an extra fork) are reparented to us.
-        // SAFETY: prctl with integer arguments.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-    }
+    let (forwarded, original) = prepare_to_supervise(args.no_subreaper)?;
     opts.sigmask = Some(original);
     // A terminal without a console socket: skiff itself relays the pty.
     let wants_tty = bundle
@@ -81,4 +72,22 @@ pub fn run(
         }
     }
     code
+}
+
+/// Blocks the signals a foreground command forwards (before the init
+/// exists, so neither its exit nor a signal for it is lost) and, unless
+/// told not to, makes this process a subreaper: processes the container
+/// leaves behind (and the init, when a new pid namespace needed an extra
+/// fork) are reparented to it. Returns the forwarded set and the mask
+/// before.
+pub(super) fn prepare_to_supervise(no_subreaper: bool) -> Result<(SigSet, SigSet), Error> {
+    let forwarded = signals::forwarded_set();
+    let mut original = SigSet::empty();
+    nix::sys::signal::sigprocmask(SigmaskHow::SIG_BLOCK, Some(&forwarded), Some(&mut original))
+        .map_err(|e| Error::Message(format!("blocking signals: {e}")))?;
+    if !no_subreaper {
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+    Ok((forwarded, original))
 }

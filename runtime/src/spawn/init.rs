@@ -318,6 +318,11 @@ fn setup_and_exec(
     rootfs::enter(root.as_fd(), cfg.no_pivot)?;
     if let (true, Some(console)) = (process.terminal().unwrap_or(false), cfg.console) {
         terminal::hand_over(process, console, true)?;
+    } else {
+        // A session of its own, as runc gives every init: the caller's job
+        // control stays out of the container, and CRIU dumps a container
+        // only when the leader of its session is inside it.
+        nix::unistd::setsid().map_err(sys("setsid"))?;
     }
     let proc = private_proc(spec)?;
     let slash = nix::fcntl::open(
