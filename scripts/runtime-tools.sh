@@ -200,7 +200,7 @@ awk -F'\t' -v runtimes="$runtimes" -v elapsed="$elapsed" '
         printf "\n(%d s; outputs in target/runtime-tools-run/out)\n", elapsed
     }' "$tsv.verdicts"
 
-# Tests a peer fully passes here that skiff does not. Five are not held
+# Tests a peer fully passes here that skiff does not. Six are not held
 # against skiff, each for a reason README gives at length:
 #  - start: crun 1.28 lets `start` of a container created without
 #    `process` succeed, where the spec says it MUST fail; skiff refuses that
@@ -216,7 +216,12 @@ awk -F'\t' -v runtimes="$runtimes" -v elapsed="$elapsed" '
 #    container's shell has set its trap is dropped by a PID 1 without a
 #    handler; a hook's output against the process's own). A runtime wins
 #    them by being slow: each peer's verdict moves from run to run.
-not_held="start linux_process_apparmor_profile poststart_fail killsig poststart"
+#  - pidfile: it kills the container after its `true` may have exited, and
+#    the spec says a kill of a container that is neither created nor
+#    running MUST fail (runtime.md, kill); skiff, runc 1.1.5 and both cruns
+#    fail it then. runc 1.3.6 signals a stopped container with its own pid
+#    namespace and passes; the others pass when the kill wins the race.
+not_held="start linux_process_apparmor_profile poststart_fail killsig poststart pidfile"
 missing=$(awk -F'\t' -v not_held="$not_held" '
     BEGIN { n = split(not_held, w, " "); for (i = 1; i <= n; i++) waived[w[i]] = 1 }
     $2 != "skiff" && $5 ~ /^pass/ { peer[$1] = 1 }
