@@ -137,16 +137,6 @@ impl Runtime {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let drain = |pipe: Box<dyn std::io::Read + Send>| {
-            let lines = Arc::new(Mutex::new(Vec::new()));
-            let sink = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    sink.lock().unwrap().push(line);
-                }
-            });
-            lines
-        };
         let lines = drain(Box::new(child.stdout.take().unwrap()));
         let errors = drain(Box::new(child.stderr.take().unwrap()));
         let status = child.wait().unwrap();
@@ -159,6 +149,29 @@ impl Runtime {
             );
         }
         Output { lines }
+    }
+
+    /// Starts a command that stays attached (`restore` without
+    /// --detach), its stdout and stderr pipes of the test.
+    fn foreground(&self, args: &[&str]) -> Foreground {
+        if let Some(id) = args.last() {
+            self.ids.borrow_mut().push(id.to_string());
+        }
+        let a = self.args(args);
+        let mut child = self
+            .tool
+            .command(&a.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Foreground {
+            out: Output {
+                lines: drain(Box::new(child.stdout.take().unwrap())),
+            },
+            errors: drain(Box::new(child.stderr.take().unwrap())),
+            child,
+        }
     }
 
     fn status(&self, id: &str) -> Option<String> {
@@ -183,6 +196,75 @@ impl Runtime {
     }
 }
 
+/// Starts a command that stays attached, its stdio a new pty as at a
+/// user's terminal (runc relays a container's terminal only to one);
+/// returns it with the pty master.
+fn on_pty(rt: &Runtime, args: &[&str]) -> (Foreground, std::fs::File) {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut cmd = rt
+        .tool
+        .command(&rt.args(args).iter().map(String::as_str).collect::<Vec<_>>());
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    if let Some(id) = args.last() {
+        rt.ids.borrow_mut().push(id.to_string());
+    }
+    let fg = Foreground {
+        child: cmd.spawn().unwrap(),
+        out: Output {
+            lines: Default::default(),
+        },
+        errors: Default::default(),
+    };
+    (fg, std::fs::File::from(pty.master))
+}
+
+/// Collects the lines of a pipe on a thread, as they come.
+fn drain(pipe: Box<dyn std::io::Read + Send>) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+/// A runtime command attached to the test's pipes.
+struct Foreground {
+    child: std::process::Child,
+    out: Output,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Foreground {
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// The command's exit code; it must come within 10 s.
+    fn exit_code(&mut self, who: &str) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "{who}: still attached after 10 s: {:?}",
+                    self.errors.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// What a container wrote to its stdout.
 struct Output {
     lines: Arc<Mutex<Vec<String>>>,
@@ -200,6 +282,19 @@ impl Output {
 
     fn last(&self) -> Option<u64> {
         self.numbers().last().copied()
+    }
+
+    /// Waits until a line reads `want` (blanks around it aside).
+    fn wait_line(&self, want: &str, who: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.lines.lock().unwrap().iter().any(|l| l.trim() == want) {
+            assert!(
+                Instant::now() < deadline,
+                "{who}: no {want:?} after 10 s: {:?}",
+                self.lines.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits until at least `n` numbers came.
@@ -322,6 +417,53 @@ fn counter_left_running_then_restored_into_its_own_id() {
     require_criu!();
     for rt in Runtime::both() {
         counter_story(&rt, true, false);
+    }
+}
+
+/// A counter that exits 7 on SIGTERM (as pid 1 of its namespace it gets
+/// only the signals it has a handler for).
+const TRAPPING_COUNTER: &str =
+    "trap 'echo got TERM; exit 7' TERM; i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done";
+
+/// `restore` without --detach, as runc's: attached until the container
+/// exits, signals forwarded to it, the container's exit status (128+N
+/// when killed by signal N), the container removed after.
+#[test]
+fn restore_in_the_foreground_forwards_signals_and_exits_with_the_container() {
+    require_criu!();
+    for rt in Runtime::both() {
+        let bundle = Bundle::sh(TRAPPING_COUNTER);
+        bundle.write();
+        let b = bundle.dir.to_str().unwrap();
+        let id = unique_id("fg");
+        let img = image_dir("fg");
+        let i = img.to_str().unwrap();
+        let first = rt.detached(&["run", "-d", "--bundle", b, &id]);
+        first.wait_for(3, "before checkpoint");
+        rt.ok(&["checkpoint", "--image-path", i, &id]);
+        let dumped_at = first.last().unwrap();
+        let restore = ["restore", "--bundle", b, "--image-path", i, id.as_str()];
+        // A signal to the runtime reaches the container.
+        let mut fg = rt.foreground(&restore);
+        let counted = fg.out.wait_for(3, "restored in the foreground");
+        assert_eq!(counted[0], dumped_at + 1, "{}: {counted:?}", rt.name);
+        assert_eq!(rt.status(&id).as_deref(), Some("running"), "{}", rt.name);
+        fg.signal(libc::SIGTERM);
+        assert_eq!(fg.exit_code(rt.name), 7, "{}", rt.name);
+        fg.out.wait_line("got TERM", rt.name);
+        assert_eq!(rt.status(&id), None, "{}: not removed", rt.name);
+        if rt.name == "skiff" {
+            assert_nothing_left(&rt.tool, &id);
+        }
+        // Killed from outside: 128+9, and removed too.
+        let mut fg = rt.foreground(&restore);
+        fg.out.wait_for(3, "restored again");
+        rt.ok(&["kill", &id, "KILL"]);
+        assert_eq!(fg.exit_code(rt.name), 137, "{}", rt.name);
+        assert_eq!(rt.status(&id), None, "{}: not removed", rt.name);
+        if rt.name == "skiff" {
+            assert_nothing_left(&rt.tool, &id);
+        }
     }
 }
 
@@ -946,6 +1088,38 @@ fn terminal_container_gets_a_new_pty_through_the_console_socket() {
         // An ordinary container: `exec` works on it.
         rt.ok(&["exec", &new_id, "true"]);
         rt.remove(&new_id);
+    }
+}
+
+/// A terminal container restored without --detach and without a console
+/// socket: the runtime relays between its own terminal and the new pty,
+/// as `run` does, and exits with the shell's status.
+#[test]
+fn terminal_container_restored_in_the_foreground_is_relayed() {
+    require_criu!();
+    for rt in Runtime::both() {
+        let mut bundle = Bundle::new(&["sh"]);
+        bundle.config["process"]["terminal"] = json!(true);
+        bundle.write();
+        let b = bundle.dir.to_str().unwrap();
+        let id = unique_id("fg-tty");
+        let img = image_dir("fg-tty");
+        let i = img.to_str().unwrap();
+        let (sock, accept) = console_socket();
+        let s = sock.to_str().unwrap();
+        rt.detached(&["run", "-d", "--console-socket", s, "--bundle", b, &id]);
+        let (_, mut master) = accept.join().unwrap();
+        type_into(&mut master, "X=42; echo $((X+1))\n", "43", rt.name);
+        rt.ok(&["checkpoint", "--image-path", i, &id]);
+        drop(master);
+        let (mut fg, mut pty) = on_pty(&rt, &["restore", "--bundle", b, "--image-path", i, &id]);
+        type_into(&mut pty, "echo $((X+2))\n", "44", rt.name);
+        std::io::Write::write_all(&mut pty, b"exit 5\n").unwrap();
+        assert_eq!(fg.exit_code(rt.name), 5, "{}", rt.name);
+        assert_eq!(rt.status(&id), None, "{}: not removed", rt.name);
+        if rt.name == "skiff" {
+            assert_nothing_left(&rt.tool, &id);
+        }
     }
 }
 
