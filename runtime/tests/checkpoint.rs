@@ -542,6 +542,65 @@ fn pre_dump_then_dump() {
     }
 }
 
+/// `restore --parent-path`, which the runc shim passes for containerd's
+/// `parent_checkpoint`: the image's parent link is made anew to point
+/// there (CRIU checks it exists). An image whose parent link no longer
+/// resolves (its parent moved) is refused by CRIU for either runtime;
+/// runc 1.3.6 has no such flag on restore (nor 1.1.5), so through the
+/// runc shim a parent checkpoint always fails. No pre-dump is needed:
+/// CRIU opens the parent of any image that links one.
+#[test]
+fn restore_parent_path_relinks_the_images_parent() {
+    require_criu!();
+    for rt in Runtime::both() {
+        let bundle = Bundle::sh(COUNTER);
+        bundle.write();
+        let b = bundle.dir.to_str().unwrap();
+        let id = unique_id("parent");
+        let img = image_dir("parent");
+        let (dump, parent) = (img.join("dump"), img.join("moved-parent"));
+        std::fs::create_dir_all(&parent).unwrap();
+        let d = dump.to_str().unwrap();
+        let out = rt.detached(&["run", "-d", "--bundle", b, &id]);
+        out.wait_for(3, "before checkpoint");
+        rt.ok(&["checkpoint", "--image-path", d, &id]);
+        let last = out.last().unwrap();
+        std::os::unix::fs::symlink("../gone", dump.join("parent")).unwrap();
+        let err = rt.fails(&["restore", "-d", "--bundle", b, "--image-path", d, &id]);
+        if rt.name == "skiff" {
+            assert!(
+                err.contains("Can't open parent path") && err.lines().count() == 1,
+                "{err}"
+            );
+            assert_nothing_left(&rt.tool, &id);
+        }
+        let relinked = [
+            "restore",
+            "-d",
+            "--bundle",
+            b,
+            "--image-path",
+            d,
+            "--parent-path",
+            "../moved-parent",
+            id.as_str(),
+        ];
+        if rt.name == "runc" {
+            let err = rt.fails(&relinked);
+            assert!(err.contains("flag provided but not defined"), "{err}");
+            continue;
+        }
+        let restored = rt.detached(&relinked);
+        let got = restored.wait_for(2, "after restore");
+        assert_eq!(got[0], last + 1, "{got:?}");
+        assert_eq!(
+            std::fs::read_link(dump.join("parent")).unwrap(),
+            Path::new("../moved-parent")
+        );
+        rt.remove(&id);
+    }
+}
+
 /// The limit in the memory cgroup `pid` is in, read on the host (v1).
 fn memory_limit(pid: i64) -> Option<u64> {
     let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).ok()?;

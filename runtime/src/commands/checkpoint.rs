@@ -69,6 +69,7 @@ pub fn restore(
     let mut opts = RestoreOptions {
         common: common(criu_path, &args.criu)?,
         pid_file: args.pid_file.as_deref(),
+        parent_path: args.parent_path.as_deref(),
         console: None,
         systemd_cgroup,
     };

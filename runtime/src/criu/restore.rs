@@ -21,6 +21,9 @@ use crate::state::{self, Root};
 pub struct RestoreOptions<'a> {
     pub common: Common,
     pub pid_file: Option<&'a Path>,
+    /// `--parent-path`: where the images' parent is now, relative to the
+    /// image directory.
+    pub parent_path: Option<&'a Path>,
     /// The console socket the pty master goes to, for a container with a
     /// terminal.
     pub console: Option<OwnedFd>,
@@ -50,6 +53,9 @@ pub fn restore(
         Some(p) => Dir::create(p)?,
         None => Dir::open(&opts.common.image_path)?,
     };
+    if opts.parent_path.is_some() {
+        unlink_parent(&image.path)?;
+    }
     let dirs = Dirs { image, work };
     let stdio = read_descriptors(&dirs.image.path)?;
     let stand_ins = stdio_stand_ins(&dirs.image.path)?;
@@ -100,6 +106,26 @@ pub fn restore(
         return Err(ContainerError::from(e).into());
     }
     Ok(container)
+}
+
+/// Removes the image directory's parent link, for CRIU to make it again
+/// where `--parent-path` says (CRIU keeps a link it finds, even one that
+/// no longer resolves).
+fn unlink_parent(image: &Path) -> Result<(), CriuError> {
+    let link = image.join("parent");
+    match std::fs::symlink_metadata(&link) {
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::remove_file(&link).map_err(|e| CriuError::ImageDir {
+                path: link,
+                why: e.to_string(),
+            })
+        }
+        Ok(_) => Err(CriuError::ImageDir {
+            path: link,
+            why: "not a symbolic link: cannot point it elsewhere".into(),
+        }),
+        Err(_) => Ok(()),
+    }
 }
 
 /// The stdio names `checkpoint` wrote (none for an image from elsewhere).
@@ -209,6 +235,7 @@ fn run_criu(
     let mut rpc_opts = base_opts(&opts.common, dirs, "restore.log");
     rpc_opts.root = Some(bundle.rootfs.to_string_lossy().into_owned());
     rpc_opts.rst_sibling = true;
+    rpc_opts.parent_img = opts.parent_path.map(|p| p.to_string_lossy().into_owned());
     rpc_opts.external = externals::for_restore(&bundle.spec, &bundle.dir, cgroup.record());
     rpc_opts.cg_root = cgroup_roots(cgroup.record());
     rpc_opts.config_file = config_file(bundle.spec.annotations().as_ref());
