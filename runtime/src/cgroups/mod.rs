@@ -158,15 +158,7 @@ pub trait Manager {
     /// `tasks`: migrating the calling thread alone needs no global lock,
     /// where writing a pid to `cgroup.procs` can wait for a whole RCU grace
     /// period (milliseconds) on a quiet machine.
-    fn join_current(&self, cloned: bool) -> Result<(), CgroupError> {
-        self.join_files(cloned)
-            .iter()
-            .try_for_each(|f| join_through(f))
-    }
-    /// The files `join_current` writes "0" to, in its order: also what a
-    /// helper joins through between fork and exec (CRIU, restoring the
-    /// container's processes in its own cgroup).
-    fn join_files(&self, cloned: bool) -> Vec<PathBuf>;
+    fn join_current(&self, cloned: bool) -> Result<(), CgroupError>;
     /// Runtime side, once the init exists and has been told to go on:
     /// hands it to a manager that owns the cgroup (systemd starts its
     /// unit with it here). Nothing for the cgroupfs backends.
@@ -671,16 +663,6 @@ fn write_pid(dir: &Path, file: &str, pid: libc::pid_t) -> Result<(), CgroupError
     std::fs::write(dir.join(file), pid.to_string()).map_err(|source| CgroupError::Join {
         path: dir.to_path_buf(),
         pid,
-        source,
-    })
-}
-
-/// Moves the calling process (or thread, through `tasks`) in by writing
-/// "0" to `file`.
-fn join_through(file: &Path) -> Result<(), CgroupError> {
-    std::fs::write(file, "0").map_err(|source| CgroupError::Join {
-        path: file.parent().unwrap_or(file).to_path_buf(),
-        pid: 0,
         source,
     })
 }

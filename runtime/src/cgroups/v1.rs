@@ -194,16 +194,15 @@ impl Manager for V1 {
             .try_for_each(|d| write_pid(&d.path, "cgroup.procs", pid))
     }
 
-    fn join_files(&self, cloned: bool) -> Vec<PathBuf> {
-        self.pending(cloned)
-            .map(|d| {
-                d.path.join(if d.subsystems.is_empty() {
-                    "cgroup.procs"
-                } else {
-                    "tasks"
-                })
-            })
-            .collect()
+    fn join_current(&self, cloned: bool) -> Result<(), CgroupError> {
+        self.pending(cloned).try_for_each(|d| {
+            let file = if d.subsystems.is_empty() {
+                "cgroup.procs"
+            } else {
+                "tasks"
+            };
+            write_pid(&d.path, file, 0)
+        })
     }
 
     fn procs(&self) -> Result<Vec<libc::pid_t>, CgroupError> {

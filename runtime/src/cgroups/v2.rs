@@ -4,7 +4,7 @@
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use oci_spec::runtime::LinuxResources;
 
@@ -158,11 +158,8 @@ impl Manager for V2 {
         write_pid(&self.record.dirs[0].path, "cgroup.procs", pid)
     }
 
-    fn join_files(&self, cloned: bool) -> Vec<PathBuf> {
-        if cloned {
-            return Vec::new();
-        }
-        vec![self.record.dirs[0].path.join("cgroup.procs")]
+    fn join_current(&self, cloned: bool) -> Result<(), CgroupError> {
+        self.add(0, cloned)
     }
 
     fn procs(&self) -> Result<Vec<libc::pid_t>, CgroupError> {

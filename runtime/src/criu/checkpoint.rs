@@ -81,7 +81,7 @@ pub fn checkpoint(container: &Container, opts: &CheckpointOptions) -> Result<(),
     };
     let mut inherit = dirs.fds().to_vec();
     inherit.extend(opts.common.status_fd);
-    let resp = Swrk::start(&opts.common.criu, &inherit, &[])?.call(&req, |_, _, _| Ok(()))?;
+    let resp = Swrk::start(&opts.common.criu, &inherit)?.call(&req, |_, _, _| Ok(()))?;
     if !resp.success {
         let action = if opts.pre_dump { "pre-dump" } else { "dump" };
         return Err(failure(action, &resp, dirs.work.path.join("dump.log")));

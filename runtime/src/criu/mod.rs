@@ -38,10 +38,9 @@ pub enum CriuError {
         "criu binary {0:?} not found (install CRIU 3.0 or newer, or name it with --criu PATH)"
     )]
     NotFound(PathBuf),
-    #[error("starting {}{what}: {source}", path.display())]
+    #[error("starting {path}: {source}")]
     Spawn {
         path: PathBuf,
-        what: &'static str,
         source: std::io::Error,
     },
     #[error("criu {0} is too old: skiff needs CRIU 3.0 or newer")]

@@ -270,11 +270,13 @@ fn run_criu(
         opts: Some(rpc_opts),
         notify_success: false,
     };
-    // The restored processes are forked by CRIU: they start in its cgroup,
-    // which it joins itself (under systemd, the unit is started with CRIU
-    // in it).
-    let criu = Swrk::start(&opts.common.criu, &inherit, &cgroup.join_files(false))?;
-    if let Err(e) = cgroup.adopt(criu.pid()) {
+    let criu = Swrk::start(&opts.common.criu, &inherit)?;
+    // The restored processes are forked by CRIU: they start in its cgroup
+    // (under systemd, in the unit started with CRIU in it).
+    let placed = cgroup
+        .add(criu.pid(), false)
+        .and_then(|()| cgroup.adopt(criu.pid()));
+    if let Err(e) = placed {
         criu.abort();
         return Err(ContainerError::from(e).into());
     }

@@ -4,11 +4,9 @@
 //! works (and takes the fd some of them carry), and reads the final
 //! response.
 
-use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -28,12 +26,8 @@ pub struct Swrk {
 impl Swrk {
     /// Starts `criu swrk`. `inherit` are fds of ours that CRIU must see
     /// under the same numbers (image and work directories, the fds of
-    /// `inherit_fd`); stdio is inherited as it is. `join` are cgroup files
-    /// (`Manager::join_files`) CRIU's process writes "0" to before it
-    /// execs: joining through `tasks` takes no global lock, where skiff
-    /// writing CRIU's pid to each `cgroup.procs` waited 8-48 ms here for
-    /// an RCU grace period on every restore.
-    pub fn start(criu: &Path, inherit: &[RawFd], join: &[PathBuf]) -> Result<Swrk, CriuError> {
+    /// `inherit_fd`); stdio is inherited as it is.
+    pub fn start(criu: &Path, inherit: &[RawFd]) -> Result<Swrk, CriuError> {
         let (ours, theirs) = socketpair(
             AddressFamily::Unix,
             SockType::SeqPacket,
@@ -46,15 +40,10 @@ impl Swrk {
         })?;
         let mut keep: Vec<RawFd> = inherit.to_vec();
         keep.push(theirs.as_raw_fd());
-        let files: Vec<CString> = join
-            .iter()
-            .filter_map(|p| CString::new(p.as_os_str().as_bytes()).ok())
-            .collect();
         let mut cmd = Command::new(criu);
         cmd.arg("swrk").arg(theirs.as_raw_fd().to_string());
-        // SAFETY: the closure only calls fcntl, open, write and close,
-        // which are async-signal-safe, on fds open in the parent and so in
-        // the child, and on paths built before the fork.
+        // SAFETY: the closure only calls fcntl, which is async-signal-safe,
+        // on fds that are open in the parent and so in the child.
         unsafe {
             cmd.pre_exec(move || {
                 for &fd in &keep {
@@ -62,31 +51,18 @@ impl Swrk {
                         return Err(std::io::Error::last_os_error());
                     }
                 }
-                for file in &files {
-                    let fd = libc::open(file.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-                    if fd < 0 || libc::write(fd, b"0".as_ptr().cast(), 1) != 1 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    libc::close(fd);
-                }
                 Ok(())
             });
         }
-        // A failed join comes back as the exec's error would.
-        let child = cmd.spawn().map_err(|source| match join.is_empty() {
-            true if source.kind() == std::io::ErrorKind::NotFound => {
+        let child = cmd.spawn().map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
                 CriuError::NotFound(criu.to_path_buf())
+            } else {
+                CriuError::Spawn {
+                    path: criu.to_path_buf(),
+                    source,
+                }
             }
-            true => CriuError::Spawn {
-                path: criu.to_path_buf(),
-                what: "",
-                source,
-            },
-            false => CriuError::Spawn {
-                path: criu.to_path_buf(),
-                what: " in the container's cgroup",
-                source,
-            },
         })?;
         Ok(Swrk { child, sock: ours })
     }
@@ -161,40 +137,10 @@ impl Swrk {
 
 /// Asks `criu` its version and refuses one older than `MIN_VERSION`.
 pub fn check_version(criu: &Path) -> Result<(i32, i32, i32), CriuError> {
-    let resp = Swrk::start(criu, &[], &[])?.call(&Req::bare(ReqType::Version), |_, _, _| Ok(()))?;
+    let resp = Swrk::start(criu, &[])?.call(&Req::bare(ReqType::Version), |_, _, _| Ok(()))?;
     match resp.version {
         Some(v) if resp.success && v >= MIN_VERSION => Ok(v),
         Some((a, b, c)) => Err(CriuError::TooOld(format!("{a}.{b}.{c}"))),
         None => Err(CriuError::TooOld("without a VERSION request".into())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_child_joins_before_it_execs() {
-        let dir = std::env::temp_dir().join(format!("skiff-swrk-join-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let (tasks, procs) = (dir.join("tasks"), dir.join("cgroup.procs"));
-        std::fs::write(&tasks, "").unwrap();
-        std::fs::write(&procs, "").unwrap();
-        // /bin/true stands in for criu: it exits at once, unanswered.
-        let swrk =
-            Swrk::start(Path::new("/bin/true"), &[], &[tasks.clone(), procs.clone()]).unwrap();
-        swrk.abort();
-        assert_eq!(std::fs::read_to_string(&tasks).unwrap(), "0");
-        assert_eq!(std::fs::read_to_string(&procs).unwrap(), "0");
-        // A cgroup it cannot join: one line naming why, no criu left.
-        let gone = dir.join("gone").join("tasks");
-        let err = Swrk::start(Path::new("/bin/true"), &[], &[gone])
-            .err()
-            .unwrap();
-        assert_eq!(
-            err.to_string(),
-            "starting /bin/true in the container's cgroup: No such file or directory (os error 2)"
-        );
-        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

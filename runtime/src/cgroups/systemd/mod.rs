@@ -31,7 +31,7 @@ pub mod unit;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::os::fd::{BorrowedFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Mutex;
 
 use oci_spec::runtime::LinuxResources;
@@ -401,11 +401,11 @@ impl Manager for Systemd {
         self.v2.add(pid, cloned)
     }
 
-    fn join_files(&self, cloned: bool) -> Vec<PathBuf> {
+    fn join_current(&self, cloned: bool) -> Result<(), CgroupError> {
         if !self.started.get() {
-            return Vec::new();
+            return Ok(());
         }
-        self.v2.join_files(cloned)
+        self.v2.join_current(cloned)
     }
 
     /// Asks systemd for the unit with the init in it; `settle` collects
