@@ -271,12 +271,7 @@ fn run_criu(
         notify_success: false,
     };
     let criu = Swrk::start(&opts.common.criu, &inherit)?;
-    // The restored processes are forked by CRIU: they start in its cgroup
-    // (under systemd, in the unit started with CRIU in it).
-    let placed = cgroup
-        .add(criu.pid(), false)
-        .and_then(|()| cgroup.adopt(criu.pid()));
-    if let Err(e) = placed {
+    if let Err(e) = place_criu(cgroup, criu.pid()) {
         criu.abort();
         return Err(ContainerError::from(e).into());
     }
@@ -303,6 +298,17 @@ fn run_criu(
     }
     resp.restored_pid
         .ok_or_else(|| CriuError::Exited("restore answered without a pid".into()))
+}
+
+/// Puts CRIU's process in the container's cgroup, as create puts its
+/// init: the restored processes are forked by CRIU and start in its
+/// cgroup. Under systemd the unit is started with CRIU in it, and its
+/// answer (a failed start included) and the resources applied once it
+/// runs must come before CRIU forks anything.
+fn place_criu(cgroup: &dyn Manager, pid: libc::pid_t) -> Result<(), cgroups::CgroupError> {
+    cgroup.add(pid, false)?;
+    cgroup.adopt(pid)?;
+    cgroup.settle()
 }
 
 /// Brings lo up in the network namespace of `pid` (CRIU restored it
@@ -332,6 +338,89 @@ fn log_path(dirs: &Dirs) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+    use std::os::fd::BorrowedFd;
+
+    /// A cgroup manager that only records how CRIU is placed.
+    struct Recorder {
+        record: cgroups::Record,
+        calls: RefCell<Vec<String>>,
+    }
+
+    impl Manager for Recorder {
+        fn record(&self) -> &cgroups::Record {
+            &self.record
+        }
+        fn create(&mut self) -> Result<(), cgroups::CgroupError> {
+            unimplemented!()
+        }
+        fn attach(&mut self) -> Result<(), cgroups::CgroupError> {
+            unimplemented!()
+        }
+        fn clone_target(&self) -> Option<BorrowedFd<'_>> {
+            unimplemented!()
+        }
+        fn add(&self, pid: libc::pid_t, _: bool) -> Result<(), cgroups::CgroupError> {
+            self.calls.borrow_mut().push(format!("add {pid}"));
+            Ok(())
+        }
+        fn join_current(&self, _: bool) -> Result<(), cgroups::CgroupError> {
+            unimplemented!()
+        }
+        fn adopt(&self, pid: libc::pid_t) -> Result<(), cgroups::CgroupError> {
+            self.calls.borrow_mut().push(format!("adopt {pid}"));
+            Ok(())
+        }
+        fn settle(&self) -> Result<(), cgroups::CgroupError> {
+            self.calls.borrow_mut().push("settle".into());
+            Ok(())
+        }
+        fn procs(&self) -> Result<Vec<libc::pid_t>, cgroups::CgroupError> {
+            unimplemented!()
+        }
+        fn destroy(&self) -> Result<(), cgroups::CgroupError> {
+            unimplemented!()
+        }
+        fn apply(&self, _: &oci_spec::runtime::LinuxResources) -> Result<(), cgroups::CgroupError> {
+            unimplemented!()
+        }
+        fn freeze(&self, _: bool) -> Result<(), cgroups::CgroupError> {
+            unimplemented!()
+        }
+        fn frozen(&self) -> bool {
+            unimplemented!()
+        }
+        fn stats(&self) -> cgroups::stats::Stats {
+            unimplemented!()
+        }
+        fn oom_kills(&self) -> u64 {
+            unimplemented!()
+        }
+        fn oom_watch(&self) -> Option<OwnedFd> {
+            unimplemented!()
+        }
+        fn signal_all(&self, _: libc::c_int) -> Result<(), cgroups::CgroupError> {
+            unimplemented!()
+        }
+    }
+
+    /// With --systemd-cgroup the unit is started with CRIU in it and
+    /// waited for (systemd's answer collected) before CRIU is asked to
+    /// restore anything, as create waits for its init's unit.
+    #[test]
+    fn criu_is_placed_and_the_unit_waited_for() {
+        let recorder = Recorder {
+            record: cgroups::Record {
+                path: "/system.slice/skiff-c1.scope".into(),
+                unified: true,
+                dirs: vec![],
+                unit: Some("skiff-c1.scope".into()),
+            },
+            calls: RefCell::new(Vec::new()),
+        };
+        place_criu(&recorder, 42).unwrap();
+        assert_eq!(*recorder.calls.borrow(), ["add 42", "adopt 42", "settle"]);
+    }
 
     #[test]
     fn cgroup_roots_name_controllers_only_where_they_differ() {
