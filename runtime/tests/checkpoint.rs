@@ -322,6 +322,17 @@ fn image_dir(tag: &str) -> PathBuf {
     scratch().join(unique_id(tag))
 }
 
+/// Runs `script` detached with `rt` until it has counted to 3; returns
+/// the bundle, the container's id, an image directory and its output.
+fn counting(rt: &Runtime, script: &str, tag: &str) -> (Bundle, String, PathBuf, Output) {
+    let bundle = Bundle::sh(script);
+    bundle.write();
+    let id = unique_id(tag);
+    let out = rt.detached(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id]);
+    out.wait_for(3, &format!("{tag} before checkpoint"));
+    (bundle, id, image_dir(tag), out)
+}
+
 /// Runs the counter, checkpoints it (leaving it running or not), restores
 /// it into the same id or a new one, and checks the count goes on from
 /// where it was dumped, in a container every command works on.
@@ -432,14 +443,8 @@ const TRAPPING_COUNTER: &str =
 fn restore_in_the_foreground_forwards_signals_and_exits_with_the_container() {
     require_criu!();
     for rt in Runtime::both() {
-        let bundle = Bundle::sh(TRAPPING_COUNTER);
-        bundle.write();
-        let b = bundle.dir.to_str().unwrap();
-        let id = unique_id("fg");
-        let img = image_dir("fg");
-        let i = img.to_str().unwrap();
-        let first = rt.detached(&["run", "-d", "--bundle", b, &id]);
-        first.wait_for(3, "before checkpoint");
+        let (bundle, id, img, first) = counting(&rt, TRAPPING_COUNTER, "fg");
+        let (b, i) = (bundle.dir.to_str().unwrap(), img.to_str().unwrap());
         rt.ok(&["checkpoint", "--image-path", i, &id]);
         let dumped_at = first.last().unwrap();
         let restore = ["restore", "--bundle", b, "--image-path", i, id.as_str()];
@@ -553,16 +558,11 @@ fn pre_dump_then_dump() {
 fn restore_parent_path_relinks_the_images_parent() {
     require_criu!();
     for rt in Runtime::both() {
-        let bundle = Bundle::sh(COUNTER);
-        bundle.write();
+        let (bundle, id, img, out) = counting(&rt, COUNTER, "parent");
         let b = bundle.dir.to_str().unwrap();
-        let id = unique_id("parent");
-        let img = image_dir("parent");
         let (dump, parent) = (img.join("dump"), img.join("moved-parent"));
         std::fs::create_dir_all(&parent).unwrap();
         let d = dump.to_str().unwrap();
-        let out = rt.detached(&["run", "-d", "--bundle", b, &id]);
-        out.wait_for(3, "before checkpoint");
         rt.ok(&["checkpoint", "--image-path", d, &id]);
         let last = out.last().unwrap();
         std::os::unix::fs::symlink("../gone", dump.join("parent")).unwrap();
@@ -811,14 +811,8 @@ fn criu_missing_or_too_old_is_one_line() {
 fn paused_container_is_dumped_and_left_paused() {
     require_criu!();
     for rt in Runtime::both() {
-        let bundle = Bundle::sh(COUNTER);
-        bundle.write();
-        let b = bundle.dir.to_str().unwrap();
-        let id = unique_id("paused");
-        let img = image_dir("paused");
-        let i = img.to_str().unwrap();
-        let out = rt.detached(&["run", "-d", "--bundle", b, &id]);
-        out.wait_for(3, "before pause");
+        let (bundle, id, img, out) = counting(&rt, COUNTER, "paused");
+        let (b, i) = (bundle.dir.to_str().unwrap(), img.to_str().unwrap());
         rt.ok(&["pause", &id]);
         let paused_at = out.last().unwrap();
         rt.ok(&["checkpoint", "--leave-running", "--image-path", i, &id]);
@@ -1093,24 +1087,30 @@ fn type_into(master: &mut std::fs::File, input: &str, want: &str, who: &str) {
     }
 }
 
+/// A shell on a terminal (through a console socket) that set X=42, then
+/// checkpointed: its bundle, id and image directory.
+fn shell_checkpointed(rt: &Runtime, tag: &str) -> (Bundle, String, PathBuf) {
+    let mut bundle = Bundle::new(&["sh"]);
+    bundle.config["process"]["terminal"] = json!(true);
+    bundle.write();
+    let b = bundle.dir.to_str().unwrap();
+    let id = unique_id(tag);
+    let img = image_dir(tag);
+    let (sock, accept) = console_socket();
+    let s = sock.to_str().unwrap();
+    rt.detached(&["run", "-d", "--console-socket", s, "--bundle", b, &id]);
+    let (_, mut master) = accept.join().unwrap();
+    type_into(&mut master, "X=42; echo $((X+1))\n", "43", rt.name);
+    rt.ok(&["checkpoint", "--image-path", img.to_str().unwrap(), &id]);
+    (bundle, id, img)
+}
+
 #[test]
 fn terminal_container_gets_a_new_pty_through_the_console_socket() {
     require_criu!();
     for rt in Runtime::both() {
-        let mut bundle = Bundle::new(&["sh"]);
-        bundle.config["process"]["terminal"] = json!(true);
-        bundle.write();
-        let b = bundle.dir.to_str().unwrap();
-        let id = unique_id("tty");
-        let img = image_dir("tty");
-        let i = img.to_str().unwrap();
-        let (sock, accept) = console_socket();
-        let s = sock.to_str().unwrap();
-        rt.detached(&["run", "-d", "--console-socket", s, "--bundle", b, &id]);
-        let (_, mut master) = accept.join().unwrap();
-        type_into(&mut master, "X=42; echo $((X+1))\n", "43", rt.name);
-        rt.ok(&["checkpoint", "--image-path", i, &id]);
-        drop(master);
+        let (bundle, id, img) = shell_checkpointed(&rt, "tty");
+        let (b, i) = (bundle.dir.to_str().unwrap(), img.to_str().unwrap());
         // Restore without a console socket: refused, nothing left.
         let err = rt.fails(&["restore", "-d", "--bundle", b, "--image-path", i, &id]);
         if rt.name == "skiff" {
@@ -1157,20 +1157,8 @@ fn terminal_container_gets_a_new_pty_through_the_console_socket() {
 fn terminal_container_restored_in_the_foreground_is_relayed() {
     require_criu!();
     for rt in Runtime::both() {
-        let mut bundle = Bundle::new(&["sh"]);
-        bundle.config["process"]["terminal"] = json!(true);
-        bundle.write();
-        let b = bundle.dir.to_str().unwrap();
-        let id = unique_id("fg-tty");
-        let img = image_dir("fg-tty");
-        let i = img.to_str().unwrap();
-        let (sock, accept) = console_socket();
-        let s = sock.to_str().unwrap();
-        rt.detached(&["run", "-d", "--console-socket", s, "--bundle", b, &id]);
-        let (_, mut master) = accept.join().unwrap();
-        type_into(&mut master, "X=42; echo $((X+1))\n", "43", rt.name);
-        rt.ok(&["checkpoint", "--image-path", i, &id]);
-        drop(master);
+        let (bundle, id, img) = shell_checkpointed(&rt, "fg-tty");
+        let (b, i) = (bundle.dir.to_str().unwrap(), img.to_str().unwrap());
         let (mut fg, mut pty) = on_pty(&rt, &["restore", "--bundle", b, "--image-path", i, &id]);
         type_into(&mut pty, "echo $((X+2))\n", "44", rt.name);
         std::io::Write::write_all(&mut pty, b"exit 5\n").unwrap();
