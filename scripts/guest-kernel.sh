@@ -6,6 +6,7 @@
 #                    uncompressed: the microvm machine boots it by its PVH entry
 #     modules/*.ko   the modules below, with their dependencies
 #     modules.order  their file names, dependencies first
+#     criu-modules/*.ko, criu-modules.order  what CRIU needs beyond them
 # Cached: fetched again only when missing or when this script changed.
 set -eu
 cd "$(dirname "$0")/.."
@@ -60,12 +61,21 @@ def visit(mod):
         order.append(mod)
 for wanted in ["virtio_mmio", "9pnet_virtio", "9p", "loop", "overlay", "virtio_blk", "crc32c_generic", "ext4"]:
     visit(by_name[wanted])
-out = os.path.join(cache, "modules")
-os.makedirs(out)
-with open(os.path.join(cache, "modules.order"), "w") as f:
-    for mod in order:
-        shutil.copy(os.path.join(moddir, mod), out)
-        f.write(os.path.basename(mod) + "\n")
+def save(mods, subdir, listing):
+    out = os.path.join(cache, subdir)
+    os.makedirs(out)
+    with open(os.path.join(cache, listing), "w") as f:
+        for mod in mods:
+            shutil.copy(os.path.join(moddir, mod), out)
+            f.write(os.path.basename(mod) + "\n")
+save(order, "modules", "modules.order")
+# What CRIU's feature detection opens (scripts/v2-criu.sh loads them; no
+# guest boots with them): nftables, the socket diag modules, tun, veth.
+boot = list(order)
+for wanted in ["nf_tables", "unix_diag", "inet_diag", "tcp_diag", "udp_diag", "raw_diag",
+               "netlink_diag", "af_packet_diag", "tun", "veth"]:
+    visit(by_name[wanted])
+save([m for m in order if m not in boot], "criu-modules", "criu-modules.order")
 PY
 rm -rf "$cache/kernel"
 echo "$sum" > "$cache/.built-by"

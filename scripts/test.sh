@@ -62,4 +62,6 @@ echo "== OCI runtime-tools validation: skiff beside runc and crun (about 6 minut
 ./scripts/runtime-tools.sh
 echo "== integration suites again, in a pure cgroup v2 guest (qemu, TCG)"
 ./scripts/v2-tests.sh
+echo "== a paused container checkpointed and restored on cgroup v2 (qemu guest; skiff beside runc)"
+./scripts/v2-criu.sh
 echo "== all tests passed"

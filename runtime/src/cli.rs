@@ -170,6 +170,9 @@ pub struct RestoreArgs {
     /// Detach from the container's process
     #[arg(short, long)]
     pub detach: bool,
+    /// Path of the previous (pre-)dump the images continue from, relative to the image path: their parent link is made anew (the runc shim's flag for containerd's parent checkpoint)
+    #[arg(long, value_name = "DIR")]
+    pub parent_path: Option<PathBuf>,
     /// Specify the file to write the process id to
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
@@ -215,6 +218,9 @@ pub struct ExecArgs {
     /// Detach from the container's process
     #[arg(short, long)]
     pub detach: bool,
+    /// Path of the previous (pre-)dump the images continue from, relative to the image path: their parent link is made anew (the runc shim's flag for containerd's parent checkpoint)
+    #[arg(long, value_name = "DIR")]
+    pub parent_path: Option<PathBuf>,
     /// Specify the file to write the process id to
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
@@ -660,7 +666,12 @@ mod tests {
         else {
             panic!("not restore")
         };
-        assert!(r.detach && r.bundle.is_some() && r.id == "c2");
+        assert!(r.detach && r.bundle.is_some() && r.id == "c2" && r.parent_path.is_none());
+        let Command::Restore(r) = parse(&["restore", "--parent-path", "../pre", "c3"]).command
+        else {
+            panic!("not restore")
+        };
+        assert_eq!(r.parent_path, Some(PathBuf::from("../pre")));
         assert_eq!(parse(&["list"]).criu, PathBuf::from("criu"));
     }
 

@@ -137,16 +137,6 @@ impl Runtime {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let drain = |pipe: Box<dyn std::io::Read + Send>| {
-            let lines = Arc::new(Mutex::new(Vec::new()));
-            let sink = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                    sink.lock().unwrap().push(line);
-                }
-            });
-            lines
-        };
         let lines = drain(Box::new(child.stdout.take().unwrap()));
         let errors = drain(Box::new(child.stderr.take().unwrap()));
         let status = child.wait().unwrap();
@@ -159,6 +149,29 @@ impl Runtime {
             );
         }
         Output { lines }
+    }
+
+    /// Starts a command that stays attached (`restore` without
+    /// --detach), its stdout and stderr pipes of the test.
+    fn foreground(&self, args: &[&str]) -> Foreground {
+        if let Some(id) = args.last() {
+            self.ids.borrow_mut().push(id.to_string());
+        }
+        let a = self.args(args);
+        let mut child = self
+            .tool
+            .command(&a.iter().map(String::as_str).collect::<Vec<_>>())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Foreground {
+            out: Output {
+                lines: drain(Box::new(child.stdout.take().unwrap())),
+            },
+            errors: drain(Box::new(child.stderr.take().unwrap())),
+            child,
+        }
     }
 
     fn status(&self, id: &str) -> Option<String> {
@@ -183,6 +196,75 @@ impl Runtime {
     }
 }
 
+/// Starts a command that stays attached, its stdio a new pty as at a
+/// user's terminal (runc relays a container's terminal only to one);
+/// returns it with the pty master.
+fn on_pty(rt: &Runtime, args: &[&str]) -> (Foreground, std::fs::File) {
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let slave = std::fs::File::from(pty.slave);
+    let mut cmd = rt
+        .tool
+        .command(&rt.args(args).iter().map(String::as_str).collect::<Vec<_>>());
+    cmd.stdin(slave.try_clone().unwrap())
+        .stdout(slave.try_clone().unwrap())
+        .stderr(slave);
+    if let Some(id) = args.last() {
+        rt.ids.borrow_mut().push(id.to_string());
+    }
+    let fg = Foreground {
+        child: cmd.spawn().unwrap(),
+        out: Output {
+            lines: Default::default(),
+        },
+        errors: Default::default(),
+    };
+    (fg, std::fs::File::from(pty.master))
+}
+
+/// Collects the lines of a pipe on a thread, as they come.
+fn drain(pipe: Box<dyn std::io::Read + Send>) -> Arc<Mutex<Vec<String>>> {
+    let lines = Arc::new(Mutex::new(Vec::new()));
+    let sink = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            sink.lock().unwrap().push(line);
+        }
+    });
+    lines
+}
+
+/// A runtime command attached to the test's pipes.
+struct Foreground {
+    child: std::process::Child,
+    out: Output,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl Foreground {
+    fn signal(&self, sig: i32) {
+        // SAFETY: kill(2) on our own child's pid.
+        assert_eq!(unsafe { libc::kill(self.child.id() as i32, sig) }, 0);
+    }
+
+    /// The command's exit code; it must come within 10 s.
+    fn exit_code(&mut self, who: &str) -> i32 {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "{who}: still attached after 10 s: {:?}",
+                    self.errors.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 /// What a container wrote to its stdout.
 struct Output {
     lines: Arc<Mutex<Vec<String>>>,
@@ -200,6 +282,19 @@ impl Output {
 
     fn last(&self) -> Option<u64> {
         self.numbers().last().copied()
+    }
+
+    /// Waits until a line reads `want` (blanks around it aside).
+    fn wait_line(&self, want: &str, who: &str) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.lines.lock().unwrap().iter().any(|l| l.trim() == want) {
+            assert!(
+                Instant::now() < deadline,
+                "{who}: no {want:?} after 10 s: {:?}",
+                self.lines.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Waits until at least `n` numbers came.
@@ -225,6 +320,17 @@ const COUNTER: &str = "i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done
 
 fn image_dir(tag: &str) -> PathBuf {
     scratch().join(unique_id(tag))
+}
+
+/// Runs `script` detached with `rt` until it has counted to 3; returns
+/// the bundle, the container's id, an image directory and its output.
+fn counting(rt: &Runtime, script: &str, tag: &str) -> (Bundle, String, PathBuf, Output) {
+    let bundle = Bundle::sh(script);
+    bundle.write();
+    let id = unique_id(tag);
+    let out = rt.detached(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id]);
+    out.wait_for(3, &format!("{tag} before checkpoint"));
+    (bundle, id, image_dir(tag), out)
 }
 
 /// Runs the counter, checkpoints it (leaving it running or not), restores
@@ -325,6 +431,47 @@ fn counter_left_running_then_restored_into_its_own_id() {
     }
 }
 
+/// A counter that exits 7 on SIGTERM (as pid 1 of its namespace it gets
+/// only the signals it has a handler for).
+const TRAPPING_COUNTER: &str =
+    "trap 'echo got TERM; exit 7' TERM; i=0; while true; do i=$((i+1)); echo $i; sleep 0.05; done";
+
+/// `restore` without --detach, as runc's: attached until the container
+/// exits, signals forwarded to it, the container's exit status (128+N
+/// when killed by signal N), the container removed after.
+#[test]
+fn restore_in_the_foreground_forwards_signals_and_exits_with_the_container() {
+    require_criu!();
+    for rt in Runtime::both() {
+        let (bundle, id, img, first) = counting(&rt, TRAPPING_COUNTER, "fg");
+        let (b, i) = (bundle.dir.to_str().unwrap(), img.to_str().unwrap());
+        rt.ok(&["checkpoint", "--image-path", i, &id]);
+        let dumped_at = first.last().unwrap();
+        let restore = ["restore", "--bundle", b, "--image-path", i, id.as_str()];
+        // A signal to the runtime reaches the container.
+        let mut fg = rt.foreground(&restore);
+        let counted = fg.out.wait_for(3, "restored in the foreground");
+        assert_eq!(counted[0], dumped_at + 1, "{}: {counted:?}", rt.name);
+        assert_eq!(rt.status(&id).as_deref(), Some("running"), "{}", rt.name);
+        fg.signal(libc::SIGTERM);
+        assert_eq!(fg.exit_code(rt.name), 7, "{}", rt.name);
+        fg.out.wait_line("got TERM", rt.name);
+        assert_eq!(rt.status(&id), None, "{}: not removed", rt.name);
+        if rt.name == "skiff" {
+            assert_nothing_left(&rt.tool, &id);
+        }
+        // Killed from outside: 128+9, and removed too.
+        let mut fg = rt.foreground(&restore);
+        fg.out.wait_for(3, "restored again");
+        rt.ok(&["kill", &id, "KILL"]);
+        assert_eq!(fg.exit_code(rt.name), 137, "{}", rt.name);
+        assert_eq!(rt.status(&id), None, "{}: not removed", rt.name);
+        if rt.name == "skiff" {
+            assert_nothing_left(&rt.tool, &id);
+        }
+    }
+}
+
 /// Whether the kernel tracks dirty pages (what a pre-dump needs).
 fn dirty_tracking() -> bool {
     Command::new(peers().join("criu"))
@@ -396,6 +543,60 @@ fn pre_dump_then_dump() {
         ]);
         let got = restored.wait_for(2, "after restore");
         assert_eq!(got[0], last + 1, "{}: {got:?}", rt.name);
+        rt.remove(&id);
+    }
+}
+
+/// `restore --parent-path`, which the runc shim passes for containerd's
+/// `parent_checkpoint`: the image's parent link is made anew to point
+/// there (CRIU checks it exists). An image whose parent link no longer
+/// resolves (its parent moved) is refused by CRIU for either runtime;
+/// runc 1.3.6 has no such flag on restore (nor 1.1.5), so through the
+/// runc shim a parent checkpoint always fails. No pre-dump is needed:
+/// CRIU opens the parent of any image that links one.
+#[test]
+fn restore_parent_path_relinks_the_images_parent() {
+    require_criu!();
+    for rt in Runtime::both() {
+        let (bundle, id, img, out) = counting(&rt, COUNTER, "parent");
+        let b = bundle.dir.to_str().unwrap();
+        let (dump, parent) = (img.join("dump"), img.join("moved-parent"));
+        std::fs::create_dir_all(&parent).unwrap();
+        let d = dump.to_str().unwrap();
+        rt.ok(&["checkpoint", "--image-path", d, &id]);
+        let last = out.last().unwrap();
+        std::os::unix::fs::symlink("../gone", dump.join("parent")).unwrap();
+        let err = rt.fails(&["restore", "-d", "--bundle", b, "--image-path", d, &id]);
+        if rt.name == "skiff" {
+            assert!(
+                err.contains("Can't open parent path") && err.lines().count() == 1,
+                "{err}"
+            );
+            assert_nothing_left(&rt.tool, &id);
+        }
+        let relinked = [
+            "restore",
+            "-d",
+            "--bundle",
+            b,
+            "--image-path",
+            d,
+            "--parent-path",
+            "../moved-parent",
+            id.as_str(),
+        ];
+        if rt.name == "runc" {
+            let err = rt.fails(&relinked);
+            assert!(err.contains("flag provided but not defined"), "{err}");
+            continue;
+        }
+        let restored = rt.detached(&relinked);
+        let got = restored.wait_for(2, "after restore");
+        assert_eq!(got[0], last + 1, "{got:?}");
+        assert_eq!(
+            std::fs::read_link(dump.join("parent")).unwrap(),
+            Path::new("../moved-parent")
+        );
         rt.remove(&id);
     }
 }
@@ -610,14 +811,8 @@ fn criu_missing_or_too_old_is_one_line() {
 fn paused_container_is_dumped_and_left_paused() {
     require_criu!();
     for rt in Runtime::both() {
-        let bundle = Bundle::sh(COUNTER);
-        bundle.write();
-        let b = bundle.dir.to_str().unwrap();
-        let id = unique_id("paused");
-        let img = image_dir("paused");
-        let i = img.to_str().unwrap();
-        let out = rt.detached(&["run", "-d", "--bundle", b, &id]);
-        out.wait_for(3, "before pause");
+        let (bundle, id, img, out) = counting(&rt, COUNTER, "paused");
+        let (b, i) = (bundle.dir.to_str().unwrap(), img.to_str().unwrap());
         rt.ok(&["pause", &id]);
         let paused_at = out.last().unwrap();
         rt.ok(&["checkpoint", "--leave-running", "--image-path", i, &id]);
@@ -892,24 +1087,30 @@ fn type_into(master: &mut std::fs::File, input: &str, want: &str, who: &str) {
     }
 }
 
+/// A shell on a terminal (through a console socket) that set X=42, then
+/// checkpointed: its bundle, id and image directory.
+fn shell_checkpointed(rt: &Runtime, tag: &str) -> (Bundle, String, PathBuf) {
+    let mut bundle = Bundle::new(&["sh"]);
+    bundle.config["process"]["terminal"] = json!(true);
+    bundle.write();
+    let b = bundle.dir.to_str().unwrap();
+    let id = unique_id(tag);
+    let img = image_dir(tag);
+    let (sock, accept) = console_socket();
+    let s = sock.to_str().unwrap();
+    rt.detached(&["run", "-d", "--console-socket", s, "--bundle", b, &id]);
+    let (_, mut master) = accept.join().unwrap();
+    type_into(&mut master, "X=42; echo $((X+1))\n", "43", rt.name);
+    rt.ok(&["checkpoint", "--image-path", img.to_str().unwrap(), &id]);
+    (bundle, id, img)
+}
+
 #[test]
 fn terminal_container_gets_a_new_pty_through_the_console_socket() {
     require_criu!();
     for rt in Runtime::both() {
-        let mut bundle = Bundle::new(&["sh"]);
-        bundle.config["process"]["terminal"] = json!(true);
-        bundle.write();
-        let b = bundle.dir.to_str().unwrap();
-        let id = unique_id("tty");
-        let img = image_dir("tty");
-        let i = img.to_str().unwrap();
-        let (sock, accept) = console_socket();
-        let s = sock.to_str().unwrap();
-        rt.detached(&["run", "-d", "--console-socket", s, "--bundle", b, &id]);
-        let (_, mut master) = accept.join().unwrap();
-        type_into(&mut master, "X=42; echo $((X+1))\n", "43", rt.name);
-        rt.ok(&["checkpoint", "--image-path", i, &id]);
-        drop(master);
+        let (bundle, id, img) = shell_checkpointed(&rt, "tty");
+        let (b, i) = (bundle.dir.to_str().unwrap(), img.to_str().unwrap());
         // Restore without a console socket: refused, nothing left.
         let err = rt.fails(&["restore", "-d", "--bundle", b, "--image-path", i, &id]);
         if rt.name == "skiff" {
@@ -946,6 +1147,26 @@ fn terminal_container_gets_a_new_pty_through_the_console_socket() {
         // An ordinary container: `exec` works on it.
         rt.ok(&["exec", &new_id, "true"]);
         rt.remove(&new_id);
+    }
+}
+
+/// A terminal container restored without --detach and without a console
+/// socket: the runtime relays between its own terminal and the new pty,
+/// as `run` does, and exits with the shell's status.
+#[test]
+fn terminal_container_restored_in_the_foreground_is_relayed() {
+    require_criu!();
+    for rt in Runtime::both() {
+        let (bundle, id, img) = shell_checkpointed(&rt, "fg-tty");
+        let (b, i) = (bundle.dir.to_str().unwrap(), img.to_str().unwrap());
+        let (mut fg, mut pty) = on_pty(&rt, &["restore", "--bundle", b, "--image-path", i, &id]);
+        type_into(&mut pty, "echo $((X+2))\n", "44", rt.name);
+        std::io::Write::write_all(&mut pty, b"exit 5\n").unwrap();
+        assert_eq!(fg.exit_code(rt.name), 5, "{}", rt.name);
+        assert_eq!(rt.status(&id), None, "{}: not removed", rt.name);
+        if rt.name == "skiff" {
+            assert_nothing_left(&rt.tool, &id);
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use skiff::state::{Root, StateError};
 use crate::api::{CheckpointOptions, Options};
 use crate::error::ShimError;
 use crate::stdio::ChildIo;
+use crate::tasks::Checkpoint;
 
 /// The skiff binary and the state root the shim's containers live under.
 #[derive(Debug, Clone)]
@@ -144,14 +145,15 @@ impl Runtime {
         self.run_to_end(cmd, ChildIo::null(), "checkpoint", id, &log)
     }
 
-    /// `skiff restore --detach` from the images in `image`, in place of
+    /// `skiff restore --detach` from the checkpoint's images, in place of
     /// `create` and `start`; returns the restored init's pid (its pid and
-    /// log files are the init's).
+    /// log files are the init's). A parent checkpoint goes as
+    /// `--parent-path`, as the runc shim passes it to runc.
     pub fn restore(
         &self,
         id: &str,
         bundle: &Path,
-        image: &Path,
+        checkpoint: &Checkpoint,
         io: ChildIo,
         console: Option<&Path>,
         options: &Options,
@@ -159,8 +161,11 @@ impl Runtime {
         let files = Files::in_bundle(bundle, "init");
         let mut cmd = self.init_command(&files, options);
         cmd.args(["restore", "--detach", "--bundle"]).arg(bundle);
-        cmd.arg("--image-path").arg(image);
+        cmd.arg("--image-path").arg(&checkpoint.image);
         cmd.arg("--work-path").arg(bundle.join(CRIU_WORK));
+        if let Some(parent) = &checkpoint.parent {
+            cmd.arg("--parent-path").arg(parent);
+        }
         init_flags(&mut cmd, id, &files, console, options);
         self.run(cmd, io, "restore", id, &files)
     }
@@ -341,5 +346,53 @@ mod tests {
         assert_eq!(rt.binary, PathBuf::from("/usr/bin/skiff"));
         let rt = Runtime::locate("", "/tmp/r", "default");
         assert_eq!(rt.root, PathBuf::from("/tmp/r/default"));
+    }
+
+    /// The restore command line, recorded by a stand-in for skiff that
+    /// writes its arguments and the pid file it is asked for.
+    fn restore_args(parent: Option<&str>) -> Vec<String> {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!(
+            "skiff-shim-restore-{}-{}",
+            std::process::id(),
+            parent.is_some()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join("skiff");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\nprintf '%s\\n' \"$@\" > \"$(dirname \"$0\")/args\"\n\
+             while [ $# -gt 0 ]; do [ \"$1\" = --pid-file ] && echo 42 > \"$2\"; shift; done\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let rt = Runtime::locate(fake.to_str().unwrap(), dir.to_str().unwrap(), "default");
+        let checkpoint = Checkpoint {
+            image: dir.join("image"),
+            parent: parent.map(PathBuf::from),
+        };
+        let pid = rt
+            .restore(
+                "c1",
+                &dir,
+                &checkpoint,
+                ChildIo::null(),
+                None,
+                &Options::default(),
+            )
+            .unwrap();
+        assert_eq!(pid, 42);
+        let args = std::fs::read_to_string(dir.join("args")).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        args.lines().map(String::from).collect()
+    }
+
+    #[test]
+    fn restore_passes_the_parent_checkpoint_as_parent_path() {
+        let args = restore_args(Some("/ckpt/pre"));
+        let at = args.iter().position(|a| a == "--parent-path").unwrap();
+        assert_eq!(args[at + 1], "/ckpt/pre");
+        assert_eq!(args.last().map(String::as_str), Some("c1"));
+        assert!(!restore_args(None).iter().any(|a| a == "--parent-path"));
     }
 }

@@ -280,7 +280,11 @@ impl Service {
         };
         // From a checkpoint, as the runc shim does: the container comes
         // into being at Start, restored with its stdio.
-        let restore_from = (!req.checkpoint.is_empty()).then(|| PathBuf::from(&req.checkpoint));
+        let restore_from = (!req.checkpoint.is_empty()).then(|| tasks::Checkpoint {
+            image: PathBuf::from(&req.checkpoint),
+            parent: (!req.parent_checkpoint.is_empty())
+                .then(|| PathBuf::from(&req.parent_checkpoint)),
+        });
         let (pid, held, oom) = if restore_from.is_some() {
             (0, stdio::Held::default(), None)
         } else {
@@ -353,7 +357,7 @@ impl Service {
         }
         if exec_id.is_empty() {
             match task.restore_from.take() {
-                Some(image) => {
+                Some(checkpoint) => {
                     let owner = stdio::Owner {
                         id,
                         namespace: &namespace,
@@ -361,7 +365,7 @@ impl Service {
                     let options = options::load(&bundle);
                     let (pid, held, relay) =
                         spawn_process(&task.init.stdio, &owner, |io, console| {
-                            runtime.restore(id, &bundle, &image, io, console, &options)
+                            runtime.restore(id, &bundle, &checkpoint, io, console, &options)
                         })?;
                     self.relays.extend(relay);
                     task.init.pid = pid;

@@ -85,7 +85,15 @@ pub struct Task {
     pub oom: Option<OomWatch>,
     /// CRIU's images to restore the init from at Start, for a task
     /// created from a checkpoint (no container exists until then).
-    pub restore_from: Option<PathBuf>,
+    pub restore_from: Option<Checkpoint>,
+}
+
+/// A checkpoint a task is created from: containerd's `checkpoint` and
+/// `parent_checkpoint`.
+pub struct Checkpoint {
+    pub image: PathBuf,
+    /// The (pre-)dump the images continue from, when containerd names one.
+    pub parent: Option<PathBuf>,
 }
 
 /// What the shim watches for a task's OOM events.

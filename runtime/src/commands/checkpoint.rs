@@ -1,6 +1,7 @@
 //! `skiff checkpoint` and `skiff restore`: runc's flags, turned into the
 //! options of `criu::checkpoint` and `criu::restore`.
 
+use std::os::fd::AsFd;
 use std::path::Path;
 
 use super::create::load_bundle_from;
@@ -11,7 +12,7 @@ use crate::criu::restore::RestoreOptions;
 use crate::criu::{self, Common};
 use crate::error::Error;
 use crate::state::Root;
-use crate::{supervise, terminal};
+use crate::{fdpass, supervise, terminal};
 
 /// The shared options; the image path defaults to ./checkpoint, as runc's.
 fn common(criu_path: &Path, args: &CriuArgs) -> Result<Common, Error> {
@@ -59,26 +60,51 @@ pub fn restore(
     systemd_cgroup: bool,
 ) -> Result<i32, Error> {
     let bundle = load_bundle_from(args.bundle.as_deref())?;
-    let console = match &args.console_socket {
+    let mut console = match &args.console_socket {
         Some(path) => Some(
             terminal::connect_console_socket(path).map_err(|e| Error::Message(e.to_string()))?,
         ),
         None => None,
     };
-    let opts = RestoreOptions {
+    let mut opts = RestoreOptions {
         common: common(criu_path, &args.criu)?,
         pid_file: args.pid_file.as_deref(),
-        console,
+        parent_path: args.parent_path.as_deref(),
+        console: None,
         systemd_cgroup,
     };
     if args.detach {
+        opts.console = console;
         criu::restore::restore(root, &args.id, &bundle, &opts)?;
         return Ok(0);
     }
-    // As `run`: the restored init is supervised in the foreground.
+    // As `run`: the restored init is supervised in the foreground, and
+    // without a console socket skiff relays its terminal. Whether it has
+    // one is the image's to say (CRIU hands over a pty master only for a
+    // dumped pty), so the relay end is offered whatever the bundle says.
     let (forwarded, _) = super::run::prepare_to_supervise(args.no_subreaper)?;
+    let relay_end = match console {
+        Some(_) => None,
+        None => {
+            let (ours, theirs) = super::run::relay_socket()?;
+            console = Some(theirs);
+            Some(ours)
+        }
+    };
+    opts.console = console;
     let container = criu::restore::restore(root, &args.id, &bundle, &opts)?;
-    let code = supervise::supervise(container.stored.pid, &forwarded, None)
+    // Closing our copy of the other end makes the receive below end at
+    // once when no master was sent.
+    drop(opts);
+    let master = match relay_end.map(|sock| fdpass::recv(sock.as_fd(), &mut [0u8; 64])) {
+        Some(Ok((_, master))) => master,
+        Some(Err(e)) => {
+            let _ = container.delete(true);
+            return Err(Error::Message(format!("receiving the pty master: {e}")));
+        }
+        None => None,
+    };
+    let code = supervise::supervise(container.stored.pid, &forwarded, master)
         .map_err(|e| Error::Message(format!("supervising the container: {e}")));
     if let Err(e) = container.delete(true) {
         crate::warn!("deleting container {}: {e}", container.stored.id);

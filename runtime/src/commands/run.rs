@@ -3,7 +3,7 @@
 //! signal N). Signals are blocked before the first fork, so an exit that
 //! happens before supervision starts is never lost.
 
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, OwnedFd};
 
 use nix::sys::signal::{SigSet, SigmaskHow};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
@@ -39,13 +39,7 @@ pub fn run(
         .unwrap_or(false);
     let mut relay_end = None;
     if wants_tty && opts.console.is_none() {
-        let (ours, theirs) = socketpair(
-            AddressFamily::Unix,
-            SockType::Stream,
-            None,
-            SockFlag::SOCK_CLOEXEC,
-        )
-        .map_err(|e| Error::Message(format!("console socketpair: {e}")))?;
+        let (ours, theirs) = relay_socket()?;
         opts.console = Some(theirs);
         relay_end = Some(ours);
     }
@@ -72,6 +66,18 @@ pub fn run(
         }
     }
     code
+}
+
+/// A socket pair standing in for a console socket when skiff relays the
+/// terminal itself: the pty master comes in on the first end.
+pub(super) fn relay_socket() -> Result<(OwnedFd, OwnedFd), Error> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::Stream,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(|e| Error::Message(format!("console socketpair: {e}")))
 }
 
 /// Blocks the signals a foreground command forwards (before the init

@@ -33,7 +33,7 @@ pub fn checkpoint(container: &Container, opts: &CheckpointOptions) -> Result<(),
         Status::Running | Status::Paused => {}
         _ => return Err(ContainerError::NotRunning.into()),
     }
-    swrk::check_version(&opts.common.criu)?;
+    let version = swrk::check_version(&opts.common.criu)?;
     let image = Dir::create(&opts.common.image_path)?;
     let work = match &opts.common.work_path {
         Some(p) => Dir::create(p)?,
@@ -67,7 +67,7 @@ pub fn checkpoint(container: &Container, opts: &CheckpointOptions) -> Result<(),
         .as_ref()
         .map(|p| p.to_string_lossy().into_owned());
     rpc_opts.external = external;
-    rpc_opts.freeze_cgroup = freezer(&container.stored.cgroup);
+    rpc_opts.freeze_cgroup = freezer(&container.stored.cgroup, version);
     rpc_opts.config_file = config_file(Some(&container.stored.annotations));
     let kind = if opts.pre_dump {
         ReqType::PreDump
@@ -92,15 +92,27 @@ pub fn checkpoint(container: &Container, opts: &CheckpointOptions) -> Result<(),
     Ok(())
 }
 
+/// CRIU freezes through a cgroup2 directory (`cgroup.freeze`) from 3.14
+/// on; before, it knows only the v1 `freezer.state`.
+const V2_FREEZER: (i32, i32, i32) = (3, 14, 0);
+
 /// The directory CRIU freezes the container through: the v1 freezer's
 /// where the host has one (hybrid hosts pause there), else the cgroup2
-/// directory of a unified host.
-fn freezer(record: &cgroups::Record) -> Option<String> {
+/// directory of a unified host (a systemd unit's included) when this CRIU
+/// can freeze there. Without one CRIU stops the processes with ptrace,
+/// as runc leaves it to on cgroup v2 with an older CRIU.
+fn freezer(record: &cgroups::Record, criu: (i32, i32, i32)) -> Option<String> {
     let v1 = record
         .dirs
         .iter()
         .find(|d| d.subsystems.split(',').any(|s| s == "freezer"));
-    let dir = v1.or_else(|| record.dirs.first().filter(|_| record.unified))?;
+    let v2 = || {
+        record
+            .dirs
+            .first()
+            .filter(|_| record.unified && criu >= V2_FREEZER)
+    };
+    let dir = v1.or_else(v2)?;
     Some(dir.path.to_string_lossy().into_owned())
 }
 
@@ -128,8 +140,13 @@ mod tests {
             ],
             unit: None,
         };
+        let criu = (4, 2, 1);
         assert_eq!(
-            freezer(&hybrid).as_deref(),
+            freezer(&hybrid, criu).as_deref(),
+            Some("/sys/fs/cgroup/freezer/c1")
+        );
+        assert_eq!(
+            freezer(&hybrid, (3, 0, 0)).as_deref(),
             Some("/sys/fs/cgroup/freezer/c1")
         );
         let unified = cgroups::Record {
@@ -138,11 +155,44 @@ mod tests {
             dirs: vec![dir("/sys/fs/cgroup/c1", "")],
             unit: None,
         };
-        assert_eq!(freezer(&unified).as_deref(), Some("/sys/fs/cgroup/c1"));
+        assert_eq!(
+            freezer(&unified, criu).as_deref(),
+            Some("/sys/fs/cgroup/c1")
+        );
         let none = cgroups::Record {
             dirs: vec![dir("/sys/fs/cgroup/unified/c1", "")],
             ..hybrid
         };
-        assert_eq!(freezer(&none), None);
+        assert_eq!(freezer(&none, criu), None);
+    }
+
+    /// On cgroup v2 CRIU freezes through `cgroup.freeze` only from 3.14:
+    /// an older one gets no freeze cgroup (it would look for the v1
+    /// `freezer.state` there and fail) and uses ptrace, as with runc.
+    #[test]
+    fn cgroup2_freezer_only_for_criu_3_14_and_newer() {
+        let unified = cgroups::Record {
+            path: "/c1".into(),
+            unified: true,
+            dirs: vec![dir("/sys/fs/cgroup/c1", "")],
+            unit: None,
+        };
+        assert_eq!(freezer(&unified, (3, 13, 0)), None);
+        assert_eq!(
+            freezer(&unified, (3, 14, 0)).as_deref(),
+            Some("/sys/fs/cgroup/c1")
+        );
+        // A systemd unit's cgroup (--systemd-cgroup) is frozen where the
+        // unit is.
+        let unit = cgroups::Record {
+            path: "/system.slice/skiff-c1.scope".into(),
+            unified: true,
+            dirs: vec![dir("/sys/fs/cgroup/system.slice/skiff-c1.scope", "")],
+            unit: Some("skiff-c1.scope".into()),
+        };
+        assert_eq!(
+            freezer(&unit, (4, 2, 1)).as_deref(),
+            Some("/sys/fs/cgroup/system.slice/skiff-c1.scope")
+        );
     }
 }

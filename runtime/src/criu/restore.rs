@@ -21,6 +21,9 @@ use crate::state::{self, Root};
 pub struct RestoreOptions<'a> {
     pub common: Common,
     pub pid_file: Option<&'a Path>,
+    /// `--parent-path`: where the images' parent is now, relative to the
+    /// image directory.
+    pub parent_path: Option<&'a Path>,
     /// The console socket the pty master goes to, for a container with a
     /// terminal.
     pub console: Option<OwnedFd>,
@@ -50,6 +53,9 @@ pub fn restore(
         Some(p) => Dir::create(p)?,
         None => Dir::open(&opts.common.image_path)?,
     };
+    if opts.parent_path.is_some() {
+        unlink_parent(&image.path)?;
+    }
     let dirs = Dirs { image, work };
     let stdio = read_descriptors(&dirs.image.path)?;
     let stand_ins = stdio_stand_ins(&dirs.image.path)?;
@@ -100,6 +106,26 @@ pub fn restore(
         return Err(ContainerError::from(e).into());
     }
     Ok(container)
+}
+
+/// Removes the image directory's parent link, for CRIU to make it again
+/// where `--parent-path` says (CRIU keeps a link it finds, even one that
+/// no longer resolves).
+fn unlink_parent(image: &Path) -> Result<(), CriuError> {
+    let link = image.join("parent");
+    match std::fs::symlink_metadata(&link) {
+        Ok(m) if m.file_type().is_symlink() => {
+            std::fs::remove_file(&link).map_err(|e| CriuError::ImageDir {
+                path: link,
+                why: e.to_string(),
+            })
+        }
+        Ok(_) => Err(CriuError::ImageDir {
+            path: link,
+            why: "not a symbolic link: cannot point it elsewhere".into(),
+        }),
+        Err(_) => Ok(()),
+    }
 }
 
 /// The stdio names `checkpoint` wrote (none for an image from elsewhere).
@@ -209,6 +235,7 @@ fn run_criu(
     let mut rpc_opts = base_opts(&opts.common, dirs, "restore.log");
     rpc_opts.root = Some(bundle.rootfs.to_string_lossy().into_owned());
     rpc_opts.rst_sibling = true;
+    rpc_opts.parent_img = opts.parent_path.map(|p| p.to_string_lossy().into_owned());
     rpc_opts.external = externals::for_restore(&bundle.spec, &bundle.dir, cgroup.record());
     rpc_opts.cg_root = cgroup_roots(cgroup.record());
     rpc_opts.config_file = config_file(bundle.spec.annotations().as_ref());
@@ -244,12 +271,7 @@ fn run_criu(
         notify_success: false,
     };
     let criu = Swrk::start(&opts.common.criu, &inherit)?;
-    // The restored processes are forked by CRIU: they start in its cgroup
-    // (under systemd, in the unit started with CRIU in it).
-    let placed = cgroup
-        .add(criu.pid(), false)
-        .and_then(|()| cgroup.adopt(criu.pid()));
-    if let Err(e) = placed {
+    if let Err(e) = place_criu(cgroup, criu.pid()) {
         criu.abort();
         return Err(ContainerError::from(e).into());
     }
@@ -276,6 +298,17 @@ fn run_criu(
     }
     resp.restored_pid
         .ok_or_else(|| CriuError::Exited("restore answered without a pid".into()))
+}
+
+/// Puts CRIU's process in the container's cgroup, as create puts its
+/// init: the restored processes are forked by CRIU and start in its
+/// cgroup. Under systemd the unit is started with CRIU in it, and its
+/// answer (a failed start included) and the resources applied once it
+/// runs must come before CRIU forks anything.
+fn place_criu(cgroup: &dyn Manager, pid: libc::pid_t) -> Result<(), cgroups::CgroupError> {
+    cgroup.add(pid, false)?;
+    cgroup.adopt(pid)?;
+    cgroup.settle()
 }
 
 /// Brings lo up in the network namespace of `pid` (CRIU restored it
@@ -305,6 +338,89 @@ fn log_path(dirs: &Dirs) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cell::RefCell;
+    use std::os::fd::BorrowedFd;
+
+    /// A cgroup manager that only records how CRIU is placed.
+    struct Recorder {
+        record: cgroups::Record,
+        calls: RefCell<Vec<String>>,
+    }
+
+    impl Manager for Recorder {
+        fn record(&self) -> &cgroups::Record {
+            &self.record
+        }
+        fn create(&mut self) -> Result<(), cgroups::CgroupError> {
+            unimplemented!()
+        }
+        fn attach(&mut self) -> Result<(), cgroups::CgroupError> {
+            unimplemented!()
+        }
+        fn clone_target(&self) -> Option<BorrowedFd<'_>> {
+            unimplemented!()
+        }
+        fn add(&self, pid: libc::pid_t, _: bool) -> Result<(), cgroups::CgroupError> {
+            self.calls.borrow_mut().push(format!("add {pid}"));
+            Ok(())
+        }
+        fn join_current(&self, _: bool) -> Result<(), cgroups::CgroupError> {
+            unimplemented!()
+        }
+        fn adopt(&self, pid: libc::pid_t) -> Result<(), cgroups::CgroupError> {
+            self.calls.borrow_mut().push(format!("adopt {pid}"));
+            Ok(())
+        }
+        fn settle(&self) -> Result<(), cgroups::CgroupError> {
+            self.calls.borrow_mut().push("settle".into());
+            Ok(())
+        }
+        fn procs(&self) -> Result<Vec<libc::pid_t>, cgroups::CgroupError> {
+            unimplemented!()
+        }
+        fn destroy(&self) -> Result<(), cgroups::CgroupError> {
+            unimplemented!()
+        }
+        fn apply(&self, _: &oci_spec::runtime::LinuxResources) -> Result<(), cgroups::CgroupError> {
+            unimplemented!()
+        }
+        fn freeze(&self, _: bool) -> Result<(), cgroups::CgroupError> {
+            unimplemented!()
+        }
+        fn frozen(&self) -> bool {
+            unimplemented!()
+        }
+        fn stats(&self) -> cgroups::stats::Stats {
+            unimplemented!()
+        }
+        fn oom_kills(&self) -> u64 {
+            unimplemented!()
+        }
+        fn oom_watch(&self) -> Option<OwnedFd> {
+            unimplemented!()
+        }
+        fn signal_all(&self, _: libc::c_int) -> Result<(), cgroups::CgroupError> {
+            unimplemented!()
+        }
+    }
+
+    /// With --systemd-cgroup the unit is started with CRIU in it and
+    /// waited for (systemd's answer collected) before CRIU is asked to
+    /// restore anything, as create waits for its init's unit.
+    #[test]
+    fn criu_is_placed_and_the_unit_waited_for() {
+        let recorder = Recorder {
+            record: cgroups::Record {
+                path: "/system.slice/skiff-c1.scope".into(),
+                unified: true,
+                dirs: vec![],
+                unit: Some("skiff-c1.scope".into()),
+            },
+            calls: RefCell::new(Vec::new()),
+        };
+        place_criu(&recorder, 42).unwrap();
+        assert_eq!(*recorder.calls.borrow(), ["add 42", "adopt 42", "settle"]);
+    }
 
     #[test]
     fn cgroup_roots_name_controllers_only_where_they_differ() {
