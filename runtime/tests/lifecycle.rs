@@ -69,6 +69,48 @@ fn create_start_kill_delete() {
         .fails_with(&["container does not exist"]);
 }
 
+/// runtime-spec, runtime.md "start": once `start` has completed the status
+/// is `running`, which "state" defines as the process having executed the
+/// user's program. skiff's `start` used to return as soon as it had
+/// released the init, which then still ran skiff's own code for a while
+/// (about 1 time in 3 here; runc 1.1.5 and crun 1.28 do the same), so a
+/// signal sent right after `start` could reach a PID 1 with no handler.
+#[test]
+fn start_returns_once_the_program_runs() {
+    require_root!();
+    use std::os::unix::fs::MetadataExt;
+    let skiff = Skiff::new();
+    let bundle = Bundle::new(&["sleep", "1000"]);
+    let pid_file = bundle.dir.join("init.pid");
+    bundle.write();
+    let program = std::fs::metadata(bundle.rootfs.join("bin/sleep")).unwrap();
+    for _ in 0..20 {
+        let id = support::unique_id("started");
+        skiff
+            .run(&[
+                "create",
+                "--bundle",
+                bundle.dir.to_str().unwrap(),
+                "--pid-file",
+                pid_file.to_str().unwrap(),
+                &id,
+            ])
+            .ok();
+        let pid = std::fs::read_to_string(&pid_file).unwrap();
+        skiff.run(&["start", &id]).ok();
+        // The exe link changes before execve closes the fifo's read end.
+        let exe = std::fs::metadata(format!("/proc/{pid}/exe")).unwrap();
+        assert_eq!(
+            (exe.dev(), exe.ino()),
+            (program.dev(), program.ino()),
+            "start returned before the init executed the program"
+        );
+        assert_eq!(skiff.state(&id)["status"], "running");
+        skiff.run(&["delete", "--force", &id]).ok();
+        assert_nothing_left(&skiff, &id);
+    }
+}
+
 #[test]
 fn delete_created_without_force() {
     require_root!();
