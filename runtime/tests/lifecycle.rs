@@ -6,6 +6,20 @@ mod support;
 use serde_json::Value;
 use support::{assert_nothing_left, Bundle, Skiff};
 
+/// `skiff create --bundle B --pid-file P ID`, which must succeed.
+fn create_with_pid_file(skiff: &Skiff, bundle: &Bundle, pid_file: &std::path::Path, id: &str) {
+    skiff
+        .run(&[
+            "create",
+            "--bundle",
+            bundle.dir.to_str().unwrap(),
+            "--pid-file",
+            pid_file.to_str().unwrap(),
+            id,
+        ])
+        .ok();
+}
+
 #[test]
 fn create_start_kill_delete() {
     require_root!();
@@ -14,16 +28,7 @@ fn create_start_kill_delete() {
     let bundle = Bundle::sh("sleep 1000");
     let pid_file = bundle.dir.join("init.pid");
     bundle.write();
-    skiff
-        .run(&[
-            "create",
-            "--bundle",
-            bundle.dir.to_str().unwrap(),
-            "--pid-file",
-            pid_file.to_str().unwrap(),
-            &id,
-        ])
-        .ok();
+    create_with_pid_file(&skiff, &bundle, &pid_file, &id);
     let state = skiff.state(&id);
     assert_eq!(state["status"], "created");
     assert_eq!(state["id"], id.as_str());
@@ -86,16 +91,7 @@ fn start_returns_once_the_program_runs() {
     let program = std::fs::metadata(bundle.rootfs.join("bin/sleep")).unwrap();
     for _ in 0..20 {
         let id = support::unique_id("started");
-        skiff
-            .run(&[
-                "create",
-                "--bundle",
-                bundle.dir.to_str().unwrap(),
-                "--pid-file",
-                pid_file.to_str().unwrap(),
-                &id,
-            ])
-            .ok();
+        create_with_pid_file(&skiff, &bundle, &pid_file, &id);
         let pid = std::fs::read_to_string(&pid_file).unwrap();
         skiff.run(&["start", &id]).ok();
         // The exe link changes before execve closes the fifo's read end.
