@@ -17,7 +17,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::mount::MsFlags;
-use nix::sched::CloneFlags;
 
 use skiff_bench::bundle::build_bundle;
 use skiff_bench::measure;
@@ -35,16 +34,7 @@ struct Runtime {
 
 /// A private mount namespace with a tmpfs at `dir` for state and images.
 fn private_tmpfs(dir: &Path) {
-    nix::sched::unshare(CloneFlags::CLONE_NEWNS)
-        .expect("unshare(CLONE_NEWNS): the benchmark needs root");
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .unwrap();
+    skiff_bench::private_mount_namespace();
     std::fs::create_dir_all(dir).unwrap();
     nix::mount::mount(
         Some("tmpfs"),

@@ -35,3 +35,20 @@ pub fn version_of(tool: &str) -> String {
         Err(e) => format!("not runnable: {e}"),
     }
 }
+
+/// Moves this process into a private mount namespace of its own, with
+/// nothing propagating back to the host: the benchmarks mount their state
+/// tmpfs (and detach what crun refuses) there.
+pub fn private_mount_namespace() {
+    use nix::mount::MsFlags;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .expect("unshare(CLONE_NEWNS): the benchmark needs root");
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .unwrap();
+}

@@ -20,7 +20,6 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::mount::{MntFlags, MsFlags};
-use nix::sched::CloneFlags;
 use skiff_bench::measure::median_p90;
 
 mod rootless;
@@ -43,16 +42,7 @@ fn which(name: &str) -> Option<PathBuf> {
 /// A private mount namespace with the state tmpfs and without the hybrid
 /// cgroup2 mount crun refuses.
 fn private_namespace(state: &Path) {
-    nix::sched::unshare(CloneFlags::CLONE_NEWNS)
-        .expect("unshare(CLONE_NEWNS): the benchmark needs root");
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .unwrap();
+    skiff_bench::private_mount_namespace();
     let unified = Path::new("/sys/fs/cgroup/unified");
     let hybrid = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()

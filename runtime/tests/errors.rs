@@ -374,16 +374,33 @@ fn systemd_cgroup_without_systemd_is_refused_clearly() {
     }
 }
 
+/// Checkpoint of a container that does not exist, and restore from an
+/// image directory that does not exist, fail in one line naming what is
+/// missing, and leave nothing.
 #[test]
-fn checkpoint_and_restore_are_refused_clearly() {
+fn checkpoint_and_restore_of_what_is_missing_fail_clearly() {
     require_root!();
     let skiff = Skiff::new();
+    let id = support::unique_id("nockpt");
+    let images = std::env::temp_dir().join(support::unique_id("no-images"));
+    let images = images.to_str().unwrap();
     skiff
-        .run(&["checkpoint", "--image-path", "/tmp/img", "c1"])
-        .fails_with(&["checkpoint", "not supported"]);
+        .run(&["checkpoint", "--image-path", images, &id])
+        .fails_with(&["container does not exist"]);
+    assert!(!std::path::Path::new(images).exists(), "{images} made");
+    let b = Bundle::new(&["true"]);
+    b.write();
     skiff
-        .run(&["restore", "--image-path", "/tmp/img", "c1"])
-        .fails_with(&["restore", "not supported"]);
+        .run(&[
+            "restore",
+            "--image-path",
+            images,
+            "--bundle",
+            b.dir.to_str().unwrap(),
+            &id,
+        ])
+        .fails_with(&[images]);
+    assert_nothing_left(&skiff, &id);
 }
 
 #[test]
