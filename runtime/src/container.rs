@@ -99,8 +99,13 @@ pub struct Container {
     pub stored: Stored,
 }
 
-/// Waits until the process behind `pidfd` has exited; false on timeout.
-pub fn wait_exit(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, Errno> {
+/// Waits until `fd` polls ready for `events` (errors and hang-ups always
+/// count); false on timeout.
+fn wait_ready(
+    fd: BorrowedFd<'_>,
+    events: PollFlags,
+    timeout: Option<Duration>,
+) -> Result<bool, Errno> {
     let deadline = timeout.map(|t| Instant::now() + t);
     loop {
         let ms = match deadline {
@@ -110,7 +115,7 @@ pub fn wait_exit(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<boo
                 PollTimeout::try_from(left.min(i32::MAX as u128) as i32).unwrap_or(PollTimeout::MAX)
             }
         };
-        let mut fds = [PollFd::new(pidfd, PollFlags::POLLIN)];
+        let mut fds = [PollFd::new(fd, events)];
         match nix::poll::poll(&mut fds, ms) {
             Ok(0) => return Ok(false),
             Ok(_) => return Ok(true),
@@ -118,6 +123,11 @@ pub fn wait_exit(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<boo
             Err(e) => return Err(e),
         }
     }
+}
+
+/// Waits until the process behind `pidfd` has exited; false on timeout.
+pub fn wait_exit(pidfd: BorrowedFd<'_>, timeout: Option<Duration>) -> Result<bool, Errno> {
+    wait_ready(pidfd, PollFlags::POLLIN, timeout)
 }
 
 /// Sends a duplicate of `pidfd` to the `--pidfd-socket` connection, if
@@ -136,18 +146,18 @@ fn send_pidfd(
         .map_err(|source| ContainerError::PidfdSocket { process, source })
 }
 
+/// How long `start` waits for the released init to execute the container's
+/// process: bounded, as every wait on the init is (a cgroup frozen after
+/// the status check would hold it), and generous for loaded hosts.
+const EXECVE_PATIENCE: Duration = Duration::from_secs(10);
+
 /// Waits until the init has executed the container's process: it holds
 /// the exec fifo's read end (close-on-exec) until its execve, or until it
 /// dies, and a fifo with no reader left reports POLLERR to its writer.
-fn wait_for_execve(fifo: BorrowedFd<'_>) -> Result<(), ContainerError> {
-    loop {
-        let mut fds = [PollFd::new(fifo, PollFlags::empty())];
-        match nix::poll::poll(&mut fds, PollTimeout::NONE) {
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(sys("waiting for the container's process")(e)),
-            Ok(_) => return Ok(()),
-        }
-    }
+/// False when it has not within `EXECVE_PATIENCE`.
+fn wait_for_execve(fifo: BorrowedFd<'_>) -> Result<bool, ContainerError> {
+    wait_ready(fifo, PollFlags::empty(), Some(EXECVE_PATIENCE))
+        .map_err(sys("waiting for the container's process"))
 }
 
 impl Container {
@@ -441,8 +451,18 @@ impl Container {
                 e.raw_os_error().unwrap_or(libc::EIO),
             ))
         })?;
-        if hooks::any(self.stored.hooks.as_ref(), hooks::Kind::Poststart) {
-            wait_for_execve(fd.as_fd())?;
+        // runtime-spec, runtime.md "start" and "state": once `start` has
+        // completed the status is `running`, which means the process has
+        // executed the user's program. Returning as soon as the init is
+        // released (as runc and crun do) leaves a window in which the
+        // init is still the runtime's, and a signal sent then to a PID 1
+        // with no handler yet is lost.
+        if !wait_for_execve(fd.as_fd())? {
+            crate::warn!(
+                "container {}: its process has not executed the user's program after {} s; start returns without waiting longer",
+                self.stored.id,
+                EXECVE_PATIENCE.as_secs()
+            );
         }
         let ran = hooks::run(
             self.stored.hooks.as_ref(),

@@ -640,6 +640,108 @@ fn bad_resources_fail_cleanly() {
     }
 }
 
+/// The v1 controllers whose hierarchies this host mounts, from the
+/// super options of its `cgroup` mounts.
+fn mounted_v1_controllers() -> Vec<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    info.lines()
+        .filter_map(|l| l.split_once(" - cgroup "))
+        .flat_map(|(_, rest)| {
+            let opts = rest.split_whitespace().nth(1).unwrap_or_default();
+            opts.split(',').map(str::to_string).collect::<Vec<_>>()
+        })
+        .collect()
+}
+
+/// runtime-spec, runtime.md "Lifecycle" step 2: an environment the runtime
+/// cannot create is an error. A limit for a v1 controller this host does
+/// not mount (net_cls, net_prio or rdma here, and hugetlb, which this
+/// hybrid host's cgroup2 mount offers only at its root) is refused by
+/// name, as runc and crun refuse it, at create and at update; the update
+/// writes none of the other fields it carries. skiff used to skip such a
+/// field with a warning and run the container without the limit.
+#[test]
+fn limits_of_a_controller_the_host_lacks_are_refused() {
+    require_root!();
+    if unified() {
+        let why = "net_cls, net_prio and rdma limits are v1 hierarchies' (cgroup v2 has no net_cls or net_prio)";
+        assert!(std::env::var_os("SKIFF_REQUIRE_ALL").is_none(), "{why}");
+        eprintln!("SKIPPED limits_of_a_controller_the_host_lacks_are_refused: {why}");
+        return;
+    }
+    let mounted = mounted_v1_controllers();
+    let candidates = [
+        (
+            "net_cls",
+            "linux.resources.network.classID",
+            json!({"network": {"classID": 1048577}}),
+        ),
+        (
+            "net_prio",
+            "linux.resources.network.priorities",
+            json!({"network": {"priorities": [{"name": "lo", "priority": 5}]}}),
+        ),
+        (
+            "rdma",
+            "linux.resources.rdma",
+            json!({"rdma": {"mlx5_0": {"hcaHandles": 3}}}),
+        ),
+    ];
+    let mut absent: Vec<_> = candidates
+        .into_iter()
+        .filter(|(c, _, _)| !mounted.iter().any(|m| m == c))
+        .collect();
+    // A hybrid host's cgroup2 mount may offer hugetlb at its root without
+    // enabling it for the cgroups below (this host's does): skiff enables
+    // nothing in a cgroup it did not make, so there is no hugetlb either.
+    let unified_hugetlb = std::fs::read_to_string("/sys/fs/cgroup/unified/cgroup.subtree_control")
+        .is_ok_and(|s| s.split_whitespace().any(|c| c == "hugetlb"));
+    let two_mb = std::path::Path::new("/sys/kernel/mm/hugepages/hugepages-2048kB").exists();
+    if two_mb && !unified_hugetlb && !mounted.iter().any(|m| m == "hugetlb") {
+        absent.push((
+            "hugetlb",
+            "linux.resources.hugepageLimits",
+            json!({"hugepageLimits": [{"pageSize": "2MB", "limit": 2 << 30}]}),
+        ));
+    }
+    if absent.is_empty() {
+        let why = "this host mounts net_cls, net_prio and rdma; the refusal needs one it lacks";
+        assert!(std::env::var_os("SKIFF_REQUIRE_ALL").is_none(), "{why}");
+        eprintln!("SKIPPED limits_of_a_controller_the_host_lacks_are_refused: {why}");
+        return;
+    }
+    let skiff = Skiff::new();
+    for (controller, field, resources) in &absent {
+        let id = support::unique_id("nocontroller");
+        let mut bundle = Bundle::sh("true");
+        bundle.config["linux"]["resources"] = resources.clone();
+        skiff
+            .run_bundle(&bundle, &id)
+            .fails_with(&[field, controller, "not available"]);
+        assert_nothing_left(&skiff, &id);
+    }
+
+    let (controller, field, resources) = &absent[0];
+    let id = support::unique_id("nocontroller");
+    let bundle = Bundle::sh("sleep 1000");
+    bundle.write();
+    skiff
+        .run(&["run", "-d", "--bundle", bundle.dir.to_str().unwrap(), &id])
+        .ok();
+    let pids = cgroup_file(&id, "pids", "pids.max", "pids.max");
+    assert_eq!(read(&pids), "max");
+    let mut update = resources.clone();
+    update["pids"] = json!({"limit": 50});
+    let file = bundle.dir.join("resources.json");
+    std::fs::write(&file, update.to_string()).unwrap();
+    skiff
+        .run(&["update", "-r", file.to_str().unwrap(), &id])
+        .fails_with(&[field, controller]);
+    assert_eq!(read(&pids), "max", "the refused update changed pids.max");
+    skiff.run(&["delete", "--force", &id]).ok();
+    assert_nothing_left(&skiff, &id);
+}
+
 /// A loop device over a scratch file, detached on drop: a block device
 /// the tests may read and throttle (the host's own disks are off limits).
 struct LoopDevice {

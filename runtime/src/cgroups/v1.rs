@@ -49,26 +49,27 @@ impl V1 {
             .then_some(d)
     }
 
-    /// Writes one value where its controller lives. A controller this host
-    /// does not mount is skipped with a warning, as runc skips it; on a
-    /// hybrid host hugetlb may live in the cgroup2 hierarchy instead.
-    fn write(&self, w: &Write) -> Result<(), CgroupError> {
+    /// Where one value goes: the directory and file of the hierarchy that
+    /// has its controller, or on a hybrid host the cgroup2 directory for
+    /// hugetlb. A controller this host offers nowhere is an error naming
+    /// the field, as with runc and crun: a limit asked for and not set
+    /// would leave the container without it (runtime-spec, lifecycle
+    /// step 2: an environment the runtime cannot create is an error).
+    fn destination<'a>(&'a self, w: &'a Write) -> Result<(&'a Path, String, &'a str), CgroupError> {
         if let Some(d) = self.dir_of(w.controller) {
             let (file, value) = w.target(&d.path)?;
-            return write_value(&d.path, file, value, w.field);
+            return Ok((&d.path, file.to_string(), value));
         }
         if w.controller == "hugetlb" {
             if let Some(d) = self.unified_with("hugetlb") {
                 let file = w.file.replace(".limit_in_bytes", ".max");
-                return write_value(&d.path, &file, &w.value, w.field);
+                return Ok((&d.path, file, &w.value));
             }
         }
-        crate::warn!(
-            "{}: the {} controller is not available to containers on this host; not applied (as runc does)",
-            w.field,
-            w.controller
-        );
-        Ok(())
+        Err(CgroupError::NoController {
+            field: w.field.to_string(),
+            controller: w.controller.to_string(),
+        })
     }
 
     /// Create's check of a cgroup it may have found in place: a frozen
@@ -231,8 +232,13 @@ impl Manager for V1 {
                 d.path.join("memory.memsw.limit_in_bytes").exists(),
             );
         }
-        for w in &writes {
-            self.write(w)?;
+        // Every destination first: a refused field changes no file.
+        let targets = writes
+            .iter()
+            .map(|w| self.destination(w))
+            .collect::<Result<Vec<_>, _>>()?;
+        for ((dir, file, value), w) in targets.iter().zip(&writes) {
+            write_value(dir, file, value, w.field)?;
         }
         if let Some(policy) = devices::Policy::of(res.devices().as_deref())? {
             let Some(d) = self.dir_of("devices") else {
