@@ -42,19 +42,31 @@ pub fn systemd_running() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
+/// The ways to the system instance: the system bus, and (for root, when
+/// it exists) systemd's private socket, tried second. The bus comes first
+/// although it is one hop more: systemd sends every peer on its private
+/// socket every signal it has (each unit's PropertiesChanged at each
+/// change, every job's), and builds them in PID 1 while it runs the
+/// container's unit, whereas a peer on the bus gets only the end of its
+/// own jobs (the route runc and crun take too).
+fn system_routes(uid: u32, private_socket: &Path) -> Result<(Address, Option<Address>), DbusError> {
+    let private =
+        (uid == 0 && private_socket.exists()).then(|| Address::Path(private_socket.into()));
+    Ok((Address::system()?, private))
+}
+
 impl Client {
-    /// Connects to the system instance of systemd: its private socket
-    /// when skiff is root (one hop; systemctl does the same), the system
-    /// bus otherwise or when that socket refuses.
+    /// Connects to the system instance of systemd by the system bus, or
+    /// by its private socket when the bus cannot be reached; the bus's
+    /// error when neither can.
     pub fn system() -> Result<Client, DbusError> {
         // SAFETY: geteuid cannot fail.
         let uid = unsafe { libc::geteuid() };
-        if uid == 0 && Path::new(PRIVATE_SOCKET).exists() {
-            if let Ok(c) = Client::direct(&Address::Path(PRIVATE_SOCKET.into()), 0) {
-                return Ok(c);
-            }
+        let (bus, private) = system_routes(uid, Path::new(PRIVATE_SOCKET))?;
+        match (Client::via_bus(&bus, uid), private) {
+            (Err(e), Some(private)) => Client::direct(&private, uid).map_err(|_| e),
+            (client, _) => client,
         }
-        Client::via_bus(&Address::system()?, uid)
     }
 
     /// Connects to the systemd instance `user` names: the user instance
@@ -288,6 +300,21 @@ pub fn is_remote(e: &DbusError, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_private_socket_is_roots_second_way_to_systemd() {
+        let dir = std::env::temp_dir().join(format!("skiff-routes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let private = dir.join("private");
+        std::fs::write(&private, "").unwrap();
+        let (bus, second) = system_routes(0, &private).unwrap();
+        assert_eq!(bus, Address::system().unwrap());
+        assert_eq!(second, Some(Address::Path(private.clone())));
+        assert_eq!(system_routes(1000, &private).unwrap().1, None);
+        std::fs::remove_file(&private).unwrap();
+        assert_eq!(system_routes(0, &private).unwrap().1, None);
+        std::fs::remove_dir(&dir).unwrap();
+    }
     use std::io::{Read, Write};
     use std::os::unix::net::{UnixListener, UnixStream};
 
