@@ -200,25 +200,31 @@ impl Client {
         }
     }
 
-    /// `StopUnit(name, "replace")` and `ResetFailedUnit(name)` sent
-    /// together (one round trip), waiting for both answers but not for
-    /// the stop job. Returns whether systemd knew the unit.
-    pub fn stop_and_forget(&mut self, name: &str) -> Result<bool, DbusError> {
+    /// Sends `StopUnit(name, "replace")` and `ResetFailedUnit(name)`
+    /// together, waiting for neither; returns their serials. systemd
+    /// handles them in order whether or not anyone reads the answers,
+    /// also after the connection has closed.
+    pub fn send_stop_and_forget(&mut self, name: &str) -> Result<(u32, u32), DbusError> {
         let stop = self.conn.send(manager_call("StopUnit", stop_args(name)))?;
         let reset = self.conn.send(manager_call(
             "ResetFailedUnit",
             vec![Value::Str(name.into())],
         ))?;
+        Ok((stop, reset))
+    }
+
+    /// `send_stop_and_forget`, waiting for both answers (a unit systemd
+    /// does not know is no error) but not for the stop job.
+    pub fn stop_and_forget(&mut self, name: &str) -> Result<(), DbusError> {
+        let (stop, reset) = self.send_stop_and_forget(name)?;
         let deadline = Instant::now() + TIMEOUT;
-        let mut known = true;
         for (serial, what) in [(stop, "StopUnit"), (reset, "ResetFailedUnit")] {
             match self.conn.reply(serial, what, deadline) {
-                Ok(_) => {}
-                Err(e) if is_remote(&e, NO_SUCH_UNIT) => known = false,
-                Err(e) => return Err(e),
+                Err(e) if !is_remote(&e, NO_SUCH_UNIT) => return Err(e),
+                _ => {}
             }
         }
-        Ok(known)
+        Ok(())
     }
 
     /// The cgroup of unit `name` (its `ControlGroup`), none when it holds
@@ -421,6 +427,19 @@ mod tests {
         leftover: impl FnOnce(Option<&str>) -> bool,
         systemd: impl FnOnce(&mut FakeSystemd) + Send + 'static,
     ) -> Result<String, DbusError> {
+        against(systemd, |client| {
+            client
+                .send_start("c.scope", &[])
+                .and_then(|p| client.finish_start(p, "c.scope", &[], leftover))
+        })
+    }
+
+    /// Runs `systemd` against a client connected to it, which `calls`
+    /// drives; returns what `calls` returns.
+    fn against<T>(
+        systemd: impl FnOnce(&mut FakeSystemd) + Send + 'static,
+        calls: impl FnOnce(&mut Client) -> T,
+    ) -> T {
         let dir = std::env::temp_dir().join(format!(
             "skiff-fake-systemd-{}-{:?}",
             std::process::id(),
@@ -431,9 +450,7 @@ mod tests {
         let listener = UnixListener::bind(&path).unwrap();
         let server = std::thread::spawn(move || systemd(&mut FakeSystemd::accept(&listener)));
         let mut client = Client::direct(&Address::Path(path), 0).unwrap();
-        let result = client
-            .send_start("c.scope", &[])
-            .and_then(|p| client.finish_start(p, "c.scope", &[], leftover));
+        let result = calls(&mut client);
         // Hung up before the join: a server still waiting for a call the
         // client never made fails instead of waiting forever.
         drop(client);
@@ -444,6 +461,30 @@ mod tests {
             "the fake systemd's script did not run through"
         );
         result
+    }
+
+    #[test]
+    fn a_stop_not_waited_for_leaves_the_connection_usable() {
+        // Sent without reading the answers (delete), and the connection
+        // kept (the shim's): the next start reads past them, and past the
+        // stop job's end, to its own answer.
+        let result = against(
+            |s| {
+                let stop = s.expect("StopUnit");
+                assert_eq!(stop.body[0], Value::Str("c.scope".into()));
+                let reset = s.expect("ResetFailedUnit");
+                s.start_job(&stop, 3, "done");
+                s.reply(&reset, vec![]);
+                let call = s.expect("StartTransientUnit");
+                s.start_job(&call, 4, "done");
+            },
+            |client| {
+                client.send_stop_and_forget("c.scope")?;
+                let pending = client.send_start("c.scope", &[])?;
+                client.finish_start(pending, "c.scope", &[], |_| unreachable!())
+            },
+        );
+        assert_eq!(result.unwrap(), "done");
     }
 
     #[test]
