@@ -1,7 +1,8 @@
 #!/bin/sh
 # Installs what the tests need and runs the whole suite: formatting,
 # clippy, unit tests and the integration tests that run real containers,
-# on this host and again inside a pure cgroup v2 qemu guest.
+# on this host and again inside a pure cgroup v2 qemu guest, and the
+# systemd cgroup driver's suites in a qemu guest that is a systemd host.
 # Run as root on Debian/Ubuntu:
 #     ./scripts/test.sh
 set -eu
@@ -64,4 +65,6 @@ echo "== integration suites again, in a pure cgroup v2 guest (qemu, TCG)"
 ./scripts/v2-tests.sh
 echo "== a paused container checkpointed and restored on cgroup v2 (qemu guest; skiff beside runc)"
 ./scripts/v2-criu.sh
+echo "== systemd suites, in a guest with systemd as PID 1 (qemu, TCG; its root disk is cached in target/)"
+./scripts/systemd-tests.sh
 echo "== all tests passed"

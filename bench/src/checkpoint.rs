@@ -16,10 +16,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::mount::MsFlags;
-
 use skiff_bench::bundle::build_bundle;
-use skiff_bench::measure;
+use skiff_bench::{measure, private_tmpfs};
 
 /// The resident memory of the large container.
 const LARGE_MIB: u64 = 256;
@@ -30,20 +28,6 @@ struct Runtime {
     /// Global flags: skiff is told where CRIU is; runc 1.3 runs the
     /// `criu` on PATH.
     global: Vec<String>,
-}
-
-/// A private mount namespace with a tmpfs at `dir` for state and images.
-fn private_tmpfs(dir: &Path) {
-    skiff_bench::private_mount_namespace();
-    std::fs::create_dir_all(dir).unwrap();
-    nix::mount::mount(
-        Some("tmpfs"),
-        dir,
-        Some("tmpfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .unwrap();
 }
 
 /// The runtime's command with its state under `state`.

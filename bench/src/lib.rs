@@ -7,7 +7,35 @@ pub mod measure;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use nix::mount::MsFlags;
+use nix::sched::CloneFlags;
 use skiff_e2e::Workdir;
+
+/// Enters a mount namespace of the benchmark's own (nothing mounted in it
+/// shows on the host, and it all goes when the benchmark exits) and
+/// mounts a tmpfs on `dir`: state on tmpfs, as on a node (/run is ext4 on
+/// this VM), so the disk is not what is measured.
+pub fn private_tmpfs(dir: &Path) {
+    nix::sched::unshare(CloneFlags::CLONE_NEWNS)
+        .expect("unshare(CLONE_NEWNS): the benchmark needs root");
+    nix::mount::mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    nix::mount::mount(
+        Some("tmpfs"),
+        dir,
+        Some("tmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .unwrap();
+}
 
 /// Copies the shim and skiff into `work`/bin (the shim runs the skiff
 /// beside it), as a package would install them: the page cache holds a
@@ -34,21 +62,4 @@ pub fn version_of(tool: &str) -> String {
             .to_string(),
         Err(e) => format!("not runnable: {e}"),
     }
-}
-
-/// Moves this process into a private mount namespace of its own, with
-/// nothing propagating back to the host: the benchmarks mount their state
-/// tmpfs (and detach what crun refuses) there.
-pub fn private_mount_namespace() {
-    use nix::mount::MsFlags;
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .expect("unshare(CLONE_NEWNS): the benchmark needs root");
-    nix::mount::mount(
-        None::<&str>,
-        "/",
-        None::<&str>,
-        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
-        None::<&str>,
-    )
-    .unwrap();
 }

@@ -5,11 +5,13 @@
 //! and ratios to the faster crun.
 //!
 //! Usage: skiff-bench [--skiff PATH] [--baseline PATH] [--runs N] [--busybox PATH]
-//!        [--rootless USER]
+//!        [--rootless USER | --systemd]
 //!
 //! `--baseline` adds another skiff build (say, the last release) to the
 //! same interleaved run, to measure what a change costs. `--rootless`
-//! times `run` as root and as an ordinary user instead (see rootless.rs).
+//! times `run` as root and as an ordinary user instead (see rootless.rs);
+//! `--systemd`, on a systemd host, the systemd cgroup driver against the
+//! cgroupfs one (see systemd.rs).
 //!
 //! crun 1.8.1 refuses hybrid cgroup hosts, so the benchmark runs every
 //! runtime in a private mount namespace where the cgroup2 mount at
@@ -19,12 +21,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::mount::{MntFlags, MsFlags};
+use nix::mount::MntFlags;
+use skiff_bench::bundle::build_bundle;
 use skiff_bench::measure::median_p90;
+use skiff_bench::private_tmpfs;
 
 mod rootless;
-
-use skiff_bench::bundle::build_bundle;
+mod systemd;
 
 struct Runtime {
     name: String,
@@ -42,7 +45,7 @@ fn which(name: &str) -> Option<PathBuf> {
 /// A private mount namespace with the state tmpfs and without the hybrid
 /// cgroup2 mount crun refuses.
 fn private_namespace(state: &Path) {
-    skiff_bench::private_mount_namespace();
+    private_tmpfs(state);
     let unified = Path::new("/sys/fs/cgroup/unified");
     let hybrid = std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
@@ -51,15 +54,6 @@ fn private_namespace(state: &Path) {
     if hybrid {
         nix::mount::umount2(unified, MntFlags::MNT_DETACH).unwrap();
     }
-    std::fs::create_dir_all(state).unwrap();
-    nix::mount::mount(
-        Some("tmpfs"),
-        state,
-        Some("tmpfs"),
-        MsFlags::empty(),
-        None::<&str>,
-    )
-    .unwrap();
 }
 
 /// One timed command; returns (elapsed, peak RSS of that process in KiB).
@@ -173,6 +167,7 @@ fn main() {
     let mut runs = 50usize;
     let mut busybox = PathBuf::from("/bin/busybox");
     let mut rootless_user = None;
+    let mut systemd = false;
     while let Some(a) = args.next() {
         match a.as_str() {
             "--skiff" => skiff = args.next().map(PathBuf::from),
@@ -180,10 +175,11 @@ fn main() {
             "--runs" => runs = args.next().and_then(|n| n.parse().ok()).unwrap_or(runs),
             "--busybox" => busybox = args.next().map(PathBuf::from).unwrap_or(busybox),
             "--rootless" => rootless_user = args.next(),
+            "--systemd" => systemd = true,
             _ => {
                 eprintln!(
                     "usage: skiff-bench [--skiff PATH] [--baseline PATH] [--runs N] [--busybox PATH] \
-                     [--rootless USER]"
+                     [--rootless USER | --systemd]"
                 );
                 std::process::exit(2);
             }
@@ -216,6 +212,11 @@ fn main() {
             }),
             None => eprintln!("{name} not installed: not compared"),
         }
+        // On the systemd host (the guest booted from the sid root) the
+        // installed peers are sid's already.
+        if systemd {
+            continue;
+        }
         match sid_peers
             .as_ref()
             .map(|d| d.join(name))
@@ -230,6 +231,10 @@ fn main() {
     }
     if let Some(user) = rootless_user {
         rootless::bench(&runtimes, &user, runs, &busybox);
+        return;
+    }
+    if systemd {
+        systemd::bench(&runtimes, runs, &busybox);
         return;
     }
     let work = std::env::temp_dir().join(format!("skiff-bench-{}", std::process::id()));

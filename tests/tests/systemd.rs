@@ -218,6 +218,22 @@ impl Direct {
         self.cmd(args).output().unwrap()
     }
 
+    /// The runtime's `args` (with `--systemd-cgroup`) in a mount
+    /// namespace of their own where the shell commands `hide` first put
+    /// tmpfs over sockets.
+    fn hiding(&self, hide: &str, args: &[&str]) -> Output {
+        let inner = self.cmd(args);
+        Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c"])
+            .arg(format!("{hide} && exec \"$@\""))
+            .arg("sh")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     /// `run -d`: the container keeps the stdio it is given, so it gets
     /// none of ours (a pipe would never reach its end); the runtime's
     /// errors go to a file.
@@ -337,6 +353,9 @@ fn runtime_systemd_cgroup() {
             rt,
             || bus_unreachable(&r, &work),
         );
+        report.run("no system bus: systemd's private socket (root)", rt, || {
+            private_socket_only(&r, &work)
+        });
     }
     drop(work);
     report.finish_all();
@@ -600,19 +619,8 @@ fn failed_unit_reset(r: &Direct, work: &Workdir) -> Result<(), String> {
 fn bus_unreachable(r: &Direct, work: &Workdir) -> Result<(), String> {
     let (id, unit, bundle) = r.in_system_slice(work, "nobus", &["true"]);
     let hide = "mount -t tmpfs tmpfs /run/systemd && mkdir /run/systemd/system \
-        && mount -t tmpfs tmpfs /run/dbus && exec \"$@\"";
-    let o = Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", hide, "sh"])
-        .args(["timeout", "-k", "5", "120"])
-        .arg(&r.bin)
-        .arg("--root")
-        .arg(&r.root)
-        .args(["--systemd-cgroup", "create", "--bundle"])
-        .arg(&bundle)
-        .arg(&id)
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+        && mount -t tmpfs tmpfs /run/dbus";
+    let o = r.hiding(hide, &["create", "--bundle", bundle.to_str().unwrap(), &id]);
     let err = String::from_utf8_lossy(&o.stderr);
     expect!(!o.status.success(), "create without a bus: {o:?}");
     if r.name == "skiff" {
@@ -623,6 +631,16 @@ fn bus_unreachable(r: &Direct, work: &Workdir) -> Result<(), String> {
     }
     let state = r.output(&["state", &id]);
     expect!(!state.status.success(), "state of {id} left: {state:?}");
+    check_gone(&unit, &format!("/system.slice/{unit}"))
+}
+
+/// Without the system bus (no dbus-daemon), root reaches systemd on its
+/// private socket.
+fn private_socket_only(r: &Direct, work: &Workdir) -> Result<(), String> {
+    let (id, unit, bundle) = r.in_system_slice(work, "private", &["true"]);
+    let hide = "mount -t tmpfs tmpfs /run/dbus";
+    let o = r.hiding(hide, &["run", "--bundle", bundle.to_str().unwrap(), &id]);
+    expect!(o.status.success(), "run without the system bus: {o:?}");
     check_gone(&unit, &format!("/system.slice/{unit}"))
 }
 

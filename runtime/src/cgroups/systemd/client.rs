@@ -42,19 +42,31 @@ pub fn systemd_running() -> bool {
     Path::new("/run/systemd/system").is_dir()
 }
 
+/// The ways to the system instance: the system bus, and (for root, when
+/// it exists) systemd's private socket, tried second. The bus comes first
+/// although it is one hop more: systemd sends every peer on its private
+/// socket every signal it has (each unit's PropertiesChanged at each
+/// change, every job's), and builds them in PID 1 while it runs the
+/// container's unit, whereas a peer on the bus gets only the end of its
+/// own jobs (the route runc and crun take too).
+fn system_routes(uid: u32, private_socket: &Path) -> Result<(Address, Option<Address>), DbusError> {
+    let private =
+        (uid == 0 && private_socket.exists()).then(|| Address::Path(private_socket.into()));
+    Ok((Address::system()?, private))
+}
+
 impl Client {
-    /// Connects to the system instance of systemd: its private socket
-    /// when skiff is root (one hop; systemctl does the same), the system
-    /// bus otherwise or when that socket refuses.
+    /// Connects to the system instance of systemd by the system bus, or
+    /// by its private socket when the bus cannot be reached; the bus's
+    /// error when neither can.
     pub fn system() -> Result<Client, DbusError> {
         // SAFETY: geteuid cannot fail.
         let uid = unsafe { libc::geteuid() };
-        if uid == 0 && Path::new(PRIVATE_SOCKET).exists() {
-            if let Ok(c) = Client::direct(&Address::Path(PRIVATE_SOCKET.into()), 0) {
-                return Ok(c);
-            }
+        let (bus, private) = system_routes(uid, Path::new(PRIVATE_SOCKET))?;
+        match (Client::via_bus(&bus, uid), private) {
+            (Err(e), Some(private)) => Client::direct(&private, uid).map_err(|_| e),
+            (client, _) => client,
         }
-        Client::via_bus(&Address::system()?, uid)
     }
 
     /// Connects to the systemd instance `user` names: the user instance
@@ -188,25 +200,31 @@ impl Client {
         }
     }
 
-    /// `StopUnit(name, "replace")` and `ResetFailedUnit(name)` sent
-    /// together (one round trip), waiting for both answers but not for
-    /// the stop job. Returns whether systemd knew the unit.
-    pub fn stop_and_forget(&mut self, name: &str) -> Result<bool, DbusError> {
+    /// Sends `StopUnit(name, "replace")` and `ResetFailedUnit(name)`
+    /// together, waiting for neither; returns their serials. systemd
+    /// handles them in order whether or not anyone reads the answers,
+    /// also after the connection has closed.
+    pub fn send_stop_and_forget(&mut self, name: &str) -> Result<(u32, u32), DbusError> {
         let stop = self.conn.send(manager_call("StopUnit", stop_args(name)))?;
         let reset = self.conn.send(manager_call(
             "ResetFailedUnit",
             vec![Value::Str(name.into())],
         ))?;
+        Ok((stop, reset))
+    }
+
+    /// `send_stop_and_forget`, waiting for both answers (a unit systemd
+    /// does not know is no error) but not for the stop job.
+    pub fn stop_and_forget(&mut self, name: &str) -> Result<(), DbusError> {
+        let (stop, reset) = self.send_stop_and_forget(name)?;
         let deadline = Instant::now() + TIMEOUT;
-        let mut known = true;
         for (serial, what) in [(stop, "StopUnit"), (reset, "ResetFailedUnit")] {
             match self.conn.reply(serial, what, deadline) {
-                Ok(_) => {}
-                Err(e) if is_remote(&e, NO_SUCH_UNIT) => known = false,
-                Err(e) => return Err(e),
+                Err(e) if !is_remote(&e, NO_SUCH_UNIT) => return Err(e),
+                _ => {}
             }
         }
-        Ok(known)
+        Ok(())
     }
 
     /// The cgroup of unit `name` (its `ControlGroup`), none when it holds
@@ -288,6 +306,21 @@ pub fn is_remote(e: &DbusError, name: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_private_socket_is_roots_second_way_to_systemd() {
+        let dir = std::env::temp_dir().join(format!("skiff-routes-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let private = dir.join("private");
+        std::fs::write(&private, "").unwrap();
+        let (bus, second) = system_routes(0, &private).unwrap();
+        assert_eq!(bus, Address::system().unwrap());
+        assert_eq!(second, Some(Address::Path(private.clone())));
+        assert_eq!(system_routes(1000, &private).unwrap().1, None);
+        std::fs::remove_file(&private).unwrap();
+        assert_eq!(system_routes(0, &private).unwrap().1, None);
+        std::fs::remove_dir(&dir).unwrap();
+    }
     use std::io::{Read, Write};
     use std::os::unix::net::{UnixListener, UnixStream};
 
@@ -394,6 +427,19 @@ mod tests {
         leftover: impl FnOnce(Option<&str>) -> bool,
         systemd: impl FnOnce(&mut FakeSystemd) + Send + 'static,
     ) -> Result<String, DbusError> {
+        against(systemd, |client| {
+            client
+                .send_start("c.scope", &[])
+                .and_then(|p| client.finish_start(p, "c.scope", &[], leftover))
+        })
+    }
+
+    /// Runs `systemd` against a client connected to it, which `calls`
+    /// drives; returns what `calls` returns.
+    fn against<T>(
+        systemd: impl FnOnce(&mut FakeSystemd) + Send + 'static,
+        calls: impl FnOnce(&mut Client) -> T,
+    ) -> T {
         let dir = std::env::temp_dir().join(format!(
             "skiff-fake-systemd-{}-{:?}",
             std::process::id(),
@@ -404,9 +450,7 @@ mod tests {
         let listener = UnixListener::bind(&path).unwrap();
         let server = std::thread::spawn(move || systemd(&mut FakeSystemd::accept(&listener)));
         let mut client = Client::direct(&Address::Path(path), 0).unwrap();
-        let result = client
-            .send_start("c.scope", &[])
-            .and_then(|p| client.finish_start(p, "c.scope", &[], leftover));
+        let result = calls(&mut client);
         // Hung up before the join: a server still waiting for a call the
         // client never made fails instead of waiting forever.
         drop(client);
@@ -417,6 +461,30 @@ mod tests {
             "the fake systemd's script did not run through"
         );
         result
+    }
+
+    #[test]
+    fn a_stop_not_waited_for_leaves_the_connection_usable() {
+        // Sent without reading the answers (delete), and the connection
+        // kept (the shim's): the next start reads past them, and past the
+        // stop job's end, to its own answer.
+        let result = against(
+            |s| {
+                let stop = s.expect("StopUnit");
+                assert_eq!(stop.body[0], Value::Str("c.scope".into()));
+                let reset = s.expect("ResetFailedUnit");
+                s.start_job(&stop, 3, "done");
+                s.reply(&reset, vec![]);
+                let call = s.expect("StartTransientUnit");
+                s.start_job(&call, 4, "done");
+            },
+            |client| {
+                client.send_stop_and_forget("c.scope")?;
+                let pending = client.send_start("c.scope", &[])?;
+                client.finish_start(pending, "c.scope", &[], |_| unreachable!())
+            },
+        );
+        assert_eq!(result.unwrap(), "done");
     }
 
     #[test]

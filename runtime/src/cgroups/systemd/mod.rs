@@ -17,11 +17,16 @@
 //!   sets up its mounts, and is waited for only where the unit must
 //!   exist (`settle`: before hooks, before `create` returns; before the
 //!   init goes on when it could not be cloned into the cgroup);
-//! - `delete` asks systemd to stop the unit and forget it, and waits for
-//!   the answers, not for the stop job: the container's processes are
-//!   gone by then, an empty scope ends at once, and the unit carries
-//!   `CollectMode=inactive-or-failed`. A start that finds a unit of that
-//!   name still on its way out (empty) stops it and waits for that.
+//! - `delete` asks systemd to stop a unit it started and forget it, and
+//!   waits neither for the answers nor for the stop job: the container's
+//!   processes are gone by then, systemd ends an empty scope by itself
+//!   and removes its cgroup, the unit carries
+//!   `CollectMode=inactive-or-failed`, and the answers would tell skiff
+//!   nothing it acts on (a unit systemd no longer knows has ended
+//!   already). Waiting for them took most of a systemd `run`'s extra time
+//!   (systemd answers once it has ended the scope that just emptied). A
+//!   start that finds a unit of that name still on its way out (empty)
+//!   stops it and waits for that.
 
 mod client;
 mod gvariant;
@@ -447,29 +452,28 @@ impl Manager for Systemd {
         self.v2.procs()
     }
 
-    /// Stops the unit and has systemd forget it (failed or not), waiting
-    /// for the answers but not for the stop job: the processes are gone
-    /// by now, so there is nothing for the job to wait for, and systemd
-    /// removes the unit's cgroup as it ends it. What skiff made for a
-    /// unit that never came to be, it removes itself.
+    /// Stops the unit and has systemd forget it (failed or not). For a
+    /// unit that was started, without waiting (see the module's notes):
+    /// the processes are gone by now, and systemd removes the unit's
+    /// cgroup as it ends it. What skiff made for a unit that may never
+    /// have come to be, it removes itself once systemd has answered.
     fn destroy(&self) -> Result<(), CgroupError> {
         if let Some(s) = self.starting.borrow_mut().take() {
             // Its answer tells whether there is a unit to stop.
             let _ = self.finish_start(s);
         }
-        let mut unit_exists = false;
+        if self.started.get() {
+            let name = &self.unit;
+            with_bus("stopping", name, |c| c.send_stop_and_forget(name))?;
+            return Ok(());
+        }
         if self.asked.get() {
             let name = &self.unit;
             match with_bus("stopping", name, |c| c.stop_and_forget(name)) {
-                Ok(existed) => unit_exists = existed,
                 // Nothing was started if systemd could never be reached.
-                Err(SystemdError::Bus(_) | SystemdError::UserBus { .. }) if !self.started.get() => {
-                }
+                Ok(()) | Err(SystemdError::Bus(_) | SystemdError::UserBus { .. }) => {}
                 Err(e) => return Err(e.into()),
             }
-        }
-        if unit_exists && self.started.get() {
-            return Ok(());
         }
         self.v2.destroy()
     }
