@@ -39,7 +39,9 @@ python3 - target/v2-criu/config.json <<'PY'
 import json, sys
 spec = json.load(open(sys.argv[1]))
 spec["process"]["terminal"] = False
-spec["process"]["args"] = ["sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done"]
+# x: 1 MiB the counter never writes again, which a dump on top of a
+# pre-dump finds in its parent instead of writing it anew.
+spec["process"]["args"] = ["sh", "-c", "x=$(printf %1048576s .); i=0; while true; do i=$((i+1)); echo $i > /tmp/count; sleep 0.2; done"]
 spec["root"] = {"path": "/tmp/b/rootfs", "readonly": False}
 spec["linux"]["namespaces"] = [n for n in spec["linux"]["namespaces"] if n["type"] != "network"]
 json.dump(spec, open(sys.argv[1], "w"), indent=1)
@@ -76,6 +78,8 @@ cp /bin/busybox $B/rootfs/bin/
 for a in sh sleep; do ln -s busybox $B/rootfs/bin/$a; done
 cp $W/target/v2-criu/config.json $B/
 status() { $R state "$1" 2>/dev/null | sed -n 's/.*"status": "\(.*\)".*/\1/p'; }
+check "soft-dirty page tracking (what a pre-dump needs)" \
+    "$(criu check --feature mem_dirty_track >/dev/null 2>&1 && echo yes)" yes
 for rt in skiff runc; do
     echo "== $rt"
     if [ $rt = skiff ]; then R="$SKIFF --criu $P/criu --root /run/skiff"; else R="$P/runc --root /run/runc"; fi
@@ -99,6 +103,31 @@ for rt in skiff runc; do
     check "a paused container dumped for good is gone" "$(status c1)" ""
     $R delete -f c1 2>/dev/null
     rm -rf $B/rootfs/tmp/count
+
+    # Pre-dump, then a dump on top of it (--parent-path is relative to
+    # the new image directory): the dump writes only the pages dirtied
+    # since, its image links the pre-dump, and the restore reads both.
+    t0=$(date +%s)
+    $R run -d --bundle $B p1 </dev/null >/dev/null 2>&1
+    sleep 1
+    $R checkpoint --pre-dump --image-path /tmp/pre-$rt/P1 p1
+    check "pre-dump leaves it running" "$(status p1)" running
+    sleep 1
+    $R checkpoint --parent-path ../P1 --image-path /tmp/pre-$rt/P2 p1
+    at=$(cat $B/rootfs/tmp/count)
+    check "the dump links its parent" "$(readlink /tmp/pre-$rt/P2/parent)" ../P1
+    p1=$(cat /tmp/pre-$rt/P1/pages-*.img | wc -c)
+    p2=$(cat /tmp/pre-$rt/P2/pages-*.img | wc -c)
+    echo "     pages written: pre-dump $p1 bytes, dump $p2 bytes"
+    check "the dump wrote under half the pre-dump's pages" "$([ $((p2 * 2)) -lt "$p1" ] && echo yes)" yes
+    $R restore -d --bundle $B --image-path /tmp/pre-$rt/P2 p2 </dev/null >/dev/null 2>&1
+    check "restored from the dump and its parent" "$(status p2)" running
+    sleep 1
+    now=$(cat $B/rootfs/tmp/count)
+    check "counts on from the dump" "$([ "$now" -gt "$at" ] && echo yes)" yes
+    $R delete -f p2
+    rm -rf $B/rootfs/tmp/count
+    echo "     pre-dump chain: $(($(date +%s) - t0))s"
 done
 exit $failed
 STORY

@@ -61,7 +61,9 @@ pub fn checkpoint(container: &Container, opts: &CheckpointOptions) -> Result<(),
     rpc_opts.root = Some(container.stored.rootfs.to_string_lossy().into_owned());
     rpc_opts.leave_running = opts.leave_running;
     rpc_opts.auto_dedup = opts.auto_dedup;
-    rpc_opts.track_mem = opts.pre_dump;
+    // A dump on top of a parent finds the pages left clean since in it
+    // only while CRIU tracks memory: without, it writes them all again.
+    rpc_opts.track_mem = opts.pre_dump || opts.parent_path.is_some();
     rpc_opts.parent_img = opts
         .parent_path
         .as_ref()
