@@ -63,7 +63,7 @@ echo "== OCI runtime-tools validation: skiff beside runc and crun (about 6 minut
 ./scripts/runtime-tools.sh
 echo "== integration suites again, in a pure cgroup v2 guest (qemu, TCG)"
 ./scripts/v2-tests.sh
-echo "== a paused container checkpointed and restored on cgroup v2 (qemu guest; skiff beside runc)"
+echo "== a paused container checkpointed and restored, and a pre-dump then a dump, on cgroup v2 (qemu guest; skiff beside runc)"
 ./scripts/v2-criu.sh
 echo "== systemd suites, in a guest with systemd as PID 1 (qemu, TCG; its root disk is cached in target/)"
 ./scripts/systemd-tests.sh

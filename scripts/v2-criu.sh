@@ -7,7 +7,10 @@
 # with --leave-running (CRIU freezes through cgroup.freeze and puts the
 # frozen state back), check it is still paused and did not count, restore
 # the image into a new id (running, counting on), then checkpoint the
-# paused container for good (it is gone).
+# paused container for good (it is gone). Then a pre-dump chain (the
+# guest's kernel tracks soft-dirty pages; this host's does not): pre-dump
+# a counter, dump it on top with --parent-path, check that the dump
+# wrote only what changed, and restore it into a new id.
 #
 # What the guest lacks for CRIU is added for this run only: the modules
 # its feature detection opens (target/guest-kernel/criu-modules), lo up,
