@@ -121,7 +121,12 @@ impl Swrk {
             self.send(&Req::notify_ack())?;
         };
         // CRIU ends once it has answered (or was stopped by our closing
-        // the socket).
+        // the socket), except after a pre-dump: it then waits for the next
+        // pre-dump or the dump, and would print an error on the closed
+        // socket. Stopped first, it leaves a successful pre-dump silent.
+        if req.kind == ReqType::PreDump {
+            let _ = self.child.kill();
+        }
         drop(self.sock);
         let _ = self.child.wait();
         outcome
