@@ -84,11 +84,41 @@ build() {
     cp "$release/containerd-shim-skiff-v2" "$1/shim"
 }
 
+# fault_rounds PACKAGE BINARY COMM WORKLOAD...: relinks PACKAGE with its
+# list, runs WORKLOAD natively under `perf record -e page-faults`, and adds
+# every function whose page a process of BINARY (named COMM, if not empty)
+# faulted in outside the listed ones, until no such fault is left (or a
+# few rounds). A fault maps the 64 KiB around it, so a function shows up
+# only once no other fault maps its page first: that is why it takes
+# rounds. They run the binaries where the linker wrote them: the page
+# cache holds a file the linker wrote in single pages, but a copied file
+# in large folios, and a fault maps its whole folio, which hides the
+# faults counted here.
+fault_rounds() {
+    package=$1 binary=$2 comm=$3
+    shift 3
+    round=1
+    while [ $round -le 5 ]; do
+        cargo build -q --release -p "$package" -p skiff -p skiff-bench
+        perf record -q -c 1 -m 4096 -e page-faults -d -a -o "$work/perf.data" -- "$@" >/dev/null
+        perf script -i "$work/perf.data" --show-mmap-events --show-task-events -F comm,pid,addr \
+            > "$work/faults" 2>/dev/null
+        set +e
+        python3 scripts/hot_functions.py faults "$(map_of "$package")" "$binary" "$list" \
+            "$work/faults" $comm
+        status=$?
+        set -e
+        [ $status = 3 ] && break
+        [ $status = 0 ] || die "reading the page faults failed"
+        round=$((round + 1))
+    done
+}
+
 record_shim() {
     list=shim/hot-functions.txt
     apt_install valgrind linux-perf python3
     apt_install_no_start containerd runc
-    mkdir "$work/vg" "$work/perf"
+    mkdir "$work/vg"
     build "$work/vg"
     # containerd runs containerd-shim-skiff-v2 from the bench's directory.
     cat > "$work/vg/containerd-shim-skiff-v2" <<EOF
@@ -103,27 +133,8 @@ EOF
     python3 scripts/hot_functions.py callgrind "$(map_of containerd-shim-skiff)" "$list" \
         "$work"/vg/callgrind.*
 
-    # The rounds run the binaries where the linker wrote them: the page cache
-    # holds a file the linker wrote in single pages, but a copied file in large
-    # folios, and a fault maps its whole folio, which hides the faults counted
-    # here.
-    round=1
-    while [ $round -le 5 ]; do
-        SKIFF_SHIM_KEEP_SYMBOLS=1 cargo build -q --release \
-            -p containerd-shim-skiff -p skiff -p skiff-bench
-        perf record -q -c 1 -m 4096 -e page-faults -d -a -o "$work/perf/perf.data" -- \
-            "$release/skiff-bench-shim" --in-place --runs 3 --containers 12 >/dev/null
-        perf script -i "$work/perf/perf.data" --show-mmap-events --show-task-events -F comm,pid,addr \
-            > "$work/perf/faults" 2>/dev/null
-        set +e
-        python3 scripts/hot_functions.py faults "$(map_of containerd-shim-skiff)" \
-            "$release/containerd-shim-skiff-v2" "$list" "$work/perf/faults"
-        status=$?
-        set -e
-        [ $status = 3 ] && break
-        [ $status = 0 ] || die "reading the page faults failed"
-        round=$((round + 1))
-    done
+    fault_rounds containerd-shim-skiff "$release/containerd-shim-skiff-v2" skiff-shimd \
+        "$release/skiff-bench-shim" --in-place --runs 3 --containers 12
     # The release build again, stripped, with the final list.
     cargo build -q --release -p containerd-shim-skiff
 }
@@ -138,20 +149,30 @@ in_tracefs() {
 
 record_runtime() {
     list=runtime/hot-functions.txt
-    apt_install python3 binutils
+    apt_install python3 binutils linux-perf
     cargo build -q --release -p skiff -p skiff-bench
     python3 scripts/hot_functions.py uprobes "$(map_of skiff)" "$PWD/$release/skiff" skiffhot \
         > "$work/probes"
     sed 's|^p:\([^ ]*\) .*|-:\1|' "$work/probes" > "$work/unprobes"
-    # One write per line: the kernel splits a longer write into pages
-    # and refuses a line cut in two.
-    trap 'in_tracefs "echo 0 > events/skiffhot/enable; lines < $work/unprobes >> uprobe_events" \
-        2>/dev/null; rm -rf "$work"' EXIT
-    in_tracefs "lines < $work/probes >> uprobe_events && echo 1 > events/skiffhot/enable"
+    # The probes fire into a trace instance of their own, which keeps the
+    # first 32 MiB of hits per CPU and drops the rest: the order in which
+    # functions first ran is the order they are linked in, so that each
+    # process's code (the parent's start, the init's, the parent's wait
+    # and cleanup) lies together, not only the whole workload's.
+    # One write per line to uprobe_events: the kernel splits a longer
+    # write into pages and refuses a line cut in two.
+    trace=instances/skiffhot
+    trap 'in_tracefs "echo 0 > $trace/events/skiffhot/enable; lines < $work/unprobes >> uprobe_events;
+        rmdir $trace" 2>/dev/null || true; rm -rf "$work"' EXIT
+    in_tracefs "mkdir $trace && echo 0 > $trace/options/overwrite && echo 32768 > $trace/buffer_size_kb &&
+        lines < $work/probes >> uprobe_events && echo 1 > $trace/events/skiffhot/enable"
     "$release/skiff-bench" --runs 3 >/dev/null
-    in_tracefs "cat uprobe_profile" > "$work/profile"
-    python3 scripts/hot_functions.py hits "$(map_of skiff)" "$list" "$work/profile"
-    # The release build again, with the list.
+    in_tracefs "echo 0 > $trace/tracing_on && cat uprobe_profile" > "$work/profile"
+    in_tracefs "cat $trace/trace" > "$work/trace"
+    python3 scripts/hot_functions.py hits "$(map_of skiff)" "$list" "$work/profile" "$work/trace"
+    # A probe fires on a function's entry only: glibc's string functions
+    # jump into each other's code, which the faults find.
+    fault_rounds skiff "$release/skiff" "" "$release/skiff-bench" --runs 1
     cargo build -q --release -p skiff
 }
 

@@ -8,13 +8,15 @@ function, whether or not the binary keeps its symbols.
 
     hot_functions.py callgrind MAP LIST CALLGRIND_FILE...
         writes LIST: the functions shim daemons ran under callgrind.
-    hot_functions.py faults MAP BINARY LIST PERF_SCRIPT_OUTPUT
-        adds to LIST the functions whose text pages shim daemons faulted
-        in outside the listed ones; exits 3 when there were none.
+    hot_functions.py faults MAP BINARY LIST PERF_SCRIPT_OUTPUT [COMM]
+        adds to LIST the functions whose text pages processes of BINARY
+        (only those named COMM, when given) faulted in outside the listed
+        ones; exits 3 when there were none.
     hot_functions.py uprobes MAP BINARY GROUP
         prints uprobe_events lines: one probe on each function's entry.
-    hot_functions.py hits MAP LIST UPROBE_PROFILE
-        writes LIST: the functions whose probe fired.
+    hot_functions.py hits MAP LIST UPROBE_PROFILE TRACE
+        writes LIST: the functions whose probe fired, in the order they
+        first fired in TRACE (the probes' trace), then the rest.
     hot_functions.py rename MAP LIST
         renames the names of LIST that MAP lacks to MAP's names of the
         same function (the same demangled name but for the crate hashes),
@@ -55,9 +57,9 @@ def text_range(map_path):
     sys.exit(f"{map_path}: no .text section")
 
 
-def write(path, names):
+def write(path, names, ordered=False):
     with open(path, "w") as f:
-        f.write("".join(n + "\n" for n in sorted(names)))
+        f.write("".join(n + "\n" for n in (names if ordered else sorted(names))))
 
 
 def from_callgrind(map_path, out, profiles):
@@ -82,57 +84,59 @@ def from_callgrind(map_path, out, profiles):
     print(f"{out}: {len(hot)} functions run by {daemons} daemons under callgrind")
 
 
-def from_faults(map_path, binary, out, perf_script):
+def from_faults(map_path, binary, out, perf_script, daemon=None):
+    """Adds to OUT the functions whose text pages processes running
+    BINARY faulted in outside the listed ones (only those named DAEMON,
+    when given); exits 3 when there were none."""
     import bisect
+    import os
     symbols = text_symbols(map_path)
     addresses = [a for a, _ in symbols]
     start, end = text_range(map_path)
-    listed = set(open(out).read().split())
-    name = binary.rsplit("/", 1)[-1]
-    base, parent, daemons, faults = {}, {}, set(), []
+    listed = open(out).read().split()
+    known = set(listed)
+    # Mappings are told apart by inode: the runtime re-executes itself
+    # from an overlayfs view of its binary, under another path.
+    inode = os.stat(binary).st_ino
+    # pid -> where BINARY's first byte is mapped in its memory, None once
+    # it executed something else. Read in time order, as the faults are.
+    base, seen, cold = {}, set(), set()
     for line in open(perf_script, errors="replace"):
         m = re.search(r"PERF_RECORD_FORK\((\d+):\d+\):\((\d+):\d+\)", line)
         if m:
-            parent[int(m.group(1))] = int(m.group(2))
+            # A child has its parent's mappings (the shim's posix_spawn
+            # child even shares the daemon's memory until it executes).
+            base[int(m.group(1))] = base.get(int(m.group(2)))
+            continue
+        m = re.search(r"PERF_RECORD_COMM exec: .*:(\d+)/\d+", line)
+        if m:
+            base[int(m.group(1))] = None
             continue
         if "PERF_RECORD_MMAP2" in line:
-            # The first mapping of the binary (file offset 0) is its base.
-            m = re.search(r"(\d+)/\d+: \[0x([0-9a-f]+)\(0x[0-9a-f]+\) @ 0 .*/" + re.escape(name) + "$",
-                          line.strip())
-            if m:
+            m = re.search(r"(\d+)/\d+: \[0x([0-9a-f]+)\(0x[0-9a-f]+\) @ 0 \S+ (\d+) ", line)
+            if m and int(m.group(3)) == inode:
                 base[int(m.group(1))] = int(m.group(2), 16)
             continue
         f = line.split()
         if len(f) != 3 or "PERF_RECORD_" in line:
             continue
         comm, pid, addr = f[0], int(f[1]), int(f[2], 16)
-        # The daemon names itself (shim/src/server.rs, DAEMON_NAME).
-        if comm == "skiff-shimd":
-            daemons.add(pid)
-        faults.append((pid, comm, addr))
-    cold = set()
-    for pid, comm, addr in faults:
-        owner = pid
-        # The daemon starts skiff with posix_spawn: until it execs, the
-        # child runs in the daemon's memory (CLONE_VM), under the daemon's
-        # name but with a pid of its own and no mapping event, and the
-        # text it faults in stays mapped in the daemon.
-        if pid not in base and comm == "skiff-shimd":
-            owner = parent.get(pid)
-        if owner not in daemons or owner not in base:
+        # The shim's daemon names itself (shim/src/server.rs, DAEMON_NAME).
+        if base.get(pid) is None or (daemon and comm != daemon):
             continue
-        offset = addr - base[owner]
+        seen.add(pid)
+        offset = addr - base[pid]
         if start <= offset < end:
             i = bisect.bisect_right(addresses, offset) - 1
-            if i >= 0 and symbols[i][1] not in listed:
+            if i >= 0 and symbols[i][1] not in known:
                 cold.add(symbols[i][1])
-    if not daemons:
-        sys.exit("no daemon in the page-fault record")
-    print(f"{len(daemons)} daemons faulted in {len(cold)} unlisted functions: "
+    if not seen:
+        sys.exit("no process of the binary in the page-fault record")
+    print(f"{len(seen)} processes faulted in {len(cold)} unlisted functions: "
           + " ".join(sorted(cold))[:300])
     if not cold:
         sys.exit(3)
-    write(out, listed | cold)
+    write(out, listed + sorted(cold), ordered=True)
 
 
 def entries(map_path):
@@ -166,21 +170,31 @@ def print_uprobes(map_path, binary, group):
         print(f"p:{group}/f{i} {binary}:0x{offset:x}")
 
 
-def from_hits(map_path, out, profile):
+def from_hits(map_path, out, profile, trace):
     functions = entries(map_path)
-    hot, probes = set(), 0
+    fired, probes = set(), 0
     for line in open(profile):
         f = line.split()
         if len(f) != 3 or not re.fullmatch(r"f\d+", f[1]):
             continue
         probes += 1
         if int(f[2]) > 0:
-            hot.update(functions[int(f[1][1:])][1])
-    if probes != len(functions) or len(hot) < 100:
+            fired.add(int(f[1][1:]))
+    if probes != len(functions) or len(fired) < 100:
         sys.exit(f"{profile}: {probes} probes of {len(functions)} functions, "
-                 f"{len(hot)} fired: did the workload run the probed binary?")
-    write(out, hot)
-    print(f"{out}: {len(hot)} of {len(functions)} functions ran")
+                 f"{len(fired)} fired: did the workload run the probed binary?")
+    # A trace line: "  comm-pid  [cpu] flags  time: fN: (address)".
+    order = {}
+    for line in open(trace, errors="replace"):
+        m = re.search(r" f(\d+): \(", line)
+        if m:
+            order.setdefault(int(m.group(1)), len(order))
+    # What the trace dropped (it keeps the first hits) goes last, in
+    # address order.
+    ranked = sorted(fired, key=lambda i: (order.get(i, len(order)), i))
+    write(out, [n for i in ranked for n in functions[i][1]], ordered=True)
+    print(f"{out}: {len(fired)} of {len(functions)} functions ran, "
+          f"{len(order)} of them in the trace's order")
 
 
 def demangled(names):
@@ -220,11 +234,11 @@ if __name__ == "__main__":
     if mode == "callgrind":
         from_callgrind(map_file, rest[0], rest[1:])
     elif mode == "faults":
-        from_faults(map_file, *rest[:3])
+        from_faults(map_file, *rest[:4])
     elif mode == "uprobes":
         print_uprobes(map_file, *rest[:2])
     elif mode == "hits":
-        from_hits(map_file, *rest[:2])
+        from_hits(map_file, *rest[:3])
     elif mode == "rename":
         rename(map_file, rest[0])
     else:
