@@ -17,7 +17,7 @@
 //! large folios, and a fault maps a whole folio, so the binaries the
 //! linker wrote (held in single pages) would show less memory than a node
 //! sees. `--in-place` uses them where they were built
-//! (scripts/shim-hot-functions.sh needs single-page faults).
+//! (scripts/hot-functions.sh shim needs single-page faults).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
